@@ -1,0 +1,1 @@
+"""Outreach destination (not implemented yet: records are rejected with reason not_implemented)."""

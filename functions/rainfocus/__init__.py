@@ -1,0 +1,1 @@
+"""RainFocus attendee profiles destination (RNF-01..06)."""

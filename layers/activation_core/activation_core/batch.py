@@ -1,0 +1,208 @@
+"""SQS glue: outcomes -> DLQ, partial batch response, ledger and metrics.
+
+Rejected records go to the DLQ at once with the reason as message attributes; retries are reported
+as batch item failures through Powertools' BatchProcessor; every outcome is counted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from activation_core import aws
+from activation_core.observability import logger, metrics
+from activation_core.outcomes import BatchSummary, Kind, Outcome
+from activation_core.pipeline import RecordResult
+
+_SQS_MAX_VISIBILITY = 43_200
+_ATTRIBUTE_LIMIT = 1000
+
+
+class RetryRecord(Exception):
+    """Raised inside BatchProcessor's record handler so the record is reported as a batch item failure."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchContext:
+    destination_type: str
+    dead_letter_queue_url: str
+    state_table_name: str
+
+
+def _dlq_entry(record: Mapping[str, Any], outcome: Outcome, destination_type: str, index: int) -> dict[str, Any]:
+    def text(value: str) -> dict[str, str]:
+        return {"DataType": "String", "StringValue": (value or "-")[:_ATTRIBUTE_LIMIT]}
+
+    attrs = record.get("attributes") or {}
+    return {
+        "Id": str(index),
+        "MessageBody": record.get("body") or "<empty body>",
+        "MessageAttributes": {
+            "reason": text(outcome.reason),
+            "detail": text(outcome.detail),
+            "destinationType": text(destination_type),
+            "sourceMessageId": text(str(record.get("messageId", ""))),
+            "receiveCount": text(str(attrs.get("ApproximateReceiveCount", "1"))),
+            "rejectedAt": text(str(int(time.time()))),
+        },
+    }
+
+
+def send_rejections_to_dlq(
+    records: Sequence[Mapping[str, Any]], results: dict[str, RecordResult], ctx: BatchContext, sqs: Any
+) -> None:
+    """Send rejected records to the DLQ; one that cannot be sent becomes a retry (nothing lost)."""
+    rejected = [r for r in records if results[str(r.get("messageId"))].outcome.kind is Kind.REJECTED]
+    for start in range(0, len(rejected), 10):
+        chunk = rejected[start : start + 10]
+        entries = [
+            _dlq_entry(r, results[str(r.get("messageId"))].outcome, ctx.destination_type, i)
+            for i, r in enumerate(chunk)
+        ]
+        try:
+            response = sqs.send_message_batch(QueueUrl=ctx.dead_letter_queue_url, Entries=entries)
+            failed_ids = {int(f["Id"]) for f in response.get("Failed", [])}
+        except Exception as exc:
+            logger.warning("DLQ send failed", extra={"error_type": type(exc).__name__})
+            failed_ids = set(range(len(chunk)))
+        for i in failed_ids:
+            message_id = str(chunk[i].get("messageId"))
+            results[message_id].outcome = Outcome.retry("dlq_unavailable", "could not send the rejection to the DLQ")
+
+
+def delay_throttled(records: Sequence[Mapping[str, Any]], results: Mapping[str, RecordResult], sqs: Any) -> None:
+    """Hide records the vendor told us to retry later until that time, instead of hammering the API."""
+    for record in records:
+        outcome = results[str(record.get("messageId"))].outcome
+        if outcome.kind is not Kind.RETRY or not outcome.retry_after:
+            continue
+        arn = str(record.get("eventSourceARN", ""))
+        try:
+            queue_url = sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[-1])["QueueUrl"]
+            sqs.change_message_visibility(
+                QueueUrl=queue_url,
+                ReceiptHandle=record["receiptHandle"],
+                VisibilityTimeout=min(_SQS_MAX_VISIBILITY, max(1, int(outcome.retry_after + 0.999))),
+            )
+        except Exception as exc:  # the queue's own visibility timeout still applies
+            logger.warning("could not delay a throttled record", extra={"error_type": type(exc).__name__})
+
+
+def summarize(results: Mapping[str, RecordResult]) -> BatchSummary:
+    summary = BatchSummary()
+    for result in results.values():
+        summary.add(result.outcome)
+    return summary
+
+
+def record_ledger(results: Mapping[str, RecordResult], ctx: BatchContext, dynamodb: Any) -> None:
+    """Count outcomes per destination type, per instance and per audience in the state table (COM-08).
+
+    Final outcomes are counted once; a retry counts as an attempt. `received` counts first receives
+    only, so received = delivered + skipped + DLQ depth + in flight once the queue settles.
+    """
+    counters: dict[str, Counter[str]] = defaultdict(Counter)
+    for result in results.values():
+        first = result.receive_count <= 1
+        keys = [ctx.destination_type]
+        keys += [f"{ctx.destination_type}#{o.instance_id}" for o in result.per_instance]
+        for key in keys:
+            counters[key]["received"] += int(first)
+        counters[ctx.destination_type][_counter_name(result.outcome)] += 1
+        if result.outcome.kind is not Kind.DELIVERED:
+            counters[ctx.destination_type][_reason_counter(result.outcome)] += 1
+        for o in result.per_instance:
+            counters[f"{ctx.destination_type}#{o.instance_id}"][_counter_name(o.outcome)] += 1
+            for audience_id in o.audience_ids:
+                audience_key = f"{ctx.destination_type}#{o.instance_id}#{audience_id}"
+                counters[audience_key]["received"] += int(first)
+                counters[audience_key][_counter_name(o.outcome)] += 1
+    for key, counts in counters.items():
+        names = {f"#c{i}": name for i, name in enumerate(counts)}
+        values = {f":v{i}": {"N": str(counts[name])} for i, name in enumerate(counts)}
+        expression = "ADD " + ", ".join(f"#c{i} :v{i}" for i in range(len(counts)))
+        try:
+            dynamodb.update_item(
+                TableName=ctx.state_table_name,
+                Key={"pk": {"S": "outcomes"}, "sk": {"S": key}},
+                UpdateExpression=expression,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except Exception as exc:  # monitoring must never fail delivery
+            logger.warning("ledger update failed", extra={"error_type": type(exc).__name__})
+
+
+def _counter_name(outcome: Outcome) -> str:
+    return outcome.kind.value if outcome.kind is not Kind.RETRY else "retried"
+
+
+def _reason_counter(outcome: Outcome) -> str:
+    return f"reason:{_counter_name(outcome)}:{outcome.reason}"
+
+
+def _publish_metrics(summary: BatchSummary) -> None:
+    metrics.add_metric("RecordsReceived", MetricUnit.Count, summary.received)
+    metrics.add_metric("RecordsDelivered", MetricUnit.Count, summary.delivered)
+    metrics.add_metric("RecordsSkipped", MetricUnit.Count, summary.skipped)
+    metrics.add_metric("RecordsRejected", MetricUnit.Count, summary.rejected)
+    metrics.add_metric("RecordsRetried", MetricUnit.Count, summary.retry)
+
+
+def run_batch(
+    event: Mapping[str, Any],
+    context: Any,
+    decide: Callable[[Sequence[Mapping[str, Any]]], dict[str, RecordResult]],
+    ctx: BatchContext,
+) -> dict[str, Any]:
+    """Decide every record's outcome, act on it, and return the partial batch response."""
+    records: list[Mapping[str, Any]] = list(event.get("Records") or [])
+    try:
+        results = decide(records)
+    except Exception as exc:  # whatever broke, the batch retries rather than vanishes
+        logger.exception("batch decision failed", extra={"error_type": type(exc).__name__})
+        results = {}
+    for record in records:
+        message_id = str(record.get("messageId"))
+        if message_id not in results:
+            results[message_id] = RecordResult(Outcome.retry("internal_error", "no decision for this record"))
+    sqs = aws.client("sqs")
+    send_rejections_to_dlq(records, results, ctx, sqs)
+    delay_throttled(records, results, sqs)
+
+    def record_handler(record: SQSRecord) -> None:
+        outcome = results[record.message_id].outcome
+        if outcome.kind is Kind.RETRY:
+            raise RetryRecord(outcome.reason)
+
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    response = process_partial_response(
+        event=dict(event), record_handler=record_handler, processor=processor, context=context
+    )
+    summary = summarize(results)
+    record_ledger(results, ctx, aws.client("dynamodb"))
+    _publish_metrics(summary)
+    logger.info("batch done", extra={"summary": summary.as_dict(), "destination": ctx.destination_type})
+    return dict(response)
+
+
+def reject_all(reason: str, detail: str) -> Callable[[Sequence[Mapping[str, Any]]], dict[str, RecordResult]]:
+    """A decision that rejects every record (a destination that is not built yet)."""
+
+    def decide(records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
+        return {
+            str(r.get("messageId")): RecordResult(
+                Outcome.rejected(reason, detail),
+                receive_count=int((r.get("attributes") or {}).get("ApproximateReceiveCount", "1") or 1),
+            )
+            for r in records
+        }
+
+    return decide

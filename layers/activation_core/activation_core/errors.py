@@ -1,0 +1,53 @@
+"""One error taxonomy that every destination maps its vendor's errors onto.
+
+`reason` is a short, stable, machine-readable code (it ends up in DLQ message attributes and metrics);
+`detail` is human-readable. Neither may ever contain a secret, a token or a plain email.
+"""
+
+from __future__ import annotations
+
+
+class ActivationError(Exception):
+    """Base class: never raised directly."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class RetryableError(ActivationError):
+    """Transient: the record goes back to the queue (5xx, timeouts, connection errors)."""
+
+    def __init__(self, reason: str, detail: str = "", retry_after: float | None = None) -> None:
+        super().__init__(reason, detail)
+        self.retry_after = retry_after
+
+
+class ThrottledError(RetryableError):
+    """The vendor asked us to slow down (429 or a vendor throttle code); `retry_after` in seconds."""
+
+
+class PermanentError(ActivationError):
+    """The vendor will never accept this as sent: rejected to the DLQ at once, never retried."""
+
+
+class AuthError(ActivationError):
+    """Credentials or token refused: refresh the token once, then treat as retryable."""
+
+
+class ConfigError(ActivationError):
+    """A destination configuration is invalid; names the instance and the field."""
+
+    def __init__(self, instance: str, field: str, detail: str) -> None:
+        super().__init__("invalid_config", f"destination '{instance}', field '{field}': {detail}")
+        self.instance = instance
+        self.field = field
+
+
+class InvalidRecordError(PermanentError):
+    """The record itself cannot be sent (missing or invalid field): rejected with the field named."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"invalid_field:{field}", detail)
+        self.field = field

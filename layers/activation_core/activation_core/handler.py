@@ -1,0 +1,54 @@
+"""Builds the thin Lambda entry point of a destination: parse, run the pipeline, report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from activation_core.batch import BatchContext, reject_all, run_batch
+from activation_core.config_store import load_destinations
+from activation_core.observability import logger, metrics
+from activation_core.pipeline import Destination, Pipeline, RecordResult
+from activation_core.settings import function_settings
+
+LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def destination_handler(destination: Destination) -> LambdaHandler:
+    """The Lambda handler of a destination; the pipeline is built on the first invocation and kept warm."""
+    pipeline: list[Pipeline] = []
+
+    def decide(records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
+        if not pipeline:
+            settings = function_settings()
+            pipeline.append(
+                Pipeline(
+                    destination,
+                    settings,
+                    lambda: load_destinations(settings.config_parameter_name, settings.config_cache_seconds),
+                )
+            )
+        return pipeline[0].process(records)
+
+    return _entry(decide)
+
+
+def not_implemented_handler() -> LambdaHandler:
+    """For a destination whose connector is not built yet: each record is rejected to the DLQ, honestly."""
+    decide = reject_all("not_implemented", "this destination is not implemented yet; replay the DLQ later")
+
+    return _entry(decide)
+
+
+def _entry(decide: Callable[[Sequence[Mapping[str, Any]]], dict[str, RecordResult]]) -> LambdaHandler:
+    @logger.inject_lambda_context(clear_state=True)
+    @metrics.log_metrics
+    def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        settings = function_settings()
+        metrics.add_dimension("Destination", settings.destination_type)
+        batch = BatchContext(
+            settings.destination_type, settings.dead_letter_queue_url, settings.state_table_name
+        )
+        return run_batch(event, context, decide, batch)
+
+    return lambda_handler

@@ -1,0 +1,1 @@
+"""Pydantic models of the event contract and of the destination configuration."""

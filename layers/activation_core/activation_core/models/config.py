@@ -1,0 +1,113 @@
+"""Destination configuration: connections, activated audiences and field mappings (COM-02, COM-03, COM-05).
+
+The layer validates what is common to every destination; each destination validates its own
+`settings` with its own model (see `activation_core.config_store.DestinationSpec`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from activation_core.mapping import TRANSFORMS
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_SOURCE_ROOTS = ("identities.", "attributes.", "account.")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class MappingRow(_Strict):
+    """One row: a dotted source path onto a target field, with optional transforms."""
+
+    source: str = Field(description="Dotted path: identities.<namespace> or attributes.<path>")
+    target: str = Field(min_length=1)
+    transforms: tuple[str, ...] = Field(default=(), description=f"Applied in order; one of {sorted(TRANSFORMS)}")
+    identity: bool = Field(default=False, description="The target is an identity of the destination")
+    required: bool = Field(default=False, description="A record without a value is rejected")
+
+    @field_validator("source")
+    @classmethod
+    def _source_has_known_root(cls, value: str) -> str:
+        if not value.startswith(_SOURCE_ROOTS) or value.endswith(".") or ".." in value:
+            raise ValueError(f"source must start with one of {_SOURCE_ROOTS} and be a dotted path")
+        return value
+
+    @field_validator("transforms", mode="before")
+    @classmethod
+    def _known_transforms(cls, value: Any) -> Any:
+        items = [value] if isinstance(value, str) else list(value or ())
+        unknown = [t for t in items if t not in TRANSFORMS]
+        if unknown:
+            raise ValueError(f"unknown transform(s) {unknown}; known: {sorted(TRANSFORMS)}")
+        return tuple(items)
+
+
+class ActivatedAudience(_Strict):
+    """An audience chosen for a connection, with destination-specific extras (list id, mapping id, ...)."""
+
+    id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    origin: str = "segmentation"
+    extras: dict[str, Any] = Field(default_factory=dict)
+
+
+class DestinationInstance(_Strict):
+    """A connection plus its activation (AEP's destination connection + dataflow)."""
+
+    id: str = Field(description="Unique id, lower-case letters, digits and dashes")
+    type: str = Field(description="Destination type: the function that serves it")
+    name: str = ""
+    description: str = ""
+    enabled: bool = True
+    secret: str = Field(min_length=1, description="Secrets Manager name or ARN of the connection secret")
+    consent_purpose: str | None = Field(
+        default="marketing.email",
+        alias="consentPurpose",
+        description="profile.consents key that must not be 'n' for a profile to leave the platform (COM-06)",
+    )
+    settings: dict[str, Any] = Field(default_factory=dict, description="Validated by the destination's model")
+    audiences: tuple[ActivatedAudience, ...] = ()
+    mapping: tuple[MappingRow, ...] = ()
+
+    @field_validator("id")
+    @classmethod
+    def _id_shape(cls, value: str) -> str:
+        if not _ID.match(value):
+            raise ValueError("id must be 1-63 lower-case letters, digits or dashes")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_audiences_and_targets(self) -> DestinationInstance:
+        ids = [a.id for a in self.audiences]
+        if len(ids) != len(set(ids)):
+            raise ValueError("an audience is activated twice on this destination")
+        targets = [m.target for m in self.mapping]
+        if len(targets) != len(set(targets)):
+            raise ValueError("a target field is mapped twice")
+        return self
+
+    def audience(self, audience_id: str) -> ActivatedAudience | None:
+        return next((a for a in self.audiences if a.id == audience_id), None)
+
+
+class DestinationsConfig(_Strict):
+    """The whole document stored in Parameter Store (and in `shared/config/*.json` examples)."""
+
+    schema_version: str = Field(default="1", alias="schemaVersion")
+    destinations: tuple[DestinationInstance, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> DestinationsConfig:
+        ids = [d.id for d in self.destinations]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"destination ids must be unique: {duplicates}")
+        return self
+
+    def of_type(self, destination_type: str) -> list[DestinationInstance]:
+        return [d for d in self.destinations if d.type == destination_type and d.enabled]

@@ -1,0 +1,77 @@
+"""The event contract upstream systems publish to the bus (schemaVersion 1).
+
+JSON Schemas in the project's `shared/schemas/` are generated from these models
+(`python -m local.schemas`) and checked for drift by a test.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = "1"
+
+PROFILE_MEMBERSHIP_CHANGED = "Profile Audience Membership Changed"
+PROFILE_UPDATED = "Profile Updated"
+ACCOUNT_MEMBERSHIP_CHANGED = "Account Audience Membership Changed"
+EVENT_SOURCE = "activation.profiles"
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+class MembershipStatus(StrEnum):
+    REALIZED = "realized"
+    EXITED = "exited"
+
+
+class AudienceMembership(_Contract):
+    id: str = Field(min_length=1, max_length=256)
+    name: str = Field(min_length=1, max_length=512)
+    status: MembershipStatus
+    origin: str = Field(default="segmentation", max_length=64)
+    updated_at: datetime | None = Field(default=None, alias="updatedAt")
+
+
+class Profile(_Contract):
+    identities: dict[str, str] = Field(default_factory=dict)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    consents: dict[str, Literal["y", "n"]] = Field(default_factory=dict)
+
+
+class Account(_Contract):
+    identities: dict[str, str] = Field(default_factory=dict)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class _DetailBase(_Contract):
+    schema_version: Literal["1"] = Field(alias="schemaVersion")
+    event_id: str = Field(alias="eventId", min_length=1, max_length=256)
+    occurred_at: datetime = Field(alias="occurredAt")
+    audiences: list[AudienceMembership] = Field(default_factory=list, max_length=1000)
+
+
+class ProfileEventDetail(_DetailBase):
+    """`detail` of `Profile Audience Membership Changed` and `Profile Updated`."""
+
+    profile: Profile
+
+
+class AccountEventDetail(_DetailBase):
+    """`detail` of `Account Audience Membership Changed`."""
+
+    account: Account
+
+
+class EventEnvelope(_Contract):
+    """The EventBridge envelope as an SQS target receives it."""
+
+    id: str
+    detail_type: str = Field(alias="detail-type")
+    source: str
+    time: datetime | None = None
+    detail: dict[str, Any]

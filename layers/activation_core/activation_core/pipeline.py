@@ -1,0 +1,289 @@
+"""The vendor-neutral destination pipeline: parse -> select audiences -> consent -> map -> deliver.
+
+A destination plugs in a `Destination` (builds a `Connector` per configured instance); the pipeline
+owns everything every destination shares and gives each SQS record exactly one outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from pydantic import ValidationError
+
+from activation_core.errors import ActivationError, ConfigError
+from activation_core.mapping import CompiledMapping, MappedRecord
+from activation_core.models.config import ActivatedAudience, DestinationInstance, DestinationsConfig
+from activation_core.models.events import (
+    ACCOUNT_MEMBERSHIP_CHANGED,
+    PROFILE_MEMBERSHIP_CHANGED,
+    PROFILE_UPDATED,
+    AccountEventDetail,
+    AudienceMembership,
+    EventEnvelope,
+    ProfileEventDetail,
+)
+from activation_core.observability import logger
+from activation_core.outcomes import Outcome, combine
+from activation_core.settings import FunctionSettings
+
+Entity = Literal["profile", "account"]
+_ENTITY_OF_TYPE: dict[str, Entity] = {
+    PROFILE_MEMBERSHIP_CHANGED: "profile",
+    PROFILE_UPDATED: "profile",
+    ACCOUNT_MEMBERSHIP_CHANGED: "account",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRecord:
+    """One SQS record whose body parsed as a supported event."""
+
+    message_id: str
+    receive_count: int
+    event_id: str
+    detail_type: str
+    occurred_at: datetime
+    entity: Entity
+    identities: Mapping[str, str]
+    attributes: Mapping[str, Any]
+    consents: Mapping[str, str]
+    audiences: tuple[AudienceMembership, ...]
+
+    def source_document(self) -> dict[str, Any]:
+        """What mapping rows' dotted source paths are looked up in."""
+        doc: dict[str, Any] = {"identities": self.identities, "attributes": self.attributes}
+        if self.entity == "account":
+            doc["account"] = self.attributes
+        return doc
+
+
+@dataclass(frozen=True, slots=True)
+class Activation:
+    """An audience membership of the record that is activated on the instance."""
+
+    membership: AudienceMembership
+    audience: ActivatedAudience
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """A record ready for a connector: mapped, with the memberships activated on its instance."""
+
+    record: InboundRecord
+    activations: tuple[Activation, ...]
+    mapped: MappedRecord
+
+    @property
+    def key(self) -> str:
+        return self.record.message_id
+
+
+class Connector(Protocol):
+    """A configured destination instance: delivers work items, one outcome per item key."""
+
+    def deliver(self, items: Sequence[WorkItem]) -> Mapping[str, Outcome]: ...
+
+
+class Destination(Protocol):
+    """What a destination package provides to the pipeline."""
+
+    destination_type: str
+    entity: Entity
+
+    def connect(self, instance: DestinationInstance, settings: FunctionSettings) -> Connector:
+        """Validate the instance's settings (raise ConfigError naming the field) and build its connector."""
+        ...
+
+
+@dataclass(slots=True)
+class InstanceOutcome:
+    instance_id: str
+    audience_ids: tuple[str, ...]
+    outcome: Outcome
+
+
+@dataclass(slots=True)
+class RecordResult:
+    """The outcome of one SQS record, and of each instance it went to (for per-audience monitoring)."""
+
+    outcome: Outcome
+    per_instance: list[InstanceOutcome] = field(default_factory=list)
+    receive_count: int = 1
+
+
+def _validation_summary(error: ValidationError) -> str:
+    # Locations and messages only: pydantic's default text echoes input values, which may be PII.
+    parts = [
+        f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
+        for e in error.errors(include_input=False, include_url=False)[:3]
+    ]
+    return "; ".join(parts)
+
+
+def parse_record(record: Mapping[str, Any]) -> InboundRecord | Outcome:
+    """Parse an SQS record's body (an EventBridge event); a malformed one becomes a rejection."""
+    attributes = record.get("attributes") or {}
+    receive_count = int(attributes.get("ApproximateReceiveCount", "1") or 1)
+    message_id = str(record.get("messageId", ""))
+    try:
+        envelope = EventEnvelope.model_validate_json(record.get("body") or "")
+    except ValidationError as exc:
+        return Outcome.rejected("malformed_event", _validation_summary(exc))
+    entity = _ENTITY_OF_TYPE.get(envelope.detail_type)
+    if entity is None:
+        return Outcome.rejected("unsupported_event_type", f"detail-type '{envelope.detail_type[:100]}'")
+    try:
+        if entity == "profile":
+            profile_detail = ProfileEventDetail.model_validate(envelope.detail)
+            subject = profile_detail.profile
+            consents: Mapping[str, str] = subject.consents
+            detail: ProfileEventDetail | AccountEventDetail = profile_detail
+        else:
+            account_detail = AccountEventDetail.model_validate(envelope.detail)
+            subject_account = account_detail.account
+            detail = account_detail
+            consents = {}
+    except ValidationError as exc:
+        return Outcome.rejected("malformed_event", _validation_summary(exc))
+    identities = subject.identities if entity == "profile" else subject_account.identities
+    attrs = subject.attributes if entity == "profile" else subject_account.attributes
+    return InboundRecord(
+        message_id=message_id,
+        receive_count=receive_count,
+        event_id=detail.event_id,
+        detail_type=envelope.detail_type,
+        occurred_at=detail.occurred_at,
+        entity=entity,
+        identities=identities,
+        attributes=attrs,
+        consents=consents,
+        audiences=tuple(detail.audiences),
+    )
+
+
+@dataclass(slots=True)
+class _Prepared:
+    instance: DestinationInstance
+    mapping: CompiledMapping
+    connector: Connector
+
+
+class Pipeline:
+    """Runs one SQS batch through every enabled instance of one destination type."""
+
+    def __init__(
+        self,
+        destination: Destination,
+        settings: FunctionSettings,
+        load_config: Callable[[], DestinationsConfig],
+    ) -> None:
+        self._destination = destination
+        self._settings = settings
+        self._load_config = load_config
+        # Connectors and compiled mappings are built once per instance version, reused across invocations.
+        self._prepared: dict[str, tuple[str, _Prepared]] = {}
+
+    def _instances(self) -> list[_Prepared]:
+        config = self._load_config()
+        prepared: list[_Prepared] = []
+        for instance in config.of_type(self._destination.destination_type):
+            version = instance.model_dump_json()
+            cached = self._prepared.get(instance.id)
+            if cached is None or cached[0] != version:
+                connector = self._destination.connect(instance, self._settings)
+                cached = (version, _Prepared(instance, CompiledMapping(instance.mapping), connector))
+                self._prepared[instance.id] = cached
+            prepared.append(cached[1])
+        return prepared
+
+    def process(self, records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
+        """One RecordResult per SQS messageId; never raises for a record's fault."""
+        results: dict[str, RecordResult] = {}
+        parsed: list[InboundRecord] = []
+        for raw in records:
+            item = parse_record(raw)
+            message_id = str(raw.get("messageId", ""))
+            if isinstance(item, Outcome):
+                count = int((raw.get("attributes") or {}).get("ApproximateReceiveCount", "1") or 1)
+                results[message_id] = RecordResult(item, receive_count=count)
+            else:
+                parsed.append(item)
+        if not parsed:
+            return results
+        try:
+            instances = self._instances()
+        except ConfigError as exc:
+            # Loud, and nothing lost: every record retries until the config is fixed (or reaches the DLQ).
+            logger.error("invalid destination config", extra={"reason": exc.reason, "detail": exc.detail})
+            for record in parsed:
+                results[record.message_id] = RecordResult(
+                    Outcome.retry("invalid_config", exc.detail), receive_count=record.receive_count
+                )
+            return results
+
+        per_record: dict[str, list[InstanceOutcome]] = {r.message_id: [] for r in parsed}
+        for prepared in instances:
+            for message_id, outcome in self._run_instance(prepared, parsed).items():
+                audience_ids = outcome[1]
+                per_record[message_id].append(InstanceOutcome(prepared.instance.id, audience_ids, outcome[0]))
+        for record in parsed:
+            outcomes = per_record[record.message_id]
+            results[record.message_id] = RecordResult(
+                combine(o.outcome for o in outcomes), outcomes, record.receive_count
+            )
+        return results
+
+    def _run_instance(
+        self, prepared: _Prepared, records: Sequence[InboundRecord]
+    ) -> dict[str, tuple[Outcome, tuple[str, ...]]]:
+        instance = prepared.instance
+        decided: dict[str, tuple[Outcome, tuple[str, ...]]] = {}
+        work: list[WorkItem] = []
+        for record in records:
+            activations = tuple(
+                Activation(m, a) for m in record.audiences if (a := instance.audience(m.id)) is not None
+            )
+            audience_ids = tuple(a.audience.id for a in activations)
+            early = self._screen(instance, record, activations)
+            if early is not None:
+                decided[record.message_id] = (early, audience_ids)
+                continue
+            try:
+                mapped = prepared.mapping.apply(record.source_document())
+            except ActivationError as exc:
+                decided[record.message_id] = (Outcome.from_error(exc), audience_ids)
+                continue
+            work.append(WorkItem(record, activations, mapped))
+        if work:
+            for key, outcome in self._deliver(prepared, work).items():
+                item_ids = next(tuple(a.audience.id for a in w.activations) for w in work if w.key == key)
+                decided[key] = (outcome, item_ids)
+        return {k: (o.with_context(instance.id) if o.detail else o, ids) for k, (o, ids) in decided.items()}
+
+    def _screen(
+        self, instance: DestinationInstance, record: InboundRecord, activations: tuple[Activation, ...]
+    ) -> Outcome | None:
+        if record.entity != self._destination.entity:
+            return Outcome.skipped("unsupported_entity", f"{record.entity} events are not sent here")
+        if not activations:
+            return Outcome.skipped("audience_not_activated")
+        purpose = instance.consent_purpose
+        if purpose and record.consents.get(purpose) == "n":
+            return Outcome.skipped("consent", f"consent '{purpose}' is 'n'")
+        return None
+
+    def _deliver(self, prepared: _Prepared, work: Sequence[WorkItem]) -> dict[str, Outcome]:
+        try:
+            outcomes = dict(prepared.connector.deliver(work))
+        except ActivationError as exc:
+            outcome = Outcome.from_error(exc)
+            return {item.key: outcome for item in work}
+        except Exception as exc:  # a bug must not lose records: they retry, then reach the DLQ
+            logger.exception("connector failed", extra={"error_type": type(exc).__name__})
+            outcome = Outcome.retry("internal_error", type(exc).__name__)
+            return {item.key: outcome for item in work}
+        missing = Outcome.retry("no_outcome", "the connector returned no outcome for this record")
+        return {item.key: outcomes.get(item.key, missing) for item in work}

@@ -1,0 +1,42 @@
+"""The environment a destination function runs with, parsed once into a typed model.
+
+Names are the same as the environment variables that template.yaml sets (UPPER_SNAKE).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class FunctionSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    destination_type: str = Field(min_length=1)
+    config_parameter_name: str = Field(min_length=1)
+    state_table_name: str = Field(min_length=1)
+    idempotency_table_name: str = ""
+    dead_letter_queue_url: str = Field(min_length=1)
+    config_cache_seconds: int = 60
+    allow_loopback_urls: bool = False
+
+    @classmethod
+    def from_env(cls) -> FunctionSettings:
+        env = os.environ
+        return cls(
+            destination_type=env.get("DESTINATION_TYPE", ""),
+            config_parameter_name=env.get("CONFIG_PARAMETER_NAME", ""),
+            state_table_name=env.get("STATE_TABLE_NAME", ""),
+            idempotency_table_name=env.get("IDEMPOTENCY_TABLE_NAME", ""),
+            dead_letter_queue_url=env.get("DEAD_LETTER_QUEUE_URL", ""),
+            config_cache_seconds=int(env.get("CONFIG_CACHE_SECONDS", "60")),
+            allow_loopback_urls=env.get("ALLOW_LOOPBACK_URLS", "false").lower() == "true",
+        )
+
+
+@cache
+def function_settings() -> FunctionSettings:
+    """Read on first use, not at import: importing a handler must not need its environment."""
+    return FunctionSettings.from_env()
