@@ -52,7 +52,7 @@ class RainfocusSettings(BaseModel):
     event_code: str = Field(alias="eventCode", min_length=1, max_length=128, description="RainFocus event code")
     environment: str = Field(default="prod", pattern=r"^[a-z0-9-]{1,32}$", description="e.g. dev, prod")
     apply_transformation: bool = Field(
-        default=True, alias="applyTransformation", description="Hash plain emails (email_lc_sha256) before sending"
+        default=False, alias="applyTransformation", description="Hash plain emails (email_lc_sha256) before sending"
     )
     token_path: str = Field(default="/oauth/token", alias="tokenPath", pattern=r"^/[A-Za-z0-9/_.{}-]*$")
     store_path: str = Field(

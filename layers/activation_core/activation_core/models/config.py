@@ -81,15 +81,21 @@ class DestinationInstance(_Strict):
             raise ValueError("id must be 1-63 lower-case letters, digits or dashes")
         return value
 
-    @model_validator(mode="after")
-    def _unique_audiences_and_targets(self) -> DestinationInstance:
-        ids = [a.id for a in self.audiences]
+    @field_validator("audiences")
+    @classmethod
+    def _unique_audiences(cls, value: tuple[ActivatedAudience, ...]) -> tuple[ActivatedAudience, ...]:
+        ids = [a.id for a in value]
         if len(ids) != len(set(ids)):
             raise ValueError("an audience is activated twice on this destination")
-        targets = [m.target for m in self.mapping]
+        return value
+
+    @field_validator("mapping")
+    @classmethod
+    def _unique_targets(cls, value: tuple[MappingRow, ...]) -> tuple[MappingRow, ...]:
+        targets = [m.target for m in value]
         if len(targets) != len(set(targets)):
             raise ValueError("a target field is mapped twice")
-        return self
+        return value
 
     def audience(self, audience_id: str) -> ActivatedAudience | None:
         return next((a for a in self.audiences if a.id == audience_id), None)

@@ -1,0 +1,55 @@
+"""Generate the JSON Schemas in shared/schemas/ from the pydantic models (`make schemas`).
+
+The event and config contracts are language-neutral files for upstream teams; a test fails when the
+checked-in files drift from the models.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_DIR = ROOT / "shared" / "schemas"
+
+
+def _models() -> dict[str, type[BaseModel]]:
+    from activation_core.models.config import DestinationsConfig
+    from activation_core.models.events import AccountEventDetail, ProfileEventDetail
+    from rainfocus.models import RainfocusConnection, RainfocusSettings
+
+    return {
+        "profile-event-detail": ProfileEventDetail,
+        "account-event-detail": AccountEventDetail,
+        "destinations-config": DestinationsConfig,
+        "rainfocus-settings": RainfocusSettings,
+        "rainfocus-connection-secret": RainfocusConnection,
+    }
+
+
+def render() -> dict[str, str]:
+    """File name -> schema text, exactly as written to disk."""
+    out: dict[str, str] = {}
+    for name, model in _models().items():
+        schema: dict[str, Any] = model.model_json_schema(by_alias=True, mode="validation")
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema["$id"] = f"urn:audience-activation:{name}:1"
+        out[f"{name}.schema.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+    return out
+
+
+def main() -> int:
+    SCHEMA_DIR.mkdir(parents=True, exist_ok=True)
+    for file_name, text in render().items():
+        (SCHEMA_DIR / file_name).write_text(text)
+        print(f"wrote shared/schemas/{file_name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path[:0] = [str(ROOT / "layers" / "activation_core"), str(ROOT / "functions")]
+    raise SystemExit(main())

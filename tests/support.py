@@ -1,0 +1,35 @@
+"""Plain helpers shared by tests (fixtures wrapping them live in conftest.py)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "events"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """An EventBridge event from events/eventbridge/ (a fresh copy: tests may change it)."""
+    return json.loads((EVENTS / "eventbridge" / f"{name}.json").read_text())
+
+
+def sqs_record(body: dict[str, Any] | str, message_id: str = "m-1", receive_count: int = 1) -> dict[str, Any]:
+    """An SQS record as the Lambda event source mapping delivers it."""
+    return {
+        "messageId": message_id,
+        "receiptHandle": f"rh-{message_id}",
+        "body": body if isinstance(body, str) else json.dumps(body),
+        "attributes": {"ApproximateReceiveCount": str(receive_count), "SentTimestamp": "1795860000000"},
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:test-queue",
+        "awsRegion": "us-east-1",
+    }
+
+
+def example_config() -> dict[str, Any]:
+    return copy.deepcopy(json.loads((ROOT / "shared/config/destinations.example.json").read_text()))

@@ -1,0 +1,169 @@
+"""The vendor-neutral pipeline with a recording connector: every record gets exactly one outcome."""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from activation_core.config_store import parse_destinations
+from activation_core.errors import ConfigError, RetryableError
+from activation_core.models.config import DestinationInstance, DestinationsConfig
+from activation_core.outcomes import Kind, Outcome
+from activation_core.pipeline import Pipeline, WorkItem
+from activation_core.settings import FunctionSettings
+from tests.support import load_event, sqs_record
+
+SETTINGS = FunctionSettings(
+    destination_type="recording", config_parameter_name="/p", state_table_name="t", dead_letter_queue_url="q"
+)
+
+
+@dataclass
+class RecordingConnector:
+    instance_id: str
+    outcome: Outcome | Exception = field(default_factory=Outcome.delivered)
+    seen: list[WorkItem] = field(default_factory=list)
+
+    def deliver(self, items: Sequence[WorkItem]) -> Mapping[str, Outcome]:
+        self.seen.extend(items)
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return {item.key: self.outcome for item in items}
+
+
+@dataclass
+class RecordingDestination:
+    destination_type: str = "recording"
+    entity: Any = "profile"
+    connectors: dict[str, RecordingConnector] = field(default_factory=dict)
+    connects: int = 0
+    fail_connect: bool = False
+
+    def connect(self, instance: DestinationInstance, settings: FunctionSettings) -> RecordingConnector:
+        self.connects += 1
+        if self.fail_connect:
+            raise ConfigError(instance.id, "settings.x", "bad")
+        return self.connectors.setdefault(instance.id, RecordingConnector(instance.id))
+
+
+def config(*ids: str, consent: str | None = "marketing.email") -> DestinationsConfig:
+    return parse_destinations(
+        {
+            "destinations": [
+                {
+                    "id": i,
+                    "type": "recording",
+                    "secret": "s",
+                    "consentPurpose": consent,
+                    "audiences": [{"id": "aud-expo-invitees", "name": "Expo"}],
+                    "mapping": [
+                        {"source": "identities.email", "target": "email", "identity": True, "required": True},
+                        {"source": "attributes.person.name.firstName", "target": "firstname"},
+                    ],
+                }
+                for i in ids
+            ]
+        }
+    )
+
+
+def run(destination: RecordingDestination, records: list[dict[str, Any]], cfg: DestinationsConfig) -> dict[str, Any]:
+    return Pipeline(destination, SETTINGS, lambda: cfg).process(records)
+
+
+def test_com_03_activated_audience_is_mapped_and_delivered() -> None:
+    destination = RecordingDestination()
+    results = run(destination, [sqs_record(load_event("profile-membership-realized"))], config("one"))
+    assert results["m-1"].outcome.kind is Kind.DELIVERED
+    (item,) = destination.connectors["one"].seen
+    assert item.mapped.identities == {"email": "Ada.Lovelace@Example.com"}
+    assert item.mapped.fields == {"firstname": "Ada"}
+    assert [a.audience.id for a in item.activations] == ["aud-expo-invitees"]
+
+
+def test_com_03_audience_not_activated_never_reaches_the_connector() -> None:
+    destination = RecordingDestination()
+    results = run(destination, [sqs_record(load_event("profile-other-audience"))], config("one"))
+    assert results["m-1"].outcome == Outcome.skipped("audience_not_activated")
+    assert destination.connectors["one"].seen == []
+
+
+def test_com_06_consent_n_never_leaves_the_platform() -> None:
+    destination = RecordingDestination()
+    results = run(destination, [sqs_record(load_event("profile-consent-withdrawn"))], config("one"))
+    assert results["m-1"].outcome.kind is Kind.SKIPPED
+    assert results["m-1"].outcome.reason == "consent"
+    assert destination.connectors["one"].seen == []
+
+
+def test_malformed_events_are_rejected_with_a_reason_and_without_their_values() -> None:
+    bad = load_event("profile-malformed-no-profile")
+    records = [
+        sqs_record(bad, "m-1"),
+        sqs_record("not json at all", "m-2"),
+        sqs_record({"detail-type": "Something Else", "id": "x", "source": "s", "detail": {}}, "m-3"),
+        sqs_record(load_event("profile-membership-realized"), "m-4"),
+    ]
+    destination = RecordingDestination()
+    results = run(destination, records, config("one"))
+    assert results["m-1"].outcome.reason == "malformed_event"
+    assert "profile" in results["m-1"].outcome.detail
+    assert results["m-2"].outcome.reason == "malformed_event"
+    assert results["m-3"].outcome.reason == "unsupported_event_type"
+    assert results["m-4"].outcome.kind is Kind.DELIVERED  # the good record is not failed by the bad ones
+
+
+def test_missing_required_identity_is_rejected_naming_the_field() -> None:
+    event = load_event("profile-membership-realized")
+    del event["detail"]["profile"]["identities"]["email"]
+    results = run(RecordingDestination(), [sqs_record(event)], config("one"))
+    assert results["m-1"].outcome.kind is Kind.REJECTED
+    assert results["m-1"].outcome.reason == "invalid_field:email"
+
+
+def test_com_02_one_record_fans_out_to_every_instance_and_takes_the_most_urgent_outcome() -> None:
+    destination = RecordingDestination()
+    destination.connectors["two"] = RecordingConnector("two", outcome=Outcome.retry("http_503"))
+    results = run(destination, [sqs_record(load_event("profile-membership-realized"))], config("one", "two"))
+    result = results["m-1"]
+    assert result.outcome.kind is Kind.RETRY
+    assert {(o.instance_id, o.outcome.kind) for o in result.per_instance} == {
+        ("one", Kind.DELIVERED), ("two", Kind.RETRY),
+    }  # fmt: skip
+    assert result.per_instance[0].audience_ids == ("aud-expo-invitees",)
+
+
+def test_connector_errors_become_outcomes_for_each_item_and_bugs_retry() -> None:
+    destination = RecordingDestination()
+    destination.connectors["one"] = RecordingConnector("one", outcome=RetryableError("timeout"))
+    destination.connectors["two"] = RecordingConnector("two", outcome=ZeroDivisionError())
+    records = [sqs_record(load_event("profile-membership-realized"), f"m-{i}") for i in range(3)]
+    results = run(destination, records, config("one", "two"))
+    assert {r.outcome.kind for r in results.values()} == {Kind.RETRY}
+    assert all("internal_error" in r.outcome.reason and "timeout" in r.outcome.reason for r in results.values())
+
+
+def test_an_invalid_config_retries_every_record_instead_of_losing_it() -> None:
+    destination = RecordingDestination(fail_connect=True)
+    records = [sqs_record(load_event("profile-membership-realized"), f"m-{i}") for i in range(3)]
+    results = run(destination, records, config("one"))
+    assert [r.outcome.reason for r in results.values()] == ["invalid_config"] * 3
+
+
+def test_connectors_are_built_once_per_instance_version() -> None:
+    destination = RecordingDestination()
+    cfg = config("one")
+    pipeline = Pipeline(destination, SETTINGS, lambda: cfg)
+    for _ in range(3):
+        pipeline.process([sqs_record(load_event("profile-membership-realized"))])
+    assert destination.connects == 1
+
+
+@pytest.mark.parametrize("count", [1, 7, 25])
+def test_every_record_gets_exactly_one_outcome(count: int) -> None:
+    names = ["profile-membership-realized", "profile-consent-withdrawn", "profile-malformed-no-profile",
+             "profile-other-audience", "profile-invalid-country"]  # fmt: skip
+    records = [sqs_record(load_event(names[i % len(names)]), f"m-{i}") for i in range(count)]
+    results = run(RecordingDestination(), records, config("one"))
+    assert sorted(results) == sorted(r["messageId"] for r in records)
