@@ -1,0 +1,130 @@
+"""SQS glue: rejected records reach the DLQ with their reason, retries become batch item failures,
+and the ledger keeps the books (received = delivered + skipped + rejected + retry)."""
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from activation_core import aws
+from activation_core.batch import BatchContext, reject_all, run_batch
+from activation_core.outcomes import Outcome
+from activation_core.pipeline import InstanceOutcome, RecordResult
+from tests.support import sqs_record
+
+
+@pytest.fixture
+def queues() -> Iterator[dict[str, str]]:
+    with mock_aws():
+        aws.reset_clients()
+        sqs = boto3.client("sqs")
+        dlq = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+        source = sqs.create_queue(QueueName="test-queue")["QueueUrl"]
+        boto3.client("dynamodb").create_table(
+            TableName="state",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"},
+            ],  # fmt: skip
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield {"dlq": dlq, "source": source}
+        aws.reset_clients()
+
+
+def decided(outcomes: dict[str, Outcome]) -> Any:
+    def decide(records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
+        return {
+            str(r["messageId"]): RecordResult(
+                outcomes[str(r["messageId"])],
+                [InstanceOutcome("inst", ("aud-1",), outcomes[str(r["messageId"])])],
+                int(r["attributes"]["ApproximateReceiveCount"]),
+            )
+            for r in records
+        }
+
+    return decide
+
+
+def ledger(key: str) -> dict[str, int]:
+    item = boto3.client("dynamodb").get_item(
+        TableName="state", Key={"pk": {"S": "outcomes"}, "sk": {"S": key}}
+    ).get("Item", {})
+    return {k: int(v["N"]) for k, v in item.items() if "N" in v}
+
+
+def dlq_messages(url: str) -> list[dict[str, Any]]:
+    return boto3.client("sqs").receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+    ).get("Messages", [])
+
+
+def test_com_09_rejections_go_to_the_dlq_with_reason_and_retries_are_reported(queues: dict[str, str]) -> None:
+    ctx = BatchContext("rainfocus", queues["dlq"], "state")
+    outcomes = {
+        "m-1": Outcome.delivered(),
+        "m-2": Outcome.rejected("invalid_field:countryid", "'countryid' must be an ISO 3166-1 alpha-2 code"),
+        "m-3": Outcome.retry("http_503"),
+        "m-4": Outcome.skipped("consent"),
+    }
+    event = {"Records": [sqs_record({"n": i}, f"m-{i}") for i in range(1, 5)]}
+    response = run_batch(event, None, decided(outcomes), ctx)
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-3"}]}
+    (message,) = dlq_messages(queues["dlq"])
+    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+    assert attributes["reason"] == "invalid_field:countryid"
+    assert attributes["sourceMessageId"] == "m-2"
+    assert attributes["destinationType"] == "rainfocus"
+    assert message["Body"] == '{"n": 2}'  # the original event, replayable as it was
+
+    totals = ledger("rainfocus")
+    assert totals["received"] == 4
+    assert totals["received"] == totals["delivered"] + totals["skipped"] + totals["rejected"] + totals["retried"]
+    assert totals["reason:rejected:invalid_field:countryid"] == 1
+    assert ledger("rainfocus#inst#aud-1")["delivered"] == 1
+
+
+def test_com_09_an_unreachable_dlq_turns_a_rejection_into_a_retry(queues: dict[str, str]) -> None:
+    ctx = BatchContext("rainfocus", queues["dlq"] + "-missing", "state")
+    event = {"Records": [sqs_record({"n": 1}, "m-1")]}
+    response = run_batch(event, None, decided({"m-1": Outcome.rejected("x")}), ctx)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+
+
+def test_a_crashing_decision_retries_the_whole_batch(queues: dict[str, str]) -> None:
+    def explode(records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
+        raise RuntimeError("bug")
+
+    event = {"Records": [sqs_record({"n": i}, f"m-{i}") for i in range(3)]}
+    response = run_batch(event, None, explode, BatchContext("rainfocus", queues["dlq"], "state"))
+    assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == ["m-0", "m-1", "m-2"]
+
+
+def test_throttled_records_are_hidden_until_the_vendor_reset_time(queues: dict[str, str]) -> None:
+    sqs = boto3.client("sqs")
+    sqs.send_message(QueueUrl=queues["source"], MessageBody="{}")
+    (received,) = sqs.receive_message(QueueUrl=queues["source"], VisibilityTimeout=0)["Messages"]
+    record = sqs_record("{}", received["MessageId"])
+    record["receiptHandle"] = received["ReceiptHandle"]
+    outcome = {received["MessageId"]: Outcome.retry("http_429", retry_after=900)}
+    run_batch({"Records": [record]}, None, decided(outcome), BatchContext("rainfocus", queues["dlq"], "state"))
+    # Visible again at once without the delay (VisibilityTimeout=0 above); hidden with it.
+    assert sqs.receive_message(QueueUrl=queues["source"]).get("Messages", []) == []
+
+
+def test_received_counts_first_receives_only(queues: dict[str, str]) -> None:
+    ctx = BatchContext("rainfocus", queues["dlq"], "state")
+    run_batch({"Records": [sqs_record({}, "m-1", 1)]}, None, decided({"m-1": Outcome.retry("timeout")}), ctx)
+    run_batch({"Records": [sqs_record({}, "m-1", 2)]}, None, decided({"m-1": Outcome.delivered()}), ctx)
+    totals = ledger("rainfocus")
+    assert (totals["received"], totals["delivered"], totals["retried"]) == (1, 1, 1)
+
+
+def test_not_implemented_destinations_reject_every_record(queues: dict[str, str]) -> None:
+    event = {"Records": [sqs_record({"n": i}, f"m-{i}") for i in range(3)]}
+    response = run_batch(event, None, reject_all("not_implemented", "later"), BatchContext("marketo", queues["dlq"], "state"))
+    assert response == {"batchItemFailures": []}
+    assert {m["MessageAttributes"]["reason"]["StringValue"] for m in dlq_messages(queues["dlq"])} == {"not_implemented"}
