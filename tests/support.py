@@ -33,3 +33,13 @@ def sqs_record(body: dict[str, Any] | str, message_id: str = "m-1", receive_coun
 
 def example_config() -> dict[str, Any]:
     return copy.deepcopy(json.loads((ROOT / "shared/config/destinations.example.json").read_text()))
+
+
+def create_state_table(dynamodb: Any, name: str = "state") -> None:
+    """The state table's key schema as template.yaml declares it (pk + sk)."""
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in ("pk", "sk")],
+        BillingMode="PAY_PER_REQUEST",
+    )

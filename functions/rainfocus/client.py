@@ -91,9 +91,7 @@ def fetch_token(
 ) -> TokenGrant:
     """Client-credentials grant against the API profile's token endpoint (RNF-01)."""
     parsed = RainfocusConnection.model_validate(connection)
-    base = http.validate_base_url(
-        parsed.base_url, host_pattern=HOST_PATTERN, allow_loopback=allow_loopback
-    )
+    base = http.validate_base_url(parsed.base_url, host_pattern=HOST_PATTERN, allow_loopback=allow_loopback)
     response = http.send(
         "POST",
         base + settings.token_path,

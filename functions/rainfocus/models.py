@@ -25,18 +25,18 @@ HOST_PATTERN = r"([a-z0-9-]+\.)*rainfocus\.com"
 # megabytes of translations to the layer for one list.
 ISO_3166_ALPHA2 = frozenset(
     """AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV
-    BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET
-    FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM
-    IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD
-    ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE
-    PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST
-    SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS
-    YE YT ZA ZM ZW""".split()
+    BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES
+    ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE
+    IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY
+    MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU
+    NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM
+    SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE
+    VG VI VN VU WF WS YE YT ZA ZM ZW""".split()  # noqa: SIM905 - a compact table
 )
 # FIPS 5-2 alpha codes: the 50 states, DC, and the outlying areas.
 FIPS_STATE_ALPHA = frozenset(
     """AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY NC
-    ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY AS FM GU MH MP PW PR UM VI""".split()
+    ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY AS FM GU MH MP PW PR UM VI""".split()  # noqa: SIM905 - a compact table
 )
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^\+?[0-9 ().\-]{3,32}$")
@@ -49,16 +49,22 @@ class RainfocusSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    event_code: str = Field(alias="eventCode", min_length=1, max_length=128, description="RainFocus event code")
+    event_code: str = Field(
+        alias="eventCode", min_length=1, max_length=128, description="RainFocus event code"
+    )
     environment: str = Field(default="prod", pattern=r"^[a-z0-9-]{1,32}$", description="e.g. dev, prod")
     apply_transformation: bool = Field(
-        default=False, alias="applyTransformation", description="Hash plain emails (email_lc_sha256) before sending"
+        default=False,
+        alias="applyTransformation",
+        description="Hash plain emails (email_lc_sha256) before sending",
     )
     token_path: str = Field(default="/oauth/token", alias="tokenPath", pattern=r"^/[A-Za-z0-9/_.{}-]*$")
     store_path: str = Field(
         default="/api/{orgId}/v3/attendee/store", alias="storePath", pattern=r"^/[A-Za-z0-9/_.{}-]*$"
     )
-    api_profile_header: str = Field(default="apiProfile", alias="apiProfileHeader", pattern=r"^[A-Za-z0-9-]+$")
+    api_profile_header: str = Field(
+        default="apiProfile", alias="apiProfileHeader", pattern=r"^[A-Za-z0-9-]+$"
+    )
     max_concurrency: int = Field(default=8, alias="maxConcurrency", ge=1, le=32)
 
 

@@ -6,7 +6,6 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -16,7 +15,6 @@ from activation_core.locks import LeaseLock
 from activation_core.models.config import DestinationInstance
 from activation_core.models.events import MembershipStatus
 from activation_core.oauth import TokenProvider
-from activation_core.observability import register_secret
 from activation_core.outcomes import Outcome
 from activation_core.pipeline import Connector, Entity, WorkItem
 from activation_core.settings import FunctionSettings
@@ -45,11 +43,15 @@ def validate_instance(instance: DestinationInstance) -> RainfocusSettings:
         raise ConfigError(instance.id, "mapping", "email must be mapped as the one target identity")
     for row in instance.mapping:
         if row.target not in ATTENDEE_FIELDS:
-            raise ConfigError(instance.id, f"mapping.{row.target}", f"not a RainFocus attendee field {ATTENDEE_FIELDS}")
+            raise ConfigError(
+                instance.id, f"mapping.{row.target}", f"not a RainFocus attendee field {ATTENDEE_FIELDS}"
+            )
     for index, audience in enumerate(instance.audiences):
         if audience.origin not in ACCEPTED_ORIGINS:  # RNF-06
             raise ConfigError(
-                instance.id, f"audiences.{index}.origin", f"'{audience.origin}' is not one of {sorted(ACCEPTED_ORIGINS)}"
+                instance.id,
+                f"audiences.{index}.origin",
+                f"'{audience.origin}' is not one of {sorted(ACCEPTED_ORIGINS)}",
             )
     return settings
 
@@ -107,16 +109,10 @@ class RainfocusDestination:
         allow_loopback = settings.allow_loopback_urls
         tokens = TokenProvider(
             instance.secret,
-            partial(_fetch, settings=rf_settings, allow_loopback=allow_loopback),
+            partial(fetch_token, settings=rf_settings, allow_loopback=allow_loopback),
             lock=LeaseLock(settings.state_table_name),
         )
         connection = RainfocusConnection.model_validate(tokens.connection())
-        register_secret(connection.client_secret, connection.client_id, connection.api_profile)
         client = RainfocusClient(connection, rf_settings, tokens, allow_loopback=allow_loopback)
         return RainfocusConnector(instance, rf_settings, client)
 
-
-def _fetch(connection: Mapping[str, Any], *, settings: RainfocusSettings, allow_loopback: bool) -> Any:
-    grant = fetch_token(connection, settings, allow_loopback=allow_loopback)
-    register_secret(grant.access_token)
-    return grant

@@ -16,6 +16,7 @@ from moto import mock_aws
 
 from activation_core import aws, oauth
 from activation_core.settings import FunctionSettings
+from tests.support import create_state_table
 
 STATE_TABLE = "state"
 
@@ -25,14 +26,7 @@ def aws_backend() -> Iterator[Any]:
     with mock_aws():
         aws.reset_clients()
         oauth.clear_memory_cache()
-        boto3.client("dynamodb").create_table(
-            TableName=STATE_TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"},
-            ],  # fmt: skip
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_state_table(boto3.client("dynamodb"), STATE_TABLE)
         yield boto3.client("secretsmanager")
         oauth.clear_memory_cache()
         aws.reset_clients()

@@ -36,7 +36,9 @@ class BatchContext:
     state_table_name: str
 
 
-def _dlq_entry(record: Mapping[str, Any], outcome: Outcome, destination_type: str, index: int) -> dict[str, Any]:
+def _dlq_entry(
+    record: Mapping[str, Any], outcome: Outcome, destination_type: str, index: int
+) -> dict[str, Any]:
     def text(value: str) -> dict[str, str]:
         return {"DataType": "String", "StringValue": (value or "-")[:_ATTRIBUTE_LIMIT]}
 
@@ -74,10 +76,14 @@ def send_rejections_to_dlq(
             failed_ids = set(range(len(chunk)))
         for i in failed_ids:
             message_id = str(chunk[i].get("messageId"))
-            results[message_id].outcome = Outcome.retry("dlq_unavailable", "could not send the rejection to the DLQ")
+            results[message_id].outcome = Outcome.retry(
+                "dlq_unavailable", "could not send the rejection to the DLQ"
+            )
 
 
-def delay_throttled(records: Sequence[Mapping[str, Any]], results: Mapping[str, RecordResult], sqs: Any) -> None:
+def delay_throttled(
+    records: Sequence[Mapping[str, Any]], results: Mapping[str, RecordResult], sqs: Any
+) -> None:
     """Hide records the vendor told us to retry later until that time, instead of hammering the API."""
     for record in records:
         outcome = results[str(record.get("messageId"))].outcome

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from activation_core.config_store import parse_destinations
 from activation_core.errors import PermanentError
 from activation_core.hashing import email_lc_sha256
 from activation_core.models.config import DestinationInstance
 from activation_core.outcomes import Kind
-from activation_core.config_store import parse_destinations
 from activation_core.pipeline import Pipeline
 from activation_core.settings import FunctionSettings
 from local.fakes.rainfocus import FakeRainfocus
@@ -154,5 +154,5 @@ def test_vendor_base_url_must_be_rainfocus_unless_loopback_is_allowed(
 ) -> None:
     strict = function_settings.model_copy(update={"allow_loopback_urls": False})
     instance = DestinationInstance.model_validate(example_config()["destinations"][0])
-    with pytest.raises(PermanentError, match="base_url|loopback|https"):
+    with pytest.raises(PermanentError, match=r"base_url|loopback|https"):
         RainfocusDestination().connect(instance, strict)

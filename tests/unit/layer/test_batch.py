@@ -12,7 +12,7 @@ from activation_core import aws
 from activation_core.batch import BatchContext, reject_all, run_batch
 from activation_core.outcomes import Outcome
 from activation_core.pipeline import InstanceOutcome, RecordResult
-from tests.support import sqs_record
+from tests.support import create_state_table, sqs_record
 
 
 @pytest.fixture
@@ -22,14 +22,7 @@ def queues() -> Iterator[dict[str, str]]:
         sqs = boto3.client("sqs")
         dlq = sqs.create_queue(QueueName="dlq")["QueueUrl"]
         source = sqs.create_queue(QueueName="test-queue")["QueueUrl"]
-        boto3.client("dynamodb").create_table(
-            TableName="state",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"},
-            ],  # fmt: skip
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_state_table(boto3.client("dynamodb"), "state")
         yield {"dlq": dlq, "source": source}
         aws.reset_clients()
 
@@ -49,16 +42,20 @@ def decided(outcomes: dict[str, Outcome]) -> Any:
 
 
 def ledger(key: str) -> dict[str, int]:
-    item = boto3.client("dynamodb").get_item(
-        TableName="state", Key={"pk": {"S": "outcomes"}, "sk": {"S": key}}
-    ).get("Item", {})
+    item = (
+        boto3.client("dynamodb")
+        .get_item(TableName="state", Key={"pk": {"S": "outcomes"}, "sk": {"S": key}})
+        .get("Item", {})
+    )
     return {k: int(v["N"]) for k, v in item.items() if "N" in v}
 
 
 def dlq_messages(url: str) -> list[dict[str, Any]]:
-    return boto3.client("sqs").receive_message(
-        QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
-    ).get("Messages", [])
+    return (
+        boto3.client("sqs")
+        .receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"])
+        .get("Messages", [])
+    )
 
 
 def test_com_09_rejections_go_to_the_dlq_with_reason_and_retries_are_reported(queues: dict[str, str]) -> None:
@@ -82,7 +79,9 @@ def test_com_09_rejections_go_to_the_dlq_with_reason_and_retries_are_reported(qu
 
     totals = ledger("rainfocus")
     assert totals["received"] == 4
-    assert totals["received"] == totals["delivered"] + totals["skipped"] + totals["rejected"] + totals["retried"]
+    assert (
+        totals["received"] == totals["delivered"] + totals["skipped"] + totals["rejected"] + totals["retried"]
+    )
     assert totals["reason:rejected:invalid_field:countryid"] == 1
     assert ledger("rainfocus#inst#aud-1")["delivered"] == 1
 
@@ -110,7 +109,9 @@ def test_throttled_records_are_hidden_until_the_vendor_reset_time(queues: dict[s
     record = sqs_record("{}", received["MessageId"])
     record["receiptHandle"] = received["ReceiptHandle"]
     outcome = {received["MessageId"]: Outcome.retry("http_429", retry_after=900)}
-    run_batch({"Records": [record]}, None, decided(outcome), BatchContext("rainfocus", queues["dlq"], "state"))
+    run_batch(
+        {"Records": [record]}, None, decided(outcome), BatchContext("rainfocus", queues["dlq"], "state")
+    )
     # Visible again at once without the delay (VisibilityTimeout=0 above); hidden with it.
     assert sqs.receive_message(QueueUrl=queues["source"]).get("Messages", []) == []
 
@@ -125,6 +126,10 @@ def test_received_counts_first_receives_only(queues: dict[str, str]) -> None:
 
 def test_not_implemented_destinations_reject_every_record(queues: dict[str, str]) -> None:
     event = {"Records": [sqs_record({"n": i}, f"m-{i}") for i in range(3)]}
-    response = run_batch(event, None, reject_all("not_implemented", "later"), BatchContext("marketo", queues["dlq"], "state"))
+    response = run_batch(
+        event, None, reject_all("not_implemented", "later"), BatchContext("marketo", queues["dlq"], "state")
+    )
     assert response == {"batchItemFailures": []}
-    assert {m["MessageAttributes"]["reason"]["StringValue"] for m in dlq_messages(queues["dlq"])} == {"not_implemented"}
+    assert {m["MessageAttributes"]["reason"]["StringValue"] for m in dlq_messages(queues["dlq"])} == {
+        "not_implemented"
+    }

@@ -4,6 +4,7 @@ import pytest
 
 from activation_core.hashing import email_lc_sha256, is_sha256_hex, sha256_hex
 
+
 def test_rnf_02_email_is_trimmed_and_lowercased_before_hashing() -> None:
     expected = hashlib.sha256(b"ada.lovelace@example.com").hexdigest()
     assert email_lc_sha256("  Ada.Lovelace@Example.COM \n") == expected

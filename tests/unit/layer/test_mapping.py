@@ -7,7 +7,11 @@ from activation_core.models.config import MappingRow
 
 DOC = {
     "identities": {"email": " Ada@Example.com ", "crmId": "C-1"},
-    "attributes": {"person": {"name": {"firstName": "  Ada ", "lastName": "Lovelace"}}, "score": 42, "empty": " "},
+    "attributes": {
+        "person": {"name": {"firstName": "  Ada ", "lastName": "Lovelace"}},
+        "score": 42,
+        "empty": " ",
+    },
 }
 
 
@@ -17,7 +21,12 @@ def compile_rows(*rows: dict[str, object]) -> CompiledMapping:
 
 def test_com_05_dotted_paths_map_to_targets_and_identities() -> None:
     mapping = compile_rows(
-        {"source": "identities.email", "target": "email", "identity": True, "transforms": ["email_lc_sha256"]},
+        {
+            "source": "identities.email",
+            "target": "email",
+            "identity": True,
+            "transforms": ["email_lc_sha256"],
+        },
         {"source": "attributes.person.name.firstName", "target": "firstname", "transforms": ["trim"]},
         {"source": "attributes.score", "target": "score", "transforms": ["to_string"]},
     )
@@ -43,7 +52,9 @@ def test_com_05_missing_optional_values_are_left_out() -> None:
 
 
 def test_com_05_missing_required_value_rejects_the_record_naming_the_target() -> None:
-    mapping = compile_rows({"source": "attributes.person.name.middle", "target": "middlename", "required": True})
+    mapping = compile_rows(
+        {"source": "attributes.person.name.middle", "target": "middlename", "required": True}
+    )
     with pytest.raises(InvalidRecordError) as err:
         mapping.apply(DOC)
     assert err.value.reason == "invalid_field:middlename"

@@ -71,4 +71,6 @@ def test_checked_in_json_schemas_match_the_models() -> None:
     for file_name, text in schemas.render().items():
         path = schemas.SCHEMA_DIR / file_name
         assert path.exists(), f"missing shared/schemas/{file_name}: run make schemas"
-        assert path.read_text() == text, f"shared/schemas/{file_name} drifted from the models: run make schemas"
+        assert path.read_text() == text, (
+            f"shared/schemas/{file_name} drifted from the models: run make schemas"
+        )

@@ -38,7 +38,12 @@ def test_combine_keeps_every_reason_of_the_winning_kind() -> None:
 
 def test_summary_balances() -> None:
     summary = BatchSummary()
-    for outcome in [Outcome.delivered(), Outcome.skipped("consent"), Outcome.rejected("x"), Outcome.retry("y")]:
+    for outcome in [
+        Outcome.delivered(),
+        Outcome.skipped("consent"),
+        Outcome.rejected("x"),
+        Outcome.retry("y"),
+    ]:
         summary.add(outcome)
     assert summary.balanced
     assert summary.as_dict()["reasons"] == {

@@ -68,7 +68,9 @@ def config(*ids: str, consent: str | None = "marketing.email") -> DestinationsCo
     )
 
 
-def run(destination: RecordingDestination, records: list[dict[str, Any]], cfg: DestinationsConfig) -> dict[str, Any]:
+def run(
+    destination: RecordingDestination, records: list[dict[str, Any]], cfg: DestinationsConfig
+) -> dict[str, Any]:
     return Pipeline(destination, SETTINGS, lambda: cfg).process(records)
 
 
@@ -141,7 +143,9 @@ def test_connector_errors_become_outcomes_for_each_item_and_bugs_retry() -> None
     records = [sqs_record(load_event("profile-membership-realized"), f"m-{i}") for i in range(3)]
     results = run(destination, records, config("one", "two"))
     assert {r.outcome.kind for r in results.values()} == {Kind.RETRY}
-    assert all("internal_error" in r.outcome.reason and "timeout" in r.outcome.reason for r in results.values())
+    assert all(
+        "internal_error" in r.outcome.reason and "timeout" in r.outcome.reason for r in results.values()
+    )
 
 
 def test_an_invalid_config_retries_every_record_instead_of_losing_it() -> None:

@@ -42,7 +42,9 @@ def test_rnf_04_only_the_twelve_attendee_fields_are_targets(config_document: dic
     assert err.value.field == "mapping.shoeSize"
 
 
-@pytest.mark.parametrize(("origin", "accepted"), [("segmentation", True), ("upload", True), ("lookalike", False)])
+@pytest.mark.parametrize(
+    ("origin", "accepted"), [("segmentation", True), ("upload", True), ("lookalike", False)]
+)
 def test_rnf_06_segmentation_and_upload_audiences_are_accepted(
     config_document: dict[str, Any], origin: str, accepted: bool
 ) -> None:

@@ -26,7 +26,9 @@ class MappingRow(_Strict):
 
     source: str = Field(description="Dotted path: identities.<namespace> or attributes.<path>")
     target: str = Field(min_length=1)
-    transforms: tuple[str, ...] = Field(default=(), description=f"Applied in order; one of {sorted(TRANSFORMS)}")
+    transforms: tuple[str, ...] = Field(
+        default=(), description=f"Applied in order; one of {sorted(TRANSFORMS)}"
+    )
     identity: bool = Field(default=False, description="The target is an identity of the destination")
     required: bool = Field(default=False, description="A record without a value is rejected")
 

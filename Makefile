@@ -1,0 +1,58 @@
+# The verbs a person types. Every target installs what it needs into .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SAM_VENV ?= .sam-venv
+STACK ?= activation-dev
+
+.PHONY: install demo test test-fast lint bench schemas build validate deploy clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the whole stack on this machine (moto + fake vendors), publish the sample events, print outcomes.
+demo: $(STAMP)
+	$(PY) -m local.demo
+
+## Lint, type-check and run the whole test suite.
+test: $(STAMP) lint
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q tests/unit tests/contract
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy layers/activation_core/activation_core functions local
+
+## Benchmarks (never part of make test); writes BENCHMARKS.md.
+bench: $(STAMP)
+	$(PY) -m tests.bench.run
+
+## Regenerate shared/schemas/ from the pydantic models.
+schemas: $(STAMP)
+	$(PY) local/schemas.py
+
+# ---- AWS: the SAM CLI lives in its own venv (its pins clash with the project's).
+$(SAM_VENV)/bin/sam:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli
+
+validate: $(SAM_VENV)/bin/sam
+	$(SAM_VENV)/bin/sam validate --lint --region us-east-1
+
+build: $(SAM_VENV)/bin/sam
+	PATH="$(abspath $(SAM_VENV))/bin:$$PATH" $(SAM_VENV)/bin/sam build
+
+deploy: build
+	$(SAM_VENV)/bin/sam deploy --config-env $(if $(ENV),$(ENV),default)
+
+clean:
+	rm -rf .aws-sam .local-stack .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,115 @@
+"""A DynamoDB lease lock: single flight across concurrent Lambda invocations (e.g. one token refresh).
+
+The state table has `pk` (S) / `sk` (S) keys and a TTL attribute `ttl`. DynamoDB deletes expired items
+lazily (often hours late), so a lease's expiry is enforced by the write condition, not by TTL: TTL only
+tidies up. A lease is advisory and time-bound: a holder that outlives it may overlap with the next one,
+so leases should exceed the guarded work's worst case.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from activation_core import aws
+from activation_core.errors import RetryableError
+
+logger = logging.getLogger(__name__)
+
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+@dataclass(frozen=True)
+class Lease:
+    key: str
+    owner: str
+    expires_at: float
+
+
+def _number(value: float) -> str:
+    # DynamoDB numbers are decimal strings; fixed notation avoids "1e+09"-style exponents.
+    return f"{value:.6f}"
+
+
+def _error_code(exc: BotoCoreError | ClientError) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "ClientError"))
+    return type(exc).__name__
+
+
+class LeaseLock:
+    """Conditional-write lease lock on the state table."""
+
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        dynamodb: Any | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._table_name = table_name
+        self._dynamodb = dynamodb
+        self._clock = clock
+
+    @property
+    def _client(self) -> Any:
+        # Resolved lazily so constructing a lock (at import or in tests) needs no AWS client.
+        if self._dynamodb is None:
+            self._dynamodb = aws.client("dynamodb")
+        return self._dynamodb
+
+    @staticmethod
+    def _item_key(key: str) -> dict[str, dict[str, str]]:
+        return {"pk": {"S": f"lock#{key}"}, "sk": {"S": "lock"}}
+
+    def try_acquire(self, key: str, lease_seconds: float) -> Lease | None:
+        """Take the lease on `key` for `lease_seconds`; None when someone else holds an unexpired one."""
+        if not math.isfinite(lease_seconds) or lease_seconds <= 0:
+            raise ValueError("lease_seconds must be a positive number")
+        now = self._clock()
+        lease = Lease(key=key, owner=uuid.uuid4().hex, expires_at=now + lease_seconds)
+        try:
+            self._client.put_item(
+                TableName=self._table_name,
+                Item={
+                    **self._item_key(key),
+                    "owner": {"S": lease.owner},
+                    "expiresAt": {"N": _number(lease.expires_at)},
+                    "ttl": {"N": str(math.ceil(lease.expires_at))},
+                },
+                # An expired lease is free even if TTL has not removed the item yet.
+                ConditionExpression="attribute_not_exists(pk) OR expiresAt < :now",
+                ExpressionAttributeValues={":now": {"N": _number(now)}},
+            )
+        except (BotoCoreError, ClientError) as exc:
+            code = _error_code(exc)
+            if code == _CONDITION_FAILED:
+                return None
+            # The caller cannot tell "held" from "DynamoDB unavailable": make it a transient failure.
+            raise RetryableError("lock_unavailable", code) from exc
+        return lease
+
+    def release(self, lease: Lease) -> None:
+        """Give the lease back if we still own it; best effort (it expires by itself anyway)."""
+        try:
+            self._client.delete_item(
+                TableName=self._table_name,
+                Key=self._item_key(lease.key),
+                ConditionExpression="#owner = :owner",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":owner": {"S": lease.owner}},
+            )
+        except (BotoCoreError, ClientError) as exc:
+            code = _error_code(exc)
+            if code == _CONDITION_FAILED:
+                # Our lease expired and someone else holds the key now: theirs is not ours to delete.
+                return
+            # Failing the caller's finished work over a lock that expires anyway would be worse.
+            logger.warning("lease release failed (%s); it expires at its deadline", code)
