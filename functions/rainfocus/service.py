@@ -115,4 +115,3 @@ class RainfocusDestination:
         connection = RainfocusConnection.model_validate(tokens.connection())
         client = RainfocusClient(connection, rf_settings, tokens, allow_loopback=allow_loopback)
         return RainfocusConnector(instance, rf_settings, client)
-

@@ -28,7 +28,7 @@ class FakeRainfocus(FakeServer):
         self,
         *,
         client_id: str = "rf-client",
-        client_secret: str = "rf-secret-value",
+        client_secret: str = "rf-secret-value",  # noqa: S107 - a fake's test credential
         org_id: str = "org-1",
         api_profile: str = "activation-profile",
         event_codes: tuple[str, ...] = ("expo2026",),
@@ -67,9 +67,11 @@ class FakeRainfocus(FakeServer):
         token = secrets.token_urlsafe(24)
         with self._state:
             self.tokens[token] = self.clock() + self.token_ttl
-        return Response(200, {"access_token": token, "token_type": "Bearer", "expires_in": int(self.token_ttl)})
+        return Response(
+            200, {"access_token": token, "token_type": "Bearer", "expires_in": int(self.token_ttl)}
+        )
 
-    def _store(self, request: Request, match: re.Match[str]) -> Response:
+    def _store(self, request: Request, match: re.Match[str]) -> Response:  # noqa: PLR0911 - one return per documented error
         if request.header(self.api_profile_header) != self.api_profile:
             return _envelope(400, "103", f"Required parameter missing: {self.api_profile_header}")
         token = request.header("authorization").removeprefix("Bearer ")

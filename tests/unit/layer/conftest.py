@@ -9,10 +9,10 @@ from typing import Any
 
 import boto3
 import pytest
-from activation_core import aws
 from moto import mock_aws
 from moto.dynamodb.models import DynamoDBBackend
 
+from activation_core import aws
 from tests.support import create_state_table
 
 STATE_TABLE = "activation-state-test"

@@ -7,6 +7,9 @@ from email.utils import format_datetime
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from activation_core import http
 from activation_core.errors import (
     ActivationError,
@@ -23,8 +26,6 @@ from activation_core.http import (
     shared_client,
     validate_base_url,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 NOW = 1_700_000_000.0
 URL = "https://api.example.test/v1/things"

@@ -4,9 +4,10 @@ import threading
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
+
 from activation_core.errors import RetryableError
 from activation_core.locks import Lease, LeaseLock
-from botocore.exceptions import ClientError
 
 
 class Clock:

@@ -8,11 +8,12 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
+
 from activation_core import oauth
 from activation_core.errors import ActivationError, AuthError, PermanentError, RetryableError, ThrottledError
 from activation_core.locks import LeaseLock
 from activation_core.oauth import TokenGrant, TokenProvider, clear_memory_cache
-from botocore.exceptions import ClientError
 
 SECRET_ID = "activation/test-connection"
 NOW = 1_700_000_000.0
