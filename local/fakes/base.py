@@ -52,6 +52,14 @@ class Fault:
     path_pattern: str
     response: Response
     count: int
+    body_contains: bytes = b""
+
+    def matches(self, request: Request) -> bool:
+        return (
+            self.count > 0
+            and re.search(self.path_pattern, request.path) is not None
+            and self.body_contains in request.body
+        )
 
 
 class FakeServer:
@@ -69,10 +77,19 @@ class FakeServer:
     def route(self, method: str, pattern: str, handler: Route) -> None:
         self._routes.append((method, re.compile(f"^{pattern}$"), handler))
 
-    def fail_next(self, path_pattern: str, count: int, status: int, body: Any = None,
-                  headers: dict[str, str] | None = None) -> None:  # fmt: skip
+    def fail_next(
+        self,
+        path_pattern: str,
+        count: int,
+        status: int,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        body_contains: bytes = b"",
+    ) -> None:
+        """The next `count` requests to `path_pattern` (whose body holds `body_contains`) get `status`."""
+        fault = Fault(path_pattern, Response(status, body, headers or {}), count, body_contains)
         with self._lock:
-            self._faults.append(Fault(path_pattern, Response(status, body, headers or {}), count))
+            self._faults.append(fault)
 
     def start(self) -> str:
         fake = self
@@ -137,7 +154,7 @@ class FakeServer:
         with self._lock:
             self.requests.append(request)
             for fault in self._faults:
-                if fault.count > 0 and re.search(fault.path_pattern, request.path):
+                if fault.matches(request):
                     fault.count -= 1
                     return Response(fault.response.status, fault.response.body, dict(fault.response.headers))
         for method, pattern, handler in self._routes:

@@ -1,0 +1,65 @@
+"""`make demo`: the whole stack on this machine, the sample events through it, an outcome table.
+
+Starts moto with template.yaml deployed, the fake vendors, publishes events/eventbridge/*.json to the
+bus (one RainFocus call made to fail three times so its record goes back to the queue and is
+delivered on the next receive), waits until every record has an outcome, prints one table per
+destination and stops everything it started.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "activation_core"), str(ROOT / "functions")]
+
+from local.harness import DESTINATION_TYPES, ActivationHarness, DestinationReport, sample_events  # noqa: E402
+
+COLUMNS = ("received", "delivered", "skipped", "rejected", "retried")
+
+
+def render(report: DestinationReport) -> str:
+    counts = "  ".join(f"{name} {report.count(name):>2}" for name in COLUMNS)
+    lines = [
+        f"{report.destination_type:<10} published {report.published:>2}  {counts}  in DLQ {report.dlq_depth:>2}"
+        f"  {'balanced' if report.balanced else 'NOT BALANCED'}"
+    ]
+    for reason, count in report.reasons.items():
+        lines.append(f"{'':<12}{count:>3} x {reason}")
+    for reason, count in sorted(report.dlq_reasons.items()):
+        lines.append(f"{'':<12}{count:>3} x in DLQ with reason {reason}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    started = time.monotonic()
+    with ActivationHarness() as harness:
+        print(f"local stack up in {time.monotonic() - started:.1f} s: template.yaml deployed into moto at "
+              f"{harness.stack.endpoint_url}, fake RainFocus at {harness.fake('rainfocus').base_url}")  # fmt: skip
+        # A transient vendor failure: Grace's attendee call fails 3 times (every in-process attempt), so
+        # her record returns to the queue and is delivered on its second receive.
+        harness.fake("rainfocus").fail_next(
+            "attendee/store", 3, 503, {"responseCode": "503", "responseMessage": "busy"},
+            body_contains=b"grace.hopper",
+        )  # fmt: skip
+        events = sample_events()
+        harness.publish(events)
+        print(f"published {len(events)} sample events from events/eventbridge/ to {harness.outputs['EventBusName']}")
+        harness.drain()
+        reports = [harness.report(t) for t in DESTINATION_TYPES]
+        print()
+        for report in reports:
+            print(render(report))
+        attendees = harness.fake("rainfocus").attendees
+        print(f"\nRainFocus attendees now in the fake: {len(attendees)} "
+              f"({', '.join(sorted(a['firstname'] for a in attendees.values()))})")  # fmt: skip
+    elapsed = time.monotonic() - started
+    ok = all(r.balanced for r in reports)
+    print(f"\n{'every record has an outcome' if ok else 'SOME RECORDS HAVE NO OUTCOME'}; done in {elapsed:.1f} s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,214 @@
+"""The project's local stack: template.yaml deployed into moto, fake vendor servers, connection secrets
+and the example config in place. `make demo` and the integration tests both run on it.
+
+Fake vendors plug in through `VENDORS` (one entry per destination type that has a fake).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from local.fakes.base import FakeServer
+from local.fakes.rainfocus import FakeRainfocus
+from local.stack import LocalStack
+
+ROOT = Path(__file__).resolve().parent.parent
+STACK_NAME = "activation-local"  # the example config's secret names live under this prefix
+DESTINATION_TYPES = ("bombora", "marketo", "outreach", "rainfocus")
+
+
+class VendorPlug(Protocol):
+    """A fake vendor and the connection secret that points a destination at it."""
+
+    fake: FakeServer
+
+    def connection_secret(self) -> dict[str, Any]: ...
+
+
+class RainfocusPlug:
+    def __init__(self) -> None:
+        self.fake: FakeRainfocus = FakeRainfocus()
+
+    def connection_secret(self) -> dict[str, Any]:
+        fake = self.fake
+        return {
+            "baseUrl": fake.base_url,
+            "clientId": fake.client_id,
+            "clientSecret": fake.client_secret,
+            "orgId": fake.org_id,
+            "apiProfile": fake.api_profile,
+        }
+
+
+VENDORS: dict[str, Callable[[], VendorPlug]] = {"rainfocus": RainfocusPlug}
+
+
+def example_config() -> dict[str, Any]:
+    return dict(json.loads((ROOT / "shared/config/destinations.example.json").read_text()))
+
+
+def sample_events() -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted((ROOT / "events/eventbridge").glob("*.json"))]
+
+
+@dataclass
+class DestinationReport:
+    destination_type: str
+    published: int
+    ledger: dict[str, int]
+    dlq_depth: int
+    dlq_reasons: dict[str, int] = field(default_factory=dict)
+
+    def count(self, name: str) -> int:
+        return self.ledger.get(name, 0)
+
+    @property
+    def reasons(self) -> dict[str, int]:
+        return {
+            k.removeprefix("reason:"): v for k, v in sorted(self.ledger.items()) if k.startswith("reason:")
+        }
+
+    @property
+    def balanced(self) -> bool:
+        """Nothing lost: every record received is delivered, skipped or in the DLQ (rejected or exhausted)."""
+        settled = self.count("delivered") + self.count("skipped") + self.dlq_depth
+        return (
+            self.published == self.count("received") == settled and self.count("rejected") <= self.dlq_depth
+        )
+
+
+class ActivationHarness:
+    """Start with `with ActivationHarness() as h:`; everything runs on 127.0.0.1."""
+
+    def __init__(self, workdir: Path = ROOT / ".local-stack", config: dict[str, Any] | None = None) -> None:
+        self.stack = LocalStack(workdir)
+        self.config = config or example_config()
+        self.plugs: dict[str, VendorPlug] = {}
+        self.outputs: dict[str, str] = {}
+        self.published: dict[str, int] = dict.fromkeys(DESTINATION_TYPES, 0)
+
+    def __enter__(self) -> ActivationHarness:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.stack.start()
+        self.outputs = self.stack.deploy(ROOT / "template.yaml", STACK_NAME, {"AllowLoopbackUrls": "true"})
+        for destination_type, plug_factory in VENDORS.items():
+            plug = plug_factory()
+            plug.fake.start()
+            self.plugs[destination_type] = plug
+        self.install_config(self.config)
+
+    def stop(self) -> None:
+        for plug in self.plugs.values():
+            plug.fake.stop()
+        self.stack.stop()
+
+    def fake(self, destination_type: str) -> Any:
+        return self.plugs[destination_type].fake
+
+    def install_config(self, config: dict[str, Any]) -> None:
+        """Connection secrets for every instance with a fake, then the config document in SSM."""
+        secrets = self.stack.client("secretsmanager")
+        for instance in config["destinations"]:
+            plug = self.plugs.get(instance["type"])
+            if plug is None:
+                continue
+            value = json.dumps(plug.connection_secret())
+            try:
+                secrets.create_secret(Name=instance["secret"], SecretString=value)
+            except secrets.exceptions.ResourceExistsException:
+                secrets.put_secret_value(SecretId=instance["secret"], SecretString=value)
+        self.stack.client("ssm").put_parameter(
+            Name=self.outputs["DestinationsConfigParameterName"],
+            Value=json.dumps(config),
+            Type="String",
+            Overwrite=True,
+        )
+        self.config = config
+
+    def publish(self, events: Iterable[dict[str, Any]]) -> int:
+        """PutEvents to the stack's bus, 10 per call; returns how many were accepted."""
+        client = self.stack.client("events")
+        entries = [
+            {
+                "Source": e["source"],
+                "DetailType": e["detail-type"],
+                "Detail": json.dumps(e["detail"]),
+                "EventBusName": self.outputs["EventBusName"],
+            }
+            for e in events
+        ]
+        for start in range(0, len(entries), 10):
+            response = client.put_events(Entries=entries[start : start + 10])
+            if response.get("FailedEntryCount"):
+                raise RuntimeError(f"PutEvents failed: {response['Entries']}")
+        routes = self._routes()
+        for e in entries:
+            for destination_type, detail_types in routes.items():
+                self.published[destination_type] += e["DetailType"] in detail_types
+        return len(entries)
+
+    def _routes(self) -> dict[str, set[str]]:
+        """The detail-types each destination's rule (as deployed) sends to its queue."""
+        rules = self.stack.client("events").list_rules(EventBusName=self.outputs["EventBusName"])["Rules"]
+        routes: dict[str, set[str]] = {}
+        for rule in rules:
+            destination_type = next(t for t in DESTINATION_TYPES if t.capitalize() + "Rule" in rule["Name"])
+            routes[destination_type] = set(json.loads(rule["EventPattern"])["detail-type"])
+        return routes
+
+    def drain(self, max_rounds: int = 200) -> int:
+        return self.stack.poller.drain(max_rounds=max_rounds)
+
+    def ledger(self, destination_type: str, key: str = "") -> dict[str, int]:
+        item = (
+            self.stack.client("dynamodb")
+            .get_item(
+                TableName=self.outputs["StateTableName"],
+                Key={"pk": {"S": "outcomes"}, "sk": {"S": key or destination_type}},
+                ConsistentRead=True,
+            )
+            .get("Item", {})
+        )
+        return {k: int(v["N"]) for k, v in item.items() if "N" in v}
+
+    def dlq_messages(self, destination_type: str) -> list[dict[str, Any]]:
+        """Every message in the destination's DLQ, left in place (received with visibility 0)."""
+        sqs = self.stack.client("sqs")
+        url = self.outputs[f"{destination_type.capitalize()}DeadLetterQueueUrl"]
+        depth = int(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+                    ["Attributes"]["ApproximateNumberOfMessages"])  # fmt: skip
+        seen: dict[str, dict[str, Any]] = {}
+        for _ in range(depth * 5 + 5):
+            if len(seen) >= depth:
+                break
+            batch = sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, MessageAttributeNames=["All"]
+            )
+            for message in batch.get("Messages", []):
+                seen[message["MessageId"]] = message
+        return list(seen.values())
+
+    def report(self, destination_type: str) -> DestinationReport:
+        messages = self.dlq_messages(destination_type)
+        reasons: dict[str, int] = {}
+        for message in messages:
+            attrs = message.get("MessageAttributes", {})
+            reason = attrs.get("reason", {}).get("StringValue", "retries_exhausted")
+            reasons[reason] = reasons.get(reason, 0) + 1
+        return DestinationReport(
+            destination_type,
+            self.published[destination_type],
+            self.ledger(destination_type),
+            len(messages),
+            reasons,
+        )

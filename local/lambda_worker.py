@@ -1,0 +1,116 @@
+"""One warm Lambda "sandbox": imports a handler once, then serves invocations over a private pipe.
+
+Started by lambda_runner as `python -u lambda_worker.py FD_IN FD_OUT HANDLER CODE_DIR [LAYER_DIR...]`.
+The protocol uses its own file descriptors, so whatever the handler prints (Powertools Logger writes
+to stdout) goes to stdout/stderr, which the runner points at the function's log file.
+Protocol: first line out is {"ready": bool, "payload"?}; then per line in {"event", "context"} the
+worker answers {"ok": bool, "payload": <JSON text of the result or the AWS-style error>}.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+from typing import Any
+
+
+class LambdaContext:
+    """The attributes handlers (and Powertools) read from the real LambdaContext."""
+
+    def __init__(self, ctx: dict[str, Any]) -> None:
+        self.function_name: str = ctx["function_name"]
+        self.function_version: str = ctx["function_version"]
+        self.invoked_function_arn: str = ctx["invoked_function_arn"]
+        self.memory_limit_in_mb: int = int(ctx["memory_limit_in_mb"])
+        self.aws_request_id: str = ctx["aws_request_id"]
+        self.log_group_name: str = ctx["log_group_name"]
+        self.log_stream_name: str = ctx["log_stream_name"]
+        self.identity = None
+        self.client_context = None
+        self._deadline_ms: int = ctx["deadline_ms"]
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, self._deadline_ms - int(time.time() * 1000))
+
+
+def error_payload(exc: BaseException, error_type: str | None = None, request_id: str = "") -> dict[str, Any]:
+    """AWS Python runtime error shape."""
+    return {
+        "errorMessage": str(exc),
+        "errorType": error_type or type(exc).__name__,
+        "requestId": request_id,
+        "stackTrace": traceback.format_tb(_handler_tb(exc)),
+    }
+
+
+def _handler_tb(exc: BaseException) -> Any:
+    """The traceback from the handler down (AWS does not show its runtime's own frames)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return tb
+
+
+def load_handler(spec: str) -> Any:
+    module_name, _, attr = spec.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise _InitError(
+            f"Unable to import module '{module_name}': {exc}", "Runtime.ImportModuleError"
+        ) from exc
+    if not callable(handler := getattr(module, attr, None)):
+        raise _InitError(f"Handler '{attr}' missing on module '{module_name}'", "Runtime.HandlerNotFound")
+    return handler
+
+
+class _InitError(Exception):
+    def __init__(self, message: str, error_type: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+def _send(out: Any, message: dict[str, Any]) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    out.write((json.dumps(message) + "\n").encode())
+    out.flush()
+
+
+def main(argv: list[str]) -> None:
+    fd_in, fd_out, handler_spec, *paths = argv
+    sys.path[:1] = paths  # function code first, then each layer's python/ (replaces this script's dir)
+    requests = os.fdopen(int(fd_in), "rb")
+    out = os.fdopen(int(fd_out), "wb")
+    try:
+        handler = load_handler(handler_spec)
+    except _InitError as exc:
+        print(f"[ERROR] {exc.error_type}: {exc}", file=sys.stderr)
+        _send(out, {"ready": False, "payload": json.dumps(error_payload(exc, exc.error_type))})
+        return
+    _send(out, {"ready": True})
+    for line in requests:
+        request = json.loads(line)
+        request_id = request["context"]["aws_request_id"]
+        try:
+            result = handler(request["event"], LambdaContext(request["context"]))
+            try:
+                reply = {"ok": True, "payload": json.dumps(result)}
+            except TypeError as exc:
+                reply = {
+                    "ok": False,
+                    "payload": json.dumps(error_payload(exc, "Runtime.MarshalError", request_id)),
+                }
+        except Exception as exc:
+            print(f"[ERROR] {type(exc).__name__}: {exc}", file=sys.stderr)
+            traceback.print_exception(type(exc), exc, _handler_tb(exc))
+            reply = {"ok": False, "payload": json.dumps(error_payload(exc, None, request_id))}
+        _send(out, reply)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
