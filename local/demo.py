@@ -41,12 +41,14 @@ def main() -> int:
         # A transient vendor failure: Grace's attendee call fails 3 times (every in-process attempt), so
         # her record returns to the queue and is delivered on its second receive.
         harness.fake("rainfocus").fail_next(
-            "attendee/store", 3, 503, {"responseCode": "503", "responseMessage": "busy"},
+            "attendee/store", 3, 503, body={"responseCode": "503", "responseMessage": "busy"},
             body_contains=b"grace.hopper",
         )  # fmt: skip
         events = sample_events()
         harness.publish(events)
-        print(f"published {len(events)} sample events from events/eventbridge/ to {harness.outputs['EventBusName']}")
+        print(
+            f"published {len(events)} sample events from events/eventbridge/ to {harness.outputs['EventBusName']}"
+        )
         harness.drain()
         reports = [harness.report(t) for t in DESTINATION_TYPES]
         print()
@@ -57,7 +59,9 @@ def main() -> int:
               f"({', '.join(sorted(a['firstname'] for a in attendees.values()))})")  # fmt: skip
     elapsed = time.monotonic() - started
     ok = all(r.balanced for r in reports)
-    print(f"\n{'every record has an outcome' if ok else 'SOME RECORDS HAVE NO OUTCOME'}; done in {elapsed:.1f} s")
+    print(
+        f"\n{'every record has an outcome' if ok else 'SOME RECORDS HAVE NO OUTCOME'}; done in {elapsed:.1f} s"
+    )
     return 0 if ok else 1
 
 

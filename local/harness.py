@@ -24,7 +24,8 @@ DESTINATION_TYPES = ("bombora", "marketo", "outreach", "rainfocus")
 class VendorPlug(Protocol):
     """A fake vendor and the connection secret that points a destination at it."""
 
-    fake: FakeServer
+    @property
+    def fake(self) -> FakeServer: ...
 
     def connection_secret(self) -> dict[str, Any]: ...
 

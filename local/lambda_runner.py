@@ -126,7 +126,7 @@ class LambdaRunner:
             logs = f.read().decode("utf-8", "replace")
         fn.logs_backend.ensure_log_group(fn.logs_group_name)
         fn.save_logs(logs)
-        return payload, is_error, logs
+        return payload, is_error, logs[-4096:]  # LogResult carries the last 4 KB, as in AWS
 
     def _call(self, fn: LambdaFunction, worker: _Worker, event: Any, request_id: str) -> tuple[str, bool]:
         timeout = float(fn.timeout)

@@ -82,6 +82,7 @@ class FakeServer:
         path_pattern: str,
         count: int,
         status: int,
+        *,
         body: Any = None,
         headers: dict[str, str] | None = None,
         body_contains: bytes = b"",

@@ -104,7 +104,7 @@ def test_rnf_01_an_expired_token_is_refreshed_once_mid_batch(
 def test_transient_503_is_retried_in_process_then_delivered(
     connection: Any, fake: FakeRainfocus, function_settings: FunctionSettings
 ) -> None:
-    fake.fail_next("attendee/store", 1, 503, {"responseCode": "503", "responseMessage": "busy"})
+    fake.fail_next("attendee/store", 1, 503, body={"responseCode": "503", "responseMessage": "busy"})
     results = pipeline(function_settings).process([sqs_record(profile("a@example.com"), "m-1")])
     assert results["m-1"].outcome.kind is Kind.DELIVERED
     assert len(fake.requests_to("attendee/store")) == 2
@@ -113,7 +113,7 @@ def test_transient_503_is_retried_in_process_then_delivered(
 def test_persistent_5xx_leaves_the_record_to_retry_from_the_queue(
     connection: Any, fake: FakeRainfocus, function_settings: FunctionSettings
 ) -> None:
-    fake.fail_next("attendee/store", 10, 502, {"responseCode": "502", "responseMessage": "bad gateway"})
+    fake.fail_next("attendee/store", 10, 502, body={"responseCode": "502", "responseMessage": "bad gateway"})
     results = pipeline(function_settings).process([sqs_record(profile("a@example.com"), "m-1")])
     assert results["m-1"].outcome.kind is Kind.RETRY
     assert results["m-1"].outcome.reason == "http_502"
