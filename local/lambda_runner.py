@@ -281,6 +281,7 @@ def install(endpoint_url: str, log_dir: Path) -> LambdaRunner:
     global _runner
     if _runner is not None:
         _runner.shutdown()
+        shutil.rmtree(_runner.root, ignore_errors=True)
     _runner = LambdaRunner(endpoint_url, log_dir)
     if not _UPSTREAM:
         _UPSTREAM["LambdaFunction._invoke_lambda"] = LambdaFunction._invoke_lambda

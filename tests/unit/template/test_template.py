@@ -1,0 +1,110 @@
+"""template.yaml as CloudFormation sees it: cfn-lint clean, and the translated template holds the
+per-destination wiring every destination relies on (queues, DLQs, event sources, alarms, IAM)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local.harness import DESTINATION_TYPES
+from local.sam_translate import translate
+
+ROOT = Path(__file__).resolve().parents[3]
+TEMPLATE = ROOT / "template.yaml"
+FOURTEEN_DAYS = 14 * 24 * 3600
+
+
+@pytest.fixture(scope="module")
+def resources() -> dict[str, Any]:
+    cfn = translate(TEMPLATE, region="us-east-1", parameters={}, upload=lambda logical_id, path: f"s3://b/{logical_id}")
+    return dict(cfn["Resources"])
+
+
+def of_type(resources: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {k: v for k, v in resources.items() if v["Type"] == kind}
+
+
+def test_cfn_lint_passes() -> None:
+    from cfnlint.api import lint_all
+
+    matches = lint_all(TEMPLATE.read_text())
+    # Errors and warnings, as the cfn-lint command reports by default (informational rules left out).
+    assert [str(m) for m in matches if m.rule.id[0] in "EW"] == []
+
+
+@pytest.mark.parametrize("destination", DESTINATION_TYPES)
+def test_each_destination_has_queue_dlq_rule_and_function(resources: dict[str, Any], destination: str) -> None:
+    name = destination.capitalize()
+    queue = resources[f"{name}Queue"]["Properties"]
+    dlq = resources[f"{name}DeadLetterQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == 5
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": [f"{name}DeadLetterQueue", "Arn"]}
+    assert dlq["MessageRetentionPeriod"] == FOURTEEN_DAYS
+    assert queue["SqsManagedSseEnabled"] is True and dlq["SqsManagedSseEnabled"] is True
+    rule = resources[f"{name}Rule"]["Properties"]
+    assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": [f"{name}Queue", "Arn"]}
+    function = resources[f"{name}Function"]["Properties"]
+    assert function["Handler"] == f"{destination}.handler.lambda_handler"
+    assert function["Environment"]["Variables"]["DESTINATION_TYPE"] == destination
+    # Lambda's guidance: the queue's visibility timeout is at least 6x the function timeout.
+    assert queue["VisibilityTimeout"] >= 6 * function["Timeout"]
+
+
+@pytest.mark.parametrize("destination", DESTINATION_TYPES)
+def test_event_source_reports_partial_failures_with_a_window_and_bounded_concurrency(
+    resources: dict[str, Any], destination: str
+) -> None:
+    (mapping,) = [
+        r["Properties"]
+        for r in of_type(resources, "AWS::Lambda::EventSourceMapping").values()
+        if r["Properties"]["FunctionName"] == {"Ref": f"{destination.capitalize()}Function"}
+    ]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["MaximumBatchingWindowInSeconds"] > 0
+    assert "MaximumConcurrency" in mapping["ScalingConfig"]
+
+
+def test_every_dlq_and_function_has_an_alarm_to_the_topic(resources: dict[str, Any]) -> None:
+    alarms = of_type(resources, "AWS::CloudWatch::Alarm").values()
+    watched = {json.dumps(a["Properties"]["Dimensions"][0]["Value"]) for a in alarms}
+    for destination in DESTINATION_TYPES:
+        name = destination.capitalize()
+        assert json.dumps({"Fn::GetAtt": [f"{name}DeadLetterQueue", "QueueName"]}) in watched
+        assert json.dumps({"Ref": f"{name}Function"}) in watched
+    assert all(a["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms)
+
+
+def test_tables_are_encrypted_and_expire_items(resources: dict[str, Any]) -> None:
+    for table in of_type(resources, "AWS::DynamoDB::Table").values():
+        assert table["Properties"]["SSESpecification"] == {"SSEEnabled": True}
+        assert table["Properties"]["TimeToLiveSpecification"]["Enabled"] is True
+
+
+@pytest.mark.parametrize("destination", DESTINATION_TYPES)
+def test_functions_read_only_their_own_secrets(resources: dict[str, Any], destination: str) -> None:
+    role = resources[f"{destination.capitalize()}FunctionRole"]["Properties"]
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    secret_statements = [s for s in statements if any("secretsmanager" in a for a in _actions(s))]
+    assert secret_statements
+    for statement in secret_statements:
+        assert statement["Resource"] != "*"
+        assert f"${{AWS::StackName}}/{destination}/*" in json.dumps(statement["Resource"])
+    assert all(s.get("Resource") != "*" for s in statements if any("dynamodb" in a for a in _actions(s)))
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    actions = statement.get("Action", [])
+    return [actions] if isinstance(actions, str) else list(actions)
+
+
+def test_outputs_name_every_queue_table_bus_and_function() -> None:
+    text = TEMPLATE.read_text()
+    for destination in DESTINATION_TYPES:
+        name = destination.capitalize()
+        for output in ("QueueUrl", "DeadLetterQueueUrl", "FunctionName"):
+            assert f"  {name}{output}:" in text
+    for output in ("EventBusName", "StateTableName", "IdempotencyTableName", "DestinationsConfigParameterName"):
+        assert f"  {output}:" in text
