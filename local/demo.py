@@ -15,7 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "activation_core"), str(ROOT / "functions")]
 
-from local.harness import DESTINATION_TYPES, ActivationHarness, DestinationReport, sample_events  # noqa: E402
+from local.examples import sample_events  # noqa: E402
+from local.harness import DESTINATION_TYPES, ActivationHarness, DestinationReport  # noqa: E402
 
 COLUMNS = ("received", "delivered", "skipped", "rejected", "retried")
 

@@ -1,19 +1,20 @@
 """The project's local stack: template.yaml deployed into moto, fake vendor servers, connection secrets
 and the example config in place. `make demo` and the integration tests both run on it.
 
-Fake vendors plug in through `VENDORS` (one entry per destination type that has a fake).
+A fake vendor plugs in by defining a `Plug` class in `local/fakes/<destination type>.py`.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from local.examples import example_config
 from local.fakes.base import FakeServer
-from local.fakes.rainfocus import FakeRainfocus
 from local.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,30 +31,16 @@ class VendorPlug(Protocol):
     def connection_secret(self) -> dict[str, Any]: ...
 
 
-class RainfocusPlug:
-    def __init__(self) -> None:
-        self.fake: FakeRainfocus = FakeRainfocus()
-
-    def connection_secret(self) -> dict[str, Any]:
-        fake = self.fake
-        return {
-            "baseUrl": fake.base_url,
-            "clientId": fake.client_id,
-            "clientSecret": fake.client_secret,
-            "orgId": fake.org_id,
-            "apiProfile": fake.api_profile,
-        }
-
-
-VENDORS: dict[str, Callable[[], VendorPlug]] = {"rainfocus": RainfocusPlug}
-
-
-def example_config() -> dict[str, Any]:
-    return dict(json.loads((ROOT / "shared/config/destinations.example.json").read_text()))
-
-
-def sample_events() -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in sorted((ROOT / "events/eventbridge").glob("*.json"))]
+def vendor_plugs() -> dict[str, Callable[[], VendorPlug]]:
+    """Every destination type with a fake: `local/fakes/<type>.py` defines a `Plug` class."""
+    plugs: dict[str, Callable[[], VendorPlug]] = {}
+    for destination_type in DESTINATION_TYPES:
+        try:
+            module = importlib.import_module(f"local.fakes.{destination_type}")
+        except ModuleNotFoundError:
+            continue
+        plugs[destination_type] = module.Plug
+    return plugs
 
 
 @dataclass
@@ -102,7 +89,7 @@ class ActivationHarness:
     def start(self) -> None:
         self.stack.start()
         self.outputs = self.stack.deploy(ROOT / "template.yaml", STACK_NAME, {"AllowLoopbackUrls": "true"})
-        for destination_type, plug_factory in VENDORS.items():
+        for destination_type, plug_factory in vendor_plugs().items():
             plug = plug_factory()
             plug.fake.start()
             self.plugs[destination_type] = plug

@@ -6,6 +6,7 @@ checked-in files drift from the models.
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -18,17 +19,18 @@ SCHEMA_DIR = ROOT / "shared" / "schemas"
 
 
 def _models() -> dict[str, type[BaseModel]]:
+    """The layer's contracts, plus each destination's `JSON_SCHEMAS` (in `functions/<type>/models.py`)."""
     from activation_core.models.config import DestinationsConfig
     from activation_core.models.events import AccountEventDetail, ProfileEventDetail
-    from rainfocus.models import RainfocusConnection, RainfocusSettings
 
-    return {
+    models: dict[str, type[BaseModel]] = {
         "profile-event-detail": ProfileEventDetail,
         "account-event-detail": AccountEventDetail,
         "destinations-config": DestinationsConfig,
-        "rainfocus-settings": RainfocusSettings,
-        "rainfocus-connection-secret": RainfocusConnection,
     }
+    for package in sorted(p.parent.name for p in (ROOT / "functions").glob("*/models.py")):
+        models.update(getattr(importlib.import_module(f"{package}.models"), "JSON_SCHEMAS", {}))
+    return models
 
 
 def render() -> dict[str, str]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
+
+from local import examples
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
@@ -32,7 +33,8 @@ def sqs_record(body: dict[str, Any] | str, message_id: str = "m-1", receive_coun
 
 
 def example_config() -> dict[str, Any]:
-    return copy.deepcopy(json.loads((ROOT / "shared/config/destinations.example.json").read_text()))
+    """The example config document: every shared/config/*.example.json instance."""
+    return examples.example_config()
 
 
 def create_state_table(dynamodb: Any, name: str = "state") -> None:

@@ -125,3 +125,10 @@ def attendee_email(value: Any, apply_transformation: bool) -> str:
     if not _EMAIL.match(text):
         raise InvalidRecordError("email", "'email' is neither an email address nor a SHA-256 hex digest")
     return email_lc_sha256(text) if apply_transformation else text.lower()
+
+
+# Published in shared/schemas/ (make schemas).
+JSON_SCHEMAS: dict[str, type[BaseModel]] = {
+    "rainfocus-settings": RainfocusSettings,
+    "rainfocus-connection-secret": RainfocusConnection,
+}

@@ -15,6 +15,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from local.fakes.base import FakeServer, Request, Response
 
@@ -96,3 +97,20 @@ class FakeRainfocus(FakeServer):
             self.attendees[key] = {**(existing or {}), **{k: str(v) for k, v in body.items()},
                                    "attendeeId": attendee_id}  # fmt: skip
         return _envelope(200, "0", "Success", data={"attendeeId": attendee_id})
+
+
+class Plug:
+    """Plugs the fake into the local stack (see local/harness.py)."""
+
+    def __init__(self) -> None:
+        self.fake: FakeRainfocus = FakeRainfocus()
+
+    def connection_secret(self) -> dict[str, Any]:
+        fake = self.fake
+        return {
+            "baseUrl": fake.base_url,
+            "clientId": fake.client_id,
+            "clientSecret": fake.client_secret,
+            "orgId": fake.org_id,
+            "apiProfile": fake.api_profile,
+        }

@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from local.harness import DESTINATION_TYPES, ActivationHarness, sample_events
+from local.examples import sample_events
+from local.harness import DESTINATION_TYPES, ActivationHarness
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,9 @@ FOURTEEN_DAYS = 14 * 24 * 3600
 
 @pytest.fixture(scope="module")
 def resources() -> dict[str, Any]:
-    cfn = translate(TEMPLATE, region="us-east-1", parameters={}, upload=lambda logical_id, path: f"s3://b/{logical_id}")
+    cfn = translate(
+        TEMPLATE, region="us-east-1", parameters={}, upload=lambda logical_id, path: f"s3://b/{logical_id}"
+    )
     return dict(cfn["Resources"])
 
 
@@ -36,7 +38,9 @@ def test_cfn_lint_passes() -> None:
 
 
 @pytest.mark.parametrize("destination", DESTINATION_TYPES)
-def test_each_destination_has_queue_dlq_rule_and_function(resources: dict[str, Any], destination: str) -> None:
+def test_each_destination_has_queue_dlq_rule_and_function(
+    resources: dict[str, Any], destination: str
+) -> None:
     name = destination.capitalize()
     queue = resources[f"{name}Queue"]["Properties"]
     dlq = resources[f"{name}DeadLetterQueue"]["Properties"]
@@ -106,5 +110,10 @@ def test_outputs_name_every_queue_table_bus_and_function() -> None:
         name = destination.capitalize()
         for output in ("QueueUrl", "DeadLetterQueueUrl", "FunctionName"):
             assert f"  {name}{output}:" in text
-    for output in ("EventBusName", "StateTableName", "IdempotencyTableName", "DestinationsConfigParameterName"):
+    for output in (
+        "EventBusName",
+        "StateTableName",
+        "IdempotencyTableName",
+        "DestinationsConfigParameterName",
+    ):
         assert f"  {output}:" in text
