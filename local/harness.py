@@ -31,15 +31,19 @@ class VendorPlug(Protocol):
     def connection_secret(self) -> dict[str, Any]: ...
 
 
+def _install_hook(plug: VendorPlug) -> Callable[[ActivationHarness], None] | None:
+    """A plug may define `install(harness)` for set-up beyond a connection secret (e.g. a source)."""
+    hook = getattr(plug, "install", None)
+    return hook if callable(hook) else None
+
+
 def vendor_plugs() -> dict[str, Callable[[], VendorPlug]]:
-    """Every destination type with a fake: `local/fakes/<type>.py` defines a `Plug` class."""
+    """Every fake vendor: `local/fakes/<destination or source type>.py` defines a `Plug` class."""
     plugs: dict[str, Callable[[], VendorPlug]] = {}
-    for destination_type in DESTINATION_TYPES:
-        try:
-            module = importlib.import_module(f"local.fakes.{destination_type}")
-        except ModuleNotFoundError:
-            continue
-        plugs[destination_type] = module.Plug
+    for path in sorted(Path(__file__).parent.joinpath("fakes").glob("*.py")):
+        module = importlib.import_module(f"local.fakes.{path.stem}")
+        if hasattr(module, "Plug"):
+            plugs[path.stem] = module.Plug
     return plugs
 
 
@@ -94,6 +98,10 @@ class ActivationHarness:
             plug.fake.start()
             self.plugs[destination_type] = plug
         self.install_config(self.config)
+        for plug in self.plugs.values():
+            hook = _install_hook(plug)
+            if hook is not None:
+                hook(self)
 
     def stop(self) -> None:
         for plug in self.plugs.values():
