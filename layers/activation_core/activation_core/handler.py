@@ -7,7 +7,7 @@ from typing import Any
 
 from activation_core.batch import BatchContext, reject_all, run_batch
 from activation_core.config_store import load_destinations
-from activation_core.observability import logger, metrics
+from activation_core.observability import logger, metrics, tracer
 from activation_core.pipeline import Destination, Pipeline, RecordResult
 from activation_core.settings import function_settings
 
@@ -42,6 +42,9 @@ def not_implemented_handler() -> LambdaHandler:
 
 def _entry(decide: Callable[[Sequence[Mapping[str, Any]]], dict[str, RecordResult]]) -> LambdaHandler:
     @logger.inject_lambda_context(clear_state=True)
+    @tracer.capture_lambda_handler(
+        capture_response=False
+    )  # responses hold message ids only; keep traces lean
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         settings = function_settings()
