@@ -199,7 +199,7 @@ class ActivationHarness:
         reasons: dict[str, int] = {}
         for message in messages:
             attrs = message.get("MessageAttributes", {})
-            reason = attrs.get("reason", {}).get("StringValue", "retries_exhausted")
+            reason = attrs.get("reason", {}).get("StringValue", "no_reason:sqs_redrive")
             reasons[reason] = reasons.get(reason, 0) + 1
         return DestinationReport(
             destination_type,

@@ -127,7 +127,8 @@ def test_com_09_a_record_that_keeps_failing_reaches_the_dlq_after_max_receives(
         harness.publish([e for e in sample_events() if e["detail"]["eventId"] == "evt-0001"])
         harness.drain()
         report = harness.report("rainfocus")
-        assert report.dlq_reasons == {"retries_exhausted": 1}
-        assert report.count("retried") == 5  # maxReceiveCount in template.yaml
+        # The last allowed receive (maxReceiveCount 5) sends it to the DLQ with the reason it kept failing for.
+        assert report.dlq_reasons == {"retries_exhausted:http_500": 1}
+        assert (report.count("retried"), report.count("rejected")) == (4, 1)
         assert report.balanced
         assert fake.attendees == {}

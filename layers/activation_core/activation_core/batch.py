@@ -34,6 +34,22 @@ class BatchContext:
     destination_type: str
     dead_letter_queue_url: str
     state_table_name: str
+    # The queue's maxReceiveCount: on the last receive a retry goes to the DLQ with its reason
+    # (SQS's own redrive would move it without one). 0 leaves it all to SQS.
+    max_receive_count: int = 0
+
+
+def exhaust_retries(results: Mapping[str, RecordResult], max_receive_count: int) -> None:
+    """A record failing on its last allowed receive is rejected with the reason it kept failing for."""
+    if max_receive_count <= 0:
+        return
+    for result in results.values():
+        outcome = result.outcome
+        if outcome.kind is Kind.RETRY and result.receive_count >= max_receive_count:
+            result.outcome = Outcome.rejected(
+                f"retries_exhausted:{outcome.reason}",
+                f"after {result.receive_count} receives: {outcome.detail}",
+            )
 
 
 def _dlq_entry(
@@ -179,6 +195,7 @@ def run_batch(
         message_id = str(record.get("messageId"))
         if message_id not in results:
             results[message_id] = RecordResult(Outcome.retry("internal_error", "no decision for this record"))
+    exhaust_retries(results, ctx.max_receive_count)
     sqs = aws.client("sqs")
     send_rejections_to_dlq(records, results, ctx, sqs)
     delay_throttled(records, results, sqs)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from activation_core.batch import BatchContext, reject_all, run_batch
 from activation_core.config_store import load_destinations
+from activation_core.guards import DeliveryClaims, StaleGuard
 from activation_core.observability import logger, metrics, tracer
-from activation_core.pipeline import Destination, Pipeline, RecordResult
+from activation_core.pipeline import Destination, Guards, Pipeline, RecordResult
 from activation_core.settings import function_settings
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -21,11 +22,18 @@ def destination_handler(destination: Destination) -> LambdaHandler:
     def decide(records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
         if not pipeline:
             settings = function_settings()
+            guards = Guards(
+                claims=DeliveryClaims(settings.idempotency_table_name, settings.destination_type)
+                if settings.idempotency_table_name
+                else None,
+                order=StaleGuard(settings.state_table_name),
+            )
             pipeline.append(
                 Pipeline(
                     destination,
                     settings,
                     lambda: load_destinations(settings.config_parameter_name, settings.config_cache_seconds),
+                    guards,
                 )
             )
         return pipeline[0].process(records)
@@ -50,8 +58,11 @@ def _entry(decide: Callable[[Sequence[Mapping[str, Any]]], dict[str, RecordResul
         settings = function_settings()
         metrics.add_dimension("Destination", settings.destination_type)
         batch = BatchContext(
-            settings.destination_type, settings.dead_letter_queue_url, settings.state_table_name
+            settings.destination_type,
+            settings.dead_letter_queue_url,
+            settings.state_table_name,
+            settings.max_receive_count,
         )
         return run_batch(event, context, decide, batch)
 
-    return lambda_handler
+    return cast(LambdaHandler, lambda_handler)  # Powertools' decorators are typed loosely

@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 from pydantic import ValidationError
 
 from activation_core.errors import ActivationError, ConfigError
+from activation_core.guards import Claim, DeliveryClaims, StaleGuard, entity_key
 from activation_core.mapping import CompiledMapping, MappedRecord
 from activation_core.models.config import ActivatedAudience, DestinationInstance, DestinationsConfig
 from activation_core.models.events import (
@@ -26,7 +27,7 @@ from activation_core.models.events import (
     ProfileEventDetail,
 )
 from activation_core.observability import logger
-from activation_core.outcomes import Outcome, combine
+from activation_core.outcomes import Kind, Outcome, combine
 from activation_core.settings import FunctionSettings
 
 Entity = Literal["profile", "account"]
@@ -164,6 +165,14 @@ def parse_record(record: Mapping[str, Any]) -> InboundRecord | Outcome:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Guards:
+    """Idempotency (per event and instance) and order (per entity and audience); None disables one."""
+
+    claims: DeliveryClaims | None = None
+    order: StaleGuard | None = None
+
+
 @dataclass(slots=True)
 class _Prepared:
     instance: DestinationInstance
@@ -179,10 +188,12 @@ class Pipeline:
         destination: Destination,
         settings: FunctionSettings,
         load_config: Callable[[], DestinationsConfig],
+        guards: Guards | None = None,
     ) -> None:
         self._destination = destination
         self._settings = settings
         self._load_config = load_config
+        self._guards = guards or Guards()
         # Connectors and compiled mappings are built once per instance version, reused across invocations.
         self._prepared: dict[str, tuple[str, _Prepared]] = {}
 
@@ -253,15 +264,62 @@ class Pipeline:
                 continue
             try:
                 mapped = prepared.mapping.apply(record.source_document())
+                guarded = self._guard(instance.id, record, activations, mapped)
             except ActivationError as exc:
                 decided[record.message_id] = (Outcome.from_error(exc), audience_ids)
                 continue
-            work.append(WorkItem(record, activations, mapped))
+            if isinstance(guarded, Outcome):
+                decided[record.message_id] = (guarded, audience_ids)
+                continue
+            work.append(WorkItem(record, guarded, mapped))
         if work:
-            for key, outcome in self._deliver(prepared, work).items():
-                item_ids = next(tuple(a.audience.id for a in w.activations) for w in work if w.key == key)
-                decided[key] = (outcome, item_ids)
+            delivered = self._deliver(prepared, work)
+            self._settle_claims(instance.id, work, delivered)
+            for item in work:
+                decided[item.key] = (delivered[item.key], tuple(a.audience.id for a in item.activations))
         return {k: (o.with_context(instance.id) if o.detail else o, ids) for k, (o, ids) in decided.items()}
+
+    def _guard(
+        self,
+        instance_id: str,
+        record: InboundRecord,
+        activations: tuple[Activation, ...],
+        mapped: MappedRecord,
+    ) -> tuple[Activation, ...] | Outcome:
+        """Drop memberships a newer event already set; skip an event this instance already applied."""
+        order, claims = self._guards.order, self._guards.claims
+        if order is not None:
+            entity = entity_key(mapped.identities or mapped.fields)
+            activations = tuple(
+                a for a in activations if order.admit(instance_id, entity, a.audience.id, record.occurred_at)
+            )
+            if not activations:
+                return Outcome.skipped(
+                    "stale", "a newer event for this profile and audience was already applied"
+                )
+        if claims is not None:
+            claim = claims.claim(record.event_id, instance_id)
+            if claim is Claim.DONE:
+                return Outcome.skipped("duplicate", "this event was already applied to this destination")
+            if claim is Claim.IN_PROGRESS:
+                return Outcome.retry("in_progress_elsewhere", "another invocation is applying this event")
+        return activations
+
+    def _settle_claims(
+        self, instance_id: str, work: Sequence[WorkItem], outcomes: Mapping[str, Outcome]
+    ) -> None:
+        """Final outcomes keep their claim; anything that may be sent again (retry, DLQ replay) frees it."""
+        claims = self._guards.claims
+        if claims is None:
+            return
+        for item in work:
+            try:
+                if outcomes[item.key].kind in (Kind.DELIVERED, Kind.SKIPPED):
+                    claims.complete(item.record.event_id, instance_id)
+                else:
+                    claims.release(item.record.event_id, instance_id)
+            except Exception as exc:  # the claim's lease ends by itself; delivery already happened
+                logger.warning("idempotency record not settled", extra={"error_type": type(exc).__name__})
 
     def _screen(
         self, instance: DestinationInstance, record: InboundRecord, activations: tuple[Activation, ...]

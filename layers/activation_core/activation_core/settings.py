@@ -20,6 +20,7 @@ class FunctionSettings(BaseModel):
     idempotency_table_name: str = ""
     dead_letter_queue_url: str = Field(min_length=1)
     config_cache_seconds: int = 60
+    max_receive_count: int = 0
     allow_loopback_urls: bool = False
 
     @classmethod
@@ -32,6 +33,7 @@ class FunctionSettings(BaseModel):
             idempotency_table_name=env.get("IDEMPOTENCY_TABLE_NAME", ""),
             dead_letter_queue_url=env.get("DEAD_LETTER_QUEUE_URL", ""),
             config_cache_seconds=int(env.get("CONFIG_CACHE_SECONDS", "60")),
+            max_receive_count=int(env.get("MAX_RECEIVE_COUNT", "0")),
             allow_loopback_urls=env.get("ALLOW_LOOPBACK_URLS", "false").lower() == "true",
         )
 

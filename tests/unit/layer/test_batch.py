@@ -133,3 +133,16 @@ def test_not_implemented_destinations_reject_every_record(queues: dict[str, str]
     assert {m["MessageAttributes"]["reason"]["StringValue"] for m in dlq_messages(queues["dlq"])} == {
         "not_implemented"
     }
+
+
+def test_com_09_the_last_allowed_receive_goes_to_the_dlq_with_the_reason_it_kept_failing(
+    queues: dict[str, str],
+) -> None:
+    ctx = BatchContext("rainfocus", queues["dlq"], "state", max_receive_count=5)
+    event = {"Records": [sqs_record({"n": 1}, "m-4", 4), sqs_record({"n": 2}, "m-5", 5)]}
+    outcomes = {"m-4": Outcome.retry("http_503", "busy"), "m-5": Outcome.retry("http_503", "busy")}
+    response = run_batch(event, None, decided(outcomes), ctx)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-4"}]}
+    (message,) = dlq_messages(queues["dlq"])
+    assert message["MessageAttributes"]["reason"]["StringValue"] == "retries_exhausted:http_503"
+    assert "after 5 receives" in message["MessageAttributes"]["detail"]["StringValue"]

@@ -44,7 +44,7 @@ def test_each_destination_has_queue_dlq_rule_and_function(
     name = destination.capitalize()
     queue = resources[f"{name}Queue"]["Properties"]
     dlq = resources[f"{name}DeadLetterQueue"]["Properties"]
-    assert queue["RedrivePolicy"]["maxReceiveCount"] == 5
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == {"Ref": "MaxReceiveCount"}
     assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": [f"{name}DeadLetterQueue", "Arn"]}
     assert dlq["MessageRetentionPeriod"] == FOURTEEN_DAYS
     assert queue["SqsManagedSseEnabled"] is True and dlq["SqsManagedSseEnabled"] is True
@@ -69,6 +69,12 @@ def test_event_source_reports_partial_failures_with_a_window_and_bounded_concurr
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["MaximumBatchingWindowInSeconds"] > 0
     assert "MaximumConcurrency" in mapping["ScalingConfig"]
+
+
+def test_the_functions_know_the_queues_max_receive_count() -> None:
+    text = TEMPLATE.read_text()
+    assert "MAX_RECEIVE_COUNT: !Ref MaxReceiveCount" in text
+    assert "  MaxReceiveCount:\n    Type: Number\n    Default: 5\n" in text
 
 
 def test_every_dlq_and_function_has_an_alarm_to_the_topic(resources: dict[str, Any]) -> None:
