@@ -92,7 +92,12 @@ class ActivationHarness:
 
     def start(self) -> None:
         self.stack.start()
-        self.outputs = self.stack.deploy(ROOT / "template.yaml", STACK_NAME, {"AllowLoopbackUrls": "true"})
+        self.outputs = self.stack.deploy(
+            ROOT / "template.yaml",
+            STACK_NAME,
+            # Fakes answer in milliseconds: a short timeout keeps injected slow responses quick to test.
+            {"AllowLoopbackUrls": "true", "VendorTimeoutSeconds": "2"},
+        )
         for destination_type, plug_factory in vendor_plugs().items():
             plug = plug_factory()
             plug.fake.start()
@@ -178,21 +183,27 @@ class ActivationHarness:
         return {k: int(v["N"]) for k, v in item.items() if "N" in v}
 
     def dlq_messages(self, destination_type: str) -> list[dict[str, Any]]:
-        """Every message in the destination's DLQ, left in place (received with visibility 0)."""
+        """Every message in the destination's DLQ, left in place (made visible again afterwards)."""
         sqs = self.stack.client("sqs")
         url = self.outputs[f"{destination_type.capitalize()}DeadLetterQueueUrl"]
-        depth = int(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
-                    ["Attributes"]["ApproximateNumberOfMessages"])  # fmt: skip
         seen: dict[str, dict[str, Any]] = {}
-        for _ in range(depth * 5 + 5):
-            if len(seen) >= depth:
-                break
+        while True:  # each receive hides what it returned, so the next one gets the following messages
             batch = sqs.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, MessageAttributeNames=["All"]
+                QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300, MessageAttributeNames=["All"]
+            ).get("Messages", [])
+            if not batch:
+                break
+            seen.update((m["MessageId"], m) for m in batch)
+        messages = list(seen.values())
+        for start in range(0, len(messages), 10):
+            sqs.change_message_visibility_batch(
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                    for i, m in enumerate(messages[start : start + 10])
+                ],
             )
-            for message in batch.get("Messages", []):
-                seen[message["MessageId"]] = message
-        return list(seen.values())
+        return messages
 
     def report(self, destination_type: str) -> DestinationReport:
         messages = self.dlq_messages(destination_type)

@@ -8,8 +8,10 @@ the production clients talk to it unchanged, and nothing heavier is needed for t
 from __future__ import annotations
 
 import json
+import random
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,6 +46,28 @@ class Response:
 
 Route = Callable[[Request, re.Match[str]], Response]
 
+# A response with this status is not sent: the connection is closed instead (a reset).
+CONNECTION_RESET = 0
+
+
+@dataclass
+class FaultProfile:
+    """Random faults on a share of requests (seeded, so a run can be repeated).
+
+    Shares are of all requests whose path matches `paths`; `slow_seconds` delays a `slow_rate` share
+    (set it above the client's read timeout to produce timeouts); every `token_expiry_every`-th
+    request expires every issued token first (if the fake has `expire_tokens`).
+    """
+
+    error_rate: float = 0.0
+    throttle_rate: float = 0.0
+    reset_rate: float = 0.0
+    slow_rate: float = 0.0
+    slow_seconds: float = 0.0
+    token_expiry_every: int = 0
+    paths: str = ""
+    seed: int = 0
+
 
 @dataclass
 class Fault:
@@ -72,6 +96,52 @@ class FakeServer:
         self.requests: list[Request] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._profile: FaultProfile | None = None
+        self._random = random.Random(0)
+        self.injected: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ faults
+    def set_fault_profile(self, profile: FaultProfile | None) -> None:
+        with self._lock:
+            self._profile = profile
+            self._random = random.Random(profile.seed if profile else 0)
+
+    def throttle_response(self) -> Response:
+        """The vendor's own "slow down" answer; fakes of vendors that throttle differently override it."""
+        return Response(429, {"error": "rate limited"}, {"Retry-After": "1"})
+
+    def server_error_response(self) -> Response:
+        return Response(503, {"error": "service unavailable"})
+
+    def _random_fault(self, request: Request) -> tuple[bool, Response | float | None]:
+        """(expire tokens first?, a fault response, a delay in seconds, or None); lock held by the caller."""
+        profile = self._profile
+        if profile is None or not re.search(profile.paths, request.path):
+            return False, None
+        expire = bool(profile.token_expiry_every) and len(self.requests) % profile.token_expiry_every == 0
+        if expire:
+            self.injected["token_expiry"] = self.injected.get("token_expiry", 0) + 1
+        return expire, self._draw_fault(profile)
+
+    def _draw_fault(self, profile: FaultProfile) -> Response | float | None:
+        draw = self._random.random()
+        for kind, share in (
+            ("error", profile.error_rate),
+            ("throttle", profile.throttle_rate),
+            ("reset", profile.reset_rate),
+            ("slow", profile.slow_rate),
+        ):
+            if draw < share:
+                self.injected[kind] = self.injected.get(kind, 0) + 1
+                if kind == "error":
+                    return self.server_error_response()
+                if kind == "throttle":
+                    return self.throttle_response()
+                if kind == "reset":
+                    return Response(CONNECTION_RESET)
+                return profile.slow_seconds
+            draw -= share
+        return None
 
     # ------------------------------------------------------------------ set-up
     def route(self, method: str, pattern: str, handler: Route) -> None:
@@ -110,6 +180,9 @@ class FakeServer:
                     body=body,
                 )
                 response = fake.dispatch(request)
+                if response.status == CONNECTION_RESET:
+                    self.close_connection = True
+                    return
                 payload = b"" if response.body is None else json.dumps(response.body).encode()
                 self.send_response(response.status)
                 self.send_header("Content-Type", response.headers.pop("Content-Type", "application/json"))
@@ -158,11 +231,23 @@ class FakeServer:
                 if fault.matches(request):
                     fault.count -= 1
                     return Response(fault.response.status, fault.response.body, dict(fault.response.headers))
+            expire, injected = self._random_fault(request)
+        expire_tokens = getattr(self, "expire_tokens", None)
+        if expire and callable(expire_tokens):
+            expire_tokens()
+        if isinstance(injected, Response):
+            return injected
+        if isinstance(injected, float) and injected > 0:
+            time.sleep(injected)  # a slow vendor (the client's timeout decides whether it waits)
         for method, pattern, handler in self._routes:
             match = pattern.match(request.path)
             if match and method == request.method:
                 return handler(request, match)
         return Response(404, {"error": f"no route for {request.method} {request.path}"})
+
+    def duplicate_entities(self) -> list[str]:
+        """Keys of vendor entities (leads, attendees, lists) created more than once; fakes override it."""
+        return []
 
     def requests_to(self, path_pattern: str) -> list[Request]:
         with self._lock:

@@ -10,6 +10,7 @@ of apis.md section 5.2, kept in one place so it is easy to correct when the real
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 import re
 import secrets
 import threading
@@ -46,9 +47,21 @@ class FakeRainfocus(FakeServer):
         self.tokens: dict[str, float] = {}
         self.attendees: dict[tuple[str, str], dict[str, str]] = {}
         self._ids = itertools.count(1)
+        self.creations: Counter[tuple[str, str]] = Counter()
         self._state = threading.Lock()
         self.route("POST", "/oauth/token", self._token)
         self.route("POST", r"/api/(?P<org>[^/]+)/v3/attendee/store", self._store)
+
+    def duplicate_entities(self) -> list[str]:
+        return [f"{event}/{email}" for (event, email), count in self.creations.items() if count > 1]
+
+    def throttle_response(self) -> Response:
+        response = _envelope(429, "429", "Too many requests")
+        response.headers["Retry-After"] = "1"
+        return response
+
+    def server_error_response(self) -> Response:
+        return _envelope(503, "503", "Service temporarily unavailable")
 
     @property
     def token_requests(self) -> int:
@@ -94,6 +107,8 @@ class FakeRainfocus(FakeServer):
         with self._state:
             existing = self.attendees.get(key)
             attendee_id = existing["attendeeId"] if existing else f"att-{next(self._ids)}"
+            if existing is None:
+                self.creations[key] += 1
             self.attendees[key] = {**(existing or {}), **{k: str(v) for k, v in body.items()},
                                    "attendeeId": attendee_id}  # fmt: skip
         return _envelope(200, "0", "Success", data={"attendeeId": attendee_id})

@@ -11,6 +11,7 @@ import email.utils
 import ipaddress
 import logging
 import math
+import os
 import random
 import re
 import threading
@@ -52,6 +53,12 @@ _client: httpx.Client | None = None
 _client_lock = threading.Lock()
 
 
+def _timeout_from_env() -> httpx.Timeout:
+    """`HTTP_TIMEOUT_SECONDS` (template parameter VendorTimeoutSeconds) caps every read; connect stays short."""
+    seconds = float(os.environ.get("HTTP_TIMEOUT_SECONDS", "") or DEFAULT_TIMEOUT.read or 10.0)
+    return httpx.Timeout(seconds, connect=min(3.0, seconds))
+
+
 def shared_client() -> httpx.Client:
     """The container's HTTP client, created on first use (connection reuse across warm invocations)."""
     global _client
@@ -59,7 +66,7 @@ def shared_client() -> httpx.Client:
         with _client_lock:
             if _client is None:
                 _client = httpx.Client(
-                    timeout=DEFAULT_TIMEOUT,
+                    timeout=_timeout_from_env(),
                     limits=DEFAULT_LIMITS,
                     # A redirect could carry an Authorization header to another host: never follow one.
                     follow_redirects=False,
