@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SAM_VENV ?= .sam-venv
 STACK ?= activation-dev
 
-.PHONY: install demo test test-fast lint bench schemas build validate deploy clean
+.PHONY: install demo test test-fast lint soak bench schemas build validate deploy clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy layers/activation_core/activation_core functions local
+
+## Soak: 10,000 events through every destination with ~20% injected vendor faults (not in make test).
+soak: $(STAMP)
+	SOAK_EVENTS=10000 $(PY) -m pytest -q tests/integration/test_soak.py
 
 ## Benchmarks (never part of make test); writes BENCHMARKS.md.
 bench: $(STAMP)

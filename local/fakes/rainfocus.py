@@ -10,11 +10,11 @@ of apis.md section 5.2, kept in one place so it is easy to correct when the real
 from __future__ import annotations
 
 import itertools
-from collections import Counter
 import re
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 

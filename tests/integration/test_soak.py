@@ -39,7 +39,9 @@ def profile_events(count: int) -> list[dict[str, Any]]:
         detail = event["detail"]
         detail["eventId"] = f"soak-{i}"
         profile = detail["profile"]
-        profile["identities"].update({"email": f"soak.{i}@example.com", "crmId": f"CRM-S{i}", "outreachId": str(100_000 + i)})
+        profile["identities"].update(
+            {"email": f"soak.{i}@example.com", "crmId": f"CRM-S{i}", "outreachId": str(100_000 + i)}
+        )
         profile["identities"].pop("ecid", None)
         profile["attributes"]["person"]["name"]["firstName"] = f"Soak{i}"
         if i % 20 == 7:
@@ -95,4 +97,6 @@ def test_every_dlq_message_carries_its_reason(soaked: ActivationHarness) -> None
 def test_com_06_withdrawn_consent_never_reaches_a_vendor(soaked: ActivationHarness) -> None:
     for name, plug in soaked.plugs.items():
         assert all(WITHDRAWN.encode() not in r.body for r in plug.fake.requests), name
-    assert soaked.report("rainfocus").reasons.get("skipped:consent") == sum(1 for i in range(EVENTS) if i % 20 == 7)
+    assert soaked.report("rainfocus").reasons.get("skipped:consent") == sum(
+        1 for i in range(EVENTS) if i % 20 == 7
+    )
