@@ -37,6 +37,17 @@ def _install_hook(plug: VendorPlug) -> Callable[[ActivationHarness], None] | Non
     return hook if callable(hook) else None
 
 
+# Every credential and token the fakes handed out in this process: tests assert none reaches a log.
+SECRETS_SEEN: set[str] = set()
+
+
+def secret_values(plug: VendorPlug) -> set[str]:
+    """The plug's connection secret values (not its URL) and every token its fake issued."""
+    values = {str(v) for k, v in plug.connection_secret().items() if k != "baseUrl" and isinstance(v, str)}
+    values |= {str(t) for t in getattr(plug.fake, "tokens", {})}
+    return {v for v in values if len(v) >= 8}
+
+
 def vendor_plugs() -> dict[str, Callable[[], VendorPlug]]:
     """Every fake vendor: `local/fakes/<destination or source type>.py` defines a `Plug` class."""
     plugs: dict[str, Callable[[], VendorPlug]] = {}
@@ -110,6 +121,7 @@ class ActivationHarness:
 
     def stop(self) -> None:
         for plug in self.plugs.values():
+            SECRETS_SEEN.update(secret_values(plug))
             plug.fake.stop()
         self.stack.stop()
 
