@@ -6,6 +6,7 @@ reaches the vendor. `make test` runs it small; `make soak` runs SOAK_EVENTS=1000
 from __future__ import annotations
 
 import copy
+import json
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +15,8 @@ import pytest
 
 from local.examples import sample_events
 from local.fakes.base import FaultProfile
-from local.harness import ActivationHarness
+from local.harness import ActivationHarness, secret_values
+from tests.integration.conftest import EMAIL
 
 pytestmark = pytest.mark.integration
 
@@ -88,10 +90,17 @@ def test_no_entity_is_created_twice_at_any_vendor(soaked: ActivationHarness) -> 
         assert plug.fake.duplicate_entities() == [], name
 
 
-def test_every_dlq_message_carries_its_reason(soaked: ActivationHarness) -> None:
+def test_every_dlq_message_carries_its_reason_and_no_secret_or_email(soaked: ActivationHarness) -> None:
+    secrets = {s for plug in soaked.plugs.values() for s in secret_values(plug)}
     for destination_type in soaked.published:
         for message in soaked.dlq_messages(destination_type):
-            assert message.get("MessageAttributes", {}).get("reason", {}).get("StringValue")
+            attributes = {
+                k: v.get("StringValue", "") for k, v in message.get("MessageAttributes", {}).items()
+            }
+            assert attributes.get("reason"), message
+            text = json.dumps(attributes)
+            assert EMAIL.search(text) is None, attributes
+            assert not [s for s in secrets if s in text], attributes["reason"]
 
 
 def test_com_06_withdrawn_consent_never_reaches_a_vendor(soaked: ActivationHarness) -> None:
