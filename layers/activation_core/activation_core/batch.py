@@ -97,6 +97,13 @@ def send_rejections_to_dlq(
             )
 
 
+def queue_url_of(queue_arn: str) -> str:
+    """The queue URL an ARN names, without a GetQueueUrl call (and without the permission for it)."""
+    _, partition, _, region, account, name = queue_arn.split(":", 5)
+    domain = "amazonaws.com.cn" if partition == "aws-cn" else "amazonaws.com"
+    return f"https://sqs.{region}.{domain}/{account}/{name}"
+
+
 def delay_throttled(
     records: Sequence[Mapping[str, Any]], results: Mapping[str, RecordResult], sqs: Any
 ) -> None:
@@ -105,11 +112,9 @@ def delay_throttled(
         outcome = results[str(record.get("messageId"))].outcome
         if outcome.kind is not Kind.RETRY or not outcome.retry_after:
             continue
-        arn = str(record.get("eventSourceARN", ""))
         try:
-            queue_url = sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[-1])["QueueUrl"]
             sqs.change_message_visibility(
-                QueueUrl=queue_url,
+                QueueUrl=queue_url_of(str(record.get("eventSourceARN", ""))),
                 ReceiptHandle=record["receiptHandle"],
                 VisibilityTimeout=min(_SQS_MAX_VISIBILITY, max(1, int(outcome.retry_after + 0.999))),
             )

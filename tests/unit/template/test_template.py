@@ -123,3 +123,12 @@ def test_outputs_name_every_queue_table_bus_and_function() -> None:
         "DestinationsConfigParameterName",
     ):
         assert f"  {output}:" in text
+
+
+@pytest.mark.parametrize("destination", DESTINATION_TYPES)
+def test_functions_may_delay_their_own_throttled_records(resources: dict[str, Any], destination: str) -> None:
+    name = destination.capitalize()
+    role = resources[f"{name}FunctionRole"]["Properties"]
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    delay = [s for s in statements if "sqs:ChangeMessageVisibility" in _actions(s)]
+    assert [s["Resource"] for s in delay] == [{"Fn::GetAtt": [f"{name}Queue", "Arn"]}]
