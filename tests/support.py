@@ -45,3 +45,8 @@ def create_state_table(dynamodb: Any, name: str = "state") -> None:
         AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in ("pk", "sk")],
         BillingMode="PAY_PER_REQUEST",
     )
+
+
+def instance_of(document: dict[str, Any], destination_type: str) -> dict[str, Any]:
+    """The (first) instance of one type in a config document: the very dict, so tests can change it."""
+    return next(d for d in document["destinations"] if d["type"] == destination_type)

@@ -17,7 +17,7 @@ from activation_core.settings import FunctionSettings
 from local.fakes.rainfocus import FakeRainfocus
 from rainfocus.service import RainfocusDestination
 from tests.contract.conftest import put_connection_secret, read_secret
-from tests.support import example_config, load_event, sqs_record
+from tests.support import example_config, instance_of, load_event, sqs_record
 
 SECRET = "activation-local/rainfocus/expo2026"
 
@@ -41,7 +41,7 @@ def connection(aws_backend: Any, fake: FakeRainfocus) -> Any:
 
 def pipeline(settings: FunctionSettings, **overrides: Any) -> Pipeline:
     document = example_config()
-    document["destinations"][0]["settings"].update(overrides)
+    instance_of(document, "rainfocus")["settings"].update(overrides)
     config = parse_destinations(document)
     return Pipeline(RainfocusDestination(), settings, lambda: config)
 
@@ -153,6 +153,6 @@ def test_vendor_base_url_must_be_rainfocus_unless_loopback_is_allowed(
     connection: Any, function_settings: FunctionSettings
 ) -> None:
     strict = function_settings.model_copy(update={"allow_loopback_urls": False})
-    instance = DestinationInstance.model_validate(example_config()["destinations"][0])
+    instance = DestinationInstance.model_validate(instance_of(example_config(), "rainfocus"))
     with pytest.raises(PermanentError, match=r"base_url|loopback|https"):
         RainfocusDestination().connect(instance, strict)

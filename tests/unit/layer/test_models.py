@@ -6,23 +6,24 @@ from activation_core.config_store import parse_destinations
 from activation_core.errors import ConfigError
 from activation_core.models.events import ProfileEventDetail
 from local import schemas
-from tests.support import load_event
+from tests.support import instance_of, load_event
 
 
 def test_com_03_example_config_is_valid_and_filters_by_type(config_document: dict[str, Any]) -> None:
     config = parse_destinations(config_document)
     assert [d.id for d in config.of_type("rainfocus")] == ["rainfocus-expo2026"]
-    assert config.of_type("marketo") == []
+    assert all(d.type == "rainfocus" for d in config.of_type("rainfocus"))
+    assert config.of_type("no-such-type") == []
 
 
 def test_com_02_two_connections_of_one_type_coexist(config_document: dict[str, Any]) -> None:
-    second = dict(config_document["destinations"][0], id="rainfocus-roadshow")
+    second = dict(instance_of(config_document, "rainfocus"), id="rainfocus-roadshow")
     config_document["destinations"].append(second)
     assert len(parse_destinations(config_document).of_type("rainfocus")) == 2
 
 
 def test_com_03_disabled_instances_receive_nothing(config_document: dict[str, Any]) -> None:
-    config_document["destinations"][0]["enabled"] = False
+    instance_of(config_document, "rainfocus")["enabled"] = False
     assert parse_destinations(config_document).of_type("rainfocus") == []
 
 
@@ -40,17 +41,17 @@ def test_com_03_disabled_instances_receive_nothing(config_document: dict[str, An
 def test_com_05_invalid_config_names_the_instance_and_field(
     config_document: dict[str, Any], change: Any, field: str
 ) -> None:
-    change(config_document["destinations"][0])
+    change(instance_of(config_document, "rainfocus"))
     with pytest.raises(ConfigError) as err:
         parse_destinations(config_document)
-    instance = config_document["destinations"][0]["id"]
+    instance = instance_of(config_document, "rainfocus")["id"]
     assert err.value.instance == instance
     assert err.value.field.startswith(field)
     assert f"destination '{instance}'" in str(err.value)
 
 
 def test_duplicate_instance_ids_are_refused(config_document: dict[str, Any]) -> None:
-    config_document["destinations"].append(config_document["destinations"][0])
+    config_document["destinations"].append(instance_of(config_document, "rainfocus"))
     with pytest.raises(ConfigError, match="unique"):
         parse_destinations(config_document)
 

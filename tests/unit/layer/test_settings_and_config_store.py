@@ -13,7 +13,7 @@ from moto import mock_aws
 from activation_core.config_store import load_destinations
 from activation_core.errors import ConfigError
 from activation_core.settings import FunctionSettings
-from tests.support import example_config
+from tests.support import example_config, instance_of
 
 
 def test_settings_are_read_from_the_template_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,7 +62,7 @@ def test_config_is_loaded_from_parameter_store_and_cached(ssm: Any) -> None:
 
 def test_an_invalid_stored_config_names_instance_and_field(ssm: Any) -> None:
     document = example_config()
-    document["destinations"][0]["mapping"][0]["source"] = "nowhere"
+    instance_of(document, "rainfocus")["mapping"][0]["source"] = "nowhere"
     ssm.put_parameter(Name="/bad/destinations", Type="String", Value=json.dumps(document))
     with pytest.raises(ConfigError) as err:
         load_destinations("/bad/destinations", max_age=0)

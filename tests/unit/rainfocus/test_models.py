@@ -9,14 +9,15 @@ from activation_core.hashing import email_lc_sha256
 from activation_core.models.config import DestinationInstance
 from rainfocus.models import ATTENDEE_FIELDS, attendee_email, build_attendee
 from rainfocus.service import validate_instance
+from tests.support import instance_of
 
 
 def instance(document: dict[str, Any]) -> DestinationInstance:
-    return DestinationInstance.model_validate(document["destinations"][0])
+    return DestinationInstance.model_validate(instance_of(document, "rainfocus"))
 
 
 def test_rnf_01_event_code_is_required(config_document: dict[str, Any]) -> None:
-    del config_document["destinations"][0]["settings"]["eventCode"]
+    del instance_of(config_document, "rainfocus")["settings"]["eventCode"]
     with pytest.raises(ConfigError) as err:
         validate_instance(instance(config_document))
     assert (err.value.instance, err.value.field) == ("rainfocus-expo2026", "settings.eventCode")
@@ -28,7 +29,7 @@ def test_rnf_01_example_settings_validate(config_document: dict[str, Any]) -> No
 
 
 def test_rnf_03_email_must_be_mapped_as_the_target_identity(config_document: dict[str, Any]) -> None:
-    config_document["destinations"][0]["mapping"][0]["identity"] = False
+    instance_of(config_document, "rainfocus")["mapping"][0]["identity"] = False
     with pytest.raises(ConfigError, match="email must be mapped") as err:
         validate_instance(instance(config_document))
     assert err.value.field == "mapping"
@@ -36,7 +37,7 @@ def test_rnf_03_email_must_be_mapped_as_the_target_identity(config_document: dic
 
 def test_rnf_04_only_the_twelve_attendee_fields_are_targets(config_document: dict[str, Any]) -> None:
     assert len(ATTENDEE_FIELDS) == 12
-    config_document["destinations"][0]["mapping"].append({"source": "attributes.x", "target": "shoeSize"})
+    instance_of(config_document, "rainfocus")["mapping"].append({"source": "attributes.x", "target": "shoeSize"})
     with pytest.raises(ConfigError) as err:
         validate_instance(instance(config_document))
     assert err.value.field == "mapping.shoeSize"
@@ -48,7 +49,7 @@ def test_rnf_04_only_the_twelve_attendee_fields_are_targets(config_document: dic
 def test_rnf_06_segmentation_and_upload_audiences_are_accepted(
     config_document: dict[str, Any], origin: str, accepted: bool
 ) -> None:
-    config_document["destinations"][0]["audiences"][0]["origin"] = origin
+    instance_of(config_document, "rainfocus")["audiences"][0]["origin"] = origin
     if accepted:
         validate_instance(instance(config_document))
     else:
