@@ -80,9 +80,12 @@ def test_com_09_nothing_is_lost_under_faults(soaked: ActivationHarness) -> None:
 
 
 def test_faults_were_really_injected(soaked: ActivationHarness) -> None:
-    for name, plug in soaked.plugs.items():
-        injected = plug.fake.injected
-        assert injected.get("error", 0) > 0 and injected.get("reset", 0) > 0, (name, injected)
+    busy = {name: plug.fake for name, plug in soaked.plugs.items() if len(plug.fake.requests) >= 100}
+    assert busy  # at this size, at least the per-record APIs see many calls
+    for name, fake in busy.items():
+        # ~20% of calls faulted (batching destinations make few calls: too few to expect every kind).
+        faulted = sum(v for k, v in fake.injected.items() if k != "token_expiry")
+        assert faulted >= 0.1 * len(fake.requests), (name, fake.injected, len(fake.requests))
 
 
 def test_no_entity_is_created_twice_at_any_vendor(soaked: ActivationHarness) -> None:
