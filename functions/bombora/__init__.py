@@ -1,1 +1,1 @@
-"""Bombora destination (not implemented yet: records are rejected with reason not_implemented)."""
+"""Bombora destination: account audiences as Manual account lists of company domains, one per audience."""
