@@ -30,7 +30,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy layers/activation_core/activation_core functions local
+	$(PY) -m mypy layers/activation_core/activation_core functions local activation_cli
 
 ## Soak: 10,000 events through every destination with ~20% injected vendor faults (not in make test).
 soak: $(STAMP)

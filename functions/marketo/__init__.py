@@ -1,1 +1,1 @@
-"""Marketo destination (not implemented yet: records are rejected with reason not_implemented)."""
+"""Marketo Engage destination: person audiences to static lists and profiles to leads (MKT-01..09)."""

@@ -1,6 +1,6 @@
-"""Lambda entry point: every record is rejected to the DLQ with reason `not_implemented` until the
-connector lands (it keeps the template whole and the records replayable)."""
+"""Lambda entry point of the Marketo Engage destination: parse, run the pipeline, report."""
 
-from activation_core.handler import not_implemented_handler
+from activation_core.handler import destination_handler
+from marketo.service import MarketoDestination
 
-lambda_handler = not_implemented_handler()
+lambda_handler = destination_handler(MarketoDestination())

@@ -1,1 +1,1 @@
-"""Outreach destination (not implemented yet: records are rejected with reason not_implemented)."""
+"""Outreach destination (OUT-01..07): audience status into prospect custom fields, update only."""

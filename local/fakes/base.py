@@ -167,6 +167,8 @@ class FakeServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Reply at once: with Nagle on, each response waits ~40 ms for the client's delayed ACK.
+            disable_nagle_algorithm = True
 
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -197,6 +199,8 @@ class FakeServer:
             def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read their own records
                 return
 
+        # A deep accept queue: concurrent invocations must not stall on the default backlog of 5.
+        ThreadingHTTPServer.request_queue_size = 128
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(

@@ -1,7 +1,8 @@
 """SQS glue: outcomes -> DLQ, partial batch response, ledger and metrics.
 
 Rejected records go to the DLQ at once with the reason as message attributes; retries are reported
-as batch item failures through Powertools' BatchProcessor; every outcome is counted.
+as batch item failures (the partial batch response Powertools' BatchProcessor would build); every
+outcome is counted.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from activation_core import aws
 from activation_core.observability import logger, metrics
@@ -27,6 +26,37 @@ _ATTRIBUTE_LIMIT = 1000
 
 class RetryRecord(Exception):
     """Raised inside BatchProcessor's record handler so the record is reported as a batch item failure."""
+
+
+def partial_batch_response(
+    records: Sequence[Mapping[str, Any]], results: Mapping[str, RecordResult]
+) -> dict[str, Any]:
+    """`{"batchItemFailures": [...]}`: every record whose outcome is a retry, in batch order.
+
+    Built here rather than by Powertools' BatchProcessor: importing `utilities.batch` once pydantic is
+    loaded builds every Powertools parser model, the largest share of a handler's cold import.
+    """
+    failures = [
+        {"itemIdentifier": record["messageId"]}
+        for record in records
+        if results[str(record.get("messageId"))].outcome.kind is Kind.RETRY
+    ]
+    return {"batchItemFailures": failures}
+
+
+def _empty_batch_response(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    """An event without records: Powertools' answer (it raises), imported only on this path."""
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
+    def record_handler(record: Any) -> None:
+        raise RetryRecord("no record")
+
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    return dict(
+        process_partial_response(
+            event=dict(event), record_handler=record_handler, processor=processor, context=context
+        )
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,15 +235,7 @@ def run_batch(
     send_rejections_to_dlq(records, results, ctx, sqs)
     delay_throttled(records, results, sqs)
 
-    def record_handler(record: SQSRecord) -> None:
-        outcome = results[record.message_id].outcome
-        if outcome.kind is Kind.RETRY:
-            raise RetryRecord(outcome.reason)
-
-    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    response = process_partial_response(
-        event=dict(event), record_handler=record_handler, processor=processor, context=context
-    )
+    response = partial_batch_response(records, results) if records else _empty_batch_response(event, context)
     summary = summarize(results)
     record_ledger(results, ctx, aws.client("dynamodb"))
     _publish_metrics(summary)

@@ -7,6 +7,7 @@ retries for the whole batch, so records wait in the queue (and reach the DLQ) ra
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any
 
 from pydantic import ValidationError
@@ -56,4 +57,14 @@ def load_destinations(parameter_name: str, max_age: int) -> DestinationsConfig:
     from aws_lambda_powertools.utilities import parameters
 
     raw = parameters.get_parameter(parameter_name, max_age=max_age, decrypt=True)
-    return parse_destinations(str(raw))
+    return _parse_cached(str(raw))
+
+
+@lru_cache(maxsize=4)
+def _parse_cached(text: str) -> DestinationsConfig:
+    """One validation per document text, not one per batch. The models are frozen and nothing writes to
+    their `settings`/`extras` dicts, so every batch can share them.
+
+    An invalid document raises every time (lru_cache does not keep exceptions).
+    """
+    return parse_destinations(text)

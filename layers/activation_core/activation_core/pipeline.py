@@ -201,8 +201,12 @@ class Pipeline:
         config = self._load_config()
         prepared: list[_Prepared] = []
         for instance in config.of_type(self._destination.destination_type):
-            version = instance.model_dump_json()
             cached = self._prepared.get(instance.id)
+            if cached is not None and cached[1].instance is instance:
+                # The very config object of the last batch (config_store caches it): nothing to compare.
+                prepared.append(cached[1])
+                continue
+            version = instance.model_dump_json()
             if cached is None or cached[0] != version:
                 connector = self._destination.connect(instance, self._settings)
                 cached = (version, _Prepared(instance, CompiledMapping(instance.mapping), connector))

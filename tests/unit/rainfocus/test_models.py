@@ -37,7 +37,9 @@ def test_rnf_03_email_must_be_mapped_as_the_target_identity(config_document: dic
 
 def test_rnf_04_only_the_twelve_attendee_fields_are_targets(config_document: dict[str, Any]) -> None:
     assert len(ATTENDEE_FIELDS) == 12
-    instance_of(config_document, "rainfocus")["mapping"].append({"source": "attributes.x", "target": "shoeSize"})
+    instance_of(config_document, "rainfocus")["mapping"].append(
+        {"source": "attributes.x", "target": "shoeSize"}
+    )
     with pytest.raises(ConfigError) as err:
         validate_instance(instance(config_document))
     assert err.value.field == "mapping.shoeSize"

@@ -1,0 +1,98 @@
+"""What the CLI learns from the code by convention, so a new destination needs no CLI change:
+
+- a destination type is a package `functions/<type>/` whose `service.py` defines `validate_instance`;
+- its `service.py` holds a class with `destination_type == <type>` and `connect()` (the pipeline's
+  Destination);
+- every package's `models.py` may publish `JSON_SCHEMAS`; a `<name>-connection-secret` entry is the
+  model of a connection secret (`activation connect <name>`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from pydantic import BaseModel
+
+from activation_cli import ROOT
+
+FUNCTIONS = ROOT / "functions"
+CONNECTION_SUFFIX = "-connection-secret"
+
+
+def _packages() -> list[str]:
+    return sorted(p.parent.name for p in FUNCTIONS.glob("*/__init__.py"))
+
+
+def destination_types() -> list[str]:
+    """Types whose service module validates instances (every built destination)."""
+    return [name for name in _packages() if (FUNCTIONS / name / "service.py").exists()]
+
+
+def source_packages() -> list[str]:
+    """Packages that publish models but deliver nothing (the SFMC ingestion)."""
+    return [name for name in _packages() if name not in destination_types() and json_schemas(name)]
+
+
+def service_module(destination_type: str) -> ModuleType | None:
+    if destination_type not in destination_types():
+        return None
+    return importlib.import_module(f"{destination_type}.service")
+
+
+def instance_validator(destination_type: str) -> Callable[[Any], object] | None:
+    module = service_module(destination_type)
+    validator = getattr(module, "validate_instance", None) if module else None
+    return validator if callable(validator) else None
+
+
+def destination(destination_type: str) -> Any:
+    """A fresh instance of the type's Destination (what its handler plugs into the pipeline)."""
+    module = service_module(destination_type)
+    if module is None:
+        raise LookupError(f"no destination package for type '{destination_type}'")
+    for value in vars(module).values():
+        if (
+            isinstance(value, type)
+            and getattr(value, "destination_type", None) == destination_type
+            and callable(getattr(value, "connect", None))
+        ):
+            return value()
+    raise LookupError(f"{destination_type}.service defines no Destination class")
+
+
+def json_schemas(package: str) -> dict[str, type[BaseModel]]:
+    if not (FUNCTIONS / package / "models.py").exists():
+        return {}
+    schemas = getattr(importlib.import_module(f"{package}.models"), "JSON_SCHEMAS", {})
+    return dict(schemas) if isinstance(schemas, dict) else {}
+
+
+@dataclass(frozen=True)
+class ConnectionKind:
+    """A connection secret the CLI can set up: `name` as in `<Name>SecretPrefix`, its model."""
+
+    name: str
+    package: str
+    model: type[BaseModel]
+
+
+def connection_kinds() -> dict[str, ConnectionKind]:
+    kinds: dict[str, ConnectionKind] = {}
+    for package in _packages():
+        for key, model in json_schemas(package).items():
+            if key.endswith(CONNECTION_SUFFIX):
+                name = key.removesuffix(CONNECTION_SUFFIX)
+                kinds[name] = ConnectionKind(name, package, model)
+    return kinds
+
+
+def model_fields(model: type[BaseModel]) -> dict[str, tuple[bool, bool, str]]:
+    """alias -> (required, secret, description); a field is secret when its model hides it from repr."""
+    return {
+        (info.alias or name): (info.is_required(), info.repr is False, info.description or "")
+        for name, info in model.model_fields.items()
+    }

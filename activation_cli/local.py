@@ -1,0 +1,78 @@
+"""`activation local up`: the local stack kept running, so every other command can be tried on it
+from another shell (dev only: needs the dev extras, `make install`).
+
+It deploys template.yaml into moto, starts the fake vendors, installs the example config, polls the
+queues in the background like Lambda's event source mappings, and prints the environment that points
+the CLI (and boto3, the AWS CLI) at it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from activation_cli import ROOT
+from activation_cli.console import err, out
+
+app = typer.Typer(
+    no_args_is_help=True, help="The local stack (moto + fake vendors), for trying the CLI (dev only)."
+)
+
+
+@app.command()
+def up(
+    *,
+    sample_events: Annotated[
+        bool, typer.Option("--sample-events", help="Publish events/eventbridge/*.json once it is up")
+    ] = False,
+    duration: Annotated[
+        float | None, typer.Option("--duration", min=0, help="Stop after N seconds (default: at Ctrl-C)")
+    ] = None,
+    workdir: Annotated[Path, typer.Option("--workdir", help="Logs and the translated template")] = ROOT
+    / ".local-stack",
+) -> None:
+    """Start the local stack and keep it running; prints the exports for another shell."""
+    from local.examples import sample_events as load_samples
+    from local.harness import STACK_NAME, ActivationHarness
+
+    started = time.monotonic()
+    with ActivationHarness(workdir=workdir) as harness:
+        harness.stack.poller.run_in_background()
+        endpoint = harness.stack.endpoint_url
+        out.print(f"local stack {STACK_NAME} up in {time.monotonic() - started:.1f} s at {endpoint}")
+        out.print("In another shell:", markup=False)
+        for name, value in (
+            ("AWS_ENDPOINT_URL", endpoint),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_DEFAULT_REGION", harness.stack.region),
+            ("ACTIVATION_STACK", STACK_NAME),
+        ):
+            out.print(f"  export {name}={value}", markup=False)
+        out.print(
+            f"fakes: {json.dumps({t: p.fake.base_url for t, p in harness.plugs.items()})}", markup=False
+        )
+        if sample_events:
+            published = harness.publish(load_samples())
+            out.print(f"published {published} sample events to {harness.outputs['EventBusName']}")
+        err.print("[dim]Ctrl-C stops it[/]")
+        try:
+            # The poller works in its own thread: this one only waits to be told to stop.
+            if duration is None:
+                _wait_forever()
+            else:
+                time.sleep(duration)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            harness.stack.poller.stop()
+    out.print("local stack stopped")
+
+
+def _wait_forever() -> None:
+    while True:
+        time.sleep(3600)

@@ -1,0 +1,307 @@
+"""The only module that knows SFMC URLs, payloads and error codes (apis.md section 3).
+
+- Token: `POST https://{subdomain}.auth.marketingcloudapis.com/v2/token`, JSON client-credentials body
+  (+ `account_id` when the connection names a MID) -> `{access_token, expires_in, rest_instance_url}`;
+  tokens live 20 minutes and are shared through the layer's TokenProvider (memory -> secret -> mint).
+- Rows: `GET https://{subdomain}.rest.marketingcloudapis.com/data/v1/customobjectdata/key/{key}/rowset`
+  with `$page`, `$pageSize`, `$filter`, `$orderBy`; the response's `links.next` (a server-side result
+  snapshot, `requestToken`) is followed for the next page.
+- Errors: `{"message", "errorcode", "documentation"}`; 401 -> refresh once; 429 (50100 with
+  Retry-After, 50200 blocked) -> ThrottledError for the state machine's Retry; 5xx -> retryable;
+  other 4xx -> permanent for that data extension.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from activation_core import http
+from activation_core.errors import (
+    ActivationError,
+    AuthError,
+    PermanentError,
+    RetryableError,
+    ThrottledError,
+)
+from activation_core.oauth import TokenGrant, TokenProvider
+from sfmc_ingestion.models import SfmcConnection
+
+AUTH_DOMAIN = ".auth.marketingcloudapis.com"
+REST_DOMAIN = ".rest.marketingcloudapis.com"
+AUTH_HOST_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}\.auth\.marketingcloudapis\.com"
+REST_HOST_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}\.rest\.marketingcloudapis\.com"
+TOKEN_PATH = "/v2/token"  # noqa: S105 - a path
+ROWSET_PATH = "/data/v1/customobjectdata/key/{key}/rowset"
+_SUBDOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_LOOPBACK = frozenset({"127.0.0.1", "localhost"})
+
+# The documented example waits 5 s; a 429 is never retried inside the task (the state machine's Retry
+# owns backoff), so every throttle carries at least this wait for callers that look at it.
+MIN_THROTTLE_WAIT = 5.0
+BLOCKED_WAIT = 60.0  # errorcode 50200 "temporarily blocked": long backoff
+# In-process retries for short blips only (connection reset, a 503); anything longer goes to the
+# state machine, whose Retry is visible in the execution history.
+RETRY_POLICY = http.RetryPolicy(attempts=3, base_delay=0.2, max_delay=1.0, max_in_process_wait=2.0)
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    auth_base: str  # https://{subdomain}.auth.marketingcloudapis.com (or a loopback fake)
+    rest_base: str
+    subdomain: str
+
+
+def normalize_auth_base_uri(uri: str, *, allow_loopback: bool) -> tuple[str, str]:
+    """The auth base URI as the user pasted it -> (`https://{sub}.auth.marketingcloudapis.com`, sub).
+
+    Everything after `.auth.marketingcloudapis.com/` is removed (SFMC-02); a bare subdomain is accepted;
+    the scheme must be https and the subdomain a DNS label. A loopback URL (local fakes) keeps its port.
+    """
+    text = (uri or "").strip()
+    if not text or any(ch.isspace() or ord(ch) < 0x20 for ch in text):
+        raise PermanentError("invalid_auth_base_uri", "empty or contains whitespace/control characters")
+    if "://" not in text:
+        text = "https://" + (text if "." in text else text + AUTH_DOMAIN)
+    parts = urlsplit(text)
+    host = (parts.hostname or "").lower()
+    if host in _LOOPBACK:
+        base = http.validate_base_url(
+            f"{parts.scheme}://{parts.netloc}", host_pattern=AUTH_HOST_PATTERN, allow_loopback=allow_loopback
+        )
+        return base, "local"
+    if parts.scheme.lower() != "https":
+        raise PermanentError("invalid_auth_base_uri", "scheme must be https")
+    if "@" in parts.netloc or parts.port not in (None, 443):
+        raise PermanentError("invalid_auth_base_uri", "credentials or a port are not allowed in the URI")
+    if not host.endswith(AUTH_DOMAIN):
+        raise PermanentError("invalid_auth_base_uri", f"host must end with {AUTH_DOMAIN}")
+    subdomain = host[: -len(AUTH_DOMAIN)]
+    if not _SUBDOMAIN.match(subdomain):
+        raise PermanentError(
+            "invalid_auth_base_uri", "the subdomain must be one DNS label (letters, digits, -)"
+        )
+    base = f"https://{subdomain}{AUTH_DOMAIN}"
+    return http.validate_base_url(base, host_pattern=AUTH_HOST_PATTERN, allow_loopback=False), subdomain
+
+
+def endpoints(connection: SfmcConnection, *, allow_loopback: bool) -> Endpoints:
+    auth_base, subdomain = normalize_auth_base_uri(connection.auth_base_uri, allow_loopback=allow_loopback)
+    if connection.rest_base_uri:
+        rest = http.validate_base_url(
+            connection.rest_base_uri, host_pattern=REST_HOST_PATTERN, allow_loopback=allow_loopback
+        )
+    elif subdomain == "local":
+        rest = auth_base  # one fake serves both
+    else:
+        rest = f"https://{subdomain}{REST_DOMAIN}"  # the tenant pattern (apis.md 3.1)
+    return Endpoints(auth_base, rest, subdomain)
+
+
+def _error_body(response: httpx.Response) -> tuple[str, str, float | None]:
+    """(errorcode, message, retryAfter) from SFMC's error envelope; blanks when there is none."""
+    try:
+        body = response.json()
+    except ValueError:
+        return "", "", None
+    if not isinstance(body, dict):
+        return "", "", None
+    code = body.get("errorcode", body.get("errorCode", ""))
+    message = body.get("message") or body.get("error_description") or body.get("error") or ""
+    retry_after = body.get("retryAfter")
+    return (
+        str(code) if code is not None else "",
+        http.safe_excerpt(str(message)),
+        float(retry_after) if isinstance(retry_after, int | float) and retry_after >= 0 else None,
+    )
+
+
+def classify(response: httpx.Response) -> ActivationError | None:
+    """SFMC REST responses onto the layer's taxonomy (apis.md 3.5)."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return None
+    code, message, body_retry_after = _error_body(response)
+    reason = f"sfmc_{status}" + (f"_{code}" if code and code != "0" else "")
+    detail = message or f"HTTP {status}"
+    if status == 401:
+        return AuthError(reason, detail)
+    if status == 429:
+        header_wait = http.parse_retry_after(response.headers, time.time())
+        floor = BLOCKED_WAIT if code == "50200" else MIN_THROTTLE_WAIT
+        wait = max(floor, header_wait or 0.0, body_retry_after or 0.0)
+        return ThrottledError(reason, detail, retry_after=wait)
+    if status == 408 or status >= 500:
+        return RetryableError(reason, detail)
+    return PermanentError(reason, detail)
+
+
+def classify_token(response: httpx.Response) -> ActivationError | None:
+    """The token endpoint: refused credentials are an auth failure, not a retry."""
+    error = classify(response)
+    if isinstance(error, PermanentError | AuthError) and response.status_code in (400, 401, 403):
+        return AuthError(
+            "sfmc_token_refused",
+            "the token endpoint refused the client credentials (check clientId, clientSecret, accountId "
+            f"and the installed package's scopes): {error.detail}",
+        )
+    return error
+
+
+def fetch_token(
+    connection: Mapping[str, Any],
+    *,
+    allow_loopback: bool,
+    client: httpx.Client | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> TokenGrant:
+    """Client-credentials grant (apis.md 3.1); `account_id` targets a business unit (MID)."""
+    parsed = SfmcConnection.model_validate(connection)
+    auth_base, _ = normalize_auth_base_uri(parsed.auth_base_uri, allow_loopback=allow_loopback)
+    body = {
+        "grant_type": "client_credentials",
+        "client_id": parsed.client_id,
+        "client_secret": parsed.client_secret,
+    }
+    if parsed.account_id:
+        body["account_id"] = parsed.account_id
+    response = http.send(
+        "POST",
+        auth_base + TOKEN_PATH,
+        client=client,
+        classify=classify_token,
+        policy=RETRY_POLICY,
+        sleep=sleep,
+        json=body,
+    )
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict) or not isinstance(payload.get("access_token"), str):
+        raise RetryableError("token_response_invalid", "the token endpoint returned no access_token")
+    expires_in = payload.get("expires_in", 1200)
+    if not isinstance(expires_in, int | float) or isinstance(expires_in, bool):
+        expires_in = 1200
+    return TokenGrant(access_token=payload["access_token"], expires_in=float(expires_in))
+
+
+@dataclass
+class RowsetPage:
+    """One page of a data extension's rows, as SFMC returned it."""
+
+    items: list[dict[str, Any]]
+    count: int | None
+    page: int | None
+    page_size: int | None
+    next_link: str | None
+    request_token: str | None
+    raw_bytes: int = 0
+
+
+def build_filter(column: str, literal: str) -> str:
+    """`Col gte 'value'` (apis.md 3.3 grammar; a quote in the value is doubled)."""
+    return f"{column} gte '{literal.replace(chr(39), chr(39) * 2)}'"
+
+
+class SfmcClient:
+    """Reads rowset pages for one connection; every call goes through the token provider."""
+
+    def __init__(
+        self,
+        connection: SfmcConnection,
+        tokens: TokenProvider,
+        *,
+        allow_loopback: bool,
+        client: httpx.Client | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.endpoints = endpoints(connection, allow_loopback=allow_loopback)
+        self._tokens = tokens
+        self._client = client
+        self._sleep = sleep
+        self.api_calls = 0
+
+    def _count(self) -> None:
+        self.api_calls += 1
+
+    def first_page(
+        self, key: str, *, page_size: int, filter_expr: str | None, order_by: str | None
+    ) -> RowsetPage:
+        if key.startswith("_"):
+            # Defence in depth for SFMC-01: the config refuses system data views already.
+            raise PermanentError("sfmc_system_data_view", "system data views are not ingested")
+        query = [("$page", "1"), ("$pageSize", str(page_size))]
+        if order_by:
+            query.append(("$orderBy", order_by))
+        if filter_expr:
+            query.append(("$filter", filter_expr))
+        # Spaces as %20 (the documented form), '$' and quotes kept literal.
+        encoded = "&".join(f"{k}={quote(v, safe=chr(39) + ',')}" for k, v in query)
+        url = self.endpoints.rest_base + ROWSET_PATH.format(key=quote(key, safe="")) + "?" + encoded
+        return self._get(url)
+
+    def next_page(self, link: str) -> RowsetPage:
+        return self._get(self.resolve_link(link))
+
+    def resolve_link(self, link: str) -> str:
+        """`links.next` as SFMC returns it (`/v1/customobjectdata/token/{t}/rowset?$page=2`) -> a URL.
+
+        Only relative links on the rowset routes are followed: a link to another host would carry
+        the bearer token there.
+        """
+        parts = urlsplit(link)
+        if parts.scheme or parts.netloc:
+            rest = urlsplit(self.endpoints.rest_base)
+            if (parts.scheme, parts.netloc) != (rest.scheme, rest.netloc):
+                raise PermanentError("sfmc_foreign_link", "links.next points at another host")
+        path = parts.path
+        if path.startswith("/v1/"):
+            path = "/data" + path  # [INFER] the captured links omit the /data prefix of the route
+        if not path.startswith("/data/v1/customobjectdata/") or not path.endswith("/rowset") or ".." in path:
+            raise PermanentError("sfmc_unexpected_link", "links.next is not a rowset link")
+        return self.endpoints.rest_base + path + (f"?{parts.query}" if parts.query else "")
+
+    def _get(self, url: str) -> RowsetPage:
+        def call(token: str) -> httpx.Response:
+            return http.send(
+                "GET", url, client=self._client, classify=classify, policy=RETRY_POLICY,
+                sleep=self._sleep, on_attempt=self._count,
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            )  # fmt: skip
+
+        response = self._tokens.call_with_token(call)
+        try:
+            body = response.json()
+        except ValueError:
+            raise RetryableError("sfmc_invalid_body", "the rowset response is not JSON") from None
+        return parse_page(body, len(response.content))
+
+
+def parse_page(body: Any, raw_bytes: int = 0) -> RowsetPage:
+    """The rowset envelope (apis.md 3.3): items, count (total matches), links.next, requestToken."""
+    if not isinstance(body, dict) or not isinstance(body.get("items", []), list):
+        raise RetryableError("sfmc_invalid_body", "the rowset response has no items list")
+    links: dict[str, Any] = body["links"] if isinstance(body.get("links"), dict) else {}
+    next_link = links.get("next") if isinstance(links.get("next"), str) and links.get("next") else None
+
+    def number(name: str) -> int | None:
+        value = body.get(name)
+        return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+    token = body.get("requestToken")
+    return RowsetPage(
+        items=[item for item in body.get("items", []) if isinstance(item, dict)],
+        count=number("count"),
+        page=number("page"),
+        page_size=number("pageSize"),
+        next_link=next_link,
+        request_token=str(token) if token else None,
+        raw_bytes=raw_bytes,
+    )

@@ -1,0 +1,129 @@
+"""`Profile Updated` events to the activation bus: PutEvents in batches of at most 10 entries (and
+256 KB), a few batches in parallel, failed entries re-sent with backoff.
+
+An entry still failing after the retries fails the page (RetryableError): the state machine retries
+the page and re-publishes it, so delivery is at least once (event ids are deterministic per row
+version, so consumers can de-duplicate).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from activation_core import aws
+from activation_core.errors import PermanentError, RetryableError
+from sfmc_ingestion.rows import DETAIL_TYPE, EVENT_SOURCE
+
+MAX_ENTRIES = 10  # PutEvents limit per call
+MAX_REQUEST_BYTES = 256 * 1024  # PutEvents limit per call (sum of entry sizes)
+_PERMANENT_CODES = frozenset({"AccessDeniedException", "ResourceNotFoundException", "ValidationException"})
+
+
+def entry_size(entry: dict[str, Any]) -> int:
+    """EventBridge's size of an entry (UTF-8 bytes of Source, DetailType, Detail and resources, + 14 for Time)."""
+    size = 14
+    for name in ("Source", "DetailType", "Detail"):
+        size += len(str(entry.get(name, "")).encode())
+    return size + sum(len(r.encode()) for r in entry.get("Resources", []))
+
+
+def batches(entries: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    out: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    size = 0
+    for entry in entries:
+        bytes_ = entry_size(entry)
+        if current and (len(current) == MAX_ENTRIES or size + bytes_ > MAX_REQUEST_BYTES):
+            out.append(current)
+            current, size = [], 0
+        current.append(entry)
+        size += bytes_
+    if current:
+        out.append(current)
+    return out
+
+
+class EventPublisher:
+    def __init__(
+        self,
+        bus_name: str,
+        *,
+        events: Any | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        workers: int = 4,
+        attempts: int = 4,
+        base_delay: float = 0.1,
+    ) -> None:
+        self.bus_name = bus_name
+        self._events = events
+        self._sleep = sleep
+        self._workers = workers
+        self._attempts = attempts
+        self._base_delay = base_delay
+        self.calls = 0
+        self.retried_entries = 0
+
+    @property
+    def _client(self) -> Any:
+        if self._events is None:
+            self._events = aws.client("events")
+        return self._events
+
+    def entry(self, detail: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "Source": EVENT_SOURCE,
+            "DetailType": DETAIL_TYPE,
+            "Detail": json.dumps(detail, separators=(",", ":"), ensure_ascii=False),
+            "EventBusName": self.bus_name,
+        }
+
+    @staticmethod
+    def fits(entry: dict[str, Any]) -> bool:
+        return entry_size(entry) <= MAX_REQUEST_BYTES
+
+    def publish(self, entries: Sequence[dict[str, Any]]) -> int:
+        """Send every entry; returns how many were accepted (all of them, or it raises)."""
+        groups = batches(entries)
+        if not groups:
+            return 0
+        if len(groups) == 1 or self._workers <= 1:
+            return sum(self._send(group) for group in groups)
+        with ThreadPoolExecutor(max_workers=min(self._workers, len(groups))) as pool:
+            return sum(pool.map(self._send, groups))
+
+    def _send(self, group: list[dict[str, Any]]) -> int:
+        pending = group
+        for attempt in range(self._attempts):
+            self.calls += 1
+            try:
+                response = self._client.put_events(Entries=pending)
+            except ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", "ClientError"))
+                if code in _PERMANENT_CODES:
+                    raise PermanentError("put_events_refused", code) from exc
+                failed = pending
+            except BotoCoreError:
+                failed = pending
+            else:
+                results = response.get("Entries", [])
+                failed = [
+                    entry for entry, result in zip(pending, results, strict=False) if result.get("ErrorCode")
+                ]
+                if len(results) < len(pending):  # defensive: an unanswered entry counts as failed
+                    failed.extend(pending[len(results) :])
+            if not failed:
+                return len(group)
+            self.retried_entries += len(failed)
+            pending = failed
+            if attempt + 1 < self._attempts:
+                self._sleep(random.uniform(0, self._base_delay * (2**attempt)))
+        raise RetryableError(
+            "put_events_failed", f"{len(pending)} entries still failing after {self._attempts} attempts"
+        )

@@ -1,0 +1,313 @@
+"""Data extension rows -> typed values -> profile events (SFMC-03, SFMC-04).
+
+SFMC returns every value as a string (apis.md 3.3): dates as US-locale text in the account's time zone
+(`6/23/2024 12:00:00 AM`), booleans as `True`/`False`, numbers as text, null as `""`. Each row is typed
+by the declared field types, mapped onto the profile contract, and becomes one `Profile Updated`
+event; a row that cannot be mapped is counted failed (and still landed), never silently dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from activation_core.mapping import TRANSFORMS
+from activation_core.models.events import PROFILE_UPDATED
+from sfmc_ingestion.models import TEXT_TYPES, DataExtensionConfig, FieldType, SourceRef
+
+EVENT_SOURCE = "sfmc.ingestion"
+DETAIL_TYPE = PROFILE_UPDATED
+_SFMC_FORMATS = ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %I:%M %p", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y")
+_US_DATE = re.compile(
+    r"^(\d{1,2})/(\d{1,2})/(\d{4})(?:\s+(\d{1,2}):(\d{2})(?::(\d{2}))?(?:\s*([AaPp][Mm]))?)?$"
+)
+_TRUE = frozenset({"true", "1", "yes", "y"})
+_FALSE = frozenset({"false", "0", "no", "n"})
+
+
+class ColumnError(ValueError):
+    """A value that cannot be used, naming its column (never the value: it may be PII)."""
+
+    def __init__(self, column: str, message: str) -> None:
+        super().__init__(message)
+        self.column = column
+
+
+def parse_date(text: str, zone: tzinfo) -> datetime:
+    """An SFMC date string in the account's zone (or ISO 8601) -> an aware UTC datetime."""
+    value = text.strip()
+    parsed = _parse_us(value)
+    if parsed is None:
+        for fmt in _SFMC_FORMATS:
+            try:
+                parsed = datetime.strptime(value, fmt)
+                break
+            except ValueError:
+                continue
+    if parsed is None:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"not an SFMC date: {value[:40]!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=zone)
+    return parsed.astimezone(UTC)
+
+
+def _parse_us(value: str) -> datetime | None:
+    """The common `M/D/YYYY h:mm:ss AM` form without strptime (5x faster: every row has dates)."""
+    match = _US_DATE.match(value)
+    if match is None:
+        return None
+    month, day, year, hour, minute, second, meridiem = match.groups()
+    h = int(hour or 0)
+    if meridiem is not None:
+        if not 1 <= h <= 12:
+            return None
+        h = h % 12 + (12 if meridiem.upper() == "PM" else 0)
+    try:
+        return datetime(int(year), int(month), int(day), h, int(minute or 0), int(second or 0))
+    except ValueError:
+        return None
+
+
+def iso(moment: datetime) -> str:
+    """ISO 8601 UTC with a Z; microseconds only when there are any (SFMC dates have seconds)."""
+    text = moment.astimezone(UTC).isoformat(timespec="microseconds" if moment.microsecond else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def to_filter_literal(watermark: str, zone: tzinfo, fmt: str) -> str:
+    """The watermark (UTC) as SFMC compares it: local time of the account, `fmt` (an [INFER] format)."""
+    return parse_iso(watermark).astimezone(zone).strftime(fmt)
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError("not a boolean")
+
+
+def _number(text: str, whole: bool) -> int | float:
+    number = Decimal(text.strip().replace(",", ""))  # US locale: "1,234.50"
+    if not number.is_finite():
+        raise ValueError("not a finite number")
+    integral = number == number.to_integral_value()
+    if whole and not integral:
+        raise ValueError("not a whole number")
+    return int(number) if whole or (integral and "." not in text) else float(number)
+
+
+def convert(column: str, raw: Any, kind: FieldType, zone: tzinfo) -> Any:
+    """One SFMC string value -> its typed value; "" -> None. Raises ColumnError naming the column."""
+    text = "" if raw is None else str(raw)
+    if text.strip() == "":
+        return None
+    try:
+        if kind in TEXT_TYPES:
+            value: Any = text
+        elif kind == "Date":
+            value = iso(parse_date(text, zone))
+        elif kind == "Boolean":
+            value = _boolean(text)
+        else:
+            value = _number(text, whole=kind == "Number")
+    except (ValueError, InvalidOperation, ArithmeticError) as exc:
+        # The value stays out of the message: it may be PII.
+        raise ColumnError(column, f"'{column}' is not a valid {kind}: {type(exc).__name__}") from None
+    return value
+
+
+def digest(values: list[Any]) -> str:
+    """A short, stable fingerprint of a primary key (80 bits: collisions are negligible here)."""
+    return hashlib.sha256(json.dumps(values, separators=(",", ":"), default=str).encode()).hexdigest()[:20]
+
+
+def _set_path(document: dict[str, Any], path: list[str], value: Any) -> None:
+    node = document
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[path[-1]] = value
+
+
+def _consent(value: Any) -> str:
+    if isinstance(value, bool):
+        return "y" if value else "n"
+    lowered = str(value).strip().lower()
+    if lowered in _TRUE:
+        return "y"
+    if lowered in _FALSE:
+        return "n"
+    raise ValueError("a consent must be a boolean or y/n")
+
+
+@dataclass(slots=True)
+class RowResult:
+    """One row after transformation: a published event, or a failure with reasons."""
+
+    row: dict[str, Any]  # typed values by field name as SFMC returned it
+    raw: dict[str, Any]
+    pk_digest: str
+    keys: dict[str, Any]
+    incremental: str | None  # ISO UTC of the incremental column, when there is one
+    event: dict[str, Any] | None = None  # the PutEvents `Detail` document
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.event is not None and not self.errors
+
+
+@dataclass(frozen=True, slots=True)
+class _Column:
+    name: str
+    lower: str
+    kind: FieldType
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    column: str
+    path: list[str]
+    root: str
+    transforms: tuple[tuple[str, Callable[[Any], Any]], ...]
+    required: bool
+
+
+class RowTransformer:
+    """Compiled once per data extension and page task; applied to every row without re-parsing."""
+
+    def __init__(
+        self, de: DataExtensionConfig, source: SourceRef, zone: tzinfo, run_id: str, started_at: str
+    ):
+        self.de = de
+        self.zone = zone
+        self.run_id = run_id
+        self.started_at = started_at
+        self.source_id = source.id
+        self.types = de.field_types()
+        self.pk = [name.lower() for name in de.primary_key]
+        self.incremental = de.incremental_column.lower() if de.incremental_column else None
+        self.rules = tuple(
+            _Rule(
+                column=rule.column.lower(),
+                path=rule.target.split(".")[1:],
+                root=rule.target.split(".")[0],
+                transforms=tuple((name, TRANSFORMS[name]) for name in rule.transforms),
+                required=rule.required,
+            )
+            for rule in de.mapping
+        )
+        self.audiences = [a.model_dump() for a in de.audiences]
+        self._columns: dict[Any, _Column] = {}  # every row repeats the same names: resolve them once
+
+    def _column(self, name: Any) -> _Column:
+        column = self._columns.get(name)
+        if column is None:
+            text = str(name)
+            column = _Column(text, text.lower(), self.types.get(text.lower(), "Text"))
+            self._columns[name] = column
+        return column
+
+    def transform(self, item: Mapping[str, Any]) -> RowResult:
+        """`{"keys": {...}, "values": {...}}` -> RowResult (never raises for the row's data)."""
+        raw: dict[str, Any] = {}
+        for part in ("keys", "values"):
+            section = item.get(part)
+            if isinstance(section, Mapping):
+                raw.update(section)
+        typed: dict[str, Any] = {}
+        typed_lower: dict[str, Any] = {}
+        lowered: dict[str, Any] = {}
+        errors: list[str] = []
+        for name, value in raw.items():
+            column = self._column(name)
+            lowered[column.lower] = value
+            try:
+                converted = convert(column.name, value, column.kind, self.zone)
+            except ColumnError as exc:
+                converted = None
+                errors.append(f"invalid_value:{exc.column}")
+            typed[column.name] = typed_lower[column.lower] = converted
+        keys = {name: typed_lower.get(name) for name in self.pk}
+        missing_pk = [name for name in self.pk if lowered.get(name) in (None, "")]
+        if missing_pk:
+            errors.append(f"missing_primary_key:{missing_pk[0]}")
+        pk_digest = digest([lowered.get(name, "") for name in self.pk])
+        incremental = typed_lower.get(self.incremental) if self.incremental else None
+        result = RowResult(typed, raw, pk_digest, keys, incremental if isinstance(incremental, str) else None)
+        if errors:
+            result.errors = errors
+            return result
+        try:
+            result.event = self._event(typed_lower, result)
+        except ColumnError as exc:
+            result.errors = [str(exc)]
+        return result
+
+    def _event(self, typed: Mapping[str, Any], result: RowResult) -> dict[str, Any]:
+        identities: dict[str, str] = {}
+        attributes: dict[str, Any] = {}
+        consents: dict[str, str] = {}
+        for rule in self.rules:
+            value = typed.get(rule.column)
+            if value is None:
+                if rule.required:
+                    raise ColumnError(rule.column, f"missing_required:{rule.column}")
+                continue
+            for name, transform in rule.transforms:
+                try:
+                    value = transform(value)
+                except ValueError:
+                    raise ColumnError(rule.column, f"transform_failed:{name}:{rule.column}") from None
+            if isinstance(value, str) and not value.strip():
+                continue
+            if rule.root == "identities":
+                if isinstance(value, bool | dict | list):
+                    raise ColumnError(rule.column, f"invalid_identity:{rule.column}")
+                identities[".".join(rule.path)] = str(value)
+            elif rule.root == "consents":
+                try:
+                    consents[".".join(rule.path)] = _consent(value)
+                except ValueError:
+                    raise ColumnError(rule.column, f"invalid_consent:{rule.column}") from None
+            else:
+                _set_path(attributes, rule.path, value)
+        if not identities:
+            raise ColumnError("", "no_identity")
+        occurred_at = result.incremental or self.started_at
+        version = result.incremental or digest([sorted(result.raw.items(), key=lambda kv: str(kv[0]))])
+        event_id = "sfmc-" + digest([self.source_id, self.de.key, result.pk_digest, version])
+        return {
+            "schemaVersion": "1",
+            "eventId": event_id,
+            "occurredAt": occurred_at,
+            "profile": {"identities": identities, "attributes": attributes, "consents": consents},
+            "audiences": [
+                {**audience, "status": "realized", "updatedAt": occurred_at} for audience in self.audiences
+            ],
+            # Lineage for consumers and replays; the event contract ignores unknown fields.
+            "origin": {
+                "system": "sfmc",
+                "sourceId": self.source_id,
+                "dataExtension": self.de.key,
+                "runId": self.run_id,
+            },
+        }

@@ -1,0 +1,39 @@
+"""The environment the ingestion tasks run with (template.yaml), parsed once into a typed model."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+from pydantic import BaseModel, ConfigDict
+
+
+class IngestionSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    state_table_name: str = ""
+    ingestion_config_parameter_name: str = ""
+    landing_bucket_name: str = ""
+    event_bus_name: str = ""
+    config_cache_seconds: int = 60
+    allow_loopback_urls: bool = False
+    publish_workers: int = 4
+
+    @classmethod
+    def from_env(cls) -> IngestionSettings:
+        env = os.environ
+        return cls(
+            state_table_name=env.get("STATE_TABLE_NAME", ""),
+            ingestion_config_parameter_name=env.get("INGESTION_CONFIG_PARAMETER_NAME", ""),
+            landing_bucket_name=env.get("LANDING_BUCKET_NAME", ""),
+            event_bus_name=env.get("EVENT_BUS_NAME", ""),
+            config_cache_seconds=int(env.get("CONFIG_CACHE_SECONDS", "60")),
+            allow_loopback_urls=env.get("ALLOW_LOOPBACK_URLS", "false").lower() == "true",
+            publish_workers=int(env.get("PUBLISH_WORKERS", "4")),
+        )
+
+
+@cache
+def ingestion_settings() -> IngestionSettings:
+    """Read on first use, not at import: importing a task must not need its environment."""
+    return IngestionSettings.from_env()

@@ -1,0 +1,1 @@
+"""One module per Step Functions task: plan, page, commit, summary."""

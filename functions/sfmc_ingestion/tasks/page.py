@@ -1,0 +1,264 @@
+"""Page task: one rowset page of one data extension -> typed rows -> S3 -> `Profile Updated` events.
+
+Input and output are the same WorkItem (the Map iteration's state): the output's cursor says whether
+another page follows. The task's only side effects are the landed object (deterministic key: a retry
+overwrites it) and the published events (at least once), so the state machine may retry it freely;
+the watermark is not touched here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from functools import partial
+from typing import Any
+
+import httpx
+
+from activation_core.errors import PermanentError
+from activation_core.locks import LeaseLock
+from activation_core.oauth import TokenProvider
+from activation_core.observability import logger
+from sfmc_ingestion import client as sfmc
+from sfmc_ingestion.landing import Lander, encode, object_key
+from sfmc_ingestion.models import Cursor, SfmcConnection, Watermark, WorkItem, parse_time_zone
+from sfmc_ingestion.publishing import EventPublisher
+from sfmc_ingestion.rows import RowResult, RowTransformer, iso, to_filter_literal
+from sfmc_ingestion.settings import IngestionSettings, ingestion_settings
+from sfmc_ingestion.tasks.errors import translate_errors
+from sfmc_ingestion.watermarks import BoundaryTracker, DuplicateFilter, WatermarkStore
+
+# A server whose links.next never ends must not page forever: a few pages beyond what `count` said.
+PAGE_SLACK = 5
+# Tokens live 20 minutes (apis.md 3.1); refresh one minute before, so one token serves ~19 minutes.
+TOKEN_REFRESH_MARGIN = 60.0
+# A 2,500-row page is a few MB that SFMC assembles server-side: allow more than the layer's default
+# read timeout (tuned for small destination calls); connecting stays short.
+ROWSET_TIMEOUT = httpx.Timeout(60.0, connect=3.0)
+
+
+@dataclass
+class PageDeps:
+    client: sfmc.SfmcClient
+    lander: Lander
+    publisher: EventPublisher
+    store: WatermarkStore
+
+
+@dataclass
+class _Split:
+    """One page's rows sorted into what is landed, what is published and what is counted."""
+
+    landed: list[dict[str, Any]]
+    entries: list[dict[str, Any]]
+    failed: int
+    duplicate: int
+    tracker: BoundaryTracker
+
+
+def process_page(item: WorkItem, deps: PageDeps, *, now: datetime | None = None) -> WorkItem:
+    de, source, progress = item.data_extension, item.source, item.progress
+    zone = parse_time_zone(source.time_zone)
+    page = _fetch(item, deps, zone)
+    number = item.cursor.page + 1
+    split = _split(
+        item,
+        page,
+        deps,
+        zone,
+        number=number,
+        ingested_at=iso((now or datetime.now(UTC)).replace(microsecond=0)),
+    )
+    if split.landed:
+        key = object_key(source.id, de.key, item.started_at, item.run_id, number)
+        deps.lander.put(key, encode(split.landed), len(split.landed))
+        progress.objects += 1
+    published = deps.publisher.publish(split.entries)
+
+    progress.rows_read += len(page.items)
+    progress.rows_landed += len(split.landed)
+    progress.events_published += published
+    progress.rows_failed += split.failed
+    progress.rows_duplicate += split.duplicate
+    progress.pages += 1
+    progress.high = split.tracker.watermark() if de.incremental_column else Watermark()
+    done = not page.next_link or not page.items
+    item.cursor = Cursor(next=None if done else page.next_link, page=number, done=done)
+    logger.info(
+        "page done",
+        extra={
+            "data_extension": de.key,
+            "page": number,
+            "rows": len(page.items),
+            "published": published,
+            "failed": split.failed,
+            "duplicates": split.duplicate,
+            "done": done,
+        },
+    )
+    return item
+
+
+def _fetch(item: WorkItem, deps: PageDeps, zone: tzinfo) -> sfmc.RowsetPage:
+    """The next page: the first one by key (filter >= watermark, ordered), then `links.next`."""
+    de, progress = item.data_extension, item.progress
+    if item.cursor.next:
+        page = deps.client.next_page(item.cursor.next)
+    else:
+        filter_expr = None
+        if de.incremental_column:
+            order_by = f"{de.incremental_column} asc"
+            if item.watermark.value:
+                literal = to_filter_literal(item.watermark.value, zone, item.source.filter_date_format)
+                filter_expr = sfmc.build_filter(de.incremental_column, literal)
+        else:
+            order_by = f"{de.primary_key[0]} asc"  # full load: a stable order for paging
+        page = deps.client.first_page(
+            de.key, page_size=de.page_size, filter_expr=filter_expr, order_by=order_by
+        )
+        progress.rows_expected = page.count
+        progress.request_token = page.request_token
+    if page.request_token and progress.request_token and page.request_token != progress.request_token:
+        # Not one server-side result set: rows may have shifted between pages. Everything read is
+        # processed, but the commit keeps the old watermark so the next run reads the range again.
+        progress.consistent = False
+    number = item.cursor.page + 1
+    expected_pages = math.ceil(progress.rows_expected / de.page_size) if progress.rows_expected else 1
+    if number > expected_pages + PAGE_SLACK:
+        raise PermanentError(
+            "sfmc_paging_runaway", f"page {number} of a result set announced as {expected_pages}"
+        )
+    return page
+
+
+def _split(
+    item: WorkItem, page: sfmc.RowsetPage, deps: PageDeps, zone: tzinfo, *, number: int, ingested_at: str
+) -> _Split:
+    transformer = RowTransformer(item.data_extension, item.source, zone, item.run_id, item.started_at)
+    duplicates = _duplicate_filter(item, deps.store)
+    split = _Split([], [], 0, 0, BoundaryTracker(item.progress.high))
+    reasons = item.progress.failure_reasons
+    for raw in page.items:
+        result = transformer.transform(raw)
+        split.tracker.see(result.incremental, result.pk_digest)
+        if duplicates.seen(result.incremental, result.pk_digest):
+            split.duplicate += 1  # processed by the previous run (it sits at the previous watermark)
+            continue
+        entry = deps.publisher.entry(result.event) if result.ok and result.event is not None else None
+        if entry is not None and not deps.publisher.fits(entry):
+            result.errors.append("event_too_large")
+            entry = None
+        if entry is None:
+            split.failed += 1
+            for reason in result.errors or ["unmapped"]:
+                reasons[reason] = reasons.get(reason, 0) + 1
+        else:
+            split.entries.append(entry)
+        split.landed.append(_landed_record(item, number, ingested_at, result))
+    return split
+
+
+def _duplicate_filter(item: WorkItem, store: WatermarkStore) -> DuplicateFilter:
+    """The previous run's boundary keys, loaded only when there are some (and still current)."""
+    mark = item.watermark
+    if (
+        not mark.value
+        or mark.overflow
+        or mark.boundary_count == 0
+        or not item.data_extension.incremental_column
+    ):
+        return DuplicateFilter(Watermark())
+    stored = store.read(item.source.id, item.data_extension.key)
+    if stored.version != mark.version:
+        # Another run committed since the plan: no de-duplication (duplicates are safe, loss is not).
+        return DuplicateFilter(Watermark())
+    return DuplicateFilter(stored)
+
+
+def _landed_record(item: WorkItem, page: int, ingested_at: str, result: RowResult) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "sourceId": item.source.id,
+        "dataExtension": item.data_extension.key,
+        "runId": item.run_id,
+        "page": page,
+        "ingestedAt": ingested_at,
+        "status": "published" if not result.errors else "failed",
+        "keys": result.keys,
+        "row": result.row,
+    }
+    if result.event is not None and not result.errors:
+        record["eventId"] = result.event["eventId"]
+    else:
+        record["errors"] = result.errors
+        record["raw"] = result.raw  # as SFMC sent it, to see why it failed
+    return record
+
+
+# --- Lambda wiring -------------------------------------------------------------------------------------
+
+_clients: dict[str, sfmc.SfmcClient] = {}  # per connection secret, kept warm across invocations
+_http: list[httpx.Client] = []
+
+
+def _rowset_http() -> httpx.Client:
+    if not _http:
+        # Never follow redirects: one could carry the bearer token to another host.
+        _http.append(
+            httpx.Client(
+                timeout=ROWSET_TIMEOUT, follow_redirects=False, headers={"User-Agent": "activation-core"}
+            )
+        )
+    return _http[0]
+
+
+def build_client(secret: str, settings: IngestionSettings) -> sfmc.SfmcClient:
+    cached = _clients.get(secret)
+    if cached is not None:
+        return cached
+    tokens = TokenProvider(
+        secret,
+        partial(sfmc.fetch_token, allow_loopback=settings.allow_loopback_urls),
+        lock=LeaseLock(settings.state_table_name),
+        refresh_margin=TOKEN_REFRESH_MARGIN,
+    )
+    connection = SfmcConnection.model_validate(tokens.connection())
+    client = sfmc.SfmcClient(
+        connection, tokens, allow_loopback=settings.allow_loopback_urls, client=_rowset_http()
+    )
+    _clients[secret] = client
+    return client
+
+
+def reset_clients() -> None:
+    """Forget warm clients (tests: a new container)."""
+    _clients.clear()
+
+
+def _where(event: dict[str, Any], *args: Any, **kwargs: Any) -> str:
+    de = event.get("dataExtension", {}) if isinstance(event, dict) else {}
+    page = (event.get("cursor") or {}).get("page", 0) + 1 if isinstance(event, dict) else "?"
+    return f"data extension '{de.get('key', '?')}' page {page}"
+
+
+@translate_errors(_where)
+def run_page(event: dict[str, Any], deps: PageDeps, now: datetime | None = None) -> dict[str, Any]:
+    """The task: a WorkItem in, the WorkItem after one more page out; typed errors for the state machine."""
+    return process_page(WorkItem.model_validate(event), deps, now=now).dump()
+
+
+def default_deps(event: dict[str, Any], settings: IngestionSettings) -> PageDeps:
+    item = WorkItem.model_validate(event)
+    return PageDeps(
+        client=build_client(item.source.secret, settings),
+        lander=Lander(settings.landing_bucket_name),
+        publisher=EventPublisher(settings.event_bus_name, workers=settings.publish_workers),
+        store=WatermarkStore(settings.state_table_name),
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    settings = ingestion_settings()
+    deps = translate_errors(_where)(default_deps)(event, settings)
+    return run_page(event, deps)

@@ -1,0 +1,374 @@
+"""The SFMC ingestion end to end in the local stack: the real statemachine.asl.json in moto's
+interpreter, its Lambda tasks in warm subprocesses, the fake SFMC over HTTP, S3 landing, the bus, and
+the person destinations' queues and functions (SFMC-01..05).
+
+The runs build on each other (module-scoped fixtures, in order): a first run of the three use-case
+data extensions delivered to RainFocus; an incremental run over a data extension of thousands of rows
+with paging, a 429 and an expired token; a run where one data extension is forbidden (the execution
+fails, the other commits) and its re-run; and the hourly schedule's tick.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from local import moto_speedups, sfn_fast_time
+from local.fakes.sfmc import (
+    BASE_TIME,
+    FakeSfmc,
+    activity_row,
+    campaign_engagement,
+    contact_row,
+    contacts,
+    example_ingestion_config,
+    sfmc_date,
+    throttle_response,
+    web_activity,
+)
+from local.harness import DESTINATION_TYPES, STACK_NAME, ActivationHarness
+from sfmc_ingestion import cli
+
+pytestmark = [
+    pytest.mark.integration,
+    # moto has no CloudFormation model for the landing bucket's TLS-only policy (it skips it, and says so).
+    pytest.mark.filterwarnings("ignore:Tried to parse AWS..S3..BucketPolicy:UserWarning"),
+]
+
+CONTACTS, CAMPAIGN, ACTIVITY = 16, 8, 8
+HISTORIC_ROWS = 3000  # already in the data extension, older than its watermark: never read again
+NEW_ACTIVITY = 100
+PAGE_SIZE = 40
+
+
+@pytest.fixture(scope="module")
+def stack(harness: ActivationHarness) -> Iterator[ActivationHarness]:
+    """The harness with fast Step Functions waits and smaller use-case data extensions."""
+    waits_applied, speedups_applied = sfn_fast_time.applied(), moto_speedups.applied()
+    sfn_fast_time.apply()
+    moto_speedups.apply()  # moto's EventBridge fan-out: 55 -> 20 ms per event
+    fake = sfmc(harness)
+    fake.add(contacts(CONTACTS))
+    fake.add(campaign_engagement(CAMPAIGN))
+    fake.add(web_activity(ACTIVITY))
+    yield harness
+    if not waits_applied:
+        sfn_fast_time.restore()
+    if not speedups_applied:
+        moto_speedups.restore()
+
+
+def sfmc(harness: ActivationHarness) -> FakeSfmc:
+    fake: FakeSfmc = harness.fake("sfmc")
+    return fake
+
+
+def run(harness: ActivationHarness, *keys: str) -> dict[str, Any]:
+    """A manual run through the CLI's trigger; returns the execution and its run record."""
+    sfn = harness.stack.client("stepfunctions")
+    arn = cli.start_run(harness.outputs, data_extensions=keys, sfn=sfn)
+    execution = harness.stack.wait_execution(arn, max_rounds=6000)
+    runs = cli.status(harness.outputs, runs=20, dynamodb=harness.stack.client("dynamodb"))["runs"]
+    (record,) = [r for r in runs if r["runId"] == arn.rsplit(":", 1)[1]]
+    by_key = {r["dataExtension"]: r for r in record["dataExtensions"]}
+    return {"arn": arn, "execution": execution, "record": record, "results": by_key}
+
+
+def queue_depths(harness: ActivationHarness) -> dict[str, int]:
+    sqs = harness.stack.client("sqs")
+    depths = {}
+    for destination in DESTINATION_TYPES:
+        url = harness.outputs[f"{destination.capitalize()}QueueUrl"]
+        attrs = sqs.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        depths[destination] = sum(int(v) for v in attrs.values())
+    return depths
+
+
+def profile_destinations(harness: ActivationHarness) -> list[str]:
+    """Destinations whose rule (as deployed) routes `Profile Updated` events to their queue."""
+    events = harness.stack.client("events")
+    rules = events.list_rules(EventBusName=harness.outputs["EventBusName"])["Rules"]
+    routed = []
+    for rule in rules:
+        if "Profile Updated" in json.loads(rule["EventPattern"]).get("detail-type", []):
+            routed.append(next(t for t in DESTINATION_TYPES if t.capitalize() + "Rule" in rule["Name"]))
+    return sorted(routed)
+
+
+@pytest.fixture(scope="module")
+def first_run(stack: ActivationHarness) -> dict[str, Any]:
+    before = queue_depths(stack)
+    result = run(stack)
+    result["queued"] = {t: queue_depths(stack)[t] - before[t] for t in DESTINATION_TYPES}
+    published = result["record"]["totals"]["eventsPublished"]
+    for destination in profile_destinations(stack):
+        stack.published[destination] += published  # the harness counts what it published itself
+    stack.drain()
+    return result
+
+
+def test_sfmc_04_contact_campaign_and_activity_rows_reach_a_destination(first_run: dict[str, Any]) -> None:
+    assert first_run["execution"]["status"] == "SUCCEEDED"
+    results = first_run["results"]
+    assert {k: (r["rowsRead"], r["eventsPublished"], r["rowsFailed"]) for k, r in results.items()} == {
+        "Contacts": (CONTACTS, CONTACTS - 1, 1),  # contact 5 has no email: landed, counted failed
+        "Campaign_Engagement": (CAMPAIGN, CAMPAIGN, 0),
+        "Web_Activity": (ACTIVITY, ACTIVITY, 0),
+    }
+
+
+def test_sfmc_04_every_published_profile_reached_every_person_destination(
+    stack: ActivationHarness, first_run: dict[str, Any]
+) -> None:
+    published = first_run["record"]["totals"]["eventsPublished"]
+    routed = profile_destinations(stack)
+    assert {"rainfocus", "marketo", "outreach"} <= set(routed)
+    assert {t: first_run["queued"][t] for t in routed} == dict.fromkeys(routed, published)
+    for destination in routed:
+        report = stack.report(destination)
+        assert report.count("received") == report.published, destination
+        assert report.balanced, report
+
+
+def test_sfmc_04_contacts_of_the_upload_audience_became_rainfocus_attendees(
+    stack: ActivationHarness, first_run: dict[str, Any]
+) -> None:
+    fake = sfmc(stack)
+    expected = {
+        row["EmailAddress"]
+        for row in fake.de("Contacts").rows
+        if row["EmailAddress"] and row["EmailOptIn"] == "True"  # contact 6 opted out of email
+    }
+    attendees = stack.fake("rainfocus").attendees
+    assert {email for _, email in attendees} == expected
+    ada = attendees[("expo2026", "katherine.lovelace.3@example.com")]
+    assert {k: ada[k] for k in ("firstname", "lastname", "companyname", "countryid", "state")} == {
+        "firstname": "Katherine",
+        "lastname": "Lovelace",
+        "companyname": "Lovelace Labs",
+        "countryid": "US",
+        "state": "CA",
+    }
+    reasons = stack.report("rainfocus").reasons
+    assert reasons["skipped:consent"] == 1
+    assert reasons["skipped:audience_not_activated"] == CAMPAIGN + ACTIVITY  # no audience: skipped, counted
+
+
+def test_sfmc_05_pages_are_landed_in_s3_partitioned_by_data_extension_and_date(
+    stack: ActivationHarness, first_run: dict[str, Any]
+) -> None:
+    s3 = stack.stack.client("s3")
+    bucket = stack.outputs["SfmcLandingBucketName"]
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="sfmc/")["Contents"])
+    run_id = first_run["record"]["runId"]
+    date = first_run["record"]["startedAt"][:10]
+    assert keys == [
+        f"sfmc/source=sfmc-main/data_extension={key}/ingestion_date={date}/run={run_id}/page-00001.jsonl.gz"
+        for key in ("Campaign_Engagement", "Contacts", "Web_Activity")
+    ]
+    body = s3.get_object(Bucket=bucket, Key=keys[1])["Body"].read()
+    lines = [json.loads(line) for line in gzip.GzipFile(fileobj=io.BytesIO(body)).read().splitlines()]
+    assert len(lines) == CONTACTS
+    assert sum(line["status"] == "failed" for line in lines) == 1
+    encryption = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert encryption["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+
+
+@pytest.fixture(scope="module")
+def incremental_run(stack: ActivationHarness, first_run: dict[str, Any]) -> dict[str, Any]:
+    """Web_Activity: thousands of historic rows (older than the watermark) plus 100 new ones, read in pages
+    of 40; page 2 is throttled (429 + Retry-After) and every token expires after page 1."""
+    fake = sfmc(stack)
+    config = example_ingestion_config()
+    for de in config["sources"][0]["dataExtensions"]:
+        de["pageSize"] = PAGE_SIZE
+    stack.stack.client("ssm").put_parameter(
+        Name=stack.outputs["SfmcIngestionConfigParameterName"],
+        Value=json.dumps(config),
+        Type="String",
+        Overwrite=True,
+    )
+    activity = fake.de("Web_Activity")
+    historic = web_activity(HISTORIC_ROWS, start=10_001, base=BASE_TIME - timedelta(days=30))
+    activity.rows.extend(historic.rows)
+    activity.rows.extend(activity_row(n) for n in range(ACTIVITY + 1, ACTIVITY + 1 + NEW_ACTIVITY))
+    status, body, headers = throttle_response(retry_after=5)
+    fake.on_page(
+        "Web_Activity",
+        1,
+        lambda f: (f.expire_tokens(), f.fail_next("/token/.*/rowset", 1, status, body=body, headers=headers)),
+    )
+    tokens_before = fake.token_requests
+    sfn_fast_time.RECORDED.clear()
+    before = queue_depths(stack)
+    result = run(stack, "Web_Activity")
+    result["queued"] = {t: queue_depths(stack)[t] - before[t] for t in DESTINATION_TYPES}
+    result["token_requests"] = fake.token_requests - tokens_before
+    result["retry_waits"] = list(sfn_fast_time.RECORDED.retries)
+    return result
+
+
+def test_sfmc_incremental_run_pages_through_a_large_data_extension(incremental_run: dict[str, Any]) -> None:
+    assert incremental_run["execution"]["status"] == "SUCCEEDED"
+    activity = incremental_run["results"]["Web_Activity"]
+    # >= the watermark: the boundary row of the first run is re-read and recognised, the rest is new.
+    assert activity["rowsExpected"] == NEW_ACTIVITY + 1
+    assert (activity["rowsRead"], activity["rowsDuplicate"], activity["eventsPublished"]) == (
+        NEW_ACTIVITY + 1,
+        1,
+        NEW_ACTIVITY,
+    )
+    assert activity["pages"] == 3  # 40 + 40 + 21, following links.next
+    assert activity["watermarkAfter"] > activity["watermarkBefore"]
+
+
+def test_sfmc_a_429_is_retried_by_the_state_machine_and_an_expired_token_is_refreshed_once(
+    stack: ActivationHarness, incremental_run: dict[str, Any]
+) -> None:
+    sfn = stack.stack.client("stepfunctions")
+    history = sfn.get_execution_history(executionArn=incremental_run["arn"], maxResults=1000)["events"]
+    failures = [e for e in history if e["type"] == "LambdaFunctionFailed"]
+    assert [e["lambdaFunctionFailedEventDetails"]["error"] for e in failures] == ["SfmcThrottled"]
+    assert "Rate limit exceeded" in failures[0]["lambdaFunctionFailedEventDetails"]["cause"]
+    assert len(incremental_run["retry_waits"]) == 1 and 0 <= incremental_run["retry_waits"][0] <= 5
+    assert incremental_run["token_requests"] == 1  # the expired token was replaced once, then shared
+    fake = sfmc(stack)
+    first = next(r for r in fake.requests_to("/key/Web_Activity/rowset") if "$filter" in r.query)
+    assert first.query["$filter"][0].startswith("OccurredAt gte '")
+
+
+def test_sfmc_every_new_row_reached_the_person_destinations_queues(
+    stack: ActivationHarness, incremental_run: dict[str, Any]
+) -> None:
+    routed = profile_destinations(stack)
+    assert {t: incremental_run["queued"][t] for t in routed} == dict.fromkeys(routed, NEW_ACTIVITY)
+
+
+@pytest.fixture(scope="module")
+def failing_run(stack: ActivationHarness, incremental_run: dict[str, Any]) -> dict[str, Any]:
+    fake = sfmc(stack)
+    fake.forbidden.add("Campaign_Engagement")
+    fake.upsert("Contacts", contact_row(CONTACTS + 1, modified=BASE_TIME + timedelta(days=1)))
+    failed = run(stack, "Contacts", "Campaign_Engagement")
+    fake.forbidden.clear()
+    # A change stamps the delta column (its contract): the re-run must pick it up.
+    changed = {**fake.de("Campaign_Engagement").rows[0], "Opens": "99"}
+    fake.upsert("Campaign_Engagement", {**changed, "LastEngagedAt": sfmc_date(BASE_TIME + timedelta(days=1))})
+    rerun = run(stack, "Campaign_Engagement")
+    return {"failed": failed, "rerun": rerun}
+
+
+def test_sfmc_05_a_failing_data_extension_fails_the_run_while_the_others_commit(
+    stack: ActivationHarness, failing_run: dict[str, Any]
+) -> None:
+    failed = failing_run["failed"]
+    assert failed["execution"]["status"] == "FAILED"
+    assert failed["record"]["status"] == "FAILED"
+    campaign, contacts_result = failed["results"]["Campaign_Engagement"], failed["results"]["Contacts"]
+    assert (campaign["status"], campaign["error"]) == ("failed", "SfmcPermanent")
+    assert "sfmc_403_20002" in campaign["cause"] and "Insufficient privileges" in campaign["cause"]
+    assert campaign["watermarkAfter"] == campaign["watermarkBefore"]
+    assert contacts_result["status"] == "succeeded"
+    assert (
+        contacts_result["eventsPublished"] == 1
+        and contacts_result["watermarkAfter"] > contacts_result["watermarkBefore"]
+    )
+
+
+def test_sfmc_05_the_failed_execution_alarms_the_operators(
+    stack: ActivationHarness, failing_run: dict[str, Any]
+) -> None:
+    cloudwatch = stack.stack.client("cloudwatch")
+    alarms = cloudwatch.describe_alarms()["MetricAlarms"]
+    (alarm,) = [a for a in alarms if a["MetricName"] == "ExecutionsFailed"]
+    assert alarm["Namespace"] == "AWS/States"
+    assert alarm["Dimensions"] == [
+        {"Name": "StateMachineArn", "Value": stack.outputs["SfmcIngestionStateMachineArn"]}
+    ]
+    assert alarm["AlarmActions"] == [stack.outputs["AlarmTopicArn"]]
+
+
+def test_sfmc_a_rerun_after_the_failure_ingests_the_data_extension(failing_run: dict[str, Any]) -> None:
+    rerun = failing_run["rerun"]
+    assert rerun["execution"]["status"] == "SUCCEEDED"
+    campaign = rerun["results"]["Campaign_Engagement"]
+    assert (
+        campaign["watermarkBefore"]
+        == failing_run["failed"]["results"]["Campaign_Engagement"]["watermarkBefore"]
+    )
+    assert (campaign["status"], campaign["eventsPublished"]) == ("succeeded", 1)
+
+
+def test_sfmc_05_the_status_command_shows_runs_and_watermarks(
+    stack: ActivationHarness, failing_run: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["status", "--stack", STACK_NAME, "--runs", "3"]) == 0
+    out = capsys.readouterr().out
+    assert failing_run["failed"]["record"]["runId"] in out
+    assert re.search(r"sfmc-main/Campaign_Engagement\s+failed", out)
+    assert "Insufficient privileges" in out
+    assert "sfmc-main#Web_Activity" in out
+
+
+def test_sfmc_03_the_hourly_schedule_runs_only_what_is_due(
+    stack: ActivationHarness, failing_run: dict[str, Any]
+) -> None:
+    scheduler = stack.stack.client("scheduler")
+    machine = stack.outputs["SfmcIngestionStateMachineArn"]
+    (summary,) = [s for s in scheduler.list_schedules()["Schedules"] if s["Target"]["Arn"] == machine]
+    schedule = scheduler.get_schedule(Name=summary["Name"])
+    assert schedule["ScheduleExpression"] == "rate(1 hour)"
+    # moto never fires a schedule: one tick, exactly as the scheduler would start it.
+    sfn = stack.stack.client("stepfunctions")
+    arn = sfn.start_execution(stateMachineArn=machine, input=schedule["Target"]["Input"])["executionArn"]
+    assert stack.stack.wait_execution(arn, max_rounds=6000)["status"] == "SUCCEEDED"
+    record = cli.status(stack.outputs, dynamodb=stack.stack.client("dynamodb"))["runs"][0]
+    assert record["trigger"] == "schedule" and record["dataExtensions"] == []
+    assert {s["reason"] for s in record["skipped"]} == {"not_due"}  # everything ran minutes ago
+
+
+def test_com_06_no_plain_email_or_secret_in_the_ingestion_logs(
+    stack: ActivationHarness, failing_run: dict[str, Any]
+) -> None:
+    logs = "\n".join(
+        line
+        for path in sorted(stack.stack.log_dir.glob("*sfmc*.log"))
+        for line in path.read_text().splitlines()
+    )
+    assert "page done" in logs
+    assert re.search(r"[\w.+-]+@[\w-]+\.[\w.]+", logs) is None
+    fake = sfmc(stack)
+    for secret in (fake.client_secret, *fake.tokens):
+        assert secret not in logs
+
+
+def test_sfmc_05_rows_per_data_extension_are_emitted_as_metrics(
+    stack: ActivationHarness, failing_run: dict[str, Any]
+) -> None:
+    documents = [
+        json.loads(line)
+        for path in stack.stack.log_dir.glob("*sfmc-summary*.log")
+        for line in path.read_text().splitlines()
+        if line.startswith('{"_aws"')
+    ]
+    emitted = {
+        (doc["DataExtension"], metric["Name"])
+        for doc in documents
+        if "DataExtension" in doc
+        for metric in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+    }
+    for key in ("Contacts", "Campaign_Engagement", "Web_Activity"):
+        for name in ("RowsRead", "RowsLanded", "EventsPublished", "RowsFailed", "DataExtensionFailed"):
+            assert (key, name) in emitted
+    failed = [d for d in documents if d.get("DataExtensionFailed") == [1.0]]
+    assert [d["DataExtension"] for d in failed] == ["Campaign_Engagement"]
