@@ -43,6 +43,7 @@ bench: $(STAMP)
 ## Regenerate shared/schemas/ from the pydantic models.
 schemas: $(STAMP)
 	$(PY) local/schemas.py
+	$(PY) -m activation_cli.docs
 
 # ---- AWS: the SAM CLI lives in its own venv (its pins clash with the project's).
 $(SAM_VENV)/bin/sam:
