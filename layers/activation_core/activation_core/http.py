@@ -174,7 +174,9 @@ def _parse_timestamp(value: str) -> float | None:
     return parsed.timestamp()
 
 
-def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
+def parse_retry_after(
+    headers: Mapping[str, str], now: float, *, rate_limit_reset: bool = True
+) -> float | None:
     """Seconds from `now` the server asks us to wait (>= 0), or None when it says nothing usable.
 
     `Retry-After` (delta-seconds, HTTP-date or ISO-8601) wins; otherwise `X-RateLimit-Reset`
@@ -190,7 +192,9 @@ def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
         if at is not None:
             return max(0.0, at - now)
 
-    reset = _header(headers, "X-RateLimit-Reset")
+    # A rate-limit reset says when the quota refills: a wait for a 429, not for a 5xx (vendors that
+    # send it on every response would otherwise turn a 502 into "wait until the hourly reset").
+    reset = _header(headers, "X-RateLimit-Reset") if rate_limit_reset else None
     if reset is not None:
         number = _parse_number(reset.strip())
         if number is None:
@@ -237,7 +241,9 @@ def classify_response(response: httpx.Response) -> ActivationError | None:
         )
     if status == 408 or status >= 500:
         return RetryableError(
-            f"http_{status}", detail, retry_after=parse_retry_after(response.headers, time.time())
+            f"http_{status}",
+            detail,
+            retry_after=parse_retry_after(response.headers, time.time(), rate_limit_reset=False),
         )
     # Other 4xx, and 1xx/3xx (redirects are never followed), will not succeed if sent again.
     return PermanentError(f"http_{status}", detail)

@@ -376,3 +376,12 @@ def test_loopback_only_with_flag(url: str) -> None:
     with pytest.raises(PermanentError):
         _validate(url)
     assert _validate(url, allow_loopback=True) == url.rstrip("/")
+
+
+def test_a_5xx_waits_for_retry_after_only_not_for_the_rate_limit_reset() -> None:
+    reset = str(int(datetime.now(UTC).timestamp()) + 3600)
+    error = http.classify_response(httpx.Response(502, headers={"X-RateLimit-Reset": reset}))
+    assert error is not None and error.reason == "http_502"
+    assert error.retry_after is None  # type: ignore[attr-defined]
+    throttle = http.classify_response(httpx.Response(429, headers={"X-RateLimit-Reset": reset}))
+    assert throttle.retry_after is not None and throttle.retry_after > 3000  # type: ignore[union-attr]
