@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from local import moto_speedups
 from local.examples import example_config
 from local.fakes.base import FakeServer
 from local.stack import LocalStack
@@ -102,6 +103,7 @@ class ActivationHarness:
         self.stop()
 
     def start(self) -> None:
+        moto_speedups.apply()  # EventBridge -> SQS fan-out: ~55 -> ~20 ms per published event
         self.stack.start()
         self.outputs = self.stack.deploy(
             ROOT / "template.yaml",
