@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 import re
 import uuid
+import warnings
 from typing import Any
 
 from moto.awslambda.models import LambdaFunction, LayerVersion
