@@ -7,11 +7,14 @@ See /work/shared/reference/local-stack.md for the measurements behind every item
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
+import threading
 import uuid
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from moto.awslambda.models import LambdaFunction, LayerVersion
@@ -19,6 +22,7 @@ from moto.cloudformation import parsing
 from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
 from moto.cloudwatch.models import Dimension, Metric, MetricDataQuery, MetricStat, cloudwatch_backends
 from moto.core.common_models import CloudFormationModel
+from moto.dynamodb.models import DynamoDBBackend
 from moto.events.models import EventBus
 from moto.scheduler.models import scheduler_backends
 from moto.secretsmanager.models import secretsmanager_backends
@@ -39,6 +43,23 @@ QUEUE_POLICIES: list[dict[str, Any]] = []
 _applied = False
 
 
+def make_dynamodb_writes_atomic(setattr_: Callable[[Any, str, Any], None] = setattr) -> None:
+    """moto checks a write's condition and then stores the item without a lock; DynamoDB serialises
+    conditional writes per item. Without this, two racing invocations could both win a lease."""
+    guard = threading.RLock()
+
+    def serialised(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with guard:
+                return method(*args, **kwargs)
+
+        return wrapper
+
+    for name in ("put_item", "update_item", "delete_item", "get_item"):
+        setattr_(DynamoDBBackend, name, serialised(getattr(DynamoDBBackend, name)))
+
+
 def apply() -> None:
     """Patch moto in-process (idempotent). Must run in the process that hosts the moto server."""
     global _applied
@@ -48,6 +69,7 @@ def apply() -> None:
     # Known and accepted: the landing bucket's TLS-only policy has no moto model and no effect on
     # 127.0.0.1 (README, "The local stack"); the template test still checks it exists.
     warnings.filterwarnings("ignore", message=".*AWS::S3::BucketPolicy.*")
+    make_dynamodb_writes_atomic()
     UPSTREAM.update(
         {
             "EventBus.physical_resource_id": getattr(EventBus, "physical_resource_id", None),

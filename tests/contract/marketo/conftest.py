@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import copy
-import functools
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from moto import mock_aws
-from moto.dynamodb.models import DynamoDBBackend
 
 from activation_core import aws, oauth
 from activation_core.config_store import parse_destinations
@@ -19,6 +16,7 @@ from activation_core.outcomes import Outcome
 from activation_core.pipeline import Pipeline
 from activation_core.settings import FunctionSettings
 from local.fakes.marketo import FakeMarketo
+from local.moto_patches import make_dynamodb_writes_atomic
 from marketo.service import MarketoDestination, clear_schema_cache
 from tests.contract.conftest import STATE_TABLE, put_connection_secret
 from tests.support import create_state_table, example_config, load_event, sqs_record
@@ -202,15 +200,4 @@ def profile(
 @pytest.fixture
 def atomic_dynamodb_writes(monkeypatch: pytest.MonkeyPatch) -> None:
     """moto checks a write's condition and stores the item without a lock; DynamoDB serialises them."""
-    guard = threading.RLock()
-
-    def serialised(method: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(method)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with guard:
-                return method(*args, **kwargs)
-
-        return wrapper
-
-    for name in ("put_item", "update_item", "delete_item", "get_item"):
-        monkeypatch.setattr(DynamoDBBackend, name, serialised(getattr(DynamoDBBackend, name)))
+    make_dynamodb_writes_atomic(monkeypatch.setattr)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import functools
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
-from moto.dynamodb.models import DynamoDBBackend
 
 from activation_core import aws
 from bombora import lists
+from local.moto_patches import make_dynamodb_writes_atomic
 from tests.support import create_state_table
 
 STATE_TABLE = "state"
@@ -23,18 +21,7 @@ STATE_TABLE = "state"
 def dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # in-process moto intercepts AWS endpoints only
     # DynamoDB serialises conditional writes per item; moto does not: make its writes atomic.
-    guard = threading.RLock()
-
-    def serialised(method: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(method)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with guard:
-                return method(*args, **kwargs)
-
-        return wrapper
-
-    for name in ("put_item", "update_item", "delete_item", "get_item"):
-        monkeypatch.setattr(DynamoDBBackend, name, serialised(getattr(DynamoDBBackend, name)))
+    make_dynamodb_writes_atomic(monkeypatch.setattr)
     aws.reset_clients()
     lists.clear_memory_cache()
     with mock_aws():

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import functools
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
-from moto.dynamodb.models import DynamoDBBackend
 
 from activation_core import aws
+from local.moto_patches import make_dynamodb_writes_atomic
 from tests.support import create_state_table
 
 STATE_TABLE = "activation-state-test"
@@ -40,18 +38,7 @@ def atomic_dynamodb_writes(monkeypatch: pytest.MonkeyPatch) -> None:
     moto evaluates a condition and then stores the item without a lock, so threads racing in one
     process could both "win"; real DynamoDB serialises conditional writes per item.
     """
-    guard = threading.RLock()
-
-    def serialised(method: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(method)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with guard:
-                return method(*args, **kwargs)
-
-        return wrapper
-
-    for name in ("put_item", "update_item", "delete_item", "get_item"):
-        monkeypatch.setattr(DynamoDBBackend, name, serialised(getattr(DynamoDBBackend, name)))
+    make_dynamodb_writes_atomic(monkeypatch.setattr)
 
 
 @pytest.fixture
