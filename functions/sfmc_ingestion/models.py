@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from activation_core.mapping import TRANSFORMS
+from activation_core.mapping import TRANSFORMS, transform_names
 
 # SFMC stores dates in US Central Standard Time without daylight saving (TAP-ET uses a fixed -6 "to
 # avoid DST impact", apis.md 3.4): the default account time zone.
@@ -86,11 +86,7 @@ class MappingRule(_Strict):
     @field_validator("transforms", mode="before")
     @classmethod
     def _known_transforms(cls, value: Any) -> Any:
-        items = [value] if isinstance(value, str) else list(value or ())
-        unknown = [t for t in items if t not in TRANSFORMS]
-        if unknown:
-            raise ValueError(f"unknown transform(s) {unknown}; known: {sorted(TRANSFORMS)}")
-        return tuple(items)
+        return transform_names(value)
 
 
 class AudienceRef(_Strict):

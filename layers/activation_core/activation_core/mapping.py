@@ -37,6 +37,15 @@ TRANSFORMS: dict[str, Transform] = {
 }
 
 
+def transform_names(value: Any) -> tuple[str, ...]:
+    """Validate a row's transform names (a name or a list of names) against TRANSFORMS."""
+    items = [value] if isinstance(value, str) else list(value or ())
+    unknown = [t for t in items if t not in TRANSFORMS]
+    if unknown:
+        raise ValueError(f"unknown transform(s) {unknown}; known: {sorted(TRANSFORMS)}")
+    return tuple(items)
+
+
 @dataclass(frozen=True, slots=True)
 class MappedRecord:
     """The result of mapping one record: plain target fields and identity targets."""

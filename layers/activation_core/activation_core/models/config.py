@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from activation_core.mapping import TRANSFORMS
+from activation_core.mapping import TRANSFORMS, transform_names
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _SOURCE_ROOTS = ("identities.", "attributes.", "account.")
@@ -42,11 +42,7 @@ class MappingRow(_Strict):
     @field_validator("transforms", mode="before")
     @classmethod
     def _known_transforms(cls, value: Any) -> Any:
-        items = [value] if isinstance(value, str) else list(value or ())
-        unknown = [t for t in items if t not in TRANSFORMS]
-        if unknown:
-            raise ValueError(f"unknown transform(s) {unknown}; known: {sorted(TRANSFORMS)}")
-        return tuple(items)
+        return transform_names(value)
 
 
 class ActivatedAudience(_Strict):
