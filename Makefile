@@ -34,7 +34,7 @@ lint: $(STAMP)
 
 ## Soak: 10,000 events through every destination with ~20% injected vendor faults (not in make test).
 soak: $(STAMP)
-	SOAK_EVENTS=10000 $(PY) -m pytest -q tests/integration/test_soak.py
+	SOAK_EVENTS=$${SOAK_EVENTS:-10000} SOAK_REPORT=soak-report.json $(PY) -m pytest -q tests/integration/test_soak.py
 
 ## Benchmarks (never part of make test); writes BENCHMARKS.md.
 bench: $(STAMP)

@@ -8,8 +8,9 @@ receives real batches and deletes only what AWS would delete:
 - without it, success deletes the whole batch.
 `fast_retry=True` makes the *failed* messages visible again at once (ChangeMessageVisibility 0), so
 retries, ApproximateReceiveCount and the redrive to the DLQ happen without waiting out the queue's
-visibility timeout. It also overrides a visibility the handler itself set on a failed message (e.g.
-a 429 reset time); use fast_retry=False to test that behaviour.
+visibility timeout. A visibility the handler itself set on a failed message (a 429 reset time, the
+next allowed token mint) is honoured: the poller compares each message's visibility deadline in
+moto's backend (the server runs in this process) before and after the invocation.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from moto.sqs.models import Queue
+from moto.sqs.models import Queue, sqs_backends
 
 log = logging.getLogger(__name__)
 _QUEUE_COUNTS = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
@@ -156,6 +157,7 @@ class SqsEsmPoller:
             messages += got
         if not messages:
             return 0
+        deadlines = _visibility_deadlines(mapping["EventSourceArn"], messages)
         event = {"Records": [self._record(m, mapping["EventSourceArn"]) for m in messages]}
         response = self._lambda.invoke(
             FunctionName=mapping["FunctionArn"], Payload=json.dumps(event).encode()
@@ -170,6 +172,9 @@ class SqsEsmPoller:
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
             )
         if self.fast_retry:
+            # Only messages whose deadline the handler left alone; a deadline it set is honoured.
+            after = _visibility_deadlines(mapping["EventSourceArn"], retry)
+            retry = [m for m in retry if after.get(m["ReceiptHandle"]) == deadlines.get(m["ReceiptHandle"])]
             for chunk in _chunks(retry):
                 self._sqs.change_message_visibility_batch(
                     QueueUrl=url,
@@ -209,6 +214,17 @@ class SqsEsmPoller:
         if "MD5OfMessageAttributes" in m:
             record["md5OfMessageAttributes"] = m["MD5OfMessageAttributes"]
         return record
+
+
+def _visibility_deadlines(queue_arn: str, messages: list[dict[str, Any]]) -> dict[str, float]:
+    """Receipt handle -> the time the message becomes visible again, read from moto's backend
+    (SQS has no API for it)."""
+    _, _, _, region, account, name = queue_arn.split(":")
+    queue = sqs_backends[account][region].queues.get(name)
+    if queue is None:
+        return {}
+    wanted = {m["ReceiptHandle"] for m in messages}
+    return {str(m.receipt_handle): m.visible_at for m in list(queue._messages) if m.receipt_handle in wanted}
 
 
 def _reported_failures(payload: bytes) -> set[str] | None:

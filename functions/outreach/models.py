@@ -93,6 +93,17 @@ class OutreachSettings(BaseModel):
         le=5_000,
         description="Stop until X-RateLimit-Reset once X-RateLimit-Remaining is this low",
     )
+    token_mint_interval_seconds: float = Field(
+        default=60.0,
+        alias="tokenMintIntervalSeconds",
+        ge=0,
+        le=3600,
+        description=(
+            "Least time between two access-token mints for this connection's user and app. Outreach "
+            "allows one per 60 s (a third-party fact, not in its API reference): change it if Outreach "
+            "documents otherwise"
+        ),
+    )
     budget_key: str | None = Field(
         default=None,
         alias="budgetKey",

@@ -25,7 +25,6 @@ from activation_core.rate_budget import RateBudget, Window
 from activation_core.settings import FunctionSettings
 from outreach.client import (
     BAD_REQUEST_MESSAGE,
-    MIN_MINT_INTERVAL,
     FieldRejectedError,
     OutreachClient,
     RateGate,
@@ -248,7 +247,7 @@ class OutreachDestination:
             secrets=self._secrets,
             clock=self._clock,
             sleep=self._sleep,
-            min_mint_interval=MIN_MINT_INTERVAL,
+            min_mint_interval=outreach_settings.token_mint_interval_seconds,
             refresh_token_field="refreshToken",  # noqa: S106 - the secret's field name
         )
         try:

@@ -277,6 +277,26 @@ def test_poller_batch_item_failures_then_dlq(stack: LocalStack, outputs: dict[st
     assert "Item" in table.get_item(TableName=outputs["TableName"], Key={"pk": {"S": "via-bus"}})
 
 
+def test_poller_fast_retry_honours_a_visibility_the_handler_set(
+    stack: LocalStack, outputs: dict[str, str]
+) -> None:
+    sqs = stack.client("sqs")
+    deferred = sqs.send_message(QueueUrl=outputs["QueueUrl"], MessageBody=json.dumps({"action": "defer"}))
+    failed = sqs.send_message(QueueUrl=outputs["QueueUrl"], MessageBody=json.dumps({"action": "fail"}))
+    try:
+        assert stack.poller.poll_once() == 2
+        # The plain failure is back at once (fast_retry); the deferred one stays hidden for its 600 s.
+        assert stack.poller.poll_once() == 1
+        lines = stack.log_lines()
+        assert len([line for line in lines if deferred["MessageId"] in line]) == 1
+        assert len([line for line in lines if failed["MessageId"] in line]) == 2
+        counts = sqs.get_queue_attributes(QueueUrl=outputs["QueueUrl"], AttributeNames=["All"])["Attributes"]
+        assert counts["ApproximateNumberOfMessagesNotVisible"] == "1"
+    finally:
+        sqs.purge_queue(QueueUrl=outputs["QueueUrl"])
+        sqs.purge_queue(QueueUrl=outputs["DeadLetterQueueUrl"])
+
+
 FAILED_IDS_CASES = [
     ("Unhandled", b'{"batchItemFailures": []}', {"a", "b"}),
     (None, b'{"batchItemFailures": [{"itemIdentifier": "b"}]}', {"b"}),

@@ -162,16 +162,16 @@ def summarize(results: Mapping[str, RecordResult]) -> BatchSummary:
 def record_ledger(results: Mapping[str, RecordResult], ctx: BatchContext, dynamodb: Any) -> None:
     """Count outcomes per destination type, per instance and per audience in the state table (COM-08).
 
-    Final outcomes are counted once; a retry counts as an attempt. `received` counts first receives
-    only, so received = delivered + skipped + DLQ depth + in flight once the queue settles.
+    Final outcomes are counted once; a retry counts as an attempt. The destination's `received` was
+    counted when the batch arrived (`record_arrivals`); an instance's or audience's `received` counts
+    first receives that got this far (a record whose first invocation died is counted at the
+    destination only).
     """
     counters: dict[str, Counter[str]] = defaultdict(Counter)
     for result in results.values():
         first = result.receive_count <= 1
-        keys = [ctx.destination_type]
-        keys += [f"{ctx.destination_type}#{o.instance_id}" for o in result.per_instance]
-        for key in keys:
-            counters[key]["received"] += int(first)
+        for o in result.per_instance:
+            counters[f"{ctx.destination_type}#{o.instance_id}"]["received"] += int(first)
         counters[ctx.destination_type][_counter_name(result.outcome)] += 1
         if result.outcome.kind is not Kind.DELIVERED:
             counters[ctx.destination_type][_reason_counter(result.outcome)] += 1
@@ -182,19 +182,39 @@ def record_ledger(results: Mapping[str, RecordResult], ctx: BatchContext, dynamo
                 counters[audience_key]["received"] += int(first)
                 counters[audience_key][_counter_name(o.outcome)] += 1
     for key, counts in counters.items():
-        names = {f"#c{i}": name for i, name in enumerate(counts)}
-        values = {f":v{i}": {"N": str(counts[name])} for i, name in enumerate(counts)}
-        expression = "ADD " + ", ".join(f"#c{i} :v{i}" for i in range(len(counts)))
-        try:
-            dynamodb.update_item(
-                TableName=ctx.state_table_name,
-                Key={"pk": {"S": "outcomes"}, "sk": {"S": key}},
-                UpdateExpression=expression,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except Exception as exc:  # monitoring must never fail delivery
-            logger.warning("ledger update failed", extra={"error_type": type(exc).__name__})
+        _add_to_ledger(key, counts, ctx, dynamodb)
+
+
+def record_arrivals(records: Sequence[Mapping[str, Any]], ctx: BatchContext, dynamodb: Any) -> None:
+    """Count the destination's `received` (first receives) before anything can hang or crash, so a
+    record whose first invocation timed out is still counted once: received = delivered + skipped +
+    DLQ depth + queued once the queue settles."""
+    first = sum(1 for r in records if _receive_count(r) <= 1)
+    if first:
+        _add_to_ledger(ctx.destination_type, Counter(received=first), ctx, dynamodb)
+
+
+def _receive_count(record: Mapping[str, Any]) -> int:
+    try:
+        return int((record.get("attributes") or {}).get("ApproximateReceiveCount", "1") or 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+def _add_to_ledger(key: str, counts: Counter[str], ctx: BatchContext, dynamodb: Any) -> None:
+    names = {f"#c{i}": name for i, name in enumerate(counts)}
+    values = {f":v{i}": {"N": str(counts[name])} for i, name in enumerate(counts)}
+    expression = "ADD " + ", ".join(f"#c{i} :v{i}" for i in range(len(counts)))
+    try:
+        dynamodb.update_item(
+            TableName=ctx.state_table_name,
+            Key={"pk": {"S": "outcomes"}, "sk": {"S": key}},
+            UpdateExpression=expression,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+    except Exception as exc:  # monitoring must never fail delivery
+        logger.warning("ledger update failed", extra={"error_type": type(exc).__name__})
 
 
 def _counter_name(outcome: Outcome) -> str:
@@ -221,6 +241,8 @@ def run_batch(
 ) -> dict[str, Any]:
     """Decide every record's outcome, act on it, and return the partial batch response."""
     records: list[Mapping[str, Any]] = list(event.get("Records") or [])
+    dynamodb = aws.client("dynamodb")
+    record_arrivals(records, ctx, dynamodb)
     try:
         results = decide(records)
     except Exception as exc:  # whatever broke, the batch retries rather than vanishes
@@ -229,7 +251,10 @@ def run_batch(
     for record in records:
         message_id = str(record.get("messageId"))
         if message_id not in results:
-            results[message_id] = RecordResult(Outcome.retry("internal_error", "no decision for this record"))
+            results[message_id] = RecordResult(
+                Outcome.retry("internal_error", "no decision for this record"),
+                receive_count=_receive_count(record),
+            )
     exhaust_retries(results, ctx.max_receive_count)
     sqs = aws.client("sqs")
     send_rejections_to_dlq(records, results, ctx, sqs)
@@ -237,7 +262,7 @@ def run_batch(
 
     response = partial_batch_response(records, results) if records else _empty_batch_response(event, context)
     summary = summarize(results)
-    record_ledger(results, ctx, aws.client("dynamodb"))
+    record_ledger(results, ctx, dynamodb)
     _publish_metrics(summary)
     logger.info("batch done", extra={"summary": summary.as_dict(), "destination": ctx.destination_type})
     return dict(response)
@@ -249,8 +274,7 @@ def reject_all(reason: str, detail: str) -> Callable[[Sequence[Mapping[str, Any]
     def decide(records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
         return {
             str(r.get("messageId")): RecordResult(
-                Outcome.rejected(reason, detail),
-                receive_count=int((r.get("attributes") or {}).get("ApproximateReceiveCount", "1") or 1),
+                Outcome.rejected(reason, detail), receive_count=_receive_count(r)
             )
             for r in records
         }

@@ -22,8 +22,9 @@ from botocore.exceptions import ClientError
 from activation_core import aws
 from activation_core.errors import RetryableError
 
-# An interrupted claim frees itself after this long: longer than any function timeout, shorter than
-# the queue's visibility timeout, so the redelivered record finds it free.
+# Without a Lambda context, an interrupted claim frees itself after this long: longer than any
+# function timeout, shorter than the queue's visibility timeout. With one, the claim lasts exactly as
+# long as the invocation may run, so a record whose invocation timed out finds it free when it returns.
 CLAIM_LEASE_MILLIS = 120_000
 
 
@@ -41,12 +42,19 @@ class DeliveryClaims:
         from aws_lambda_powertools.utilities.idempotency.persistence.dynamodb import DynamoDBPersistenceLayer
 
         self._layer = DynamoDBPersistenceLayer(table_name=table_name, boto3_client=aws.client("dynamodb"))
-        self._layer.configure(
-            IdempotencyConfig(
-                event_key_jmespath="[eventId, instance]", expires_after_seconds=expires_after_seconds
-            ),
-            function_name=f"activation.{destination_type}",
+        self._config = IdempotencyConfig(
+            event_key_jmespath="[eventId, instance]", expires_after_seconds=expires_after_seconds
         )
+        self._layer.configure(self._config, function_name=f"activation.{destination_type}")
+
+    def register_lambda_context(self, context: Any) -> None:
+        """Claims taken from now on expire when this invocation's time runs out (Powertools' own rule)."""
+        self._config.register_lambda_context(context)
+
+    def _lease_millis(self) -> int:
+        context = self._config.lambda_context
+        remaining = getattr(context, "get_remaining_time_in_millis", None)
+        return max(1, int(remaining())) if callable(remaining) else CLAIM_LEASE_MILLIS
 
     @staticmethod
     def _data(event_id: str, instance_id: str) -> dict[str, Any]:
@@ -60,7 +68,7 @@ class DeliveryClaims:
 
         data = self._data(event_id, instance_id)
         try:
-            self._layer.save_inprogress(data, remaining_time_in_millis=CLAIM_LEASE_MILLIS)
+            self._layer.save_inprogress(data, remaining_time_in_millis=self._lease_millis())
         except IdempotencyItemAlreadyExistsError as exc:
             record = exc.old_data_record or self._layer.get_record(data)
             return Claim.DONE if record is not None and record.status == "COMPLETED" else Claim.IN_PROGRESS

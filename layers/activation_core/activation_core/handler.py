@@ -17,10 +17,10 @@ LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 def destination_handler(destination: Destination) -> LambdaHandler:
     """The Lambda handler of a destination; the pipeline is built on the first invocation and kept warm."""
-    pipeline: list[Pipeline] = []
+    built: list[tuple[Pipeline, Guards]] = []
 
-    def decide(records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
-        if not pipeline:
+    def pipeline() -> tuple[Pipeline, Guards]:
+        if not built:
             settings = function_settings()
             guards = Guards(
                 claims=DeliveryClaims(settings.idempotency_table_name, settings.destination_type)
@@ -28,17 +28,30 @@ def destination_handler(destination: Destination) -> LambdaHandler:
                 else None,
                 order=StaleGuard(settings.state_table_name),
             )
-            pipeline.append(
-                Pipeline(
-                    destination,
-                    settings,
-                    lambda: load_destinations(settings.config_parameter_name, settings.config_cache_seconds),
+            built.append(
+                (
+                    Pipeline(
+                        destination,
+                        settings,
+                        lambda: load_destinations(
+                            settings.config_parameter_name, settings.config_cache_seconds
+                        ),
+                        guards,
+                    ),
                     guards,
                 )
             )
-        return pipeline[0].process(records)
+        return built[0]
 
-    return _entry(decide)
+    def start(context: Any) -> None:
+        claims = pipeline()[1].claims
+        if claims is not None and context is not None:
+            claims.register_lambda_context(context)
+
+    def decide(records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
+        return pipeline()[0].process(records)
+
+    return _entry(decide, start)
 
 
 def not_implemented_handler() -> LambdaHandler:
@@ -48,7 +61,10 @@ def not_implemented_handler() -> LambdaHandler:
     return _entry(decide)
 
 
-def _entry(decide: Callable[[Sequence[Mapping[str, Any]]], dict[str, RecordResult]]) -> LambdaHandler:
+def _entry(
+    decide: Callable[[Sequence[Mapping[str, Any]]], dict[str, RecordResult]],
+    start: Callable[[Any], None] | None = None,
+) -> LambdaHandler:
     @logger.inject_lambda_context(clear_state=True)
     @tracer.capture_lambda_handler(
         capture_response=False
@@ -63,6 +79,11 @@ def _entry(decide: Callable[[Sequence[Mapping[str, Any]]], dict[str, RecordResul
             settings.state_table_name,
             settings.max_receive_count,
         )
+        if start is not None:
+            try:
+                start(context)
+            except Exception as exc:  # run_batch's decision hits the same fault and retries the batch
+                logger.warning("invocation setup failed", extra={"error_type": type(exc).__name__})
         return run_batch(event, context, decide, batch)
 
     return cast(LambdaHandler, lambda_handler)  # Powertools' decorators are typed loosely

@@ -124,6 +124,22 @@ def test_received_counts_first_receives_only(queues: dict[str, str]) -> None:
     assert (totals["received"], totals["delivered"], totals["retried"]) == (1, 1, 1)
 
 
+class InvocationKilled(BaseException):
+    """What a Lambda timeout does to a handler: it stops, nothing after it runs."""
+
+
+def test_com_09_a_record_whose_first_invocation_died_is_still_received_once(queues: dict[str, str]) -> None:
+    def killed(records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
+        raise InvocationKilled
+
+    ctx = BatchContext("rainfocus", queues["dlq"], "state")
+    with pytest.raises(InvocationKilled):
+        run_batch({"Records": [sqs_record({}, "m-1", 1)]}, None, killed, ctx)
+    run_batch({"Records": [sqs_record({}, "m-1", 2)]}, None, decided({"m-1": Outcome.delivered()}), ctx)
+    totals = ledger("rainfocus")
+    assert (totals["received"], totals["delivered"]) == (1, 1)  # balanced: nothing unaccounted
+
+
 def test_not_implemented_destinations_reject_every_record(queues: dict[str, str]) -> None:
     event = {"Records": [sqs_record({"n": i}, f"m-{i}") for i in range(3)]}
     response = run_batch(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +46,29 @@ def test_claims_new_then_in_progress_then_done(tables: None) -> None:
     claims.complete("evt-1", "inst")
     assert claims.claim("evt-1", "inst") is Claim.DONE
     assert claims.claim("evt-1", "other-instance") is Claim.NEW  # keyed on event AND instance
+
+
+class FakeLambdaContext:
+    def __init__(self, remaining_millis: int) -> None:
+        self.remaining_millis = remaining_millis
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_millis
+
+
+def only_claim_expiry_millis() -> int:
+    (item,) = boto3.client("dynamodb").scan(TableName="idempotency")["Items"]
+    return int(item["in_progress_expiration"]["N"])
+
+
+def test_com_09_a_claim_lasts_as_long_as_the_invocation_that_took_it(tables: None) -> None:
+    # A claim left by an invocation that timed out must be free when SQS redelivers the record.
+    claims = DeliveryClaims("idempotency", "rainfocus")
+    claims.register_lambda_context(FakeLambdaContext(remaining_millis=4_000))
+    before = int(time.time() * 1000)
+    assert claims.claim("evt-1", "inst") is Claim.NEW
+    expiry = only_claim_expiry_millis()
+    assert before + 4_000 <= expiry <= int(time.time() * 1000) + 4_000
 
 
 def test_a_released_claim_can_be_taken_again(tables: None) -> None:
