@@ -9,6 +9,7 @@ worker answers {"ok": bool, "payload": <JSON text of the result or the AWS-style
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import json
 import os
@@ -96,6 +97,9 @@ def main(argv: list[str]) -> None:
     for line in requests:
         request = json.loads(line)
         request_id = request["context"]["aws_request_id"]
+        # Local only: just before the runner ends a timed-out invocation, log where every thread was.
+        remaining = request["context"]["deadline_ms"] / 1000 - time.time()
+        faulthandler.dump_traceback_later(max(0.01, remaining - 0.05), file=sys.stderr)
         try:
             result = handler(request["event"], LambdaContext(request["context"]))
             try:
@@ -109,6 +113,8 @@ def main(argv: list[str]) -> None:
             print(f"[ERROR] {type(exc).__name__}: {exc}", file=sys.stderr)
             traceback.print_exception(type(exc), exc, _handler_tb(exc))
             reply = {"ok": False, "payload": json.dumps(error_payload(exc, None, request_id))}
+        finally:
+            faulthandler.cancel_dump_traceback_later()
         _send(out, reply)
 
 

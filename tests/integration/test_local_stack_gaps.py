@@ -211,6 +211,8 @@ def test_runner_enforces_timeout(stack: LocalStack, outputs: dict[str, str]) -> 
     assert error is not None and payload["errorType"] == "Sandbox.Timedout"
     assert payload["errorMessage"].endswith("Task timed out after 1.00 seconds")
     assert 1.0 <= elapsed < 3.0
+    # Where the handler was when time ran out (local diagnostic): the line that slept.
+    assert any("task.py" in line and "lambda_handler" in line for line in stack.log_lines())
     payload, error = invoke(stack, outputs["TaskFunctionName"], {"n": 4})  # a fresh sandbox takes over
     assert error is None and payload["n"] == 5
 
