@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -32,6 +34,14 @@ class Claim(StrEnum):
     NEW = "new"
     DONE = "done"
     IN_PROGRESS = "in_progress"
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimResult:
+    state: Claim
+    # IN_PROGRESS: seconds until the other invocation's claim ends, so the record can be hidden that
+    # long instead of coming back (and using up a receive) while that invocation still runs.
+    held_for: float | None = None
 
 
 class DeliveryClaims:
@@ -60,7 +70,7 @@ class DeliveryClaims:
     def _data(event_id: str, instance_id: str) -> dict[str, Any]:
         return {"eventId": event_id, "instance": instance_id}
 
-    def claim(self, event_id: str, instance_id: str) -> Claim:
+    def claim(self, event_id: str, instance_id: str) -> ClaimResult:
         from aws_lambda_powertools.utilities.idempotency.exceptions import (
             IdempotencyItemAlreadyExistsError,
             IdempotencyPersistenceLayerError,
@@ -71,10 +81,14 @@ class DeliveryClaims:
             self._layer.save_inprogress(data, remaining_time_in_millis=self._lease_millis())
         except IdempotencyItemAlreadyExistsError as exc:
             record = exc.old_data_record or self._layer.get_record(data)
-            return Claim.DONE if record is not None and record.status == "COMPLETED" else Claim.IN_PROGRESS
+            if record is not None and record.status == "COMPLETED":
+                return ClaimResult(Claim.DONE)
+            expiry_millis = record.in_progress_expiry_timestamp if record is not None else None
+            held_for = float(expiry_millis) / 1000 - time.time() if expiry_millis else None
+            return ClaimResult(Claim.IN_PROGRESS, held_for if held_for and held_for > 0 else None)
         except IdempotencyPersistenceLayerError as exc:
             raise RetryableError("idempotency_unavailable", type(exc).__name__) from None
-        return Claim.NEW
+        return ClaimResult(Claim.NEW)
 
     def complete(self, event_id: str, instance_id: str) -> None:
         self._layer.save_success(self._data(event_id, instance_id), {"applied": True})

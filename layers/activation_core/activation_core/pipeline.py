@@ -303,10 +303,14 @@ class Pipeline:
                 )
         if claims is not None:
             claim = claims.claim(record.event_id, instance_id)
-            if claim is Claim.DONE:
+            if claim.state is Claim.DONE:
                 return Outcome.skipped("duplicate", "this event was already applied to this destination")
-            if claim is Claim.IN_PROGRESS:
-                return Outcome.retry("in_progress_elsewhere", "another invocation is applying this event")
+            if claim.state is Claim.IN_PROGRESS:
+                return Outcome.retry(
+                    "in_progress_elsewhere",
+                    "another invocation is applying this event",
+                    retry_after=claim.held_for,
+                )
         return activations
 
     def _settle_claims(

@@ -41,11 +41,11 @@ def at(second: int) -> datetime:
 
 def test_claims_new_then_in_progress_then_done(tables: None) -> None:
     claims = DeliveryClaims("idempotency", "rainfocus")
-    assert claims.claim("evt-1", "inst") is Claim.NEW
-    assert claims.claim("evt-1", "inst") is Claim.IN_PROGRESS
+    assert claims.claim("evt-1", "inst").state is Claim.NEW
+    assert claims.claim("evt-1", "inst").state is Claim.IN_PROGRESS
     claims.complete("evt-1", "inst")
-    assert claims.claim("evt-1", "inst") is Claim.DONE
-    assert claims.claim("evt-1", "other-instance") is Claim.NEW  # keyed on event AND instance
+    assert claims.claim("evt-1", "inst").state is Claim.DONE
+    assert claims.claim("evt-1", "other-instance").state is Claim.NEW  # keyed on event AND instance
 
 
 class FakeLambdaContext:
@@ -66,16 +66,25 @@ def test_com_09_a_claim_lasts_as_long_as_the_invocation_that_took_it(tables: Non
     claims = DeliveryClaims("idempotency", "rainfocus")
     claims.register_lambda_context(FakeLambdaContext(remaining_millis=4_000))
     before = int(time.time() * 1000)
-    assert claims.claim("evt-1", "inst") is Claim.NEW
+    assert claims.claim("evt-1", "inst").state is Claim.NEW
     expiry = only_claim_expiry_millis()
     assert before + 4_000 <= expiry <= int(time.time() * 1000) + 4_000
+
+
+def test_com_09_an_event_claimed_elsewhere_waits_until_that_claim_ends(tables: None) -> None:
+    holder = DeliveryClaims("idempotency", "rainfocus")
+    holder.register_lambda_context(FakeLambdaContext(remaining_millis=45_000))
+    assert holder.claim("evt-1", "inst").state is Claim.NEW
+    other = DeliveryClaims("idempotency", "rainfocus").claim("evt-1", "inst")
+    assert other.state is Claim.IN_PROGRESS
+    assert other.held_for is not None and 40 < other.held_for <= 45
 
 
 def test_a_released_claim_can_be_taken_again(tables: None) -> None:
     claims = DeliveryClaims("idempotency", "rainfocus")
     claims.claim("evt-1", "inst")
     claims.release("evt-1", "inst")
-    assert claims.claim("evt-1", "inst") is Claim.NEW
+    assert claims.claim("evt-1", "inst").state is Claim.NEW
 
 
 def test_stale_guard_admits_newer_and_equal_refuses_older(tables: None) -> None:
