@@ -11,6 +11,8 @@ changes nothing but the time (measured with cProfile on this machine):
   message on every receive and every attribute count, and recomputes all queue attributes for every
   message it returns (the retention check). A receive of 10 from a queue holding 2,000 messages took
   4 s. `time.time()` is the same clock; the retention check reads the one attribute it needs.
+- SQS delete: `Message.had_receipt_handle` builds a new list of every handle the message ever had,
+  for every queued message, twice per deleted message; comparing in place gives the same answer.
 
 Additive and idempotent; must run in the process hosting the moto server; `restore()` undoes it.
 """
@@ -42,6 +44,10 @@ def _is_message_valid_based_on_retention_period(
     return retention_period + message.sent_timestamp / 1000 > time.time()  # type: ignore[operator]
 
 
+def _had_receipt_handle(message: sqs_models.Message, receipt_handle: str) -> bool:
+    return receipt_handle == message.receipt_handle or receipt_handle in message._old_receipt_handles
+
+
 def apply() -> None:
     if applied():
         return
@@ -55,6 +61,8 @@ def apply() -> None:
         _UPSTREAM[f"sqs.{name}"] = getattr(sqs_models, name)
         setattr(sqs_models, name, fast)
     _UPSTREAM["sqs.retention"] = sqs_models.SQSBackend.is_message_valid_based_on_retention_period
+    _UPSTREAM["sqs.had_receipt_handle"] = sqs_models.Message.had_receipt_handle
+    setattr(sqs_models.Message, "had_receipt_handle", _had_receipt_handle)  # noqa: B010
     setattr(  # noqa: B010 - a method of moto's class
         sqs_models.SQSBackend,
         "is_message_valid_based_on_retention_period",
@@ -66,6 +74,7 @@ def restore() -> None:
     if not applied():
         return
     setattr(jsonpath_ng.ext, "parse", _UPSTREAM.pop("jsonpath_ng.ext.parse"))  # noqa: B010
+    setattr(sqs_models.Message, "had_receipt_handle", _UPSTREAM.pop("sqs.had_receipt_handle"))  # noqa: B010
     for name in ("unix_time", "unix_time_millis"):
         setattr(sqs_models, name, _UPSTREAM.pop(f"sqs.{name}"))
     setattr(  # noqa: B010

@@ -35,6 +35,23 @@ def test_received_messages_stay_hidden_and_delayed_ones_wait(sqs: object) -> Non
     assert [m["Body"] for m in client.receive_message(QueueUrl=url)["Messages"]] == ["now"]
 
 
+def test_a_message_is_deleted_by_its_current_or_an_earlier_receipt_handle(sqs: object) -> None:
+    client = boto3.client("sqs", region_name="us-east-1")
+    url = client.create_queue(QueueName="d")["QueueUrl"]
+    for body in ("a", "b"):
+        client.send_message(QueueUrl=url, MessageBody=body)
+    received = client.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)["Messages"]
+    first = {m["Body"]: m["ReceiptHandle"] for m in received}
+    again = client.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)["Messages"]
+    client.delete_message(QueueUrl=url, ReceiptHandle=first["a"])  # an earlier handle still deletes
+    client.delete_message(
+        QueueUrl=url, ReceiptHandle=next(m for m in again if m["Body"] == "b")["ReceiptHandle"]
+    )
+    assert client.receive_message(QueueUrl=url).get("Messages", []) == []
+    with pytest.raises(client.exceptions.ReceiptHandleIsInvalid):
+        client.delete_message(QueueUrl=url, ReceiptHandle="not-a-handle")
+
+
 def test_messages_past_the_retention_period_are_not_returned(sqs: object) -> None:
     client = boto3.client("sqs", region_name="us-east-1")
     url = client.create_queue(QueueName="r", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
