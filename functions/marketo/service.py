@@ -248,27 +248,16 @@ class MarketoConnector:
         client: MarketoClient,
         *,
         clock: Callable[[], float] = time.time,
-        emit_metric: MetricSink = _emit_metric,
     ) -> None:
         self.instance = instance
         self.settings = validated.settings
         self.list_ids = validated.list_ids
         self.client = client
         self._clock = clock
-        self._emit = emit_metric
 
     # -- entry point --------------------------------------------------------------------------------
 
     def deliver(self, items: Sequence[WorkItem]) -> Mapping[str, Outcome]:
-        calls_before = self.client.calls.total
-        try:
-            return self._deliver(items)
-        finally:
-            made = self.client.calls.total - calls_before
-            if made:
-                self._emit("ApiCalls", float(made))
-
-    def _deliver(self, items: Sequence[WorkItem]) -> dict[str, Outcome]:
         final: dict[str, Outcome] = {}
         profiles = self._group(items, final)
         if not profiles:
@@ -626,7 +615,7 @@ class MarketoDestination:
             clock=self._clock,
             sleep=self._sleep,
         )
-        return MarketoConnector(instance, validated, client, clock=self._clock, emit_metric=self._emit)
+        return MarketoConnector(instance, validated, client, clock=self._clock)
 
     def _jittered_sleep(self, seconds: float) -> None:
         self._sleep(_jitter(seconds))

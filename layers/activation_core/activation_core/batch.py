@@ -15,7 +15,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from activation_core import aws
+from activation_core import aws, http, oauth
 from activation_core.observability import logger, metrics
 from activation_core.outcomes import BatchSummary, Kind, Outcome
 from activation_core.pipeline import RecordResult
@@ -225,7 +225,25 @@ def _reason_counter(outcome: Outcome) -> str:
     return f"reason:{_counter_name(outcome)}:{outcome.reason}"
 
 
-def _publish_metrics(summary: BatchSummary) -> None:
+@dataclass(frozen=True, slots=True)
+class _VendorCounts:
+    """Vendor calls, throttled answers and token requests this process had made at one moment."""
+
+    calls: int
+    throttled: int
+    token_requests: int
+
+    @classmethod
+    def now(cls) -> _VendorCounts:
+        calls, throttled = http.call_counts()
+        return cls(calls, throttled, oauth.total_token_requests())
+
+
+def _publish_metrics(summary: BatchSummary, before: _VendorCounts) -> None:
+    after = _VendorCounts.now()
+    metrics.add_metric("ApiCalls", MetricUnit.Count, after.calls - before.calls)
+    metrics.add_metric("VendorThrottles", MetricUnit.Count, after.throttled - before.throttled)
+    metrics.add_metric("TokenRequests", MetricUnit.Count, after.token_requests - before.token_requests)
     metrics.add_metric("RecordsReceived", MetricUnit.Count, summary.received)
     metrics.add_metric("RecordsDelivered", MetricUnit.Count, summary.delivered)
     metrics.add_metric("RecordsSkipped", MetricUnit.Count, summary.skipped)
@@ -241,6 +259,7 @@ def run_batch(
 ) -> dict[str, Any]:
     """Decide every record's outcome, act on it, and return the partial batch response."""
     records: list[Mapping[str, Any]] = list(event.get("Records") or [])
+    vendor_counts = _VendorCounts.now()
     dynamodb = aws.client("dynamodb")
     record_arrivals(records, ctx, dynamodb)
     try:
@@ -263,7 +282,7 @@ def run_batch(
     response = partial_batch_response(records, results) if records else _empty_batch_response(event, context)
     summary = summarize(results)
     record_ledger(results, ctx, dynamodb)
-    _publish_metrics(summary)
+    _publish_metrics(summary, vendor_counts)
     logger.info("batch done", extra={"summary": summary.as_dict(), "destination": ctx.destination_type})
     return dict(response)
 

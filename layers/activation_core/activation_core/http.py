@@ -52,6 +52,22 @@ _EPOCH_MS_THRESHOLD = 100_000_000_000.0
 _client: httpx.Client | None = None
 _client_lock = threading.Lock()
 
+# Process-wide counts of vendor calls (each attempt) and of throttled answers, read per batch for the
+# ApiCalls / VendorThrottles metrics; threads of one invocation share them, hence the lock.
+_counts_lock = threading.Lock()
+_counts = {"calls": 0, "throttled": 0}
+
+
+def call_counts() -> tuple[int, int]:
+    """(vendor calls, throttled answers) made by this process so far."""
+    with _counts_lock:
+        return _counts["calls"], _counts["throttled"]
+
+
+def _count(name: str) -> None:
+    with _counts_lock:
+        _counts[name] += 1
+
 
 def _timeout_from_env() -> httpx.Timeout:
     """`HTTP_TIMEOUT_SECONDS` (template parameter VendorTimeoutSeconds) caps every read; connect stays short."""
@@ -305,6 +321,7 @@ def send(
     for attempt in range(attempts):
         if on_attempt is not None:
             on_attempt()
+        _count("calls")
         try:
             response = http.request(method, url, **request_kwargs)
         except httpx.TransportError as exc:
@@ -315,6 +332,8 @@ def send(
             if classified is None:
                 return response
             error = classified
+            if isinstance(error, ThrottledError):
+                _count("throttled")
 
         if not isinstance(error, RetryableError) or attempt + 1 >= attempts:
             raise error

@@ -5,11 +5,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 from moto import mock_aws
 
-from activation_core import aws
+from activation_core import aws, http
 from activation_core.batch import BatchContext, reject_all, run_batch
+from activation_core.observability import metrics
 from activation_core.outcomes import Outcome
 from activation_core.pipeline import InstanceOutcome, RecordResult
 from tests.support import create_state_table, sqs_record
@@ -122,6 +124,27 @@ def test_received_counts_first_receives_only(queues: dict[str, str]) -> None:
     run_batch({"Records": [sqs_record({}, "m-1", 2)]}, None, decided({"m-1": Outcome.delivered()}), ctx)
     totals = ledger("rainfocus")
     assert (totals["received"], totals["delivered"], totals["retried"]) == (1, 1, 1)
+
+
+def test_com_07_each_batch_publishes_its_vendor_calls_and_throttles(queues: dict[str, str]) -> None:
+    answers = iter([httpx.Response(429, headers={"Retry-After": "0"}), httpx.Response(200)])
+    vendor = httpx.Client(transport=httpx.MockTransport(lambda request: next(answers)))
+
+    def call_vendor(records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
+        http.send("POST", "https://vendor.example/api", client=vendor, sleep=lambda seconds: None)
+        return decided({"m-1": Outcome.delivered()})(records)
+
+    metrics.clear_metrics()
+    run_batch(
+        {"Records": [sqs_record({}, "m-1")]}, None, call_vendor, BatchContext("x", queues["dlq"], "state")
+    )
+    published = {name: metric["Value"] for name, metric in metrics.metric_set.items()}
+    metrics.clear_metrics()
+    assert (published["ApiCalls"], published["VendorThrottles"], published["TokenRequests"]) == (
+        [2.0],
+        [1.0],
+        [0.0],
+    )
 
 
 class InvocationKilled(BaseException):
