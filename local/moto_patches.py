@@ -179,6 +179,18 @@ class _Record:
     """Mixin: a deployed resource seen by CloudFormation (Ref = physical id, GetAtt from `attrs`)."""
 
     ATTRS: tuple[str, ...] = ()
+    CFN_TYPE = ""  # e.g. "AWS::CloudWatch::Alarm"
+    NAME_PROPERTY = ""  # the property that names the resource (CloudFormation generates one if unset)
+
+    # moto finds models among CloudFormationModel's direct subclasses, so each model names both bases;
+    # these two come first in their MRO.
+    @classmethod
+    def cloudformation_type(cls) -> str:
+        return cls.CFN_TYPE
+
+    @classmethod
+    def cloudformation_name_type(cls) -> str:
+        return cls.NAME_PROPERTY
 
     def __init__(self, physical_id: str, attrs: dict[str, Any], **state: Any) -> None:
         self.physical_id = physical_id
@@ -203,14 +215,8 @@ class SecretsManagerSecret(_Record, CloudFormationModel):
     """AWS::SecretsManager::Secret; Ref = ARN; SecretString or GenerateSecretString; KmsKeyId."""
 
     ATTRS = ("Id",)
-
-    @staticmethod
-    def cloudformation_name_type() -> str:
-        return "Name"
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return "AWS::SecretsManager::Secret"
+    CFN_TYPE = "AWS::SecretsManager::Secret"
+    NAME_PROPERTY = "Name"
 
     @classmethod
     def create_from_cloudformation_json(
@@ -264,14 +270,8 @@ class CloudWatchAlarm(_Record, CloudFormationModel):
     """AWS::CloudWatch::Alarm (never evaluated by moto, but visible in describe_alarms)."""
 
     ATTRS = ("Arn",)
-
-    @staticmethod
-    def cloudformation_name_type() -> str:
-        return "AlarmName"
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return "AWS::CloudWatch::Alarm"
+    CFN_TYPE = "AWS::CloudWatch::Alarm"
+    NAME_PROPERTY = "AlarmName"
 
     @classmethod
     def create_from_cloudformation_json(
@@ -331,14 +331,8 @@ class SchedulerSchedule(_Record, CloudFormationModel):
     """AWS::Scheduler::Schedule (CRUD only: moto never fires it)."""
 
     ATTRS = ("Arn",)
-
-    @staticmethod
-    def cloudformation_name_type() -> str:
-        return "Name"
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return "AWS::Scheduler::Schedule"
+    CFN_TYPE = "AWS::Scheduler::Schedule"
+    NAME_PROPERTY = "Name"
 
     @classmethod
     def create_from_cloudformation_json(
@@ -373,13 +367,7 @@ class SchedulerSchedule(_Record, CloudFormationModel):
 class SqsQueuePolicy(_Record, CloudFormationModel):
     """AWS::SQS::QueuePolicy: applied as each queue's `Policy` attribute and recorded in QUEUE_POLICIES."""
 
-    @staticmethod
-    def cloudformation_name_type() -> str:
-        return ""
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return "AWS::SQS::QueuePolicy"
+    CFN_TYPE = "AWS::SQS::QueuePolicy"  # unnamed: NAME_PROPERTY stays ""
 
     @classmethod
     def create_from_cloudformation_json(
