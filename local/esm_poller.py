@@ -74,33 +74,40 @@ class SqsEsmPoller:
         return sum(self._pool.map(lambda m: self._poll_mapping(m, wait_seconds), self.mappings()))
 
     def drain(self, max_rounds: int = 50, until: Callable[[], bool] | None = None) -> int:
-        """Poll until every mapped queue is empty (or `until()` is true, or max_rounds); messages processed.
+        """Poll until every mapped queue is empty (or `until()` is true, or max_rounds per mapping);
+        messages processed.
 
-        Rounds that find nothing while messages are still in flight long-poll for 1 s, so a
-        visibility timeout (fast_retry=False) or a delay can pass without wall-clock sleeps here.
+        Each mapping polls on its own thread, as each AWS event source mapping does, so a slow
+        destination does not hold back the others. Rounds that find nothing while messages are still
+        in flight long-poll for 1 s, so a visibility timeout or a delay can pass without sleeps here.
         """
+        return sum(self._pool.map(lambda m: self._drain_mapping(m, max_rounds, until), self.mappings()))
+
+    def _drain_mapping(
+        self, mapping: dict[str, Any], max_rounds: int, until: Callable[[], bool] | None
+    ) -> int:
         total = 0
         for _ in range(max_rounds):
-            processed = self.poll_once()
+            processed = self._poll_mapping(mapping, 0)
             total += processed
             if until is not None and until():
                 break
             if not processed:
-                if self.pending() == 0:
+                if self._pending_on(mapping) == 0:
                     break
-                total += self.poll_once(wait_seconds=1)
+                total += self._poll_mapping(mapping, 1)
         return total
 
     def pending(self) -> int:
         """Messages visible, in flight or delayed on all mapped queues."""
-        total = 0
-        for m in self.mappings():
-            attrs = self._sqs.get_queue_attributes(
-                QueueUrl=self._url(m["EventSourceArn"]),
-                AttributeNames=[*_QUEUE_COUNTS, "ApproximateNumberOfMessagesDelayed"],
-            )["Attributes"]
-            total += sum(int(v) for v in attrs.values())
-        return total
+        return sum(self._pending_on(m) for m in self.mappings())
+
+    def _pending_on(self, mapping: dict[str, Any]) -> int:
+        attrs = self._sqs.get_queue_attributes(
+            QueueUrl=self._url(mapping["EventSourceArn"]),
+            AttributeNames=[*_QUEUE_COUNTS, "ApproximateNumberOfMessagesDelayed"],
+        )["Attributes"]
+        return sum(int(v) for v in attrs.values())
 
     def run_in_background(self, wait_seconds: int = 1) -> None:
         """Poll continuously in a daemon thread (for demos); stop() ends it."""
