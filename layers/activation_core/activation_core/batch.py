@@ -7,9 +7,10 @@ outcome is counted.
 
 from __future__ import annotations
 
+import base64
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,14 @@ from activation_core.outcomes import BatchSummary, Kind, Outcome
 from activation_core.pipeline import RecordResult
 
 _SQS_MAX_VISIBILITY = 43_200
+_SQS_MAX_DELAY = 900
 _ATTRIBUTE_LIMIT = 1000
+# A record still waiting for a rate limit (the vendor's or our shared budget) on its last allowed
+# receive goes back to its queue as a new, delayed message instead of to the DLQ, so a quota backlog
+# (e.g. more than Outreach's 10,000 calls an hour) waits rather than drains into the DLQ; at most
+# this many times per record, then the DLQ as usual.
+MAX_REQUEUES = 24
+REQUEUES_ATTRIBUTE = "activationRequeues"
 
 
 class RetryRecord(Exception):
@@ -31,7 +39,8 @@ class RetryRecord(Exception):
 def partial_batch_response(
     records: Sequence[Mapping[str, Any]], results: Mapping[str, RecordResult]
 ) -> dict[str, Any]:
-    """`{"batchItemFailures": [...]}`: every record whose outcome is a retry, in batch order.
+    """`{"batchItemFailures": [...]}`: every record whose outcome is a retry (and that was not
+    requeued), in batch order.
 
     Built here rather than by Powertools' BatchProcessor: importing `utilities.batch` once pydantic is
     loaded builds every Powertools parser model, the largest share of a handler's cold import.
@@ -39,9 +48,13 @@ def partial_batch_response(
     failures = [
         {"itemIdentifier": record["messageId"]}
         for record in records
-        if results[str(record.get("messageId"))].outcome.kind is Kind.RETRY
+        if _still_failing(results[str(record.get("messageId"))])
     ]
     return {"batchItemFailures": failures}
+
+
+def _still_failing(result: RecordResult) -> bool:
+    return result.outcome.kind is Kind.RETRY and not result.requeued
 
 
 def _empty_batch_response(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
@@ -75,7 +88,7 @@ def exhaust_retries(results: Mapping[str, RecordResult], max_receive_count: int)
         return
     for result in results.values():
         outcome = result.outcome
-        if outcome.kind is Kind.RETRY and result.receive_count >= max_receive_count:
+        if _still_failing(result) and result.receive_count >= max_receive_count:
             result.outcome = Outcome.rejected(
                 f"retries_exhausted:{outcome.reason}",
                 f"after {result.receive_count} receives: {outcome.detail}",
@@ -134,13 +147,67 @@ def queue_url_of(queue_arn: str) -> str:
     return f"https://sqs.{region}.{domain}/{account}/{name}"
 
 
+def requeues_of(record: Mapping[str, Any]) -> int:
+    """How many times this record was already sent back to its queue (0 for an original message)."""
+    attribute = (record.get("messageAttributes") or {}).get(REQUEUES_ATTRIBUTE) or {}
+    try:
+        return max(0, int(attribute.get("stringValue") or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _requeued_attributes(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The record's message attributes in SendMessage form, with the requeue count incremented."""
+    attributes: dict[str, Any] = {}
+    for name, value in (record.get("messageAttributes") or {}).items():
+        data_type = str(value.get("dataType") or "String")
+        if value.get("stringValue") is not None:
+            attributes[name] = {"DataType": data_type, "StringValue": str(value["stringValue"])}
+        elif value.get("binaryValue") is not None:
+            attributes[name] = {"DataType": data_type, "BinaryValue": base64.b64decode(value["binaryValue"])}
+    attributes[REQUEUES_ATTRIBUTE] = {"DataType": "Number", "StringValue": str(requeues_of(record) + 1)}
+    return attributes
+
+
+def requeue_waiting(
+    records: Sequence[Mapping[str, Any]], results: Mapping[str, RecordResult], ctx: BatchContext, sqs: Any
+) -> None:
+    """On its last allowed receive, a record told to wait (`retry_after`) is sent back to its queue as a
+    new message delayed until then (at most SQS's 15 min); the copy is sent before this message is
+    reported done, so a failed send leaves it failing as before (nothing lost)."""
+    if ctx.max_receive_count <= 0:
+        return
+    for record in records:
+        result = results[str(record.get("messageId"))]
+        outcome = result.outcome
+        if (
+            outcome.kind is not Kind.RETRY
+            or not outcome.retry_after
+            or result.receive_count < ctx.max_receive_count
+            or requeues_of(record) >= MAX_REQUEUES
+        ):
+            continue
+        try:
+            sqs.send_message(
+                QueueUrl=queue_url_of(str(record.get("eventSourceARN", ""))),
+                MessageBody=record.get("body") or "",
+                DelaySeconds=min(_SQS_MAX_DELAY, max(0, int(outcome.retry_after + 0.999))),
+                MessageAttributes=_requeued_attributes(record),
+            )
+        except Exception as exc:  # it stays a failure: SQS's redrive or the DLQ step takes it from here
+            logger.warning("could not requeue a waiting record", extra={"error_type": type(exc).__name__})
+            continue
+        result.requeued = True
+
+
 def delay_throttled(
     records: Sequence[Mapping[str, Any]], results: Mapping[str, RecordResult], sqs: Any
 ) -> None:
     """Hide records the vendor told us to retry later until that time, instead of hammering the API."""
     for record in records:
-        outcome = results[str(record.get("messageId"))].outcome
-        if outcome.kind is not Kind.RETRY or not outcome.retry_after:
+        result = results[str(record.get("messageId"))]
+        outcome = result.outcome
+        if not _still_failing(result) or not outcome.retry_after:
             continue
         try:
             sqs.change_message_visibility(
@@ -159,20 +226,24 @@ def summarize(results: Mapping[str, RecordResult]) -> BatchSummary:
     return summary
 
 
-def record_ledger(results: Mapping[str, RecordResult], ctx: BatchContext, dynamodb: Any) -> None:
+def record_ledger(
+    results: Mapping[str, RecordResult], ctx: BatchContext, dynamodb: Any, first_arrivals: Collection[str]
+) -> None:
     """Count outcomes per destination type, per instance and per audience in the state table (COM-08).
 
     Final outcomes are counted once; a retry counts as an attempt. The destination's `received` was
     counted when the batch arrived (`record_arrivals`); an instance's or audience's `received` counts
-    first receives that got this far (a record whose first invocation died is counted at the
-    destination only).
+    first arrivals (message ids in `first_arrivals`) that got this far (a record whose first
+    invocation died is counted at the destination only).
     """
     counters: dict[str, Counter[str]] = defaultdict(Counter)
-    for result in results.values():
-        first = result.receive_count <= 1
+    for message_id, result in results.items():
+        first = message_id in first_arrivals
         for o in result.per_instance:
             counters[f"{ctx.destination_type}#{o.instance_id}"]["received"] += int(first)
         counters[ctx.destination_type][_counter_name(result.outcome)] += 1
+        if result.requeued:
+            counters[ctx.destination_type]["requeued"] += 1
         if result.outcome.kind is not Kind.DELIVERED:
             counters[ctx.destination_type][_reason_counter(result.outcome)] += 1
         for o in result.per_instance:
@@ -185,13 +256,18 @@ def record_ledger(results: Mapping[str, RecordResult], ctx: BatchContext, dynamo
         _add_to_ledger(key, counts, ctx, dynamodb)
 
 
-def record_arrivals(records: Sequence[Mapping[str, Any]], ctx: BatchContext, dynamodb: Any) -> None:
-    """Count the destination's `received` (first receives) before anything can hang or crash, so a
+def first_arrivals(records: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Message ids received for the first time. A requeued copy arrives with a receive count of 1
+    again, but its record was counted when it first came."""
+    return {str(r.get("messageId")) for r in records if _receive_count(r) <= 1 and not requeues_of(r)}
+
+
+def record_arrivals(arrivals: Collection[str], ctx: BatchContext, dynamodb: Any) -> None:
+    """Count the destination's `received` (first arrivals) before anything can hang or crash, so a
     record whose first invocation timed out is still counted once: received = delivered + skipped +
     DLQ depth + queued once the queue settles."""
-    first = sum(1 for r in records if _receive_count(r) <= 1)
-    if first:
-        _add_to_ledger(ctx.destination_type, Counter(received=first), ctx, dynamodb)
+    if arrivals:
+        _add_to_ledger(ctx.destination_type, Counter(received=len(arrivals)), ctx, dynamodb)
 
 
 def _receive_count(record: Mapping[str, Any]) -> int:
@@ -261,7 +337,8 @@ def run_batch(
     records: list[Mapping[str, Any]] = list(event.get("Records") or [])
     vendor_counts = _VendorCounts.now()
     dynamodb = aws.client("dynamodb")
-    record_arrivals(records, ctx, dynamodb)
+    arrivals = first_arrivals(records)
+    record_arrivals(arrivals, ctx, dynamodb)
     try:
         results = decide(records)
     except Exception as exc:  # whatever broke, the batch retries rather than vanishes
@@ -274,14 +351,15 @@ def run_batch(
                 Outcome.retry("internal_error", "no decision for this record"),
                 receive_count=_receive_count(record),
             )
-    exhaust_retries(results, ctx.max_receive_count)
     sqs = aws.client("sqs")
+    requeue_waiting(records, results, ctx, sqs)
+    exhaust_retries(results, ctx.max_receive_count)
     send_rejections_to_dlq(records, results, ctx, sqs)
     delay_throttled(records, results, sqs)
 
     response = partial_batch_response(records, results) if records else _empty_batch_response(event, context)
     summary = summarize(results)
-    record_ledger(results, ctx, dynamodb)
+    record_ledger(results, ctx, dynamodb, arrivals)
     _publish_metrics(summary, vendor_counts)
     logger.info("batch done", extra={"summary": summary.as_dict(), "destination": ctx.destination_type})
     return dict(response)

@@ -113,6 +113,8 @@ class RecordResult:
     outcome: Outcome
     per_instance: list[InstanceOutcome] = field(default_factory=list)
     receive_count: int = 1
+    # Sent back to its queue as a new (delayed) message, still waiting: this copy is done with.
+    requeued: bool = False
 
 
 def _validation_summary(error: ValidationError) -> str:

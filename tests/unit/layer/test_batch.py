@@ -1,6 +1,7 @@
 """SQS glue: rejected records reach the DLQ with their reason, retries become batch item failures,
 and the ledger keeps the books (received = delivered + skipped + rejected + retry)."""
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -9,7 +10,7 @@ import httpx
 import pytest
 from moto import mock_aws
 
-from activation_core import aws, http
+from activation_core import aws, batch, http
 from activation_core.batch import BatchContext, reject_all, run_batch
 from activation_core.observability import metrics
 from activation_core.outcomes import Outcome
@@ -185,3 +186,65 @@ def test_com_09_the_last_allowed_receive_goes_to_the_dlq_with_the_reason_it_kept
     (message,) = dlq_messages(queues["dlq"])
     assert message["MessageAttributes"]["reason"]["StringValue"] == "retries_exhausted:http_503"
     assert "after 5 receives" in message["MessageAttributes"]["detail"]["StringValue"]
+
+
+def requeued_copy() -> dict[str, Any]:
+    """The copy requeue_waiting sent, as the event source mapping would deliver it."""
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName="test-queue")["QueueUrl"]
+    (message,) = sqs.receive_message(
+        QueueUrl=url, MessageAttributeNames=["All"], WaitTimeSeconds=0, VisibilityTimeout=0
+    ).get("Messages", [])
+    copy = sqs_record(message["Body"], message["MessageId"], 1)
+    copy["messageAttributes"] = {
+        name: {"stringValue": value["StringValue"], "dataType": value["DataType"]}
+        for name, value in message.get("MessageAttributes", {}).items()
+    }
+    return copy
+
+
+def test_com_09_a_record_waiting_for_a_quota_on_its_last_receive_is_requeued_not_dead_lettered(
+    queues: dict[str, str],
+) -> None:
+    ctx = BatchContext("outreach", queues["dlq"], "state", max_receive_count=5)
+    waiting = {"m-5": Outcome.retry("rate_budget_exhausted", "hourly quota", retry_after=30)}
+    response = run_batch({"Records": [sqs_record({"n": 1}, "m-5", 5)]}, None, decided(waiting), ctx)
+    assert response == {"batchItemFailures": []}  # this message is done with: a copy waits in the queue
+    assert dlq_messages(queues["dlq"]) == []
+    attributes = boto3.client("sqs").get_queue_attributes(QueueUrl=queues["source"], AttributeNames=["All"])
+    assert attributes["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "1"  # until the quota frees
+
+    # A copy whose wait is over arrives with a receive count of 1 but is not received a second time.
+    almost_free = {"m-6": Outcome.retry("rate_budget_exhausted", "hourly quota", retry_after=0.0001)}
+    run_batch({"Records": [sqs_record({"n": 2}, "m-6", 5)]}, None, decided(almost_free), ctx)
+    copy = requeued_copy()
+    assert json.loads(copy["body"]) == {"n": 2}
+    assert copy["messageAttributes"][batch.REQUEUES_ATTRIBUTE]["stringValue"] == "1"
+    run_batch({"Records": [copy]}, None, decided({copy["messageId"]: Outcome.delivered()}), ctx)
+    totals = ledger("outreach")  # both were first received (and counted) in invocations not shown here
+    assert (totals.get("received", 0), totals["requeued"], totals["delivered"]) == (0, 2, 1)
+
+
+def test_com_09_a_record_requeued_too_often_goes_to_the_dlq_with_its_reason(queues: dict[str, str]) -> None:
+    ctx = BatchContext("outreach", queues["dlq"], "state", max_receive_count=5)
+    record = sqs_record({"n": 1}, "m-5", 5)
+    record["messageAttributes"] = {
+        batch.REQUEUES_ATTRIBUTE: {"stringValue": str(batch.MAX_REQUEUES), "dataType": "Number"}
+    }
+    waiting = {"m-5": Outcome.retry("rate_budget_exhausted", "hourly quota", retry_after=60)}
+    run_batch({"Records": [record]}, None, decided(waiting), ctx)
+    (message,) = dlq_messages(queues["dlq"])
+    assert message["MessageAttributes"]["reason"]["StringValue"] == "retries_exhausted:rate_budget_exhausted"
+
+
+def test_a_record_told_to_wait_before_its_last_receive_is_only_hidden(queues: dict[str, str]) -> None:
+    ctx = BatchContext("outreach", queues["dlq"], "state", max_receive_count=5)
+    waiting = {"m-4": Outcome.retry("rate_budget_exhausted", "hourly quota", retry_after=60)}
+    response = run_batch({"Records": [sqs_record({"n": 1}, "m-4", 4)]}, None, decided(waiting), ctx)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-4"}]}
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName="test-queue")["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert (
+        attributes["ApproximateNumberOfMessages"] == attributes["ApproximateNumberOfMessagesDelayed"] == "0"
+    )

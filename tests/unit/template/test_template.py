@@ -132,3 +132,4 @@ def test_functions_may_delay_their_own_throttled_records(resources: dict[str, An
     statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
     delay = [s for s in statements if "sqs:ChangeMessageVisibility" in _actions(s)]
     assert [s["Resource"] for s in delay] == [{"Fn::GetAtt": [f"{name}Queue", "Arn"]}]
+    assert "sqs:SendMessage" in _actions(delay[0])  # a record still waiting on its last receive is requeued
