@@ -26,7 +26,7 @@ _SQS_MAX_DELAY = 900
 _ATTRIBUTE_LIMIT = 1000
 # A record still waiting for a rate limit (the vendor's or our shared budget) on its last allowed
 # receive goes back to its queue as a new, delayed message instead of to the DLQ, so a quota backlog
-# (e.g. more than Outreach's 10,000 calls an hour) waits rather than drains into the DLQ; at most
+# (more calls than a vendor allows per hour) waits rather than drains into the DLQ; at most
 # this many times per record, then the DLQ as usual.
 MAX_REQUEUES = 24
 REQUEUES_ATTRIBUTE = "activationRequeues"
