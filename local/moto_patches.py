@@ -43,6 +43,17 @@ QUEUE_POLICIES: list[dict[str, Any]] = []
 _applied = False
 
 
+# A transaction restores whole tables when it is cancelled: it must not interleave with other writes.
+ATOMIC_DYNAMODB_METHODS = (
+    "put_item",
+    "update_item",
+    "delete_item",
+    "get_item",
+    "transact_write_items",
+    "batch_get_item",
+)
+
+
 def make_dynamodb_writes_atomic(setattr_: Callable[[Any, str, Any], None] = setattr) -> None:
     """moto checks a write's condition and then stores the item without a lock; DynamoDB serialises
     conditional writes per item. Without this, two racing invocations could both win a lease."""
@@ -56,7 +67,7 @@ def make_dynamodb_writes_atomic(setattr_: Callable[[Any, str, Any], None] = seta
 
         return wrapper
 
-    for name in ("put_item", "update_item", "delete_item", "get_item"):
+    for name in ATOMIC_DYNAMODB_METHODS:
         setattr_(DynamoDBBackend, name, serialised(getattr(DynamoDBBackend, name)))
 
 

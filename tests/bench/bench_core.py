@@ -219,11 +219,10 @@ def atomic_dynamodb_writes() -> Iterator[None]:
     """
     from moto.dynamodb.models import DynamoDBBackend
 
+    from local.moto_patches import ATOMIC_DYNAMODB_METHODS
+
     guard = threading.RLock()
-    originals = {
-        name: getattr(DynamoDBBackend, name)
-        for name in ("put_item", "update_item", "delete_item", "get_item")
-    }
+    originals = {name: getattr(DynamoDBBackend, name) for name in ATOMIC_DYNAMODB_METHODS}
 
     def serialised(method: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(method)
@@ -877,9 +876,9 @@ def memory_figures() -> tuple[list[Figure], str]:
         f"(SSM, Secrets Manager, DynamoDB, SQS); each further record about {per_record:.0f} KB. X-Ray tracing "
         f"is off (no trace segment outside Lambda). The {MEMORY_RECORDS:,}-record batch took "
         f"{ours['seconds']:.1f} s and {ours['aws_requests']:,} AWS requests "
-        f"({ours['aws_requests'] / MEMORY_RECORDS:.1f} per record: order guard, idempotency claim and completion"
-        " are one DynamoDB write each, made one after the other). The SFMC page task's peak memory belongs to "
-        "the SFMC benchmark."
+        f"({ours['aws_requests'] / MEMORY_RECORDS:.2f} per record: the order guard reads and writes up to 100 "
+        "entities per request; the ledger and the DLQ make the rest). The SFMC page task's peak memory "
+        "belongs to the SFMC benchmark."
     )
     return figures, notes
 
@@ -1064,8 +1063,8 @@ def throughput_figures() -> tuple[list[Figure], str]:
         ),
         Figure(
             "RainFocus throughput",
-            "the same with the handler's guards (order + idempotency: 3 DynamoDB writes per record, moto "
-            "in-process)",
+            "the same with the handler's guard (order + idempotency: one BatchGetItem and one "
+            "TransactWriteItems per batch, moto in-process)",
             guarded,
             ours,
             "without the guards",
@@ -1078,33 +1077,24 @@ def throughput_figures() -> tuple[list[Figure], str]:
         "RainFocus pipeline (mapping, validation, token, bounded parallel upserts), the vendor a fake in its "
         f"own process answering each store call after {LATENCY * 1000:.0f} ms. With maxConcurrency 8 a batch "
         f"of {batch_size} takes {-(-batch_size // max_concurrency)} rounds of latency, hence below 8x. "
-        "The handler also runs the order guard and the idempotency claim and completion for each record, one "
-        "DynamoDB write each, one record after the other, before and after the parallel vendor calls; here "
-        "they hit moto in-process (no network): in AWS each is a round trip, so for a batch of 25 they add 75 "
-        "sequential round trips. Running them concurrently (or the claims as one transaction) is the next "
-        "throughput step, a layer change for the lead."
+        "The guarded run adds the order guard: one BatchGetItem before and one TransactWriteItems after the "
+        "vendor calls per batch (issue 18; before it, three sequential writes per record). With DynamoDB's "
+        "latency injected, per destination: tests/bench/bench_guards.py."
     )
     return figures, notes
 
 
 def _guarded_throughput(batch_size: int) -> float:
     """Records per second through a RainFocus pipeline with the handler's guards (inside rainfocus_backend)."""
-    import boto3
 
     from activation_core.config_store import parse_destinations
-    from activation_core.guards import DeliveryClaims, StaleGuard
+    from activation_core.guards import OrderGuard
     from activation_core.pipeline import Guards, Pipeline
     from rainfocus.service import RainfocusDestination
     from tests.support import sqs_record
 
-    boto3.client("dynamodb").create_table(
-        TableName="idempotency",
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
     config = parse_destinations({"schemaVersion": "1", "destinations": [rainfocus_instance()]})
-    guards = Guards(claims=DeliveryClaims("idempotency", "rainfocus"), order=StaleGuard(STATE_TABLE))
+    guards = Guards(order=OrderGuard(STATE_TABLE))
     pipeline = Pipeline(RainfocusDestination(), function_settings(), lambda: config, guards)
     events = profile_events(batch_size * THROUGHPUT_BATCHES, prefix="g")
     batches = [

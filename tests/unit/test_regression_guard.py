@@ -44,7 +44,7 @@ DENIED = {
     "aws_lambda_powertools.utilities.batch": "pulls in the parser models; activation_core.batch builds the "
     "partial batch response itself",
     "aws_lambda_powertools.utilities.data_classes": "every Powertools event class; not used by the handlers",
-    "aws_lambda_powertools.utilities.idempotency": "imported on first use, only when an idempotency table is set",
+    "aws_lambda_powertools.utilities.idempotency": "not used: the order guard keeps idempotency itself",
     "aws_lambda_powertools.utilities.parameters": "imported on first use (config_store.load_destinations)",
 }
 # A handler may load this many times the modules `import boto3` loads (about 1.55 today, 1.72 before
@@ -157,15 +157,14 @@ def test_rnf_01_ten_concurrent_cold_invocations_make_one_token_request_per_token
     )
 
 
-def test_issue8_guarded_records_cost_three_dynamodb_writes_each_and_no_per_record_secret_read(
+def test_issue18_guarded_records_cost_a_few_dynamodb_requests_per_batch_and_no_per_record_secret_read(
     fake: FakeRainfocus,
 ) -> None:
-    """The handler's guards (order, idempotency claim and completion): a fixed number of AWS calls per record."""
-    import boto3
-
+    """The handler's guard (order and idempotency): one read and one write request per batch of up to
+    100 entities, whatever the batch size; no secret read per record."""
     from activation_core import aws
     from activation_core.config_store import parse_destinations
-    from activation_core.guards import DeliveryClaims, StaleGuard
+    from activation_core.guards import OrderGuard
     from activation_core.pipeline import Guards, Pipeline
     from rainfocus.service import RainfocusDestination
 
@@ -175,22 +174,16 @@ def test_issue8_guarded_records_cost_three_dynamodb_writes_each_and_no_per_recor
             "before-call",
             lambda model, **_: calls.update([f"{model.service_model.service_name}:{model.name}"]),
         )
-    boto3.client("dynamodb").create_table(
-        TableName="idempotency",
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
     config = parse_destinations({"schemaVersion": "1", "destinations": [core.rainfocus_instance()]})
-    guards = Guards(claims=DeliveryClaims("idempotency", "rainfocus"), order=StaleGuard(core.STATE_TABLE))
+    guards = Guards(order=OrderGuard(core.STATE_TABLE))
     pipeline = Pipeline(RainfocusDestination(), core.function_settings(), lambda: config, guards)
     pipeline.process(_batch(core.profile_events(1, prefix="w"), "w"))  # token, connection: once per container
     calls.clear()
     results = pipeline.process(_batch(core.profile_events(20, prefix="g"), "g"))
     assert [r.outcome.kind for r in results.values()] == [Kind.DELIVERED] * 20
-    dynamodb = sum(n for name, n in calls.items() if name.startswith("dynamodb:"))
+    dynamodb = {name: n for name, n in calls.items() if name.startswith("dynamodb:")}
     secrets = sum(n for name, n in calls.items() if name.startswith("secretsmanager:"))
-    assert dynamodb == 3 * 20, f"order guard + claim + completion, one write each per record: {dict(calls)}"
+    assert dynamodb == {"dynamodb:BatchGetItem": 1, "dynamodb:TransactWriteItems": 1}, dynamodb
     assert secrets == 0, f"a warm container reads no secret per record: {dict(calls)}"
 
 

@@ -1,21 +1,35 @@
-"""Idempotency and order, per destination instance (COM reliability).
+"""Order and idempotency per destination instance, in one state-table item per (instance, entity).
 
-- `DeliveryClaims`: Powertools Idempotency's DynamoDB persistence layer, keyed on (event id,
-  destination instance): a redelivered event that was already applied is skipped as `duplicate`.
-  The pipeline delivers in batches, so it drives the persistence layer's claim / success / release
-  steps itself instead of wrapping one function call with `@idempotent_function`.
-- `StaleGuard`: the newest `occurredAt` applied per (instance, entity, audience) in the state table;
-  an older event is skipped as `stale` and never overwrites a newer state.
+The item of a destination instance and an entity (its hashed, normalised identities) holds, per
+audience, the `occurredAt` of the last change applied to the vendor and the ids of the events applied
+at that instant. The pipeline reads the items of a whole batch before delivery (BatchGetItem, up to 100
+keys a request): a change older than the one applied is skipped as `stale`, the same event again as
+`duplicate`. After delivery, the items of the changes the vendor accepted (or the connector
+deliberately skipped) move forward in conditional TransactWriteItems (up to 100 items a request,
+requests in parallel), never backwards whatever other invocations do meanwhile. So the guard moves
+only once a change is applied, and a batch costs a few DynamoDB round trips, not three per record
+(docs/decisions.md, 2026-12-07).
+
+What this guarantees, and what not (README, "Idempotency and order"):
+- an event the vendor accepted is not sent again to that instance, unless the invocation ends between
+  the vendor's answer and the commit (a crash, a timeout, DynamoDB unavailable): then it is sent
+  twice, which the vendors' upserts make harmless;
+- a change older than one already applied (same instance, entity and audience) is never sent;
+- two invocations holding changes to the same entity at the same moment may both send (nothing is
+  locked while the vendor is called); the guard then keeps the newest of them.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import re
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -23,87 +37,101 @@ from botocore.exceptions import ClientError
 
 from activation_core import aws
 from activation_core.errors import RetryableError
+from activation_core.observability import logger
 
-# Without a Lambda context, an interrupted claim frees itself after this long: longer than any
-# function timeout, shorter than the queue's visibility timeout. With one, the claim lasts exactly as
-# long as the invocation may run, so a record whose invocation timed out finds it free when it returns.
-CLAIM_LEASE_MILLIS = 120_000
+# DynamoDB's limits: BatchGetItem reads up to 100 keys, TransactWriteItems writes up to 100 items.
+_READ_CHUNK = 100
+_WRITE_CHUNK = 100
+_PARALLEL_REQUESTS = 8
+# A commit whose condition failed (another invocation moved an item meanwhile) is re-read and retried.
+_COMMIT_ROUNDS = 3
+_UNPROCESSED_ROUNDS = 5
+_SORT_KEY = "applied"
 
-
-class Claim(StrEnum):
-    NEW = "new"
-    DONE = "done"
-    IN_PROGRESS = "in_progress"
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimResult:
-    state: Claim
-    # IN_PROGRESS: seconds until the other invocation's claim ends, so the record can be hidden that
-    # long instead of coming back (and using up a receive) while that invocation still runs.
-    held_for: float | None = None
+# Identity namespaces whose values are case-insensitive: an address or a domain, whatever it is called.
+_CASE_INSENSITIVE_NAME = re.compile(r"e-?mail|domain", re.IGNORECASE)
+_EMAIL_VALUE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_HEX_DIGEST = re.compile(r"^[0-9A-Fa-f]{32,128}$")
 
 
-class DeliveryClaims:
-    def __init__(
-        self, table_name: str, destination_type: str, *, expires_after_seconds: int = 7 * 86400
-    ) -> None:
-        from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
-        from aws_lambda_powertools.utilities.idempotency.persistence.dynamodb import DynamoDBPersistenceLayer
-
-        self._layer = DynamoDBPersistenceLayer(table_name=table_name, boto3_client=aws.client("dynamodb"))
-        self._config = IdempotencyConfig(
-            event_key_jmespath="[eventId, instance]", expires_after_seconds=expires_after_seconds
-        )
-        self._layer.configure(self._config, function_name=f"activation.{destination_type}")
-
-    def register_lambda_context(self, context: Any) -> None:
-        """Claims taken from now on expire when this invocation's time runs out (Powertools' own rule)."""
-        self._config.register_lambda_context(context)
-
-    def _lease_millis(self) -> int:
-        context = self._config.lambda_context
-        remaining = getattr(context, "get_remaining_time_in_millis", None)
-        return max(1, int(remaining())) if callable(remaining) else CLAIM_LEASE_MILLIS
-
-    @staticmethod
-    def _data(event_id: str, instance_id: str) -> dict[str, Any]:
-        return {"eventId": event_id, "instance": instance_id}
-
-    def claim(self, event_id: str, instance_id: str) -> ClaimResult:
-        from aws_lambda_powertools.utilities.idempotency.exceptions import (
-            IdempotencyItemAlreadyExistsError,
-            IdempotencyPersistenceLayerError,
-        )
-
-        data = self._data(event_id, instance_id)
-        try:
-            self._layer.save_inprogress(data, remaining_time_in_millis=self._lease_millis())
-        except IdempotencyItemAlreadyExistsError as exc:
-            record = exc.old_data_record or self._layer.get_record(data)
-            if record is not None and record.status == "COMPLETED":
-                return ClaimResult(Claim.DONE)
-            expiry_millis = record.in_progress_expiry_timestamp if record is not None else None
-            held_for = float(expiry_millis) / 1000 - time.time() if expiry_millis else None
-            return ClaimResult(Claim.IN_PROGRESS, held_for if held_for and held_for > 0 else None)
-        except IdempotencyPersistenceLayerError as exc:
-            raise RetryableError("idempotency_unavailable", type(exc).__name__) from None
-        return ClaimResult(Claim.NEW)
-
-    def complete(self, event_id: str, instance_id: str) -> None:
-        self._layer.save_success(self._data(event_id, instance_id), {"applied": True})
-
-    def release(self, event_id: str, instance_id: str) -> None:
-        """Forget the claim: the event may be applied again (a retry, or a replay from the DLQ)."""
-        self._layer.delete_record(self._data(event_id, instance_id), RuntimeError("released"))
+def normalise_identity(namespace: str, value: Any) -> str:
+    """An identity as it keys anything: trimmed; case-folded where its namespace ignores case (an
+    e-mail address or a domain by its name or its shape, a hex digest). Other ids (CRM ids,
+    Salesforce ids that differ by case alone) keep their case."""
+    text = str(value).strip()
+    if _CASE_INSENSITIVE_NAME.search(namespace) or _EMAIL_VALUE.match(text) or _HEX_DIGEST.match(text):
+        return text.casefold()
+    return text
 
 
 def entity_key(identities: Mapping[str, Any]) -> str:
-    """A stable, non-reversible key for the mapped identities of a profile or account."""
-    return hashlib.sha256(json.dumps(identities, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    """A stable, non-reversible key for the mapped identities of a profile or account (normalised)."""
+    normalised = {name: normalise_identity(name, value) for name, value in identities.items()}
+    return hashlib.sha256(json.dumps(normalised, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-class StaleGuard:
+def occurrence(at: datetime) -> int:
+    """Microseconds since the epoch, exactly (a float timestamp would round)."""
+    aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    return (aware - _EPOCH) // _MICROSECOND
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = datetime.resolution
+
+
+class Verdict(StrEnum):
+    NEW = "new"
+    STALE = "stale"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The last change applied for one audience: when it occurred and which events carried it."""
+
+    at: int
+    event_ids: frozenset[str]
+
+    def verdict(self, at: int, event_id: str) -> Verdict:
+        if at < self.at:
+            return Verdict.STALE
+        if at == self.at and event_id in self.event_ids:
+            return Verdict.DUPLICATE
+        return Verdict.NEW
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One record's change to one entity, for the audiences it was sent for."""
+
+    entity: str
+    event_id: str
+    at: int
+    audiences: tuple[str, ...]
+
+
+EntityState = dict[str, Applied]  # audience id -> last applied
+
+
+@dataclass(slots=True)
+class _Target:
+    """What one entity's item must hold after a commit: per audience, the newest change and its events."""
+
+    newest: dict[str, Applied] = field(default_factory=dict)
+
+    def add(self, change: Change) -> None:
+        for audience in change.audiences:
+            current = self.newest.get(audience)
+            if current is None or change.at > current.at:
+                self.newest[audience] = Applied(change.at, frozenset({change.event_id}))
+            elif change.at == current.at:
+                self.newest[audience] = Applied(current.at, current.event_ids | {change.event_id})
+
+
+class OrderGuard:
+    """Reads and commits the order-and-idempotency items of one state table (see the module doc)."""
+
     def __init__(self, table_name: str, *, dynamodb: Any | None = None) -> None:
         self._table = table_name
         self._dynamodb = dynamodb
@@ -114,24 +142,147 @@ class StaleGuard:
             self._dynamodb = aws.client("dynamodb")
         return self._dynamodb
 
-    def admit(self, instance_id: str, entity: str, audience_id: str, occurred_at: datetime) -> bool:
-        """Record `occurred_at` unless a newer event was already admitted (equal passes: a retry)."""
-        stamp = occurred_at.timestamp()
+    def _key(self, instance_id: str, entity: str) -> dict[str, Any]:
+        return {"pk": {"S": f"guard#{instance_id}#{entity}"}, "sk": {"S": _SORT_KEY}}
+
+    # ------------------------------------------------------------------ before delivery
+    def read(self, instance_id: str, entities: Collection[str]) -> dict[str, EntityState]:
+        """What was last applied to each entity on this instance (strongly consistent).
+
+        Raises RetryableError `order_guard_unavailable` when the table cannot be read."""
+        wanted = sorted(set(entities))
+        chunks = [wanted[i : i + _READ_CHUNK] for i in range(0, len(wanted), _READ_CHUNK)]
+        states: dict[str, EntityState] = {}
         try:
-            self._client.put_item(
-                TableName=self._table,
-                Item={
-                    "pk": {"S": f"order#{instance_id}#{entity}"},
-                    "sk": {"S": audience_id},
-                    "occurredAt": {"N": repr(stamp)},
-                },
-                ConditionExpression="attribute_not_exists(pk) OR occurredAt <= :t",
-                ExpressionAttributeValues={":t": {"N": repr(stamp)}},
-            )
+            for part in _in_parallel(functools.partial(self._read_chunk, instance_id), chunks):
+                states.update(part)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise RetryableError(
-                "order_guard_unavailable", exc.response.get("Error", {}).get("Code", "")
-            ) from None
-        return True
+            raise RetryableError("order_guard_unavailable", _error_code(exc)) from None
+        return states
+
+    def _read_chunk(self, instance_id: str, entities: Sequence[str]) -> dict[str, EntityState]:
+        by_pk = {f"guard#{instance_id}#{entity}": entity for entity in entities}
+        request: dict[str, Any] = {
+            self._table: {"Keys": [self._key(instance_id, e) for e in entities], "ConsistentRead": True}
+        }
+        states: dict[str, EntityState] = {}
+        for attempt in range(_UNPROCESSED_ROUNDS):
+            response = self._client.batch_get_item(RequestItems=request)
+            for item in response.get("Responses", {}).get(self._table, []):
+                states[by_pk[item["pk"]["S"]]] = _state_of(item)
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                return states
+            time.sleep(0.05 * 2**attempt)  # DynamoDB's advice for unprocessed keys: back off, then retry
+        raise RetryableError("order_guard_unavailable", "keys left unprocessed")
+
+    # ------------------------------------------------------------------ after delivery
+    def commit(self, instance_id: str, changes: Iterable[Change], known: Mapping[str, EntityState]) -> int:
+        """Move the items of applied changes forward; `known` is what `read` returned. Returns how
+        many entities could not be committed (logged; their changes were applied all the same)."""
+        targets: dict[str, _Target] = {}
+        for change in changes:
+            targets.setdefault(change.entity, _Target()).add(change)
+        states = dict(known)
+        pending = list(targets)
+        for round_ in range(_COMMIT_ROUNDS):
+            actions = {
+                entity: action
+                for entity in pending
+                if (action := self._action(instance_id, entity, targets[entity], states.get(entity, {})))
+            }
+            if not actions:
+                return 0
+            chunks = [list(actions)[i : i + _WRITE_CHUNK] for i in range(0, len(actions), _WRITE_CHUNK)]
+            failed: list[str] = []
+            for part in _in_parallel(
+                functools.partial(self._transact, actions=actions, round_=round_), chunks
+            ):
+                failed += part
+            if not failed:
+                return 0
+            pending = failed
+            try:
+                states.update(self.read(instance_id, failed))
+            except RetryableError:
+                break
+        logger.warning("order guard not committed", extra={"entities": len(pending)})
+        return len(pending)
+
+    def _action(
+        self, instance_id: str, entity: str, target: _Target, state: EntityState
+    ) -> dict[str, Any] | None:
+        """One conditional update: per audience, SET a newer change or ADD events of an equal one."""
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        sets: list[str] = []
+        adds: list[str] = []
+        conditions: list[str] = []
+        for i, (audience, applied) in enumerate(sorted(target.newest.items())):
+            current = state.get(audience)
+            if current is not None and current.at > applied.at:
+                continue  # a newer change landed meanwhile (another invocation): nothing to record
+            names[f"#t{i}"], names[f"#e{i}"] = f"t:{audience}", f"e:{audience}"
+            values[f":t{i}"] = {"N": str(applied.at)}
+            values[f":e{i}"] = {"SS": sorted(applied.event_ids)}
+            if current is not None and current.at == applied.at:
+                adds.append(f"#e{i} :e{i}")
+                conditions.append(f"#t{i} = :t{i}")
+            else:
+                sets.append(f"#t{i} = :t{i}, #e{i} = :e{i}")
+                conditions.append(f"(attribute_not_exists(#t{i}) OR #t{i} < :t{i})")
+        if not conditions:
+            return None
+        expression = " ".join(
+            part
+            for part in (f"SET {', '.join(sets)}" if sets else "", f"ADD {', '.join(adds)}" if adds else "")
+            if part
+        )
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": self._key(instance_id, entity),
+                "UpdateExpression": expression,
+                "ConditionExpression": " AND ".join(conditions),
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+            }
+        }
+
+    def _transact(self, entities: Sequence[str], *, actions: Mapping[str, Any], round_: int) -> list[str]:
+        """One transaction; the entities to try again (all of them if it failed as a whole)."""
+        items = [actions[e] for e in entities]
+        # The same token makes botocore's own retry of this request (after a timeout) a no-op if the
+        # first attempt was applied, instead of a failed condition; a new round is a new request.
+        token = hashlib.sha256(json.dumps([round_, items], sort_keys=True).encode()).hexdigest()[:36]
+        try:
+            self._client.transact_write_items(TransactItems=items, ClientRequestToken=token)
+        except ClientError as exc:
+            # Cancelled (an item's condition failed: another invocation moved it; or a conflict): the
+            # items not refused were cancelled with it. Every entity of the chunk is read and tried again.
+            if _error_code(exc) != "TransactionCanceledException":
+                logger.warning("order guard commit failed", extra={"error_type": _error_code(exc)})
+            return list(entities)
+        return []
+
+
+def _state_of(item: Mapping[str, Any]) -> EntityState:
+    state: EntityState = {}
+    for name, value in item.items():
+        if name.startswith("t:"):
+            audience = name[2:]
+            ids = item.get(f"e:{audience}", {}).get("SS", [])
+            state[audience] = Applied(int(value["N"]), frozenset(ids))
+    return state
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _in_parallel(work: Any, chunks: Sequence[Any]) -> list[Any]:
+    """`work` on each chunk: inline for one, on threads for several (boto3 clients are thread-safe)."""
+    if len(chunks) <= 1:
+        return [work(chunk) for chunk in chunks]
+    with ThreadPoolExecutor(max_workers=min(_PARALLEL_REQUESTS, len(chunks))) as pool:
+        return list(pool.map(work, chunks))

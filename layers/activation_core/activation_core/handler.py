@@ -7,7 +7,7 @@ from typing import Any, cast
 
 from activation_core.batch import BatchContext, reject_all, run_batch
 from activation_core.config_store import load_destinations
-from activation_core.guards import DeliveryClaims, StaleGuard
+from activation_core.guards import OrderGuard
 from activation_core.observability import logger, metrics, tracer
 from activation_core.pipeline import Destination, Guards, Pipeline, RecordResult
 from activation_core.settings import function_settings
@@ -17,41 +17,22 @@ LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 def destination_handler(destination: Destination) -> LambdaHandler:
     """The Lambda handler of a destination; the pipeline is built on the first invocation and kept warm."""
-    built: list[tuple[Pipeline, Guards]] = []
-
-    def pipeline() -> tuple[Pipeline, Guards]:
-        if not built:
-            settings = function_settings()
-            guards = Guards(
-                claims=DeliveryClaims(settings.idempotency_table_name, settings.destination_type)
-                if settings.idempotency_table_name
-                else None,
-                order=StaleGuard(settings.state_table_name),
-            )
-            built.append(
-                (
-                    Pipeline(
-                        destination,
-                        settings,
-                        lambda: load_destinations(
-                            settings.config_parameter_name, settings.config_cache_seconds
-                        ),
-                        guards,
-                    ),
-                    guards,
-                )
-            )
-        return built[0]
-
-    def start(context: Any) -> None:
-        claims = pipeline()[1].claims
-        if claims is not None and context is not None:
-            claims.register_lambda_context(context)
+    built: list[Pipeline] = []
 
     def decide(records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
-        return pipeline()[0].process(records)
+        if not built:
+            settings = function_settings()
+            built.append(
+                Pipeline(
+                    destination,
+                    settings,
+                    lambda: load_destinations(settings.config_parameter_name, settings.config_cache_seconds),
+                    Guards(order=OrderGuard(settings.state_table_name)),
+                )
+            )
+        return built[0].process(records)
 
-    return _entry(decide, start)
+    return _entry(decide)
 
 
 def not_implemented_handler() -> LambdaHandler:
@@ -61,10 +42,7 @@ def not_implemented_handler() -> LambdaHandler:
     return _entry(decide)
 
 
-def _entry(
-    decide: Callable[[Sequence[Mapping[str, Any]]], dict[str, RecordResult]],
-    start: Callable[[Any], None] | None = None,
-) -> LambdaHandler:
+def _entry(decide: Callable[[Sequence[Mapping[str, Any]]], dict[str, RecordResult]]) -> LambdaHandler:
     @logger.inject_lambda_context(clear_state=True)
     @tracer.capture_lambda_handler(
         capture_response=False
@@ -79,11 +57,6 @@ def _entry(
             settings.state_table_name,
             settings.max_receive_count,
         )
-        if start is not None:
-            try:
-                start(context)
-            except Exception as exc:  # run_batch's decision hits the same fault and retries the batch
-                logger.warning("invocation setup failed", extra={"error_type": type(exc).__name__})
         return run_batch(event, context, decide, batch)
 
     return cast(LambdaHandler, lambda_handler)  # Powertools' decorators are typed loosely

@@ -6,6 +6,7 @@ owns everything every destination shares and gives each SQS record exactly one o
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,7 +15,7 @@ from typing import Any, Literal, Protocol
 from pydantic import ValidationError
 
 from activation_core.errors import ActivationError, ConfigError
-from activation_core.guards import Claim, DeliveryClaims, StaleGuard, entity_key
+from activation_core.guards import Change, EntityState, OrderGuard, Verdict, entity_key, occurrence
 from activation_core.mapping import CompiledMapping, MappedRecord
 from activation_core.models.config import ActivatedAudience, DestinationInstance, DestinationsConfig
 from activation_core.models.events import (
@@ -126,8 +127,12 @@ def _validation_summary(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_record(record: Mapping[str, Any]) -> InboundRecord | Outcome:
-    """Parse an SQS record's body (an EventBridge event); a malformed one becomes a rejection."""
+def parse_record(
+    record: Mapping[str, Any], *, clock_skew_seconds: float = 300, now: float | None = None
+) -> InboundRecord | Outcome:
+    """Parse an SQS record's body (an EventBridge event); a malformed one becomes a rejection, and so
+    does one stamped more than `clock_skew_seconds` in the future (it would make every later change
+    of its entity stale)."""
     attributes = record.get("attributes") or {}
     receive_count = int(attributes.get("ApproximateReceiveCount", "1") or 1)
     message_id = str(record.get("messageId", ""))
@@ -151,6 +156,10 @@ def parse_record(record: Mapping[str, Any]) -> InboundRecord | Outcome:
             consents = {}
     except ValidationError as exc:
         return Outcome.rejected("malformed_event", _validation_summary(exc))
+    if detail.occurred_at.timestamp() > (time.time() if now is None else now) + clock_skew_seconds:
+        return Outcome.rejected(
+            "invalid_field:occurredAt", f"more than {clock_skew_seconds:g} s in the future"
+        )
     identities = subject.identities if entity == "profile" else subject_account.identities
     attrs = subject.attributes if entity == "profile" else subject_account.attributes
     return InboundRecord(
@@ -169,10 +178,19 @@ def parse_record(record: Mapping[str, Any]) -> InboundRecord | Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Guards:
-    """Idempotency (per event and instance) and order (per entity and audience); None disables one."""
+    """Order and idempotency per instance, entity and audience (activation_core.guards); None: off."""
 
-    claims: DeliveryClaims | None = None
-    order: StaleGuard | None = None
+    order: OrderGuard | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    """A record mapped for an instance, before the guard has seen it."""
+
+    record: InboundRecord
+    activations: tuple[Activation, ...]
+    mapped: MappedRecord
+    entity: str
 
 
 @dataclass(slots=True)
@@ -221,7 +239,7 @@ class Pipeline:
         results: dict[str, RecordResult] = {}
         parsed: list[InboundRecord] = []
         for raw in records:
-            item = parse_record(raw)
+            item = parse_record(raw, clock_skew_seconds=self._settings.clock_skew_seconds)
             message_id = str(raw.get("messageId", ""))
             if isinstance(item, Outcome):
                 count = int((raw.get("attributes") or {}).get("ApproximateReceiveCount", "1") or 1)
@@ -258,7 +276,7 @@ class Pipeline:
     ) -> dict[str, tuple[Outcome, tuple[str, ...]]]:
         instance = prepared.instance
         decided: dict[str, tuple[Outcome, tuple[str, ...]]] = {}
-        work: list[WorkItem] = []
+        candidates: list[_Candidate] = []
         for record in records:
             activations = tuple(
                 Activation(m, a) for m in record.audiences if (a := instance.audience(m.id)) is not None
@@ -270,66 +288,90 @@ class Pipeline:
                 continue
             try:
                 mapped = prepared.mapping.apply(record.source_document())
-                guarded = self._guard(instance.id, record, activations, mapped)
             except ActivationError as exc:
                 decided[record.message_id] = (Outcome.from_error(exc), audience_ids)
                 continue
-            if isinstance(guarded, Outcome):
-                decided[record.message_id] = (guarded, audience_ids)
-                continue
-            work.append(WorkItem(record, guarded, mapped))
+            candidates.append(
+                _Candidate(record, activations, mapped, entity_key(mapped.identities or mapped.fields))
+            )
+        work, applied = self._admit(instance.id, candidates, decided)
         if work:
             delivered = self._deliver(prepared, work)
-            self._settle_claims(instance.id, work, delivered)
+            entities = {c.record.message_id: c.entity for c in candidates}
+            self._commit(instance.id, work, delivered, applied, entities)
             for item in work:
                 decided[item.key] = (delivered[item.key], tuple(a.audience.id for a in item.activations))
         return {k: (o.with_context(instance.id) if o.detail else o, ids) for k, (o, ids) in decided.items()}
 
-    def _guard(
+    def _admit(
         self,
         instance_id: str,
-        record: InboundRecord,
-        activations: tuple[Activation, ...],
-        mapped: MappedRecord,
-    ) -> tuple[Activation, ...] | Outcome:
-        """Drop memberships a newer event already set; skip an event this instance already applied."""
-        order, claims = self._guards.order, self._guards.claims
-        if order is not None:
-            entity = entity_key(mapped.identities or mapped.fields)
-            activations = tuple(
-                a for a in activations if order.admit(instance_id, entity, a.audience.id, record.occurred_at)
-            )
-            if not activations:
-                return Outcome.skipped(
+        candidates: Sequence[_Candidate],
+        decided: dict[str, tuple[Outcome, tuple[str, ...]]],
+    ) -> tuple[list[WorkItem], dict[str, EntityState]]:
+        """Drop memberships a newer (or the same) event already set on this instance; one read per batch."""
+        order = self._guards.order
+        if order is None or not candidates:
+            return [WorkItem(c.record, c.activations, c.mapped) for c in candidates], {}
+        try:
+            applied = order.read(instance_id, {c.entity for c in candidates})
+        except ActivationError as exc:
+            outcome = Outcome.from_error(exc)
+            for c in candidates:
+                decided[c.record.message_id] = (outcome, tuple(a.audience.id for a in c.activations))
+            return [], {}
+        work: list[WorkItem] = []
+        for c in candidates:
+            state = applied.get(c.entity, {})
+            at = occurrence(c.record.occurred_at)
+            verdicts = {
+                a.audience.id: last.verdict(at, c.record.event_id)
+                if (last := state.get(a.audience.id))
+                else Verdict.NEW
+                for a in c.activations
+            }
+            admitted = tuple(a for a in c.activations if verdicts[a.audience.id] is Verdict.NEW)
+            if admitted:
+                work.append(WorkItem(c.record, admitted, c.mapped))
+                continue
+            audience_ids = tuple(a.audience.id for a in c.activations)
+            if Verdict.STALE in verdicts.values():
+                outcome = Outcome.skipped(
                     "stale", "a newer event for this profile and audience was already applied"
                 )
-        if claims is not None:
-            claim = claims.claim(record.event_id, instance_id)
-            if claim.state is Claim.DONE:
-                return Outcome.skipped("duplicate", "this event was already applied to this destination")
-            if claim.state is Claim.IN_PROGRESS:
-                return Outcome.retry(
-                    "in_progress_elsewhere",
-                    "another invocation is applying this event",
-                    retry_after=claim.held_for,
-                )
-        return activations
+            else:
+                outcome = Outcome.skipped("duplicate", "this event was already applied to this destination")
+            decided[c.record.message_id] = (outcome, audience_ids)
+        return work, applied
 
-    def _settle_claims(
-        self, instance_id: str, work: Sequence[WorkItem], outcomes: Mapping[str, Outcome]
+    def _commit(
+        self,
+        instance_id: str,
+        work: Sequence[WorkItem],
+        outcomes: Mapping[str, Outcome],
+        applied: Mapping[str, EntityState],
+        entities: Mapping[str, str],
     ) -> None:
-        """Final outcomes keep their claim; anything that may be sent again (retry, DLQ replay) frees it."""
-        claims = self._guards.claims
-        if claims is None:
+        """Only what the vendor accepted (or the connector deliberately skipped) moves the guard: a
+        retried or rejected change may be sent again (a retry, a DLQ replay), and an older one still
+        passes meanwhile."""
+        order = self._guards.order
+        if order is None:
             return
-        for item in work:
-            try:
-                if outcomes[item.key].kind in (Kind.DELIVERED, Kind.SKIPPED):
-                    claims.complete(item.record.event_id, instance_id)
-                else:
-                    claims.release(item.record.event_id, instance_id)
-            except Exception as exc:  # the claim's lease ends by itself; delivery already happened
-                logger.warning("idempotency record not settled", extra={"error_type": type(exc).__name__})
+        changes = [
+            Change(
+                entities[item.key],
+                item.record.event_id,
+                occurrence(item.record.occurred_at),
+                tuple(a.audience.id for a in item.activations),
+            )
+            for item in work
+            if outcomes[item.key].kind in (Kind.DELIVERED, Kind.SKIPPED)
+        ]
+        try:
+            order.commit(instance_id, changes, applied)
+        except Exception as exc:  # delivery already happened: a redelivery is sent again, harmlessly
+            logger.warning("order guard not committed", extra={"error_type": type(exc).__name__})
 
     def _screen(
         self, instance: DestinationInstance, record: InboundRecord, activations: tuple[Activation, ...]

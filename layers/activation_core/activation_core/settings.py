@@ -22,6 +22,9 @@ class FunctionSettings(BaseModel):
     config_cache_seconds: int = 60
     max_receive_count: int = 0
     allow_loopback_urls: bool = False
+    # An event stamped further in the future than this is rejected (`invalid_field:occurredAt`): a
+    # bogus date would otherwise make every later change of its entity stale.
+    clock_skew_seconds: int = Field(default=300, ge=0)
 
     @classmethod
     def from_env(cls) -> FunctionSettings:
@@ -35,6 +38,7 @@ class FunctionSettings(BaseModel):
             config_cache_seconds=int(env.get("CONFIG_CACHE_SECONDS", "60")),
             max_receive_count=int(env.get("MAX_RECEIVE_COUNT", "0")),
             allow_loopback_urls=env.get("ALLOW_LOOPBACK_URLS", "false").lower() == "true",
+            clock_skew_seconds=int(env.get("CLOCK_SKEW_SECONDS", "300")),
         )
 
 

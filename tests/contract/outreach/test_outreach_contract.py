@@ -23,6 +23,7 @@ from activation_core.outcomes import Kind
 from activation_core.pipeline import Pipeline, RecordResult
 from activation_core.settings import FunctionSettings
 from local.fakes.outreach import JSON_API, SAMPLE_PROSPECTS, FakeOutreach
+from local.moto_patches import ATOMIC_DYNAMODB_METHODS
 from outreach import authorize
 from outreach.client import BAD_REQUEST_MESSAGE
 from outreach.service import OutreachDestination
@@ -66,10 +67,7 @@ def atomic_dynamodb() -> Iterator[None]:
 
     Threads racing for the token lease in one process need the real semantics."""
     guard = threading.RLock()
-    originals = {
-        name: getattr(DynamoDBBackend, name)
-        for name in ("put_item", "update_item", "delete_item", "get_item")
-    }
+    originals = {name: getattr(DynamoDBBackend, name) for name in ATOMIC_DYNAMODB_METHODS}
 
     def serialised(method: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(method)

@@ -1,10 +1,9 @@
-"""Idempotency (Powertools, DynamoDB) and the stale-event guard, in the pipeline and on their own."""
+"""Order and idempotency (one state-table item per instance and entity), in the pipeline and on their own."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -12,7 +11,7 @@ import pytest
 from moto import mock_aws
 
 from activation_core import aws
-from activation_core.guards import Claim, DeliveryClaims, StaleGuard, entity_key
+from activation_core.guards import Applied, Change, OrderGuard, Verdict, entity_key
 from activation_core.outcomes import Kind, Outcome
 from activation_core.pipeline import Guards, Pipeline
 from tests.support import create_state_table, load_event, sqs_record
@@ -25,12 +24,6 @@ def tables() -> Iterator[None]:
         aws.reset_clients()
         client = boto3.client("dynamodb")
         create_state_table(client, "state")
-        client.create_table(
-            TableName="idempotency",
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
         yield
         aws.reset_clients()
 
@@ -39,61 +32,46 @@ def at(second: int) -> datetime:
     return datetime(2026, 11, 28, 10, 0, second, tzinfo=UTC)
 
 
-def test_claims_new_then_in_progress_then_done(tables: None) -> None:
-    claims = DeliveryClaims("idempotency", "rainfocus")
-    assert claims.claim("evt-1", "inst").state is Claim.NEW
-    assert claims.claim("evt-1", "inst").state is Claim.IN_PROGRESS
-    claims.complete("evt-1", "inst")
-    assert claims.claim("evt-1", "inst").state is Claim.DONE
-    assert claims.claim("evt-1", "other-instance").state is Claim.NEW  # keyed on event AND instance
+def test_the_guard_reads_what_was_committed_per_entity_and_audience(tables: None) -> None:
+    guard = OrderGuard("state")
+    assert guard.read("inst", ["p1", "p2"]) == {}
+    guard.commit("inst", [Change("p1", "evt-1", 10, ("aud", "other-aud"))], {})
+    state = guard.read("inst", ["p1", "p2"])
+    assert set(state) == {"p1"}
+    assert state["p1"]["aud"] == Applied(10, frozenset({"evt-1"}))
+    assert state["p1"]["aud"].verdict(10, "evt-1") is Verdict.DUPLICATE  # the same event again
+    assert state["p1"]["aud"].verdict(10, "evt-2") is Verdict.NEW  # another event of the same instant
+    assert state["p1"]["aud"].verdict(5, "evt-0") is Verdict.STALE
+    assert guard.read("other-inst", ["p1"]) == {}  # per instance
 
 
-class FakeLambdaContext:
-    def __init__(self, remaining_millis: int) -> None:
-        self.remaining_millis = remaining_millis
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_millis
-
-
-def only_claim_expiry_millis() -> int:
-    (item,) = boto3.client("dynamodb").scan(TableName="idempotency")["Items"]
-    return int(item["in_progress_expiration"]["N"])
+def test_the_guard_never_moves_backwards_whatever_another_invocation_did(tables: None) -> None:
+    guard = OrderGuard("state")
+    seen_before = guard.read("inst", ["p1"])  # this invocation read, then delivered...
+    guard.commit("inst", [Change("p1", "evt-new", 20, ("aud",))], {})  # ...while another one committed
+    assert guard.commit("inst", [Change("p1", "evt-old", 10, ("aud",))], seen_before) == 0
+    assert guard.read("inst", ["p1"])["p1"]["aud"] == Applied(20, frozenset({"evt-new"}))
 
 
-def test_com_09_a_claim_lasts_as_long_as_the_invocation_that_took_it(tables: None) -> None:
-    # A claim left by an invocation that timed out must be free when SQS redelivers the record.
-    claims = DeliveryClaims("idempotency", "rainfocus")
-    claims.register_lambda_context(FakeLambdaContext(remaining_millis=4_000))
-    before = int(time.time() * 1000)
-    assert claims.claim("evt-1", "inst").state is Claim.NEW
-    expiry = only_claim_expiry_millis()
-    assert before + 4_000 <= expiry <= int(time.time() * 1000) + 4_000
+def test_events_of_the_same_instant_are_all_remembered(tables: None) -> None:
+    guard = OrderGuard("state")
+    guard.commit("inst", [Change("p1", "evt-a", 10, ("aud",))], {})
+    guard.commit("inst", [Change("p1", "evt-b", 10, ("aud",))], guard.read("inst", ["p1"]))
+    # A stale read (the first commit not seen) is re-read when its condition fails, and still merges.
+    guard.commit("inst", [Change("p1", "evt-c", 10, ("aud",))], {})
+    assert guard.read("inst", ["p1"])["p1"]["aud"].event_ids == {"evt-a", "evt-b", "evt-c"}
 
 
-def test_com_09_an_event_claimed_elsewhere_waits_until_that_claim_ends(tables: None) -> None:
-    holder = DeliveryClaims("idempotency", "rainfocus")
-    holder.register_lambda_context(FakeLambdaContext(remaining_millis=45_000))
-    assert holder.claim("evt-1", "inst").state is Claim.NEW
-    other = DeliveryClaims("idempotency", "rainfocus").claim("evt-1", "inst")
-    assert other.state is Claim.IN_PROGRESS
-    assert other.held_for is not None and 40 < other.held_for <= 45
-
-
-def test_a_released_claim_can_be_taken_again(tables: None) -> None:
-    claims = DeliveryClaims("idempotency", "rainfocus")
-    claims.claim("evt-1", "inst")
-    claims.release("evt-1", "inst")
-    assert claims.claim("evt-1", "inst").state is Claim.NEW
-
-
-def test_stale_guard_admits_newer_and_equal_refuses_older(tables: None) -> None:
-    guard = StaleGuard("state")
-    assert guard.admit("inst", "p1", "aud", at(10))
-    assert guard.admit("inst", "p1", "aud", at(10))  # the same event retried
-    assert not guard.admit("inst", "p1", "aud", at(5))
-    assert guard.admit("inst", "p1", "other-aud", at(5))  # per audience
-    assert guard.admit("inst", "p2", "aud", at(5))  # per profile
+def test_a_batch_of_many_entities_is_read_and_committed_in_a_few_requests(tables: None) -> None:
+    calls: list[str] = []
+    client = boto3.client("dynamodb")
+    client.meta.events.register("before-call", lambda model, **_: calls.append(model.name))
+    guard = OrderGuard("state", dynamodb=client)
+    entities = [f"p{i}" for i in range(250)]
+    known = guard.read("inst", entities)
+    guard.commit("inst", [Change(e, f"evt-{e}", 1, ("aud",)) for e in entities], known)
+    assert len(guard.read("inst", entities)) == 250
+    assert calls.count("BatchGetItem") == 6 and calls.count("TransactWriteItems") == 3
 
 
 def test_entity_key_is_stable_and_not_the_identity() -> None:
@@ -104,7 +82,7 @@ def test_entity_key_is_stable_and_not_the_identity() -> None:
 
 def guarded_pipeline(destination: RecordingDestination) -> Pipeline:
     cfg = config("one")
-    guards = Guards(DeliveryClaims("idempotency", "recording"), StaleGuard("state"))
+    guards = Guards(OrderGuard("state"))
     return Pipeline(destination, SETTINGS, lambda: cfg, guards)
 
 
@@ -159,3 +137,82 @@ def test_a_rejected_event_can_be_replayed_from_the_dlq_after_the_fix(tables: Non
     destination.connectors["one"].outcome = Outcome.delivered()
     replay = pipeline.process([sqs_record(event_at("evt-1", "2026-11-28T10:00:00Z"), "m-9")])
     assert replay["m-9"].outcome.kind is Kind.DELIVERED
+
+
+# ---------------------------------------------------------------- issue 14 item 3: the order guard loses nothing
+def dora(event_id: str, occurred_at: str, email: str = "dora@example.com") -> dict[str, Any]:
+    event = event_at(event_id, occurred_at)
+    event["detail"]["profile"]["identities"]["email"] = email
+    return event
+
+
+def test_com_01_an_event_dated_far_in_the_future_is_rejected_and_holds_nothing_back(tables: None) -> None:
+    destination = RecordingDestination()
+    pipeline = guarded_pipeline(destination)
+    bogus = pipeline.process([sqs_record(dora("evt-bogus", "9999-12-31T23:59:59Z"), "m-1")])
+    later = pipeline.process([sqs_record(dora("evt-real", "2026-11-28T10:00:00Z"), "m-2")])
+    assert (bogus["m-1"].outcome.kind, bogus["m-1"].outcome.reason) == (
+        Kind.REJECTED,
+        "invalid_field:occurredAt",
+    )
+    assert later["m-2"].outcome.kind is Kind.DELIVERED
+    assert [i.record.event_id for i in destination.connectors["one"].seen] == ["evt-real"]
+
+
+def test_com_01_the_clock_skew_allowance_is_a_setting(tables: None) -> None:
+    soon = (datetime.now(UTC) + timedelta(seconds=120)).isoformat()
+    destination = RecordingDestination()
+    lenient = guarded_pipeline(destination)
+    strict = Pipeline(
+        destination, SETTINGS.model_copy(update={"clock_skew_seconds": 60}), lambda: config("one"), Guards()
+    )
+    assert lenient.process([sqs_record(dora("evt-1", soon), "m-1")])["m-1"].outcome.kind is Kind.DELIVERED
+    refused = strict.process([sqs_record(dora("evt-2", soon), "m-2")])["m-2"].outcome
+    assert (refused.kind, refused.reason) == (Kind.REJECTED, "invalid_field:occurredAt")
+
+
+def test_com_01_a_newer_event_the_vendor_rejects_does_not_make_an_older_one_stale(tables: None) -> None:
+    destination = RecordingDestination()
+    destination.connectors["one"] = RecordingConnector("one", outcome=Outcome.rejected("http_400"))
+    pipeline = guarded_pipeline(destination)
+    pipeline.process([sqs_record(dora("evt-new", "2026-11-28T10:00:10Z"), "m-1")])
+    destination.connectors["one"].outcome = Outcome.delivered()
+    older = pipeline.process([sqs_record(dora("evt-old", "2026-11-28T10:00:00Z"), "m-2")])
+    assert older["m-2"].outcome.kind is Kind.DELIVERED
+
+
+def test_com_01_a_newer_event_that_is_retried_does_not_make_an_older_one_stale(tables: None) -> None:
+    destination = RecordingDestination()
+    destination.connectors["one"] = RecordingConnector("one", outcome=Outcome.retry("http_503"))
+    pipeline = guarded_pipeline(destination)
+    pipeline.process([sqs_record(dora("evt-new", "2026-11-28T10:00:10Z"), "m-1")])
+    destination.connectors["one"].outcome = Outcome.delivered()
+    assert (
+        pipeline.process([sqs_record(dora("evt-old", "2026-11-28T10:00:00Z"), "m-2")])["m-2"].outcome.kind
+        is Kind.DELIVERED
+    )
+    # The newer one, retried, is still applied after it: the vendor ends with the newest state.
+    assert (
+        pipeline.process([sqs_record(dora("evt-new", "2026-11-28T10:00:10Z"), "m-1", 2)])["m-1"].outcome.kind
+        is Kind.DELIVERED
+    )
+
+
+@pytest.mark.parametrize("variant", ["Dora@Example.com", "  dora@example.com ", "DORA@EXAMPLE.COM"])
+def test_com_01_identities_differing_only_in_case_or_spaces_are_one_person(
+    tables: None, variant: str
+) -> None:
+    destination = RecordingDestination()
+    pipeline = guarded_pipeline(destination)
+    pipeline.process([sqs_record(dora("evt-new", "2026-11-28T10:00:10Z"), "m-1")])
+    late = pipeline.process([sqs_record(dora("evt-old", "2026-11-28T10:00:00Z", variant), "m-2")])
+    assert late["m-2"].outcome.reason == "stale"
+    assert [i.record.event_id for i in destination.connectors["one"].seen] == ["evt-new"]
+
+
+def test_entity_key_folds_case_only_where_the_namespace_ignores_it() -> None:
+    assert entity_key({"email": " Dora@Example.com"}) == entity_key({"email": "dora@example.com"})
+    assert entity_key({"Email": "Dora@Example.com"}) == entity_key({"Email": "dora@example.com"})
+    # A CRM id is case-sensitive (Salesforce ids differ by case alone): only trimmed.
+    assert entity_key({"crmId": " 0015g00000AbCdE"}) == entity_key({"crmId": "0015g00000AbCdE"})
+    assert entity_key({"crmId": "0015g00000AbCdE"}) != entity_key({"crmId": "0015g00000abcde"})
