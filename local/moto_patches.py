@@ -43,7 +43,7 @@ QUEUE_POLICIES: list[dict[str, Any]] = []
 _applied = False
 
 
-# A transaction restores whole tables when it is cancelled: it must not interleave with other writes.
+# Serialised like DynamoDB serialises writes per item (a transaction as a whole).
 ATOMIC_DYNAMODB_METHODS = (
     "put_item",
     "update_item",
@@ -54,9 +54,101 @@ ATOMIC_DYNAMODB_METHODS = (
 )
 
 
+def _transact_write_items(backend: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+    """moto's TransactWriteItems with DynamoDB's semantics, in time proportional to the transaction.
+
+    moto deep-copies every table a transaction touches before it starts (to roll back), so each
+    transaction costs time in the size of the table (seconds once the state table holds thousands of
+    guard items, and more with every batch). Here every condition is checked first (nothing written
+    if one fails: the same CancellationReasons), then the items are written; only the written items
+    are snapshotted, to undo a write that fails half-way (a validation error)."""
+    from moto.dynamodb.exceptions import TooManyTransactionsException
+
+    if len(transact_items) > 100:
+        raise TooManyTransactionsException()
+    _apply_transaction(backend, _checked_transaction(backend, transact_items))
+
+
+def _checked_transaction(
+    backend: DynamoDBBackend, transact_items: list[dict[str, Any]]
+) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(operation, its parameters, the item's key) per item, once every condition holds."""
+    from moto.dynamodb.comparisons import get_filter_expression
+    from moto.dynamodb.exceptions import (
+        ConditionalCheckFailed,
+        MultipleTransactionsException,
+        TransactionCanceledException,
+        TransactWriteSingleOpException,
+    )
+
+    planned: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    errors: list[tuple[Any, Any, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for entry in transact_items:
+        if len(entry) > 1:
+            raise TransactWriteSingleOpException
+        op_type, op = next(iter(entry.items()))
+        table = backend.get_table(op["TableName"])
+        names = [table.hash_key_attr] + ([table.range_key_attr] if table.range_key_attr else [])
+        key = {name: op["Item"][name] for name in names} if op_type == "Put" else op["Key"]
+        marker = (str(op["TableName"]), str(dict(sorted(key.items()))))
+        if marker in seen:
+            raise MultipleTransactionsException()
+        seen.add(marker)
+        current = backend.get_item(op["TableName"], key)
+        condition = op.get("ConditionExpression")
+        if condition is None or get_filter_expression(
+            condition, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+        ).expr(current):
+            errors.append((None, None, None))
+        else:
+            wants_old = op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current
+            old = current.to_json()["Attributes"] if wants_old else None
+            errors.append(("ConditionalCheckFailed", ConditionalCheckFailed().message, old))
+        planned.append((op_type, op, key))
+    if any(code is not None for code, _, _ in errors):
+        raise TransactionCanceledException(errors)
+    return planned
+
+
+def _apply_transaction(
+    backend: DynamoDBBackend, planned: list[tuple[str, dict[str, Any], dict[str, Any]]]
+) -> None:
+    import copy
+
+    from moto.dynamodb.exceptions import MockValidationException
+
+    done: list[tuple[str, dict[str, Any], Any]] = []
+    try:
+        for op_type, op, key in planned:
+            table_name = op["TableName"]
+            before = copy.deepcopy(backend.get_item(table_name, key))
+            if op_type == "Put":
+                backend.put_item(table_name, op["Item"])
+            elif op_type == "Delete":
+                backend.delete_item(table_name, key)
+            elif op_type == "Update":
+                backend.update_item(
+                    table_name,
+                    key,
+                    update_expression=op["UpdateExpression"],
+                    expression_attribute_names=op.get("ExpressionAttributeNames"),
+                    expression_attribute_values=op.get("ExpressionAttributeValues"),
+                )
+            done.append((table_name, key, before))
+    except MockValidationException:
+        for table_name, key, before in reversed(done):
+            if before is None:
+                backend.delete_item(table_name, key)
+            else:
+                backend.put_item(table_name, before.to_json()["Attributes"])
+        raise
+
+
 def make_dynamodb_writes_atomic(setattr_: Callable[[Any, str, Any], None] = setattr) -> None:
     """moto checks a write's condition and then stores the item without a lock; DynamoDB serialises
-    conditional writes per item. Without this, two racing invocations could both win a lease."""
+    conditional writes per item. Without this, two racing invocations could both win a lease.
+    Transactions also get `_transact_write_items` (the same semantics without copying whole tables)."""
     guard = threading.RLock()
 
     def serialised(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -68,7 +160,8 @@ def make_dynamodb_writes_atomic(setattr_: Callable[[Any, str, Any], None] = seta
         return wrapper
 
     for name in ATOMIC_DYNAMODB_METHODS:
-        setattr_(DynamoDBBackend, name, serialised(getattr(DynamoDBBackend, name)))
+        method = _transact_write_items if name == "transact_write_items" else getattr(DynamoDBBackend, name)
+        setattr_(DynamoDBBackend, name, serialised(method))
 
 
 def apply() -> None:

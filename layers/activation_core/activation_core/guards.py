@@ -5,10 +5,11 @@ audience, the `occurredAt` of the last change applied to the vendor and the ids 
 at that instant. The pipeline reads the items of a whole batch before delivery (BatchGetItem, up to 100
 keys a request): a change older than the one applied is skipped as `stale`, the same event again as
 `duplicate`. After delivery, the items of the changes the vendor accepted (or the connector
-deliberately skipped) move forward in conditional TransactWriteItems (up to 100 items a request,
-requests in parallel), never backwards whatever other invocations do meanwhile. So the guard moves
-only once a change is applied, and a batch costs a few DynamoDB round trips, not three per record
-(docs/decisions.md, 2026-12-07).
+deliberately skipped) are written whole, on condition that they did not change since they were read
+(a version number), in TransactWriteItems (25 items a request, requests in parallel); a refused one
+is read again and merged, so an item never moves backwards whatever other invocations do meanwhile.
+The guard moves only once a change is applied, and a batch costs a few DynamoDB round trips, not
+three per record (docs/decisions.md, 2026-12-07).
 
 What this guarantees, and what not (README, "Idempotency and order"):
 - an event the vendor accepted is not sent again to that instance, unless the invocation ends between
@@ -39,9 +40,11 @@ from activation_core import aws
 from activation_core.errors import RetryableError
 from activation_core.observability import logger
 
-# DynamoDB's limits: BatchGetItem reads up to 100 keys, TransactWriteItems writes up to 100 items.
+# BatchGetItem reads up to 100 keys (DynamoDB's limit). TransactWriteItems takes up to 100 items; 25
+# a request keeps each request short (moto applies a transaction under one lock, item by item) at the
+# same write units, and the requests of a batch run in parallel anyway.
 _READ_CHUNK = 100
-_WRITE_CHUNK = 100
+_WRITE_CHUNK = 25
 _PARALLEL_REQUESTS = 8
 # A commit whose condition failed (another invocation moved an item meanwhile) is re-read and retried.
 _COMMIT_ROUNDS = 3
@@ -111,12 +114,36 @@ class Change:
     audiences: tuple[str, ...]
 
 
-EntityState = dict[str, Applied]  # audience id -> last applied
+@dataclass(frozen=True, slots=True)
+class EntityState:
+    """One entity's item as read: per audience the last change applied, and the item's version (0: no
+    item yet); a commit writes the whole item on condition that the version is still the one read."""
+
+    version: int = 0
+    applied: Mapping[str, Applied] = field(default_factory=dict)
+
+    def get(self, audience: str) -> Applied | None:
+        return self.applied.get(audience)
+
+    def merged(self, changes: Mapping[str, Applied]) -> dict[str, Applied] | None:
+        """The item's audiences with `changes` applied (newer wins, an equal instant adds its events);
+        None if nothing would change."""
+        result = dict(self.applied)
+        for audience, change in changes.items():
+            current = result.get(audience)
+            if current is None or change.at > current.at:
+                result[audience] = change
+            elif change.at == current.at and not change.event_ids <= current.event_ids:
+                result[audience] = Applied(current.at, current.event_ids | change.event_ids)
+        return None if result == self.applied else result
+
+
+NO_STATE = EntityState()
 
 
 @dataclass(slots=True)
 class _Target:
-    """What one entity's item must hold after a commit: per audience, the newest change and its events."""
+    """What one entity's changes of a batch record: per audience, the newest change and its events."""
 
     newest: dict[str, Applied] = field(default_factory=dict)
 
@@ -189,7 +216,9 @@ class OrderGuard:
             actions = {
                 entity: action
                 for entity in pending
-                if (action := self._action(instance_id, entity, targets[entity], states.get(entity, {})))
+                if (
+                    action := self._action(instance_id, entity, targets[entity], states.get(entity, NO_STATE))
+                )
             }
             if not actions:
                 return 0
@@ -203,51 +232,32 @@ class OrderGuard:
                 return 0
             pending = failed
             try:
-                states.update(self.read(instance_id, failed))
+                fresh = self.read(instance_id, failed)
             except RetryableError:
                 break
+            states.update({entity: fresh.get(entity, NO_STATE) for entity in failed})
         logger.warning("order guard not committed", extra={"entities": len(pending)})
         return len(pending)
 
     def _action(
         self, instance_id: str, entity: str, target: _Target, state: EntityState
     ) -> dict[str, Any] | None:
-        """One conditional update: per audience, SET a newer change or ADD events of an equal one."""
-        names: dict[str, str] = {}
-        values: dict[str, Any] = {}
-        sets: list[str] = []
-        adds: list[str] = []
-        conditions: list[str] = []
-        for i, (audience, applied) in enumerate(sorted(target.newest.items())):
-            current = state.get(audience)
-            if current is not None and current.at > applied.at:
-                continue  # a newer change landed meanwhile (another invocation): nothing to record
-            names[f"#t{i}"], names[f"#e{i}"] = f"t:{audience}", f"e:{audience}"
-            values[f":t{i}"] = {"N": str(applied.at)}
-            values[f":e{i}"] = {"SS": sorted(applied.event_ids)}
-            if current is not None and current.at == applied.at:
-                adds.append(f"#e{i} :e{i}")
-                conditions.append(f"#t{i} = :t{i}")
-            else:
-                sets.append(f"#t{i} = :t{i}, #e{i} = :e{i}")
-                conditions.append(f"(attribute_not_exists(#t{i}) OR #t{i} < :t{i})")
-        if not conditions:
-            return None
-        expression = " ".join(
-            part
-            for part in (f"SET {', '.join(sets)}" if sets else "", f"ADD {', '.join(adds)}" if adds else "")
-            if part
-        )
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": self._key(instance_id, entity),
-                "UpdateExpression": expression,
-                "ConditionExpression": " AND ".join(conditions),
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": values,
-            }
-        }
+        """The entity's whole item, written only if its version is still the one read (optimistic
+        concurrency: a plain conditional put, the cheapest write DynamoDB checks a condition on)."""
+        merged = state.merged(target.newest)
+        if merged is None:
+            return None  # a newer or the same change is already recorded (another invocation)
+        item: dict[str, Any] = {**self._key(instance_id, entity), "v": {"N": str(state.version + 1)}}
+        for audience, applied in merged.items():
+            item[f"t:{audience}"] = {"N": str(applied.at)}
+            item[f"e:{audience}"] = {"SS": sorted(applied.event_ids)}
+        put: dict[str, Any] = {"TableName": self._table, "Item": item}
+        if state.version:
+            put["ConditionExpression"] = "v = :v"
+            put["ExpressionAttributeValues"] = {":v": {"N": str(state.version)}}
+        else:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        return {"Put": put}
 
     def _transact(self, entities: Sequence[str], *, actions: Mapping[str, Any], round_: int) -> list[str]:
         """One transaction; the entities to try again (all of them if it failed as a whole)."""
@@ -258,7 +268,7 @@ class OrderGuard:
         try:
             self._client.transact_write_items(TransactItems=items, ClientRequestToken=token)
         except ClientError as exc:
-            # Cancelled (an item's condition failed: another invocation moved it; or a conflict): the
+            # Cancelled (an item's version moved: another invocation wrote it; or a conflict): the
             # items not refused were cancelled with it. Every entity of the chunk is read and tried again.
             if _error_code(exc) != "TransactionCanceledException":
                 logger.warning("order guard commit failed", extra={"error_type": _error_code(exc)})
@@ -267,13 +277,13 @@ class OrderGuard:
 
 
 def _state_of(item: Mapping[str, Any]) -> EntityState:
-    state: EntityState = {}
+    applied: dict[str, Applied] = {}
     for name, value in item.items():
         if name.startswith("t:"):
             audience = name[2:]
             ids = item.get(f"e:{audience}", {}).get("SS", [])
-            state[audience] = Applied(int(value["N"]), frozenset(ids))
-    return state
+            applied[audience] = Applied(int(value["N"]), frozenset(ids))
+    return EntityState(int(item.get("v", {}).get("N", "1")), applied)
 
 
 def _error_code(exc: ClientError) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 from pydantic import ValidationError
 
 from activation_core.errors import ActivationError, ConfigError
-from activation_core.guards import Change, EntityState, OrderGuard, Verdict, entity_key, occurrence
+from activation_core.guards import NO_STATE, Change, EntityState, OrderGuard, Verdict, entity_key, occurrence
 from activation_core.mapping import CompiledMapping, MappedRecord
 from activation_core.models.config import ActivatedAudience, DestinationInstance, DestinationsConfig
 from activation_core.models.events import (
@@ -322,7 +322,7 @@ class Pipeline:
             return [], {}
         work: list[WorkItem] = []
         for c in candidates:
-            state = applied.get(c.entity, {})
+            state = applied.get(c.entity, NO_STATE)
             at = occurrence(c.record.occurred_at)
             verdicts = {
                 a.audience.id: last.verdict(at, c.record.event_id)
