@@ -24,12 +24,17 @@ from activation_core.pipeline import RecordResult
 _SQS_MAX_VISIBILITY = 43_200
 _SQS_MAX_DELAY = 900
 _ATTRIBUTE_LIMIT = 1000
-# A record still waiting for a rate limit (the vendor's or our shared budget) on its last allowed
-# receive goes back to its queue as a new, delayed message instead of to the DLQ, so a quota backlog
-# (more calls than a vendor allows per hour) waits rather than drains into the DLQ; at most
-# this many times per record, then the DLQ as usual.
-MAX_REQUEUES = 24
+# Waiting is not failing (issue 14): a record told to wait (`Outcome.waiting`: a rate limit, the shared
+# budget, a vendor's reset or quota) goes back to its queue as a new message delayed until then, and
+# this one is deleted, so waiting never uses up the queue's receives (maxReceiveCount). The copy
+# carries how many receives of its earlier copies failed for real, so only real failures count
+# towards the DLQ. A record waits at most MAX_WAIT_SECONDS in all (from its first wait), then it
+# fails as usual.
+MAX_WAIT_SECONDS = 4 * 86_400
+DEFAULT_WAIT_SECONDS = 30  # told to wait without a time (a 429 without Retry-After)
 REQUEUES_ATTRIBUTE = "activationRequeues"
+FAILURES_ATTRIBUTE = "activationFailures"
+WAITING_SINCE_ATTRIBUTE = "activationWaitingSince"
 
 
 class RetryRecord(Exception):
@@ -82,16 +87,21 @@ class BatchContext:
     max_receive_count: int = 0
 
 
-def exhaust_retries(results: Mapping[str, RecordResult], max_receive_count: int) -> None:
-    """A record failing on its last allowed receive is rejected with the reason it kept failing for."""
+def exhaust_retries(
+    records: Sequence[Mapping[str, Any]], results: Mapping[str, RecordResult], max_receive_count: int
+) -> None:
+    """A record whose receives failed for real `max_receive_count` times in all (this one included,
+    and those of the copies it was requeued from) is rejected with the reason it kept failing for."""
     if max_receive_count <= 0:
         return
-    for result in results.values():
+    for record in records:
+        result = results[str(record.get("messageId"))]
         outcome = result.outcome
-        if _still_failing(result) and result.receive_count >= max_receive_count:
+        failed = failures_of(record) + 1
+        if _still_failing(result) and failed >= max_receive_count:
             result.outcome = Outcome.rejected(
                 f"retries_exhausted:{outcome.reason}",
-                f"after {result.receive_count} receives: {outcome.detail}",
+                f"after {failed} receives that failed: {outcome.detail}",
             )
 
 
@@ -147,17 +157,29 @@ def queue_url_of(queue_arn: str) -> str:
     return f"https://sqs.{region}.{domain}/{account}/{name}"
 
 
-def requeues_of(record: Mapping[str, Any]) -> int:
-    """How many times this record was already sent back to its queue (0 for an original message)."""
-    attribute = (record.get("messageAttributes") or {}).get(REQUEUES_ATTRIBUTE) or {}
+def _number_attribute(record: Mapping[str, Any], name: str) -> int:
+    attribute = (record.get("messageAttributes") or {}).get(name) or {}
     try:
         return max(0, int(attribute.get("stringValue") or 0))
     except (TypeError, ValueError):
         return 0
 
 
-def _requeued_attributes(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The record's message attributes in SendMessage form, with the requeue count incremented."""
+def requeues_of(record: Mapping[str, Any]) -> int:
+    """How many times this record was already sent back to its queue (0 for an original message)."""
+    return _number_attribute(record, REQUEUES_ATTRIBUTE)
+
+
+def failures_of(record: Mapping[str, Any]) -> int:
+    """Receives of this record that failed for real before this one: those of the copies it was
+    requeued from, and the earlier receives of this copy (a waiting receive is requeued, never retried
+    in place, so every earlier receive of a message failed)."""
+    return _number_attribute(record, FAILURES_ATTRIBUTE) + _receive_count(record) - 1
+
+
+def _requeued_attributes(record: Mapping[str, Any], waiting_since: int) -> dict[str, Any]:
+    """The record's message attributes in SendMessage form, with the requeue count incremented and the
+    real failures so far carried over."""
     attributes: dict[str, Any] = {}
     for name, value in (record.get("messageAttributes") or {}).items():
         data_type = str(value.get("dataType") or "String")
@@ -165,39 +187,57 @@ def _requeued_attributes(record: Mapping[str, Any]) -> dict[str, Any]:
             attributes[name] = {"DataType": data_type, "StringValue": str(value["stringValue"])}
         elif value.get("binaryValue") is not None:
             attributes[name] = {"DataType": data_type, "BinaryValue": base64.b64decode(value["binaryValue"])}
-    attributes[REQUEUES_ATTRIBUTE] = {"DataType": "Number", "StringValue": str(requeues_of(record) + 1)}
+    for name, number in (
+        (REQUEUES_ATTRIBUTE, requeues_of(record) + 1),
+        (FAILURES_ATTRIBUTE, failures_of(record)),
+        (WAITING_SINCE_ATTRIBUTE, waiting_since),
+    ):
+        attributes[name] = {"DataType": "Number", "StringValue": str(number)}
     return attributes
 
 
 def requeue_waiting(
-    records: Sequence[Mapping[str, Any]], results: Mapping[str, RecordResult], ctx: BatchContext, sqs: Any
+    records: Sequence[Mapping[str, Any]], results: Mapping[str, RecordResult], sqs: Any
 ) -> None:
-    """On its last allowed receive, a record told to wait (`retry_after`) is sent back to its queue as a
-    new message delayed until then (at most SQS's 15 min); the copy is sent before this message is
-    reported done, so a failed send leaves it failing as before (nothing lost)."""
-    if ctx.max_receive_count <= 0:
-        return
+    """A record told to wait is sent back to its queue as a new message delayed until then (at most
+    SQS's 15 min), ten a request; the copy is sent before this message is reported done, so a failed
+    send leaves it failing as before (hidden until then by `delay_throttled`; nothing lost)."""
+    now = int(time.time())
+    waiting: list[tuple[Mapping[str, Any], RecordResult]] = []
     for record in records:
         result = results[str(record.get("messageId"))]
-        outcome = result.outcome
-        if (
-            outcome.kind is not Kind.RETRY
-            or not outcome.retry_after
-            or result.receive_count < ctx.max_receive_count
-            or requeues_of(record) >= MAX_REQUEUES
-        ):
+        if not _still_failing(result) or not result.outcome.waiting:
             continue
-        try:
-            sqs.send_message(
-                QueueUrl=queue_url_of(str(record.get("eventSourceARN", ""))),
-                MessageBody=record.get("body") or "",
-                DelaySeconds=min(_SQS_MAX_DELAY, max(0, int(outcome.retry_after + 0.999))),
-                MessageAttributes=_requeued_attributes(record),
-            )
-        except Exception as exc:  # it stays a failure: SQS's redrive or the DLQ step takes it from here
-            logger.warning("could not requeue a waiting record", extra={"error_type": type(exc).__name__})
-            continue
-        result.requeued = True
+        since = _number_attribute(record, WAITING_SINCE_ATTRIBUTE) or now
+        if now - since <= MAX_WAIT_SECONDS:
+            waiting.append((record, result))
+    for start in range(0, len(waiting), 10):
+        chunk = waiting[start : start + 10]
+        by_queue: dict[str, list[int]] = defaultdict(list)
+        for i, (record, _) in enumerate(chunk):
+            by_queue[queue_url_of(str(record.get("eventSourceARN", "")))].append(i)
+        for url, indexes in by_queue.items():
+            entries = [_requeue_entry(chunk[i][0], chunk[i][1].outcome, i, now) for i in indexes]
+            try:
+                response = sqs.send_message_batch(QueueUrl=url, Entries=entries)
+                sent = {int(e["Id"]) for e in response.get("Successful", [])}
+            except Exception as exc:  # they stay failures: delayed in place, then SQS's redrive or the DLQ
+                logger.warning("could not requeue waiting records", extra={"error_type": type(exc).__name__})
+                continue
+            for i in sent:
+                chunk[i][1].requeued = True
+
+
+def _requeue_entry(record: Mapping[str, Any], outcome: Outcome, index: int, now: int) -> dict[str, Any]:
+    wait = DEFAULT_WAIT_SECONDS if outcome.retry_after is None else outcome.retry_after
+    return {
+        "Id": str(index),
+        "MessageBody": record.get("body") or "",
+        "DelaySeconds": min(_SQS_MAX_DELAY, max(0, int(wait + 0.999))),
+        "MessageAttributes": _requeued_attributes(
+            record, _number_attribute(record, WAITING_SINCE_ATTRIBUTE) or now
+        ),
+    }
 
 
 def delay_throttled(
@@ -352,8 +392,8 @@ def run_batch(
                 receive_count=_receive_count(record),
             )
     sqs = aws.client("sqs")
-    requeue_waiting(records, results, ctx, sqs)
-    exhaust_retries(results, ctx.max_receive_count)
+    requeue_waiting(records, results, sqs)
+    exhaust_retries(records, results, ctx.max_receive_count)
     send_rejections_to_dlq(records, results, ctx, sqs)
     delay_throttled(records, results, sqs)
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from activation_core.errors import ActivationError, AuthError, PermanentError, RetryableError
+from activation_core.errors import ActivationError, AuthError, PermanentError, RetryableError, ThrottledError
 
 _DETAIL_LIMIT = 500
 
@@ -33,6 +33,9 @@ class Outcome:
     reason: str = ""
     detail: str = ""
     retry_after: float | None = None
+    # A retry that only waits (a rate limit, a vendor's reset or quota: ThrottledError), not a failure:
+    # it is requeued rather than counted against the queue's maxReceiveCount (activation_core.batch).
+    waiting: bool = False
 
     @classmethod
     def delivered(cls, detail: str = "") -> Outcome:
@@ -47,14 +50,17 @@ class Outcome:
         return cls(Kind.REJECTED, reason, detail[:_DETAIL_LIMIT])
 
     @classmethod
-    def retry(cls, reason: str, detail: str = "", retry_after: float | None = None) -> Outcome:
-        return cls(Kind.RETRY, reason, detail[:_DETAIL_LIMIT], retry_after)
+    def retry(
+        cls, reason: str, detail: str = "", retry_after: float | None = None, *, waiting: bool = False
+    ) -> Outcome:
+        return cls(Kind.RETRY, reason, detail[:_DETAIL_LIMIT], retry_after, waiting)
 
     @classmethod
     def from_error(cls, error: ActivationError) -> Outcome:
         """Map the error taxonomy onto outcomes (an auth error reaching here already had its refresh)."""
         if isinstance(error, RetryableError):
-            return cls.retry(error.reason, error.detail, error.retry_after)
+            waiting = isinstance(error, ThrottledError)
+            return cls.retry(error.reason, error.detail, error.retry_after, waiting=waiting)
         if isinstance(error, PermanentError):
             return cls.rejected(error.reason, error.detail)
         if isinstance(error, AuthError):
@@ -63,7 +69,9 @@ class Outcome:
 
     def with_context(self, prefix: str) -> Outcome:
         """The same outcome with `prefix` before the detail (e.g. the destination instance)."""
-        return Outcome(self.kind, self.reason, f"{prefix}: {self.detail}"[:_DETAIL_LIMIT], self.retry_after)
+        return Outcome(
+            self.kind, self.reason, f"{prefix}: {self.detail}"[:_DETAIL_LIMIT], self.retry_after, self.waiting
+        )
 
 
 def combine(outcomes: Iterable[Outcome]) -> Outcome:
@@ -78,7 +86,9 @@ def combine(outcomes: Iterable[Outcome]) -> Outcome:
     reasons = sorted({o.reason for o in same})
     details = "; ".join(o.detail for o in same if o.detail)
     retry_after = max((o.retry_after or 0.0 for o in same), default=0.0) or None
-    return Outcome(top.kind, ",".join(reasons), details[:_DETAIL_LIMIT], retry_after)
+    # Waiting only if every instance that retries is waiting: one real failure makes it a failure.
+    waiting = all(o.waiting for o in same)
+    return Outcome(top.kind, ",".join(reasons), details[:_DETAIL_LIMIT], retry_after, waiting)
 
 
 @dataclass

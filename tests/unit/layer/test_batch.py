@@ -2,6 +2,7 @@
 and the ledger keeps the books (received = delivered + skipped + rejected + retry)."""
 
 import json
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -12,6 +13,7 @@ from moto import mock_aws
 
 from activation_core import aws, batch, http
 from activation_core.batch import BatchContext, reject_all, run_batch
+from activation_core.errors import ThrottledError
 from activation_core.observability import metrics
 from activation_core.outcomes import Outcome
 from activation_core.pipeline import InstanceOutcome, RecordResult
@@ -207,7 +209,7 @@ def test_com_09_a_record_waiting_for_a_quota_on_its_last_receive_is_requeued_not
     queues: dict[str, str],
 ) -> None:
     ctx = BatchContext("outreach", queues["dlq"], "state", max_receive_count=5)
-    waiting = {"m-5": Outcome.retry("rate_budget_exhausted", "hourly quota", retry_after=30)}
+    waiting = {"m-5": Outcome.retry("rate_budget_exhausted", "hourly quota", retry_after=30, waiting=True)}
     response = run_batch({"Records": [sqs_record({"n": 1}, "m-5", 5)]}, None, decided(waiting), ctx)
     assert response == {"batchItemFailures": []}  # this message is done with: a copy waits in the queue
     assert dlq_messages(queues["dlq"]) == []
@@ -215,7 +217,9 @@ def test_com_09_a_record_waiting_for_a_quota_on_its_last_receive_is_requeued_not
     assert attributes["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "1"  # until the quota frees
 
     # A copy whose wait is over arrives with a receive count of 1 but is not received a second time.
-    almost_free = {"m-6": Outcome.retry("rate_budget_exhausted", "hourly quota", retry_after=0.0001)}
+    almost_free = {
+        "m-6": Outcome.retry("rate_budget_exhausted", "hourly quota", retry_after=0.0001, waiting=True)
+    }
     run_batch({"Records": [sqs_record({"n": 2}, "m-6", 5)]}, None, decided(almost_free), ctx)
     copy = requeued_copy()
     assert json.loads(copy["body"]) == {"n": 2}
@@ -225,21 +229,23 @@ def test_com_09_a_record_waiting_for_a_quota_on_its_last_receive_is_requeued_not
     assert (totals.get("received", 0), totals["requeued"], totals["delivered"]) == (0, 2, 1)
 
 
-def test_com_09_a_record_requeued_too_often_goes_to_the_dlq_with_its_reason(queues: dict[str, str]) -> None:
+def test_com_09_a_record_that_waited_too_long_goes_to_the_dlq_with_its_reason(queues: dict[str, str]) -> None:
     ctx = BatchContext("outreach", queues["dlq"], "state", max_receive_count=5)
     record = sqs_record({"n": 1}, "m-5", 5)
+    since = int(time.time()) - batch.MAX_WAIT_SECONDS - 1
     record["messageAttributes"] = {
-        batch.REQUEUES_ATTRIBUTE: {"stringValue": str(batch.MAX_REQUEUES), "dataType": "Number"}
+        batch.WAITING_SINCE_ATTRIBUTE: {"stringValue": str(since), "dataType": "Number"}
     }
-    waiting = {"m-5": Outcome.retry("rate_budget_exhausted", "hourly quota", retry_after=60)}
+    waiting = {"m-5": Outcome.retry("rate_budget_exhausted", "hourly quota", retry_after=60, waiting=True)}
     run_batch({"Records": [record]}, None, decided(waiting), ctx)
     (message,) = dlq_messages(queues["dlq"])
     assert message["MessageAttributes"]["reason"]["StringValue"] == "retries_exhausted:rate_budget_exhausted"
 
 
-def test_a_record_told_to_wait_before_its_last_receive_is_only_hidden(queues: dict[str, str]) -> None:
+def test_a_failed_record_told_when_to_retry_is_only_hidden(queues: dict[str, str]) -> None:
+    # A failure with a time to come back (a 503 with Retry-After) is not a wait: it uses a receive.
     ctx = BatchContext("outreach", queues["dlq"], "state", max_receive_count=5)
-    waiting = {"m-4": Outcome.retry("rate_budget_exhausted", "hourly quota", retry_after=60)}
+    waiting = {"m-4": Outcome.retry("http_503", "busy", retry_after=60)}
     response = run_batch({"Records": [sqs_record({"n": 1}, "m-4", 4)]}, None, decided(waiting), ctx)
     assert response == {"batchItemFailures": [{"itemIdentifier": "m-4"}]}
     sqs = boto3.client("sqs")
@@ -248,3 +254,82 @@ def test_a_record_told_to_wait_before_its_last_receive_is_only_hidden(queues: di
     assert (
         attributes["ApproximateNumberOfMessages"] == attributes["ApproximateNumberOfMessagesDelayed"] == "0"
     )
+
+
+# ---------------------------------------------------------------- issue 14 item 6: waiting is not failing
+def next_receive(record: dict[str, Any], response: dict[str, Any]) -> dict[str, Any] | None:
+    """What SQS delivers next for this record: the same message again if it was reported failing, the
+    copy it was requeued as otherwise (None: it is done)."""
+    if response["batchItemFailures"]:
+        again = sqs_record(
+            json.loads(record["body"]),
+            record["messageId"],
+            int(record["attributes"]["ApproximateReceiveCount"]) + 1,
+        )
+        again["messageAttributes"] = record["messageAttributes"]
+        return again
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName="test-queue")["QueueUrl"]
+    messages = sqs.receive_message(QueueUrl=url, MessageAttributeNames=["All"]).get("Messages", [])
+    if not messages:
+        return None
+    (message,) = messages
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])  # as the next invocation will
+    copy = sqs_record(message["Body"], message["MessageId"], 1)
+    copy["messageAttributes"] = {
+        name: {"stringValue": value["StringValue"], "dataType": value["DataType"]}
+        for name, value in message.get("MessageAttributes", {}).items()
+    }
+    return copy
+
+
+def result_of_dlq(ctx: BatchContext) -> bool:
+    attributes = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=ctx.dead_letter_queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+    )
+    return attributes["Attributes"]["ApproximateNumberOfMessages"] != "0"
+
+
+def follow(outcomes: list[Outcome], ctx: BatchContext) -> list[str]:
+    """Run one record through `outcomes`, one receive each, as SQS would deliver it; what happened."""
+    record: dict[str, Any] | None = sqs_record({"n": 1}, "m-1", 1)
+    seen = []
+    for outcome in outcomes:
+        assert record is not None, f"the record ended early: {seen}"
+        response = run_batch({"Records": [record]}, None, decided({record["messageId"]: outcome}), ctx)
+        if result_of_dlq(ctx):
+            return [*seen, "dlq"]
+        seen.append(outcome.kind.value)
+        record = next_receive(record, response)
+    return seen
+
+
+def test_com_09_a_record_that_waits_more_often_than_max_receive_count_is_still_delivered(
+    queues: dict[str, str],
+) -> None:
+    ctx = BatchContext("outreach", queues["dlq"], "state", max_receive_count=3)
+    wait = Outcome.from_error(ThrottledError("rate_budget_exhausted", "hourly quota", retry_after=0.0001))
+    failure = Outcome.retry("http_503", "busy")
+    # Four waits and two real failures: only the two failures count against the 3 receives allowed.
+    assert follow([wait, wait, wait, wait, failure, failure, Outcome.delivered()], ctx)[-1] == "delivered"
+    assert dlq_messages(queues["dlq"]) == []
+
+
+def test_com_09_real_failures_still_reach_the_dlq_after_max_receive_count_whatever_the_waits(
+    queues: dict[str, str],
+) -> None:
+    ctx = BatchContext("outreach", queues["dlq"], "state", max_receive_count=3)
+    wait = Outcome.from_error(ThrottledError("http_429", "slow down", retry_after=0.0001))
+    failure = Outcome.retry("http_503", "busy")
+    assert follow([failure, wait, failure, wait, failure], ctx) == ["retry"] * 4 + ["dlq"]
+    (message,) = dlq_messages(queues["dlq"])
+    assert message["MessageAttributes"]["reason"]["StringValue"] == "retries_exhausted:http_503"
+
+
+def test_com_09_a_wait_without_a_reset_time_is_requeued_not_counted(queues: dict[str, str]) -> None:
+    ctx = BatchContext("outreach", queues["dlq"], "state", max_receive_count=3)
+    wait = Outcome.from_error(ThrottledError("http_429", "slow down"))  # no Retry-After header
+    response = run_batch({"Records": [sqs_record({"n": 1}, "m-3", 3)]}, None, decided({"m-3": wait}), ctx)
+    assert response == {"batchItemFailures": []} and dlq_messages(queues["dlq"]) == []
+    attributes = boto3.client("sqs").get_queue_attributes(QueueUrl=queues["source"], AttributeNames=["All"])
+    assert attributes["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "1"
