@@ -102,8 +102,8 @@ def _checked_transaction(
         ).expr(current):
             errors.append((None, None, None))
         else:
-            wants_old = op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current
-            old = current.to_json()["Attributes"] if wants_old else None
+            wants_old = op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD"
+            old = current.to_json()["Attributes"] if wants_old and current is not None else None
             errors.append(("ConditionalCheckFailed", ConditionalCheckFailed().message, old))
         planned.append((op_type, op, key))
     if any(code is not None for code, _, _ in errors):
@@ -132,8 +132,8 @@ def _apply_transaction(
                     table_name,
                     key,
                     update_expression=op["UpdateExpression"],
-                    expression_attribute_names=op.get("ExpressionAttributeNames"),
-                    expression_attribute_values=op.get("ExpressionAttributeValues"),
+                    expression_attribute_names=op.get("ExpressionAttributeNames") or {},
+                    expression_attribute_values=op.get("ExpressionAttributeValues") or {},
                 )
             done.append((table_name, key, before))
     except MockValidationException:
