@@ -130,7 +130,7 @@ def test_out_02_an_unknown_or_non_numeric_outreach_id_is_rejected(scenario: Acti
     assert 424242 not in fake_of(scenario).prospects
 
 
-def test_out_05_a_429_hides_the_record_in_the_queue_until_the_reset_then_delivers_it(
+def test_out_05_a_429_holds_the_record_in_the_queue_until_the_reset_then_delivers_it(
     scenario: ActivationHarness,
 ) -> None:
     fake, poller = fake_of(scenario), scenario.stack.poller
@@ -143,12 +143,18 @@ def test_out_05_a_429_hides_the_record_in_the_queue_until_the_reset_then_deliver
         sqs = scenario.stack.client("sqs")
         counts = sqs.get_queue_attributes(
             QueueUrl=scenario.outputs["OutreachQueueUrl"],
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
         )["Attributes"]
-        assert (counts["ApproximateNumberOfMessages"], counts["ApproximateNumberOfMessagesNotVisible"]) == (
-            "0",
-            "1",
-        )
+        # Waiting is not failing (issue 14): the record waits as a delayed copy, its receive not used up.
+        assert (
+            counts["ApproximateNumberOfMessages"],
+            counts["ApproximateNumberOfMessagesNotVisible"],
+            counts["ApproximateNumberOfMessagesDelayed"],
+        ) == ("0", "0", "1")
         budget = scenario.stack.client("dynamodb").get_item(
             TableName=scenario.outputs["StateTableName"],
             Key={"pk": {"S": f"rate#outreach#{SECRET}"}, "sk": {"S": "budget"}},

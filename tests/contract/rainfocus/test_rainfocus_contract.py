@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,27 +15,9 @@ from activation_core.pipeline import Pipeline
 from activation_core.settings import FunctionSettings
 from local.fakes.rainfocus import FakeRainfocus
 from rainfocus.service import RainfocusDestination
-from tests.contract.conftest import put_connection_secret, read_secret
+from tests.contract.conftest import read_secret
+from tests.contract.rainfocus.conftest import SECRET
 from tests.support import example_config, instance_of, load_event, sqs_record
-
-SECRET = "activation-local/rainfocus/expo2026"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeRainfocus]:
-    with FakeRainfocus() as server:
-        yield server
-
-
-@pytest.fixture
-def connection(aws_backend: Any, fake: FakeRainfocus) -> Any:
-    put_connection_secret(
-        aws_backend,
-        SECRET,
-        {"baseUrl": fake.base_url, "clientId": fake.client_id, "clientSecret": fake.client_secret,
-         "orgId": fake.org_id, "apiProfile": fake.api_profile},
-    )  # fmt: skip
-    return aws_backend
 
 
 def pipeline(settings: FunctionSettings, **overrides: Any) -> Pipeline:
