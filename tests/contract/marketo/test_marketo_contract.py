@@ -323,17 +323,6 @@ def test_a_record_marketo_refuses_is_rejected_with_its_code_and_the_rest_deliver
     assert len(fake.members(EXPO_LIST)) == 1
 
 
-def test_an_invalid_dedupe_value_is_rejected_before_any_call(
-    fake: FakeMarketo, run_with: Callable[..., Run]
-) -> None:
-    run = run_with(**settings_for("profile_only", "update_and_create"))
-    event = profile("x@example.com")
-    event["detail"]["profile"]["identities"] = {"ecid": "123"}  # no email: nothing to match on
-    outcomes = run([event])
-    assert (outcomes["m-0"].kind, outcomes["m-0"].reason) == (Kind.REJECTED, "invalid_field:DedupeField")
-    assert fake.calls_to("sync") == []
-
-
 def test_the_fake_leads_have_the_shape_the_docs_show(fake: FakeMarketo, run_with: Callable[..., Any]) -> None:
     run = run_with(**settings_for("profile_only", "update_and_create"))
     run([profile("ada@example.com")])
