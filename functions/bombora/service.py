@@ -20,7 +20,6 @@ from activation_core.config_store import describe_validation_error, load_destina
 from activation_core.errors import ActivationError, ConfigError, PermanentError, RetryableError
 from activation_core.locks import LeaseLock
 from activation_core.models.config import ActivatedAudience, DestinationInstance
-from activation_core.models.events import MembershipStatus
 from activation_core.oauth import TokenProvider
 from activation_core.outcomes import Outcome, combine
 from activation_core.pipeline import Connector, Entity, WorkItem
@@ -208,7 +207,7 @@ class BomboraConnector:
                 per_item[item.key].append(Outcome.from_error(exc))
                 continue
             for activation in eligible:
-                op = Op.ADD if activation.membership.status is MembershipStatus.REALIZED else Op.REMOVE
+                op = Op.ADD if activation.membership.status.is_member else Op.REMOVE
                 changes.append(_Change(item, position, activation.audience, op, domain))
 
         by_audience: dict[str, list[_Change]] = defaultdict(list)

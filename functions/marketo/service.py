@@ -33,7 +33,6 @@ from activation_core.config_store import describe_validation_error
 from activation_core.errors import ActivationError, ConfigError
 from activation_core.locks import LeaseLock
 from activation_core.models.config import DestinationInstance
-from activation_core.models.events import MembershipStatus
 from activation_core.oauth import TokenGrant, TokenProvider
 from activation_core.outcomes import Kind, Outcome, combine
 from activation_core.pipeline import Connector, Entity, WorkItem
@@ -325,7 +324,7 @@ class MarketoConnector:
             for activation in item.activations:
                 previous = profile.memberships.get(activation.audience.id)
                 if previous is None or item.record.occurred_at >= previous.at:
-                    realized = activation.membership.status is MembershipStatus.REALIZED
+                    realized = activation.membership.status.is_member
                     profile.memberships[activation.audience.id] = _Membership(
                         item.record.occurred_at, realized, item
                     )

@@ -333,6 +333,14 @@ def test_bom_01_a_membership_of_another_origin_is_skipped_with_a_reason(
 # ---------------------------------------------------------------- membership: exits, order, errors
 
 
+def test_com_04_an_existing_member_account_is_added_like_a_realized_one(
+    connection: Any, fake: FakeBombora, function_settings: FunctionSettings
+) -> None:
+    results = pipeline(function_settings).process(records(account("kept.example", status="existing")))
+    assert results["m-0"].outcome.kind is Kind.DELIVERED
+    assert fake.domains_of(AUDIENCE_NAME) == {"kept.example"}
+
+
 def test_exited_accounts_are_deleted_from_the_list(
     connection: Any, fake: FakeBombora, function_settings: FunctionSettings
 ) -> None:
