@@ -113,7 +113,9 @@ def test_com_04_an_existing_member_joins_the_list_like_a_realized_one(
     fake: FakeMarketo, run_with: Callable[..., Run], sync_type: str
 ) -> None:
     lead = fake.add_lead(email="ada@example.com", firstName="Old")
-    run = run_with(**settings_for(sync_type, None if sync_type == "audience_only" else "update_existing_only"))
+    run = run_with(
+        **settings_for(sync_type, None if sync_type == "audience_only" else "update_existing_only")
+    )
     outcomes = run([profile("ada@example.com", status="existing")])
     assert outcomes["m-0"].kind is Kind.DELIVERED
     assert fake.members(EXPO_LIST) == {lead}
