@@ -23,6 +23,7 @@ from rainfocus.models import (
     ATTENDEE_FIELDS,
     RainfocusConnection,
     RainfocusSettings,
+    api_base_url,
     attendee_email,
     build_attendee,
 )
@@ -112,5 +113,12 @@ class RainfocusDestination:
             lock=LeaseLock(settings.state_table_name),
         )
         connection = RainfocusConnection.model_validate(tokens.connection())
+        if api_base_url(rf_settings, connection) is None:
+            raise ConfigError(
+                instance.id,
+                "settings.environment",
+                f"no API base known for environment '{rf_settings.environment}': name it in "
+                "settings.environmentBaseUrls (or baseUrl in the connection secret)",
+            )
         client = RainfocusClient(connection, rf_settings, tokens, allow_loopback=allow_loopback)
         return RainfocusConnector(instance, rf_settings, client)
