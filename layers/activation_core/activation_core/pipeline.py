@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
 
+from activation_core.config_store import InvalidInstance, LoadedConfig
 from activation_core.errors import ActivationError, ConfigError
 from activation_core.guards import Claim, DeliveryClaims, StaleGuard, entity_key
 from activation_core.mapping import CompiledMapping, MappedRecord
@@ -178,8 +179,24 @@ class Guards:
 @dataclass(slots=True)
 class _Prepared:
     instance: DestinationInstance
-    mapping: CompiledMapping
-    connector: Connector
+    mapping: CompiledMapping | None
+    connector: Connector | None
+    # Why the instance cannot run (its config, its connection): its records retry with this.
+    failure: Outcome | None = None
+
+
+def instance_failure(instance_id: str, error: Exception) -> Outcome:
+    """The retry an instance's records get when it cannot run: the reason names the cause and the
+    instance (`invalid_config:<id>`, `connection_unavailable:<id>`); values are never echoed."""
+    if isinstance(error, ConfigError):
+        return Outcome.retry(f"invalid_config:{instance_id}", f"field '{error.field}': {error.message}")
+    if isinstance(error, ActivationError):
+        detail = f"{error.reason}: {error.detail}" if error.detail else error.reason
+    elif isinstance(error, ValidationError):
+        detail = f"connection secret: {_validation_summary(error)}"
+    else:
+        detail = type(error).__name__
+    return Outcome.retry(f"connection_unavailable:{instance_id}", detail)
 
 
 class Pipeline:
@@ -189,7 +206,7 @@ class Pipeline:
         self,
         destination: Destination,
         settings: FunctionSettings,
-        load_config: Callable[[], DestinationsConfig],
+        load_config: Callable[[], DestinationsConfig | LoadedConfig],
         guards: Guards | None = None,
     ) -> None:
         self._destination = destination
@@ -199,10 +216,12 @@ class Pipeline:
         # Connectors and compiled mappings are built once per instance version, reused across invocations.
         self._prepared: dict[str, tuple[str, _Prepared]] = {}
 
-    def _instances(self) -> list[_Prepared]:
-        config = self._load_config()
+    def _instances(self) -> tuple[list[_Prepared], list[InvalidInstance]]:
+        loaded = self._load_config()
+        if isinstance(loaded, DestinationsConfig):
+            loaded = LoadedConfig(loaded)
         prepared: list[_Prepared] = []
-        for instance in config.of_type(self._destination.destination_type):
+        for instance in loaded.config.of_type(self._destination.destination_type):
             cached = self._prepared.get(instance.id)
             if cached is not None and cached[1].instance is instance:
                 # The very config object of the last batch (config_store caches it): nothing to compare.
@@ -210,11 +229,29 @@ class Pipeline:
                 continue
             version = instance.model_dump_json()
             if cached is None or cached[0] != version:
-                connector = self._destination.connect(instance, self._settings)
-                cached = (version, _Prepared(instance, CompiledMapping(instance.mapping), connector))
+                try:
+                    mapping = CompiledMapping(instance.mapping)
+                    connector = self._destination.connect(instance, self._settings)
+                except Exception as exc:  # this instance only: the others of the type still run
+                    failure = instance_failure(instance.id, exc)
+                    logger.error(
+                        "destination instance unavailable",
+                        extra={"instance": instance.id, "reason": failure.reason, "detail": failure.detail},
+                    )
+                    # Not kept: the next batch tries again (a secret or config fixed meanwhile).
+                    prepared.append(_Prepared(instance, None, None, failure))
+                    continue
+                cached = (version, _Prepared(instance, mapping, connector))
                 self._prepared[instance.id] = cached
             prepared.append(cached[1])
-        return prepared
+        invalid = loaded.invalid_of_type(self._destination.destination_type)
+        for item in invalid:
+            error = item.error
+            logger.error(
+                "invalid destination instance",
+                extra={"instance": item.id, "field": error.field, "detail": error.message},
+            )
+        return prepared, invalid
 
     def process(self, records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
         """One RecordResult per SQS messageId; never raises for a record's fault."""
@@ -231,9 +268,9 @@ class Pipeline:
         if not parsed:
             return results
         try:
-            instances = self._instances()
+            instances, invalid = self._instances()
         except ConfigError as exc:
-            # Loud, and nothing lost: every record retries until the config is fixed (or reaches the DLQ).
+            # An unreadable document: loud, and nothing lost: every record retries until it is fixed.
             logger.error("invalid destination config", extra={"reason": exc.reason, "detail": exc.detail})
             for record in parsed:
                 results[record.message_id] = RecordResult(
@@ -246,6 +283,16 @@ class Pipeline:
             for message_id, outcome in self._run_instance(prepared, parsed).items():
                 audience_ids = outcome[1]
                 per_record[message_id].append(InstanceOutcome(prepared.instance.id, audience_ids, outcome[0]))
+        for broken in invalid:
+            failure = instance_failure(broken.id, broken.error).with_context(broken.id)
+            for record in parsed:
+                audience_ids = tuple(
+                    m.id
+                    for m in record.audiences
+                    if broken.audience_ids is None or m.id in broken.audience_ids
+                )
+                if record.entity == self._destination.entity and audience_ids:
+                    per_record[record.message_id].append(InstanceOutcome(broken.id, audience_ids, failure))
         for record in parsed:
             outcomes = per_record[record.message_id]
             results[record.message_id] = RecordResult(
@@ -265,9 +312,14 @@ class Pipeline:
             )
             audience_ids = tuple(a.audience.id for a in activations)
             early = self._screen(instance, record, activations)
+            if early is None and prepared.failure is not None:
+                early = prepared.failure
             if early is not None:
                 decided[record.message_id] = (early, audience_ids)
                 continue
+            if prepared.mapping is None or prepared.connector is None:  # pragma: no cover - failure set
+                raise AssertionError("an instance without a connector has a failure")
+            connector = prepared.connector
             try:
                 mapped = prepared.mapping.apply(record.source_document())
                 guarded = self._guard(instance.id, record, activations, mapped)
@@ -279,7 +331,7 @@ class Pipeline:
                 continue
             work.append(WorkItem(record, guarded, mapped))
         if work:
-            delivered = self._deliver(prepared, work)
+            delivered = self._deliver(connector, work)
             self._settle_claims(instance.id, work, delivered)
             for item in work:
                 decided[item.key] = (delivered[item.key], tuple(a.audience.id for a in item.activations))
@@ -343,9 +395,9 @@ class Pipeline:
             return Outcome.skipped("consent", f"consent '{purpose}' is 'n'")
         return None
 
-    def _deliver(self, prepared: _Prepared, work: Sequence[WorkItem]) -> dict[str, Outcome]:
+    def _deliver(self, connector: Connector, work: Sequence[WorkItem]) -> dict[str, Outcome]:
         try:
-            outcomes = dict(prepared.connector.deliver(work))
+            outcomes = dict(connector.deliver(work))
         except ActivationError as exc:
             outcome = Outcome.from_error(exc)
             return {item.key: outcome for item in work}
