@@ -15,7 +15,7 @@ interrupted run resumes without losing or duplicating a member.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,9 +50,17 @@ class Refusal:
 
     reason: str
     detail: str
+    audience_id: str | None = None
+    snapshot_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"status": "REFUSED", "reason": self.reason, "detail": self.detail}
+        return {
+            "status": "REFUSED",
+            "reason": self.reason,
+            "detail": self.detail,
+            "audienceId": self.audience_id,
+            "snapshotId": self.snapshot_id,
+        }
 
 
 def _validation(exc: ValidationError) -> str:
@@ -144,6 +152,22 @@ def prepare(
     manifest = _read_manifest(store, manifest_key)
     if isinstance(manifest, Refusal):
         return manifest
+    result = _prepare(store, bucket, manifest_key, manifest, config, state, target, workdir)
+    if isinstance(result, Refusal):
+        return replace(result, audience_id=manifest.audience_id, snapshot_id=manifest.snapshot_id)
+    return result
+
+
+def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
+    store: ObjectStore,
+    bucket: str,
+    manifest_key: str,
+    manifest: SnapshotManifest,
+    config: DestinationsConfig,
+    state: SnapshotState,
+    target: int,
+    workdir: Path | None,
+) -> RunPlan | Refusal:
     if not targets_for(config, manifest.audience_id, None, manifest.full).current:
         return Refusal(
             "unknown_audience",

@@ -10,12 +10,12 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from snapshots.files import manifest_for, write_manifest, write_members
-from snapshots.state import SnapshotState
-from snapshots.store import DirStore
 
 from activation_core import aws
 from activation_core.models.config import DestinationsConfig
+from snapshots.files import manifest_for, write_manifest, write_members
+from snapshots.state import SnapshotState
+from snapshots.store import DirStore
 from tests.support import create_state_table
 
 AUDIENCE = "aud-expo-invitees"

@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+
+from activation_core.models.config import DestinationsConfig
 from snapshots import runner
 from snapshots.plan import RunPlan
 from snapshots.state import SnapshotState
 from snapshots.store import DirStore
-
-from activation_core.models.config import DestinationsConfig
 from tests.unit.snapshots.conftest import AUDIENCE, SnapshotWriter, config, profile
 
 TWO_OF_A_TYPE = config(

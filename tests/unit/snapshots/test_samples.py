@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from snapshots.members import ReadReport, read_members
 
 from activation_core.models.snapshots import MANIFEST_SUFFIX, SnapshotManifest, SnapshotReadyDetail
+from snapshots.members import ReadReport, read_members
 
 SAMPLES = Path(__file__).resolve().parents[3] / "events" / "snapshots"
 
