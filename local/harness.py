@@ -177,8 +177,11 @@ class ActivationHarness:
         rules = self.stack.client("events").list_rules(EventBusName=self.outputs["EventBusName"])["Rules"]
         routes: dict[str, set[str]] = {}
         for rule in rules:
-            destination_type = next(t for t in DESTINATION_TYPES if t.capitalize() + "Rule" in rule["Name"])
-            routes[destination_type] = set(json.loads(rule["EventPattern"])["detail-type"])
+            destination_type = next(
+                (t for t in DESTINATION_TYPES if t.capitalize() + "Rule" in rule["Name"]), None
+            )
+            if destination_type is not None:  # other rules (e.g. the snapshot workflow's) feed no queue
+                routes[destination_type] = set(json.loads(rule["EventPattern"])["detail-type"])
         return routes
 
     def drain(self, max_rounds: int = 200) -> int:

@@ -53,6 +53,12 @@ class InboundRecord:
     attributes: Mapping[str, Any]
     consents: Mapping[str, str]
     audiences: tuple[AudienceMembership, ...]
+    # None: every instance of the type; else only the named ones (a snapshot's backfill or resync).
+    target_instances: frozenset[str] | None = None
+    change_origin: str = "stream"
+
+    def targets(self, instance_id: str) -> bool:
+        return self.target_instances is None or instance_id in self.target_instances
 
     def source_document(self) -> dict[str, Any]:
         """What mapping rows' dotted source paths are looked up in."""
@@ -165,6 +171,8 @@ def parse_record(record: Mapping[str, Any]) -> InboundRecord | Outcome:
         attributes=attrs,
         consents=consents,
         audiences=tuple(detail.audiences),
+        target_instances=None if detail.target_instances is None else frozenset(detail.target_instances),
+        change_origin=detail.change_origin,
     )
 
 
@@ -280,7 +288,10 @@ class Pipeline:
 
         per_record: dict[str, list[InstanceOutcome]] = {r.message_id: [] for r in parsed}
         for prepared in instances:
-            for message_id, outcome in self._run_instance(prepared, parsed).items():
+            targeted = [r for r in parsed if r.targets(prepared.instance.id)]
+            if not targeted:
+                continue
+            for message_id, outcome in self._run_instance(prepared, targeted).items():
                 audience_ids = outcome[1]
                 per_record[message_id].append(InstanceOutcome(prepared.instance.id, audience_ids, outcome[0]))
         for broken in invalid:

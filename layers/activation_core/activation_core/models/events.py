@@ -53,6 +53,26 @@ class _DetailBase(_Contract):
     event_id: str = Field(alias="eventId", min_length=1, max_length=256)
     occurred_at: datetime = Field(alias="occurredAt")
     audiences: list[AudienceMembership] = Field(default_factory=list, max_length=1000)
+    change_origin: Literal["stream", "snapshot"] = Field(
+        default="stream",
+        alias="changeOrigin",
+        description="'snapshot': the change was computed from an audience snapshot (backfill, diff, resync)",
+    )
+    snapshot_id: str | None = Field(default=None, alias="snapshotId", max_length=128)
+    target_instances: tuple[str, ...] | None = Field(
+        default=None,
+        alias="targetInstances",
+        min_length=1,
+        max_length=100,
+        description="Only these destination instances receive the event; default: every instance",
+    )
+    target_types: tuple[str, ...] | None = Field(
+        default=None,
+        alias="targetTypes",
+        min_length=1,
+        max_length=20,
+        description="Destination types the bus routes the event to (set with targetInstances)",
+    )
 
 
 class ProfileEventDetail(_DetailBase):
