@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import ValidationError
@@ -32,7 +33,6 @@ from activation_core.config_store import describe_validation_error
 from activation_core.errors import ActivationError, ConfigError
 from activation_core.locks import LeaseLock
 from activation_core.models.config import DestinationInstance
-from activation_core.models.events import MembershipStatus
 from activation_core.oauth import TokenGrant, TokenProvider
 from activation_core.outcomes import Kind, Outcome, combine
 from activation_core.pipeline import Connector, Entity, WorkItem
@@ -236,6 +236,15 @@ def clear_schema_cache() -> None:
 
 
 _NOT_FOUND_DETAIL = "no Marketo lead matches the dedupe field"
+MISSING_DEDUPE_REASON = "missing_dedupe_value"
+_MISSING_DEDUPE = Outcome.skipped(
+    MISSING_DEDUPE_REASON, f"'{DEDUPE_TARGET}' has no value: nothing to match a lead on"
+)
+
+
+def _has_email(lead: Mapping[str, Any]) -> bool:
+    email = lead.get("email")
+    return isinstance(email, str) and bool(email.strip())
 
 
 class MarketoConnector:
@@ -290,8 +299,13 @@ class MarketoConnector:
         """Items by dedupe value; an item that cannot be sent is rejected here, naming its field."""
         profiles: dict[str, _Profile] = {}
         for item in items:
+            raw = item.mapped.value(DEDUPE_TARGET)
+            if raw is None or (isinstance(raw, str) and not raw.strip()):
+                # An ordinary gap in the data, not a failure: nothing to match on, nothing to replay.
+                final[item.key] = _MISSING_DEDUPE
+                continue
             try:
-                value = dedupe_value(item.mapped.value(DEDUPE_TARGET))
+                value = dedupe_value(raw)
                 # Audience only never writes attributes: only the dedupe value matters then.
                 fields = item.mapped.fields if self.settings.sync_type.syncs_profiles else {}
                 lead = build_lead(fields, self.settings.dedupe_field, value)
@@ -310,7 +324,7 @@ class MarketoConnector:
             for activation in item.activations:
                 previous = profile.memberships.get(activation.audience.id)
                 if previous is None or item.record.occurred_at >= previous.at:
-                    realized = activation.membership.status is MembershipStatus.REALIZED
+                    realized = activation.membership.status.is_member
                     profile.memberships[activation.audience.id] = _Membership(
                         item.record.occurred_at, realized, item
                     )
@@ -355,12 +369,25 @@ class MarketoConnector:
                         collected.add(
                             membership.item, Outcome.skipped("audience_exited", "profile-only sync")
                         )
+        # MKT-06: Marketo creates a lead only with first name, last name and e-mail. A profile without
+        # an e-mail value may still update its existing lead, but is never created (updateOnly).
+        no_email = {k for k in to_sync if creates and not _has_email(profiles[k].lead)}
+        creatable = [k for k in to_sync if creates and k not in no_email]
+        update_only = [k for k in to_sync if not creates or k in no_email]
         statuses = self._sync_batches(
-            [(k, profiles[k].lead) for k in to_sync],
-            action="createOrUpdate" if creates else "updateOnly",
+            [(k, profiles[k].lead) for k in creatable],
+            action="createOrUpdate",
             lookup_field=self.settings.dedupe_field,
             # Only create/upsert honour a partition: new leads go to the chosen one or Default (MKT-07).
-            partition=self.settings.partition_name if creates else None,
+            partition=self.settings.partition_name,
+        )
+        statuses.update(
+            self._sync_batches(
+                [(k, profiles[k].lead) for k in update_only],
+                action="updateOnly",
+                lookup_field=self.settings.dedupe_field,
+                partition=None,
+            )
         )
         lead_ids: dict[str, int] = {}
         resolve: list[str] = []
@@ -370,6 +397,11 @@ class MarketoConnector:
                 self._record_sync(profiles[key], status, collected)
             elif status.code in (MULTIPLE_MATCHES, OTHER_PARTITION):
                 resolve.append(key)
+            elif key in no_email and status.code == LEAD_NOT_FOUND:
+                missing = Outcome.skipped(
+                    "missing_email", "no lead matches, and a lead needs an e-mail to be created"
+                )
+                self._record_sync(profiles[key], missing, collected)
             else:
                 outcome = self._sync_outcome(status, creates)
                 self._record_sync(profiles[key], outcome, collected)
@@ -579,6 +611,8 @@ class MarketoConnector:
 class MarketoDestination:
     destination_type = "marketo"
     entity: Entity = "profile"  # MKT-09: account events never reach Marketo
+    # A profile without a dedupe value is skipped and counted, not rejected (even when the row is required).
+    skip_when_missing: Mapping[str, str] = MappingProxyType({DEDUPE_TARGET: MISSING_DEDUPE_REASON})
 
     def __init__(
         self,

@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol
 from pydantic import ValidationError
 
 from activation_core.config_store import InvalidInstance, LoadedConfig
-from activation_core.errors import ActivationError, ConfigError
+from activation_core.errors import ActivationError, ConfigError, MissingValueError
 from activation_core.guards import Claim, DeliveryClaims, StaleGuard, entity_key
 from activation_core.mapping import CompiledMapping, MappedRecord
 from activation_core.models.config import ActivatedAudience, DestinationInstance, DestinationsConfig
@@ -96,7 +96,12 @@ class Connector(Protocol):
 
 
 class Destination(Protocol):
-    """What a destination package provides to the pipeline."""
+    """What a destination package provides to the pipeline.
+
+    Optionally `skip_when_missing: Mapping[str, str]`: mapping targets whose missing value is an
+    ordinary gap in the data (target -> skip reason), skipped instead of rejected even when the row is
+    `required`. Optional (read with getattr) so that a destination without such targets declares nothing.
+    """
 
     destination_type: str
     entity: Entity
@@ -334,6 +339,9 @@ class Pipeline:
             try:
                 mapped = prepared.mapping.apply(record.source_document())
                 guarded = self._guard(instance.id, record, activations, mapped)
+            except MissingValueError as exc:
+                decided[record.message_id] = (self._missing(exc), audience_ids)
+                continue
             except ActivationError as exc:
                 decided[record.message_id] = (Outcome.from_error(exc), audience_ids)
                 continue
@@ -347,6 +355,11 @@ class Pipeline:
             for item in work:
                 decided[item.key] = (delivered[item.key], tuple(a.audience.id for a in item.activations))
         return {k: (o.with_context(instance.id) if o.detail else o, ids) for k, (o, ids) in decided.items()}
+
+    def _missing(self, error: MissingValueError) -> Outcome:
+        skips: Mapping[str, str] = getattr(self._destination, "skip_when_missing", {})
+        reason = skips.get(error.field)
+        return Outcome.from_error(error) if reason is None else Outcome.skipped(reason, error.detail)
 
     def _guard(
         self,

@@ -108,6 +108,19 @@ def test_mkt_02_audience_and_profile_uses_the_lead_ids_the_sync_returned(
     assert len(fake.members(EXPO_LIST)) == 5
 
 
+@pytest.mark.parametrize("sync_type", ["audience_only", "audience_and_profile"])
+def test_com_04_an_existing_member_joins_the_list_like_a_realized_one(
+    fake: FakeMarketo, run_with: Callable[..., Run], sync_type: str
+) -> None:
+    lead = fake.add_lead(email="ada@example.com", firstName="Old")
+    run = run_with(
+        **settings_for(sync_type, None if sync_type == "audience_only" else "update_existing_only")
+    )
+    outcomes = run([profile("ada@example.com", status="existing")])
+    assert outcomes["m-0"].kind is Kind.DELIVERED
+    assert fake.members(EXPO_LIST) == {lead}
+
+
 def test_mkt_02_an_exit_removes_the_lead_from_that_audience_list_only(
     fake: FakeMarketo, run_with: Callable[..., Run]
 ) -> None:
@@ -321,17 +334,6 @@ def test_a_record_marketo_refuses_is_rejected_with_its_code_and_the_rest_deliver
     assert (outcomes["m-1"].kind, outcomes["m-1"].reason) == (Kind.REJECTED, "marketo_1001")
     assert "integer" in outcomes["m-1"].detail
     assert len(fake.members(EXPO_LIST)) == 1
-
-
-def test_an_invalid_dedupe_value_is_rejected_before_any_call(
-    fake: FakeMarketo, run_with: Callable[..., Run]
-) -> None:
-    run = run_with(**settings_for("profile_only", "update_and_create"))
-    event = profile("x@example.com")
-    event["detail"]["profile"]["identities"] = {"ecid": "123"}  # no email: nothing to match on
-    outcomes = run([event])
-    assert (outcomes["m-0"].kind, outcomes["m-0"].reason) == (Kind.REJECTED, "invalid_field:DedupeField")
-    assert fake.calls_to("sync") == []
 
 
 def test_the_fake_leads_have_the_shape_the_docs_show(fake: FakeMarketo, run_with: Callable[..., Any]) -> None:

@@ -25,8 +25,16 @@ class _Contract(BaseModel):
 
 
 class MembershipStatus(StrEnum):
+    """The platform's segment membership statuses: `existing` is a member that was already in the
+    audience (reported again, e.g. on re-evaluation); it is a current member, like `realized`."""
+
     REALIZED = "realized"
+    EXISTING = "existing"
     EXITED = "exited"
+
+    @property
+    def is_member(self) -> bool:
+        return self is not MembershipStatus.EXITED
 
 
 class AudienceMembership(_Contract):
