@@ -300,21 +300,28 @@ class Pipeline:
                 audience_ids = outcome[1]
                 per_record[message_id].append(InstanceOutcome(prepared.instance.id, audience_ids, outcome[0]))
         for broken in invalid:
-            failure = instance_failure(broken.id, broken.error).with_context(broken.id)
-            for record in parsed:
-                audience_ids = tuple(
-                    m.id
-                    for m in record.audiences
-                    if broken.audience_ids is None or m.id in broken.audience_ids
-                )
-                if record.entity == self._destination.entity and audience_ids:
-                    per_record[record.message_id].append(InstanceOutcome(broken.id, audience_ids, failure))
+            self._fail_broken_instance(broken, parsed, per_record)
         for record in parsed:
             outcomes = per_record[record.message_id]
             results[record.message_id] = RecordResult(
                 combine(o.outcome for o in outcomes), outcomes, record.receive_count
             )
         return results
+
+    def _fail_broken_instance(
+        self,
+        broken: InvalidInstance,
+        parsed: Sequence[InboundRecord],
+        per_record: dict[str, list[InstanceOutcome]],
+    ) -> None:
+        """A broken instance fails only the records of its own audiences (they retry, naming it)."""
+        failure = instance_failure(broken.id, broken.error).with_context(broken.id)
+        for record in parsed:
+            audience_ids = tuple(
+                m.id for m in record.audiences if broken.audience_ids is None or m.id in broken.audience_ids
+            )
+            if record.entity == self._destination.entity and audience_ids and record.targets(broken.id):
+                per_record[record.message_id].append(InstanceOutcome(broken.id, audience_ids, failure))
 
     def _run_instance(
         self, prepared: _Prepared, records: Sequence[InboundRecord]
