@@ -18,7 +18,7 @@ class SnapshotSettings(BaseModel):
     partition_target: int = 50_000
     config_cache_seconds: int = 60
     publish_workers: int = 4
-    undelivered_alarm_share: float = 0.01
+    reconcile_deadline_hours: float = 24.0
 
     @classmethod
     def from_env(cls) -> SnapshotSettings:
@@ -31,7 +31,7 @@ class SnapshotSettings(BaseModel):
             partition_target=int(env.get("PARTITION_TARGET", "50000")),
             config_cache_seconds=int(env.get("CONFIG_CACHE_SECONDS", "60")),
             publish_workers=int(env.get("PUBLISH_WORKERS", "4")),
-            undelivered_alarm_share=float(env.get("UNDELIVERED_ALARM_SHARE", "0.01")),
+            reconcile_deadline_hours=float(env.get("RECONCILE_DEADLINE_HOURS", "24")),
         )
 
 

@@ -91,6 +91,23 @@ class SnapshotState:
             },
         )
 
+    def outcomes(self, audience_id: str, snapshot_id: str) -> dict[str, dict[str, int]]:
+        """The pipeline's counters of this snapshot's changes, per instance (activation_core.batch)."""
+        prefix = f"{audience_id}#{snapshot_id}#"
+        out: dict[str, dict[str, int]] = {}
+        paginator = self.dynamodb.get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+            ExpressionAttributeValues={":pk": {"S": "snapshot-outcomes"}, ":p": {"S": prefix}},
+            ConsistentRead=True,
+        ):
+            for item in page.get("Items", []):
+                out[item["sk"]["S"].removeprefix(prefix)] = {
+                    k: int(v["N"]) for k, v in item.items() if "N" in v
+                }
+        return out
+
     def runs(self, audience_id: str | None = None) -> list[dict[str, Any]]:
         kwargs: dict[str, Any] = {
             "TableName": self.table,

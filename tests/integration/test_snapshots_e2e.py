@@ -95,6 +95,16 @@ def run_to_end(harness: ActivationHarness, started_before: int) -> dict[str, Any
     return execution
 
 
+def reconcile_now(harness: ActivationHarness) -> list[dict[str, Any]]:
+    """What the 15-minute schedule does (moto does not fire schedules)."""
+    response = harness.stack.client("lambda").invoke(
+        FunctionName=harness.outputs["SnapshotReconcileFunctionName"], Payload=b"{}"
+    )
+    assert "FunctionError" not in response, response["Payload"].read()
+    final: list[dict[str, Any]] = json.loads(response["Payload"].read())["final"]
+    return final
+
+
 def run_record(harness: ActivationHarness, snapshot_id: str) -> dict[str, Any]:
     state = SnapshotState(harness.outputs["StateTableName"], harness.stack.client("dynamodb"))
     (record,) = [
@@ -115,9 +125,12 @@ def ledger_totals(harness: ActivationHarness) -> dict[str, dict[str, int]]:
 def backfill(stack: ActivationHarness, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("files")
     before = ledger_totals(stack)
-    execution = run_to_end(stack, 0) if upload(stack, tmp, "s1", list(range(SNAPSHOT_MEMBERS)), 0) else {}
+    upload(stack, tmp, "s1", list(range(SNAPSHOT_MEMBERS)), 0)
+    execution = run_to_end(stack, 0)
+    final = reconcile_now(stack)
     return {
         "execution": execution,
+        "final": final,
         "record": run_record(stack, "s1"),
         "before": before,
         "after": ledger_totals(stack),
@@ -165,6 +178,19 @@ def test_com_02_only_the_instance_that_activates_the_audience_receives_its_backf
     assert backfill["after"]["marketo-other"] == {}
     assert record_instances(backfill["record"]) == set(INSTANCES)
     assert settled(backfill["after"]["marketo-expo2026"]) == SNAPSHOT_MEMBERS
+
+
+def test_com_08_the_backfill_reconciles_members_against_what_reached_each_destination(
+    backfill: dict[str, Any],
+) -> None:
+    assert [(f["snapshotId"], f["undeliveredShare"]) for f in backfill["final"]] == [("s1", 0.0)]
+    reconciliation = backfill["record"]["reconciliation"]
+    assert {i["instance"] for i in reconciliation["instances"]} == set(INSTANCES)
+    for instance in reconciliation["instances"]:
+        assert instance["members"] == instance["sent"] == SNAPSHOT_MEMBERS
+        assert instance["delivered"] + instance["skipped"] + instance["rejected"] == SNAPSHOT_MEMBERS
+        assert instance["pending"] == 0
+    assert backfill["record"]["reconciledAt"]
 
 
 def record_instances(record: dict[str, Any]) -> set[str]:

@@ -56,6 +56,7 @@ class InboundRecord:
     # None: every instance of the type; else only the named ones (a snapshot's backfill or resync).
     target_instances: frozenset[str] | None = None
     change_origin: str = "stream"
+    snapshot_id: str | None = None
 
     def targets(self, instance_id: str) -> bool:
         return self.target_instances is None or instance_id in self.target_instances
@@ -127,6 +128,8 @@ class RecordResult:
     receive_count: int = 1
     # Sent back to its queue as a new (delayed) message, still waiting: this copy is done with.
     requeued: bool = False
+    # A change computed from this audience snapshot: also counted per snapshot (reconciliation).
+    snapshot_id: str | None = None
 
 
 def _validation_summary(error: ValidationError) -> str:
@@ -178,6 +181,7 @@ def parse_record(record: Mapping[str, Any]) -> InboundRecord | Outcome:
         audiences=tuple(detail.audiences),
         target_instances=None if detail.target_instances is None else frozenset(detail.target_instances),
         change_origin=detail.change_origin,
+        snapshot_id=detail.snapshot_id if detail.change_origin == "snapshot" else None,
     )
 
 
@@ -304,7 +308,10 @@ class Pipeline:
         for record in parsed:
             outcomes = per_record[record.message_id]
             results[record.message_id] = RecordResult(
-                combine(o.outcome for o in outcomes), outcomes, record.receive_count
+                combine(o.outcome for o in outcomes),
+                outcomes,
+                record.receive_count,
+                snapshot_id=record.snapshot_id,
             )
         return results
 

@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MANIFEST_SUFFIX = ".manifest.json"
 SNAPSHOT_READY = "Audience Snapshot Ready"
-SNAPSHOT_APPLIED = "Audience Snapshot Reconciled"
+SNAPSHOT_APPLIED = "Audience Snapshot Applied"
+SNAPSHOT_RECONCILED = "Audience Snapshot Reconciled"
 SNAPSHOT_SOURCE = "activation.snapshots"
 _CHECKSUM = re.compile(r"^sha256:[0-9a-f]{64}$")
 _SNAPSHOT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
