@@ -38,6 +38,7 @@ from activation_core.outcomes import Kind, Outcome, combine
 from activation_core.pipeline import Connector, Entity, WorkItem
 from activation_core.rate_budget import ConcurrencySlots, RateBudget, Window
 from activation_core.settings import FunctionSettings
+from marketo import partitions
 from marketo.client import (
     LEAD_NOT_FOUND,
     MULTIPLE_MATCHES,
@@ -70,6 +71,7 @@ from marketo.models import (
     dedupe_value,
     normalize_key,
 )
+from marketo.partitions import resolve_partition
 
 logger = logging.getLogger(__name__)
 
@@ -223,7 +225,6 @@ class _Outcomes:
 class _Schema:
     fields: frozenset[str]
     searchable: frozenset[str]
-    partitions: frozenset[str] | None
     fetched_at: float
 
 
@@ -232,7 +233,9 @@ _schemas: dict[tuple[str, str], _Schema] = {}
 
 
 def clear_schema_cache() -> None:
+    """Forget Describe2 and the partitions read in this process (tests: a new container)."""
     _schemas.clear()
+    partitions.clear_cache()
 
 
 _NOT_FOUND_DETAIL = "no Marketo lead matches the dedupe field"
@@ -263,6 +266,7 @@ class MarketoConnector:
         self.list_ids = validated.list_ids
         self.client = client
         self._clock = clock
+        self._partition_name: str | None = None  # resolved by check_partition (name or id -> name)
 
     # -- entry point --------------------------------------------------------------------------------
 
@@ -275,6 +279,7 @@ class MarketoConnector:
         try:
             # One slot for the invocation's calls (they are sequential): at most `concurrentCalls` in flight.
             with self.client.gate.slot():
+                self.check_partition()
                 self._check_schema()
                 synced: dict[str, int] = {}
                 if self.settings.sync_type.syncs_profiles:
@@ -330,7 +335,25 @@ class MarketoConnector:
                     )
         return profiles
 
-    # -- MKT-05: the dedupe field is searchable; mapped targets exist; the partition exists ----------
+    # -- MKT-01: the partition exists (at connect; here when Marketo could not be asked then) ---------
+
+    def check_partition(self) -> None:
+        """Resolve the configured partition once (name or id); ConfigError when Marketo has none such."""
+        if self._partition_name is not None:
+            return
+        if self.settings.partition is None or not self.settings.sync_type.syncs_profiles:
+            self._partition_name = self.settings.partition_name
+            return
+        found = resolve_partition(
+            self.client,
+            self.settings.munchkin_id,
+            self.instance.id,
+            self.settings.partition,
+            clock=self._clock,
+        )
+        self._partition_name = found.name
+
+    # -- MKT-05: the dedupe field is searchable; mapped targets exist ---------------------------------
 
     def _check_schema(self) -> None:
         key = (self.settings.munchkin_id, self.instance.model_dump_json())
@@ -338,10 +361,7 @@ class MarketoConnector:
         now = self._clock()
         if schema is None or now - schema.fetched_at > DESCRIBE_TTL:
             fields, searchable = self.client.describe_fields()
-            partitions = None
-            if self.settings.partition is not None and self.settings.sync_type.syncs_profiles:
-                partitions = frozenset(self.client.partitions())
-            schema = _Schema(frozenset(fields), frozenset(searchable), partitions, now)
+            schema = _Schema(frozenset(fields), frozenset(searchable), now)
             _schemas[key] = schema
         fail = partial(ConfigError, self.instance.id)
         if self.settings.dedupe_field not in schema.searchable:
@@ -352,8 +372,6 @@ class MarketoConnector:
             for row in self.instance.mapping:
                 if not row.identity and row.target not in schema.fields:
                     raise fail(f"mapping.{row.target}", "not a field of this Marketo instance (Describe2)")
-        if schema.partitions is not None and self.settings.partition not in schema.partitions:
-            raise fail("settings.partition", f"no lead partition named '{self.settings.partition}'")
 
     # -- profile sync (MKT-02, 03, 07, 08) ------------------------------------------------------------
 
@@ -379,7 +397,7 @@ class MarketoConnector:
             action="createOrUpdate",
             lookup_field=self.settings.dedupe_field,
             # Only create/upsert honour a partition: new leads go to the chosen one or Default (MKT-07).
-            partition=self.settings.partition_name,
+            partition=self._partition_name or self.settings.partition_name,
         )
         statuses.update(
             self._sync_batches(
@@ -649,7 +667,16 @@ class MarketoDestination:
             clock=self._clock,
             sleep=self._sleep,
         )
-        return MarketoConnector(instance, validated, client, clock=self._clock)
+        connector = MarketoConnector(instance, validated, client, clock=self._clock)
+        try:
+            # MKT-01: refuse a partition Marketo does not have when the instance connects.
+            with client.gate.slot():
+                connector.check_partition()
+        except ConfigError:
+            raise
+        except ActivationError as exc:  # Marketo unreachable now: checked again before the first sync
+            logger.warning("partition not checked at connect (%s); checked before the first sync", exc.reason)
+        return connector
 
     def _jittered_sleep(self, seconds: float) -> None:
         self._sleep(_jitter(seconds))

@@ -353,4 +353,7 @@ def test_mkt_09_account_events_are_skipped_and_never_sent(
     account["detail"]["audiences"][0]["id"] = "aud-expo-invitees"  # even on an activated audience id
     outcomes = run([account])
     assert (outcomes["m-0"].kind, outcomes["m-0"].reason) == (Kind.SKIPPED, "unsupported_entity")
-    assert [r for r in fake.requests if r.path.startswith("/rest/")] == []
+    # Only the connection-time partition check (MKT-01) reached Marketo: nothing about the account.
+    assert [r.path for r in fake.requests if r.path.startswith("/rest/")] == [
+        "/rest/v1/leads/partitions.json"
+    ]
