@@ -16,8 +16,8 @@ The image, from Debian packages and PyPI only:
   handler, with Lambda's module path (/var/task, the layers' /opt/python, /var/runtime);
 - Lambda's variables (LAMBDA_TASK_ROOT, LAMBDA_RUNTIME_DIR, LANG, TZ) and /var/task as working dir.
 
-The image carries a label with the hash of its recipe (this file, the requirements, release and
-architecture): `ensure` builds only when the tagged image is missing or was built from another recipe.
+The image carries a label with the hash of its recipe (release, architecture, bootstrap, environment,
+requirements): `ensure` builds only when the tagged image is missing or was built from another recipe.
 Needs root (debootstrap) and a Docker daemon; run as `python -m local.sam_local.base_image ensure`.
 """
 
@@ -40,6 +40,7 @@ PYTHON_VERSION = "3.13"  # template.yaml Globals Runtime (checked by tests/unit/
 DEBIAN_SUITE = "trixie"  # the Debian release whose python3 is PYTHON_VERSION
 DEBIAN_MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 RECIPE_LABEL = "org.activation.sam-base-recipe"
+RECIPE_VERSION = "1"  # bump when build() changes what goes into the image
 REPOSITORY = "public.ecr.aws/lambda/python"  # what SAM CLI 1.170 runs a python3.13 zip function on
 
 BOOTSTRAP = f"""#!/bin/sh
@@ -80,17 +81,19 @@ def image_tag(arch: str) -> str:
 
 
 def recipe_hash(arch: str) -> str:
-    digest = hashlib.sha256()
-    for part in (Path(__file__).read_bytes(), REQUIREMENTS.read_bytes(), DEBIAN_SUITE.encode(), arch.encode()):
-        digest.update(hashlib.sha256(part).digest())
-    return digest.hexdigest()[:16]
+    """What the image is made of: a change to any of it (not to this module's other code) rebuilds."""
+    recipe = [RECIPE_VERSION, DEBIAN_SUITE, PYTHON_VERSION, arch, BOOTSTRAP, repr(ENVIRONMENT), repr(TRIM)]
+    recipe.append(REQUIREMENTS.read_text())
+    return hashlib.sha256("\n".join(recipe).encode()).hexdigest()[:16]
 
 
 def docker_available() -> str | None:
     """None when a Docker daemon answers, else why not (for skip messages)."""
     if shutil.which("docker") is None:
         return "no docker command (apt-get install docker.io)"
-    probe = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True)
+    probe = subprocess.run(
+        ["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, check=False
+    )
     if probe.returncode != 0:
         return f"the Docker daemon does not answer: {probe.stderr.strip()[-200:]}"
     return None
@@ -99,9 +102,17 @@ def docker_available() -> str | None:
 def built_recipe(arch: str) -> str | None:
     """The recipe label of the tagged image, None when there is no such image."""
     result = subprocess.run(
-        ["docker", "image", "inspect", image_tag(arch), "--format", f'{{{{index .Config.Labels "{RECIPE_LABEL}"}}}}'],
+        [
+            "docker",
+            "image",
+            "inspect",
+            image_tag(arch),
+            "--format",
+            f'{{{{index .Config.Labels "{RECIPE_LABEL}"}}}}',
+        ],
         capture_output=True,
         text=True,
+        check=False,
     )
     return result.stdout.strip() if result.returncode == 0 else None
 

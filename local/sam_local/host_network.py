@@ -11,21 +11,27 @@ that creates a Lambda container (labelled `sam.cli.container.type=lambda` by SAM
 - no published ports (meaningless on the host network); instead the emulator (RIE) listens on
   127.0.0.1 at the port SAM chose for it (`--runtime-interface-emulator-address`), not 0.0.0.0:8080;
 - the Runtime API on a free loopback port (`--runtime-api-address`), not 127.0.0.1:9001, so several
-  warm containers (`sam local start-lambda`) never collide.
+  warm containers (`sam local start-lambda`) never collide;
+- every variable of the function's entry in the `--env-vars` file (and of its `Parameters` entry):
+  SAM itself passes only the variables the template declares, so AWS_ENDPOINT_URL (the local
+  stack's moto) would not reach the function.
 
 Everything else (image build, layers under /opt, environment, timeouts) is SAM's own code.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 from docker.models.containers import ContainerCollection
 
 RIE_CONTAINER_PORT = "8080"
 _create = ContainerCollection.create
+_ENV_VARS: dict[str, dict[str, str]] = {}  # the --env-vars document, by function logical id
 
 
 def _free_loopback_port() -> int:
@@ -34,11 +40,28 @@ def _free_loopback_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def lambda_container_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+def env_vars_file(argv: list[str]) -> Path | None:
+    """The `--env-vars`/`-n` file of a `sam local` command line, if any."""
+    for i, arg in enumerate(argv):
+        if arg in {"--env-vars", "-n"} and i + 1 < len(argv):
+            return Path(argv[i + 1])
+        if arg.startswith("--env-vars="):
+            return Path(arg.split("=", 1)[1])
+    return None
+
+
+def lambda_container_kwargs(
+    kwargs: dict[str, Any], env_vars: dict[str, dict[str, str]] | None = None
+) -> dict[str, Any]:
     """The `containers.create` arguments of a SAM Lambda container, moved to the host network."""
-    if (kwargs.get("labels") or {}).get("sam.cli.container.type") != "lambda":
+    labels = kwargs.get("labels") or {}
+    if labels.get("sam.cli.container.type") != "lambda":
         return kwargs
     moved = dict(kwargs)
+    document = _ENV_VARS if env_vars is None else env_vars
+    function = labels.get("sam.cli.function.name", "")
+    extra = {**document.get("Parameters", {}), **document.get(function, {})}
+    moved["environment"] = {**(moved.get("environment") or {}), **{k: str(v) for k, v in extra.items()}}
     ports = moved.pop("ports", None) or {}
     _interface, rie_port = ports[RIE_CONTAINER_PORT]
     moved["network_mode"] = "host"
@@ -57,7 +80,10 @@ def _create_on_host_network(self: ContainerCollection, image: str, command: Any 
 
 
 def main() -> int:
-    ContainerCollection.create = _create_on_host_network  # type: ignore[method-assign]
+    path = env_vars_file(sys.argv[1:])
+    if path is not None:
+        _ENV_VARS.update(json.loads(path.read_text()))
+    ContainerCollection.create = _create_on_host_network
     from samcli.cli.main import cli  # the SAM CLI's venv only
 
     sys.argv[0] = "sam"
