@@ -151,13 +151,14 @@ class ActivationHarness:
         self.config = config
 
     def publish(self, events: Iterable[dict[str, Any]]) -> int:
-        """PutEvents to the stack's bus, 10 per call; returns how many were accepted."""
+        """PutEvents to the stack's bus, 10 per call; returns how many were accepted. A `detail` given as
+        text is sent as is (numbers json.dumps cannot write, e.g. 1e400)."""
         client = self.stack.client("events")
         entries = [
             {
                 "Source": e["source"],
                 "DetailType": e["detail-type"],
-                "Detail": json.dumps(e["detail"]),
+                "Detail": e["detail"] if isinstance(e["detail"], str) else json.dumps(e["detail"]),
                 "EventBusName": self.outputs["EventBusName"],
             }
             for e in events

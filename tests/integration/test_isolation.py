@@ -54,10 +54,14 @@ def _person(index: int, audiences: list[str]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def broken_instances(harness: ActivationHarness) -> ActivationHarness:
-    document = {
-        "schemaVersion": "1",
-        "destinations": [_healthy_instance(), *(_broken_instance(i) for i in BROKEN)],
-    }
+    document = example_config()  # warm functions cache the config: one document for the whole module
+    healthy = next(d for d in document["destinations"] if d["id"] == HEALTHY)
+    healthy["audiences"].append({"id": "aud-iso", "name": "Isolation", "origin": "segmentation"})
+    document["destinations"] += [_broken_instance(i) for i in BROKEN]
+    # Outreach's one-mint-per-60-s rule on a 2 s clock (as the soak does), so its records do not wait.
+    outreach = next(d for d in document["destinations"] if d["type"] == "outreach")
+    outreach["settings"]["tokenMintIntervalSeconds"] = 2
+    harness.fake("outreach").mint_interval = 2
     harness.install_config(document)
     secrets = harness.stack.client("secretsmanager")
     good = json.loads(secrets.get_secret_value(SecretId=SECRET_PREFIX + "rf-no-field")["SecretString"])
@@ -72,8 +76,9 @@ def broken_instances(harness: ActivationHarness) -> ActivationHarness:
         SecretString=json.dumps({k: v for k, v in good.items() if k != "clientSecret"}),
     )
     # Person i is in the healthy audience and in broken instance i's; the last two only in the healthy one.
-    events = [_person(i, ["aud-expo-invitees", f"aud-{b}"]) for i, b in enumerate(BROKEN)]
-    events += [_person(100 + i, ["aud-expo-invitees"]) for i in range(2)]
+    # (aud-iso is activated on the healthy RainFocus instance only.)
+    events = [_person(i, ["aud-iso", f"aud-{b}"]) for i, b in enumerate(BROKEN)]
+    events += [_person(100 + i, ["aud-iso"]) for i in range(2)]
     harness.publish(events)
     harness.drain()
     return harness
@@ -106,3 +111,63 @@ def test_com_09_a_broken_instance_s_records_reach_the_dlq_naming_the_instance_an
     assert report.balanced, report
     per_instance = broken_instances.ledger("rainfocus", f"rainfocus#{HEALTHY}")
     assert per_instance["delivered"] >= len(BROKEN) + 2
+
+
+def _marketo_person(index: int, employees: str) -> dict[str, Any]:
+    """A Marketo-bound event whose mapped `numberOfEmployees` is the JSON number text `employees`."""
+    event = _person(200 + index, ["aud-expo-invitees"])
+    event["detail"]["eventId"] = f"evt-num-{index}"
+    event["detail"]["profile"]["attributes"]["organization"]["employees"] = "__EMPLOYEES__"
+    event["detail"] = json.dumps(event["detail"]).replace('"__EMPLOYEES__"', employees)
+    return event
+
+
+@pytest.fixture(scope="module")
+def bad_values(broken_instances: ActivationHarness) -> ActivationHarness:
+    """One batch per destination with non-finite numbers and a naive timestamp among good records."""
+    harness = broken_instances
+    numbers = ["1e400", "NaN", "-Infinity", "250", "12"]
+    naive = _person(300, ["aud-expo-invitees"])
+    naive["detail"].update(eventId="evt-naive", occurredAt="2026-11-28T10:05:00")
+    aware = _person(300, ["aud-expo-invitees"])
+    aware["detail"].update(eventId="evt-aware", occurredAt="2026-11-28T10:00:00Z")
+    harness.publish([*(_marketo_person(i, n) for i, n in enumerate(numbers)), naive, aware])
+    harness.drain()
+    return harness
+
+
+def test_com_09_non_finite_numbers_are_rejected_at_the_event_boundary_naming_the_field(
+    bad_values: ActivationHarness,
+) -> None:
+    reasons = {
+        json.loads(m["Body"])["detail"]["eventId"]: m["MessageAttributes"]["reason"]["StringValue"]
+        for m in bad_values.dlq_messages("marketo")
+    }
+    field = "invalid_field:profile.attributes.organization.employees"
+    assert {e: r for e, r in reasons.items() if e.startswith("evt-num")} == {
+        "evt-num-0": field, "evt-num-1": field, "evt-num-2": field,
+    }  # fmt: skip
+
+
+def test_mkt_01_the_rest_of_a_batch_with_bad_numbers_is_delivered_at_once(
+    bad_values: ActivationHarness,
+) -> None:
+    delivered = bad_values.ledger("marketo#marketo-expo2026#aud-expo-invitees")["delivered"]
+    # evt-num-3, evt-num-4 and evt-aware (and earlier modules' persons) on their first receive: nothing
+    # in the batch was retried.
+    assert delivered >= 3
+    assert bad_values.ledger("marketo").get("retried", 0) == 0
+    assert bad_values.report("marketo").balanced
+
+
+def test_rnf_05_a_naive_timestamp_is_rejected_and_the_same_person_s_other_event_delivered(
+    bad_values: ActivationHarness,
+) -> None:
+    for destination_type in ("rainfocus", "marketo", "outreach"):
+        reasons = {
+            json.loads(m["Body"])["detail"]["eventId"]: m["MessageAttributes"]["reason"]["StringValue"]
+            for m in bad_values.dlq_messages(destination_type)
+        }
+        assert reasons.get("evt-naive") == "invalid_field:occurredAt", destination_type
+        assert "evt-aware" not in reasons, destination_type
+    assert ("expo2026", "person300@example.com") in bad_values.fake("rainfocus").attendees

@@ -6,6 +6,8 @@ owns everything every destination shares and gives each SQS record exactly one o
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,7 +16,7 @@ from typing import Any, Literal, Protocol
 from pydantic import ValidationError
 
 from activation_core.config_store import InvalidInstance, LoadedConfig
-from activation_core.errors import ActivationError, ConfigError, MissingValueError
+from activation_core.errors import ActivationError, AuthError, ConfigError, MissingValueError, RetryableError
 from activation_core.guards import Claim, DeliveryClaims, StaleGuard, entity_key
 from activation_core.mapping import CompiledMapping, MappedRecord
 from activation_core.models.config import ActivatedAudience, DestinationInstance, DestinationsConfig
@@ -141,6 +143,42 @@ def _validation_summary(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+# Validation errors that name one bad value of an otherwise well-formed event: rejected as
+# `invalid_field:<path>` (the path in `detail`), not `malformed_event`.
+_INVALID_VALUE_ERRORS = frozenset({"timezone_aware"})
+
+
+def _invalid_value(error: ValidationError) -> Outcome | None:
+    first = error.errors(include_input=False, include_url=False)[0]
+    if first["type"] not in _INVALID_VALUE_ERRORS:
+        return None
+    path = ".".join(str(p) for p in first["loc"])
+    return Outcome.rejected(f"invalid_field:{path}", f"{path}: {first['msg']}")
+
+
+def non_finite_path(value: Any, path: str) -> str | None:
+    """The dotted path of the first number that is not finite (NaN, Infinity, 1e400) or too large for a
+    double, or None. JSON parsers here accept them; vendors' JSON serialisers and APIs do not."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, int) and not isinstance(value, bool):
+        return None if abs(value) <= _LARGEST_FLOAT else path
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found = non_finite_path(item, f"{path}.{key}")
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = non_finite_path(item, f"{path}.{index}")
+            if found is not None:
+                return found
+    return None
+
+
+_LARGEST_FLOAT = int(sys.float_info.max)
+
+
 def parse_record(record: Mapping[str, Any]) -> InboundRecord | Outcome:
     """Parse an SQS record's body (an EventBridge event); a malformed one becomes a rejection."""
     attributes = record.get("attributes") or {}
@@ -165,9 +203,12 @@ def parse_record(record: Mapping[str, Any]) -> InboundRecord | Outcome:
             detail = account_detail
             consents = {}
     except ValidationError as exc:
-        return Outcome.rejected("malformed_event", _validation_summary(exc))
+        return _invalid_value(exc) or Outcome.rejected("malformed_event", _validation_summary(exc))
     identities = subject.identities if entity == "profile" else subject_account.identities
     attrs = subject.attributes if entity == "profile" else subject_account.attributes
+    bad_number = non_finite_path(attrs, f"{entity}.attributes")
+    if bad_number is not None:
+        return Outcome.rejected(f"invalid_field:{bad_number}", f"{bad_number}: not a finite number")
     return InboundRecord(
         message_id=message_id,
         receive_count=receive_count,
@@ -434,14 +475,34 @@ class Pipeline:
         return None
 
     def _deliver(self, connector: Connector, work: Sequence[WorkItem]) -> dict[str, Outcome]:
+        """The connector's outcomes. When it raises for the call, the offender is isolated by splitting
+        the work in halves (a person's records stay together, so their order holds) until only the
+        records it raises for fail; a transient error (outage, throttle) fails the whole call as is."""
         try:
             outcomes = dict(connector.deliver(work))
-        except ActivationError as exc:
+        except (RetryableError, AuthError) as exc:
             outcome = Outcome.from_error(exc)
             return {item.key: outcome for item in work}
-        except Exception as exc:  # a bug must not lose records: they retry, then reach the DLQ
-            logger.exception("connector failed", extra={"error_type": type(exc).__name__})
-            outcome = Outcome.retry("internal_error", type(exc).__name__)
+        except Exception as exc:  # a bug or one bad record must not hold back the others
+            groups = _by_entity(work)
+            if len(groups) > 1:
+                half = len(groups) // 2
+                first = [item for group in groups[:half] for item in group]
+                rest = [item for group in groups[half:] for item in group]
+                return {**self._deliver(connector, first), **self._deliver(connector, rest)}
+            if isinstance(exc, ActivationError):
+                outcome = Outcome.from_error(exc)
+            else:  # it retries, then reaches the DLQ with this reason
+                logger.exception("connector failed", extra={"error_type": type(exc).__name__})
+                outcome = Outcome.retry("internal_error", type(exc).__name__)
             return {item.key: outcome for item in work}
         missing = Outcome.retry("no_outcome", "the connector returned no outcome for this record")
         return {item.key: outcomes.get(item.key, missing) for item in work}
+
+
+def _by_entity(work: Sequence[WorkItem]) -> list[list[WorkItem]]:
+    """Work items grouped by the person or account they are for, in order of first appearance."""
+    groups: dict[str, list[WorkItem]] = {}
+    for item in work:
+        groups.setdefault(entity_key(item.mapped.identities or item.mapped.fields), []).append(item)
+    return list(groups.values())

@@ -188,3 +188,39 @@ def test_an_event_targeted_at_no_configured_instance_is_skipped_not_lost() -> No
     assert results["m-1"].outcome == Outcome.skipped(
         "no_destination", "no enabled destination instance of this type"
     )
+
+
+def test_com_09_whatever_a_connector_raises_for_one_record_only_that_record_fails() -> None:
+    class ChokesOnGrace(RecordingConnector):
+        def deliver(self, items: Any) -> Any:
+            self.seen.extend(items)
+            if any(i.mapped.identities["email"].startswith("grace") for i in items):
+                raise ValueError("Out of range float values are not JSON compliant")
+            return {item.key: Outcome.delivered() for item in items}
+
+    destination = RecordingDestination()
+    destination.connectors["one"] = ChokesOnGrace("one")
+    records = []
+    for i in range(9):
+        event = load_event("profile-membership-realized")
+        event["detail"]["eventId"] = f"evt-{i}"
+        event["detail"]["profile"]["identities"]["email"] = "grace@x.org" if i == 4 else f"p{i}@x.org"
+        records.append(sqs_record(event, f"m-{i}"))
+    results = run(destination, records, config("one"))
+    assert results["m-4"].outcome == Outcome.retry("internal_error", "one: ValueError")
+    assert [m for m, r in results.items() if r.outcome.kind is Kind.DELIVERED] == [
+        f"m-{i}" for i in range(9) if i != 4
+    ]
+    # Halving: a handful of calls, not one per record.
+    assert len(destination.connectors["one"].seen) <= 9 * 5
+
+
+def test_a_transient_error_for_the_whole_call_is_not_split() -> None:
+    destination = RecordingDestination()
+    destination.connectors["one"] = RecordingConnector("one", outcome=RetryableError("http_503", "busy"))
+    records = [sqs_record(load_event("profile-membership-realized"), f"m-{i}") for i in range(4)]
+    for i, record in enumerate(records):
+        record["body"] = record["body"].replace("evt-0001", f"evt-{i}").replace("Ada.", f"A{i}.")
+    results = run(destination, records, config("one"))
+    assert {r.outcome.reason for r in results.values()} == {"http_503"}
+    assert len(destination.connectors["one"].seen) == 4
