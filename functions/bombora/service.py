@@ -62,7 +62,7 @@ def validate_instance(instance: DestinationInstance) -> BomboraSettings:
         settings = BomboraSettings.model_validate(instance.settings)
     except ValidationError as exc:
         error = describe_validation_error(exc, instance.id)
-        raise ConfigError(instance.id, f"settings.{error.field}", error.detail.split(": ", 1)[-1]) from None
+        raise ConfigError(instance.id, f"settings.{error.field}", error.message) from None
     identities = [m.target for m in instance.mapping if m.identity]
     if identities != [PRIMARY_ID]:  # BOM-03
         raise ConfigError(

@@ -117,7 +117,7 @@ def _settings(instance: DestinationInstance) -> MarketoSettings:
         return MarketoSettings.model_validate(instance.settings)
     except ValidationError as exc:
         error = describe_validation_error(exc, instance.id)
-        raise ConfigError(instance.id, f"settings.{error.field}", error.detail.split(": ", 1)[-1]) from None
+        raise ConfigError(instance.id, f"settings.{error.field}", error.message) from None
 
 
 def validate_instance(instance: DestinationInstance) -> ValidatedInstance:
@@ -173,7 +173,7 @@ def _list_ids(instance: DestinationInstance, settings: MarketoSettings) -> dict[
             extras = MarketoAudience.model_validate(audience.extras)
         except ValidationError as exc:
             error = describe_validation_error(exc, instance.id)
-            raise fail(f"audiences.{index}.extras.{error.field}", error.detail.split(": ", 1)[-1]) from None
+            raise fail(f"audiences.{index}.extras.{error.field}", error.message) from None
         if extras.audience_type != "person":
             raise fail(
                 f"audiences.{index}.extras.audienceType",

@@ -37,7 +37,7 @@ def validate_instance(instance: DestinationInstance) -> RainfocusSettings:
         settings = RainfocusSettings.model_validate(instance.settings)
     except ValidationError as exc:
         error = describe_validation_error(exc, instance.id)
-        raise ConfigError(instance.id, f"settings.{error.field}", error.detail.split(": ", 1)[-1]) from None
+        raise ConfigError(instance.id, f"settings.{error.field}", error.message) from None
     identity_rows = [m for m in instance.mapping if m.identity]
     if [m.target for m in identity_rows] != [IDENTITY_TARGET]:  # RNF-03
         raise ConfigError(instance.id, "mapping", "email must be mapped as the one target identity")
