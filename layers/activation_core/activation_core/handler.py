@@ -8,7 +8,7 @@ from typing import Any, cast
 from activation_core.batch import BatchContext, reject_all, run_batch
 from activation_core.config_store import load_destinations
 from activation_core.guards import DeliveryClaims, StaleGuard
-from activation_core.observability import logger, metrics, tracer
+from activation_core.observability import capture_lambda_handler, logger, metrics
 from activation_core.pipeline import Destination, Guards, Pipeline, RecordResult
 from activation_core.settings import function_settings
 
@@ -66,9 +66,7 @@ def _entry(
     start: Callable[[Any], None] | None = None,
 ) -> LambdaHandler:
     @logger.inject_lambda_context(clear_state=True)
-    @tracer.capture_lambda_handler(
-        capture_response=False
-    )  # responses hold message ids only; keep traces lean
+    @capture_lambda_handler
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         settings = function_settings()
