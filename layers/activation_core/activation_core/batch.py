@@ -20,6 +20,7 @@ from activation_core import aws, http, oauth
 from activation_core.observability import logger, metrics
 from activation_core.outcomes import BatchSummary, Kind, Outcome
 from activation_core.pipeline import RecordResult
+from activation_core.waiting import REQUEUES_ATTRIBUTE
 
 _SQS_MAX_VISIBILITY = 43_200
 _SQS_MAX_DELAY = 900
@@ -29,7 +30,6 @@ _ATTRIBUTE_LIMIT = 1000
 # (more calls than a vendor allows per hour) waits rather than drains into the DLQ; at most
 # this many times per record, then the DLQ as usual.
 MAX_REQUEUES = 24
-REQUEUES_ATTRIBUTE = "activationRequeues"
 
 
 class RetryRecord(Exception):

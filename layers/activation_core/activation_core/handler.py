@@ -11,6 +11,7 @@ from activation_core.guards import DeliveryClaims, StaleGuard
 from activation_core.observability import capture_lambda_handler, logger, metrics
 from activation_core.pipeline import Destination, Guards, Pipeline, RecordResult
 from activation_core.settings import function_settings
+from activation_core.waiting import WaitingChanges
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -37,6 +38,7 @@ def destination_handler(destination: Destination) -> LambdaHandler:
                             settings.config_parameter_name, settings.config_cache_seconds
                         ),
                         guards,
+                        WaitingChanges(settings.state_table_name),
                     ),
                     guards,
                 )

@@ -29,6 +29,7 @@ from activation_core.models.events import (
 from activation_core.observability import logger
 from activation_core.outcomes import Kind, Outcome, combine
 from activation_core.settings import FunctionSettings
+from activation_core.waiting import WaitingChanges, has_waited
 
 Entity = Literal["profile", "account"]
 _ENTITY_OF_TYPE: dict[str, Entity] = {
@@ -52,6 +53,8 @@ class InboundRecord:
     attributes: Mapping[str, Any]
     consents: Mapping[str, str]
     audiences: tuple[AudienceMembership, ...]
+    # Received before, or a requeued copy: it may have waited for a rate limit (activation_core.waiting).
+    waited: bool = False
 
     def source_document(self) -> dict[str, Any]:
         """What mapping rows' dotted source paths are looked up in."""
@@ -164,6 +167,7 @@ def parse_record(record: Mapping[str, Any]) -> InboundRecord | Outcome:
         attributes=attrs,
         consents=consents,
         audiences=tuple(detail.audiences),
+        waited=has_waited(record),
     )
 
 
@@ -191,11 +195,13 @@ class Pipeline:
         settings: FunctionSettings,
         load_config: Callable[[], DestinationsConfig],
         guards: Guards | None = None,
+        waiting: WaitingChanges | None = None,
     ) -> None:
         self._destination = destination
         self._settings = settings
         self._load_config = load_config
         self._guards = guards or Guards()
+        self._waiting = waiting
         # Connectors and compiled mappings are built once per instance version, reused across invocations.
         self._prepared: dict[str, tuple[str, _Prepared]] = {}
 
@@ -279,7 +285,7 @@ class Pipeline:
                 continue
             work.append(WorkItem(record, guarded, mapped))
         if work:
-            delivered = self._deliver(prepared, work)
+            delivered = self._deliver_newest(prepared, work)
             self._settle_claims(instance.id, work, delivered)
             for item in work:
                 decided[item.key] = (delivered[item.key], tuple(a.audience.id for a in item.activations))
@@ -342,6 +348,17 @@ class Pipeline:
         if purpose and record.consents.get(purpose) == "n":
             return Outcome.skipped("consent", f"consent '{purpose}' is 'n'")
         return None
+
+    def _deliver_newest(self, prepared: _Prepared, work: Sequence[WorkItem]) -> dict[str, Outcome]:
+        """Deliver `work` but the records a newer waiting change covers; remember what is told to wait."""
+        if self._waiting is None:
+            return self._deliver(prepared, work)
+        instance_id = prepared.instance.id
+        superseded = self._waiting.superseded(instance_id, work)
+        rest = [item for item in work if item.key not in superseded]
+        delivered = self._deliver(prepared, rest) if rest else {}
+        self._waiting.note(instance_id, rest, delivered)
+        return delivered | superseded
 
     def _deliver(self, prepared: _Prepared, work: Sequence[WorkItem]) -> dict[str, Outcome]:
         try:
