@@ -22,13 +22,13 @@ from activation_core.models.config import DestinationInstance
 from activation_core.outcomes import Kind
 from activation_core.pipeline import Pipeline, RecordResult
 from activation_core.settings import FunctionSettings
-from activation_core.waiting import WaitingChanges
 from local.fakes.outreach import JSON_API, SAMPLE_PROSPECTS, FakeOutreach
 from outreach import authorize
 from outreach.client import BAD_REQUEST_MESSAGE
 from outreach.service import OutreachDestination
+from tests.bench import bench_outreach
 from tests.contract.conftest import STATE_TABLE, put_connection_secret, read_secret
-from tests.support import example_config, load_event, sqs_record
+from tests.support import Clock, example_config, load_event, sqs_record
 
 SECRET = "activation-local/outreach/sales"
 EXPO = {
@@ -43,22 +43,6 @@ WEBINAR = {
     "status": "realized",
     "origin": "upload",
 }
-T0 = 1_795_860_000.0
-
-
-class Clock:
-    """One clock for the fake vendor and the destination; `sleep` moves it instead of waiting."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture
@@ -127,16 +111,13 @@ def secret_document(fake: FakeOutreach, **extra: Any) -> dict[str, Any]:
 
 
 def pipeline(
-    settings: FunctionSettings,
-    destination: OutreachDestination | None = None,
-    waiting: WaitingChanges | None = None,
-    **overrides: Any,
+    settings: FunctionSettings, destination: OutreachDestination | None = None, **overrides: Any
 ) -> Pipeline:
     document = example_config()
     instance = next(d for d in document["destinations"] if d["type"] == "outreach")
     instance["settings"].update(overrides)
     config = parse_destinations(document)
-    return Pipeline(destination or OutreachDestination(), settings, lambda: config, waiting=waiting)
+    return Pipeline(destination or OutreachDestination(), settings, lambda: config)
 
 
 def profile(outreach_id: str, audiences: list[dict[str, Any]] | None = None, **detail: Any) -> dict[str, Any]:
@@ -468,52 +449,14 @@ def test_out_05_the_hourly_budget_is_shared_across_invocations(
     assert len(fake.patches()) == 5
 
 
-def test_out_05_changes_waiting_for_the_budget_cost_one_patch_per_prospect_across_batches(
-    aws_backend: Any, function_settings: FunctionSettings
-) -> None:
+def test_out_05_changes_waiting_for_the_budget_cost_one_patch_per_prospect_across_batches() -> None:
     """Issue 18: 300 changes on 60 prospects, interleaved over three batches that all wait for the hourly
     reset, cost about one PATCH per prospect once the budget is back, not one per prospect per batch."""
-    clock = Clock()
-    with closing_in_background(FakeOutreach(clock=clock)) as fake:
-        prospects = add_prospects(fake, 60)
-        put_connection_secret(aws_backend, SECRET, secret_document(fake))
-        destination = OutreachDestination(clock=clock, sleep=clock.sleep)
-        # One call at a time, so the hour's first 429 is the only refused call (and counted below).
-        run = pipeline(
-            function_settings, destination, WaitingChanges(STATE_TABLE, clock=clock), maxConcurrency=1
-        )
-        batches: list[list[dict[str, Any]]] = [[], [], []]
-        newest: dict[int, str] = {}
-        for version in range(5):  # each prospect's five changes land in all three batches
-            for index, prospect in enumerate(prospects):
-                status = "realized" if (version + index) % 2 == 0 else "exited"
-                event = profile(
-                    str(prospect),
-                    [dict(EXPO, status=status)],
-                    occurredAt=f"2026-11-28T10:{version:02d}:{index:02d}Z",
-                    eventId=f"e-{prospect}-{version}",
-                )
-                batches[(index + version) % 3].append(event)
-                newest[prospect] = status
-
-        def batch(number: int, receive_count: int) -> list[dict[str, Any]]:
-            return [
-                sqs_record(event, f"b{number}-{i}", receive_count) for i, event in enumerate(batches[number])
-            ]
-
-        reset = fake.throttle_for(1800)  # the hour's budget is spent: every batch waits for the reset
-        waited = [run.process(batch(number, 1)) for number in range(3)]
-        assert all(r.outcome.kind is Kind.RETRY and r.outcome.retry_after for b in waited for r in b.values())
-        assert len(fake.patches()) == 1  # the first 429 blocks everybody until the reset
-        clock.now = reset + 1
-        back = [run.process(batch(number, 2)) for number in range(3)]
-
-    outcomes = [r.outcome for b in back for r in b.values()]
-    assert len(outcomes) == 300 and {o.kind for o in outcomes} <= {Kind.DELIVERED, Kind.SKIPPED}
-    assert {o.reason for o in outcomes if o.kind is Kind.SKIPPED} == {"superseded"}
-    calls = len(fake.patches())
-    assert calls <= 66, f"{calls} PATCH calls (the 429 included) for 60 prospects: at most 1.1 each"
-    assert {p: fake.prospects[p]["custom4"] for p in prospects} == newest  # the newest change won
+    run = bench_outreach.waiting_changes_run(merge_across_batches=True)
+    assert run.waited == 300, "every change first waited for the reset"
+    assert run.outcomes == {"delivered:delivered": 60, "skipped:superseded": 240}  # 300: every record
+    assert run.calls <= 66, f"{run.calls} PATCH calls (the 429 included) for 60 prospects: at most 1.1 each"
+    assert run.final == run.newest, "each prospect holds its newest change"
 
 
 class SqsSpy:
