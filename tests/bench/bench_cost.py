@@ -562,6 +562,17 @@ def render(measured: dict[str, Measured], prices: dict[str, Any], seconds: float
         lines.append(
             f"| {destination} | {_money(total)} | {_money(floor)} | {_money(total - floor)} | {met} |"
         )
+    lines += ["", "What the goal leaves for DynamoDB, everything else as measured:", ""]
+    wru = prices["dynamodb"]["write_request_unit_per_million"]
+    for destination, lines_ in priced.items():
+        dynamodb = sum(line.dollars_per_million for line in lines_ if line.service == "DynamoDB")
+        room = GOAL_PER_MILLION - (totals[destination] - dynamodb)
+        lines.append(
+            f"- {destination}: {_money(dynamodb)} of DynamoDB today "
+            f"({measured[destination].requests('dynamodb') / measured[destination].records:.2f} requests per "
+            f"event); the goal leaves {_money(max(room, 0.0))}, {max(room, 0.0) / wru:.2f} writes per event"
+            + (" (the rest alone is over the goal)" if room <= 0 else "")
+        )
     lines += ["", "## Per service", ""]
     services = list(dict.fromkeys(line.service for lines_ in priced.values() for line in lines_))
     lines += [
