@@ -154,6 +154,12 @@ def _record_status(item: Any) -> RecordStatus:
 
 
 @dataclass(frozen=True)
+class Partition:
+    id: int
+    name: str
+
+
+@dataclass(frozen=True)
 class FoundLead:
     lead_id: int
     value: str  # the filter field's value, as Marketo holds it
@@ -352,9 +358,14 @@ class MarketoClient:
                     searchable.add(str(group[0]))
         return fields, searchable
 
-    def partitions(self) -> set[str]:
+    def partitions(self) -> list[Partition]:
+        """`GET /rest/v1/leads/partitions.json`: every lead partition (id, name) the API user sees."""
         body = self._call("partitions", "GET", PARTITIONS_PATH)
-        return {str(p.get("name")) for p in body.get("result") or [] if isinstance(p, Mapping)}
+        return [
+            Partition(int(p["id"]), str(p.get("name", "")))
+            for p in body.get("result") or []
+            if isinstance(p, Mapping) and isinstance(p.get("id"), int)
+        ]
 
 
 def base_url(connection: MarketoConnection, munchkin_id: str, *, allow_loopback: bool) -> str:

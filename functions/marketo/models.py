@@ -84,7 +84,8 @@ class MarketoSettings(BaseModel):
         default=None,
         min_length=1,
         max_length=255,
-        description="Lead partition new leads are created in (profile sync types only; Default when unset)",
+        description="Lead partition new leads are created in, by name or id (profile sync types only; "
+        "Default when unset); checked against Marketo's partitions when the instance connects",
     )
     dedupe_field: str = Field(
         alias="dedupeField",

@@ -43,6 +43,7 @@ def scenario(harness: ActivationHarness) -> ActivationHarness:
     config = example_config()
     instance = next(d for d in config["destinations"] if d["type"] == "bombora")
     instance["settings"]["pendingRetrySeconds"] = 0.0
+    instance["settings"]["adoptExistingLists"] = True  # the tier-1 list was made by hand (BOM-05)
     instance["audiences"] += [
         {"id": "aud-abm-expansion", "name": EXPANSION, "origin": "segmentation"},
         {"id": "aud-abm-launch", "name": LAUNCH, "origin": "segmentation"},

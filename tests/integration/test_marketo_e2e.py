@@ -93,13 +93,15 @@ def test_com_03_and_com_06_skipped_profiles_never_reach_marketo(scenario: Activa
     assert reasons["skipped:consent"] == 1
     assert reasons["skipped:audience_not_activated"] == 1
     assert reasons["skipped:lead_not_found"] == 1  # Kurt left the audience without ever being a lead
+    assert reasons["skipped:missing_dedupe_value"] == 1  # the profile without an email: counted, not a DLQ
     assert fake.leads_where("email", "kurt.godel@example.at") == []
 
 
 def test_com_09_rejected_records_are_in_the_dlq_with_the_marketo_code(scenario: ActivationHarness) -> None:
     messages = scenario.dlq_messages("marketo")
     by_reason = {m["MessageAttributes"]["reason"]["StringValue"]: m for m in messages}
-    assert set(by_reason) == {"malformed_event", "invalid_field:DedupeField", "marketo_1001"}
+    # The profile without an e-mail (the dedupe value) is a skip, not a rejection (MKT-05).
+    assert set(by_reason) == {"malformed_event", "marketo_1001"}
     refused = by_reason["marketo_1001"]
     assert "integer" in refused["MessageAttributes"]["detail"]["StringValue"]
     assert json.loads(refused["Body"])["detail"]["eventId"] == "evt-mkto-0001"  # replayable as is
@@ -112,8 +114,8 @@ def test_com_08_nothing_is_lost_and_counts_are_kept_per_audience(scenario: Activ
     assert report.balanced, report
     per_audience = scenario.ledger("marketo", AUDIENCE_KEY)
     assert per_audience["delivered"] == 4  # Ada, Grace, Alan's exit, bad.country
-    assert per_audience["rejected"] == 2  # Charles (1001), the profile without an email
-    assert per_audience["skipped"] == 2  # consent, Kurt
+    assert per_audience["rejected"] == 1  # Charles (1001)
+    assert per_audience["skipped"] == 3  # consent, Kurt, the profile without an email
 
 
 def test_mkt_limits_calls_were_batched_and_within_marketo_limits(scenario: ActivationHarness) -> None:

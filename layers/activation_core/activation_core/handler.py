@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from activation_core.batch import BatchContext, reject_all, run_batch
-from activation_core.config_store import load_destinations
+from activation_core.config_store import load_instances
 from activation_core.guards import DeliveryClaims, StaleGuard
 from activation_core.observability import capture_lambda_handler, logger, metrics
 from activation_core.pipeline import Destination, Guards, Pipeline, RecordResult
@@ -34,9 +34,7 @@ def destination_handler(destination: Destination) -> LambdaHandler:
                     Pipeline(
                         destination,
                         settings,
-                        lambda: load_destinations(
-                            settings.config_parameter_name, settings.config_cache_seconds
-                        ),
+                        lambda: load_instances(settings.config_parameter_name, settings.config_cache_seconds),
                         guards,
                         WaitingChanges(settings.state_table_name),
                     ),

@@ -354,6 +354,15 @@ def test_out_02_and_04_an_unknown_prospect_is_rejected_and_never_created(
     assert [r.path for r in fake.requests if r.method == "POST" and r.path.startswith("/api/")] == []
 
 
+def test_com_04_an_existing_member_is_a_current_member_and_its_status_is_written(
+    connection: Any, fake: FakeOutreach, function_settings: FunctionSettings
+) -> None:
+    # `existing`: already in the audience, as the platform reports it (the segmentation field group).
+    results = pipeline(function_settings).process(records(profile("1001", [dict(EXPO, status="existing")])))
+    assert kinds(results) == {"m-0": "delivered:delivered"}
+    assert fake.prospects[1001]["custom4"] == "existing"
+
+
 def test_out_03_one_patch_per_prospect_for_many_changes_in_a_batch(
     connection: Any, fake: FakeOutreach, function_settings: FunctionSettings
 ) -> None:
