@@ -171,3 +171,26 @@ def test_rnf_05_a_naive_timestamp_is_rejected_and_the_same_person_s_other_event_
         assert reasons.get("evt-naive") == "invalid_field:occurredAt", destination_type
         assert "evt-aware" not in reasons, destination_type
     assert ("expo2026", "person300@example.com") in bad_values.fake("rainfocus").attendees
+
+
+def test_com_09_large_rejections_reach_the_dlq_with_their_reason(broken_instances: ActivationHarness) -> None:
+    """Ten rejected events of about 110 KB: more than one SendMessageBatch may carry (256 KiB as SQS long
+    documented it, 1 MiB today and in moto); each still reaches the DLQ with its reason, at once."""
+    harness = broken_instances
+    events = []
+    for i in range(10):
+        event = _person(400 + i, ["aud-iso"])
+        event["detail"]["eventId"] = f"evt-large-{i}"
+        event["detail"]["profile"]["attributes"]["workAddress"]["countryCode"] = "ZZ"
+        event["detail"]["profile"]["attributes"]["notes"] = "n" * 110_000
+        events.append(event)
+    harness.publish(events)
+    harness.drain()
+    reasons = {
+        json.loads(m["Body"])["detail"]["eventId"]: m["MessageAttributes"]["reason"]["StringValue"]
+        for m in harness.dlq_messages("rainfocus")
+    }
+    assert {e: r for e, r in reasons.items() if e.startswith("evt-large")} == {
+        f"evt-large-{i}": "invalid_field:countryid" for i in range(10)
+    }
+    assert "reason:retried:dlq_unavailable" not in harness.ledger("rainfocus")
