@@ -12,6 +12,7 @@ The image, from Debian packages and PyPI only:
   qemu-user-static's binfmt handler on an x86_64 machine);
 - the AWS Lambda runtime interface client (`awslambdaric`) and boto3 (Lambda's Python runtime ships
   it; the layer does not) in /var/runtime, as PyPI wheels for that architecture and Python;
+- the bytecode of /var/runtime compiled by that Python;
 - `/var/runtime/bootstrap`, which the emulator execs: the runtime interface client on the function's
   handler, with Lambda's module path (/var/task, the layers' /opt/python, /var/runtime);
 - Lambda's variables (LAMBDA_TASK_ROOT, LAMBDA_RUNTIME_DIR, LANG, TZ) and /var/task as working dir.
@@ -40,7 +41,7 @@ PYTHON_VERSION = "3.13"  # template.yaml Globals Runtime (checked by tests/unit/
 DEBIAN_SUITE = "trixie"  # the Debian release whose python3 is PYTHON_VERSION
 DEBIAN_MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 RECIPE_LABEL = "org.activation.sam-base-recipe"
-RECIPE_VERSION = "1"  # bump when build() changes what goes into the image
+RECIPE_VERSION = "2"  # bump when build() changes what goes into the image
 REPOSITORY = "public.ecr.aws/lambda/python"  # what SAM CLI 1.170 runs a python3.13 zip function on
 
 BOOTSTRAP = f"""#!/bin/sh
@@ -165,6 +166,10 @@ def build(arch: str, *, log: bool = True) -> float:
             "-r", str(REQUIREMENTS),
         )  # fmt: skip
         shutil.rmtree(runtime / "bin", ignore_errors=True)  # console scripts with the host's shebang
+        # Bytecode for the image's own Python (pip compiled for the host's): a cold start then imports
+        # boto3 instead of compiling it (0.9 s of every x86_64 cold start; ~45 s of an emulated arm64 one).
+        _run("nice", "-n", "10", "chroot", str(root), f"/usr/bin/python{PYTHON_VERSION}", "-m", "compileall",
+             "-q", "/var/runtime", stdout=subprocess.DEVNULL)  # fmt: skip
         bootstrap = runtime / "bootstrap"
         bootstrap.write_text(BOOTSTRAP)
         bootstrap.chmod(0o755)
