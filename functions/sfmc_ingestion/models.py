@@ -23,6 +23,12 @@ from activation_core.mapping import TRANSFORMS, transform_names
 DEFAULT_TIME_ZONE = "-06:00"
 MAX_PAGE_SIZE = 2500  # [INFER] apis.md 3.3: the SDK default and the observed maximum
 MAX_CONCURRENCY = 10
+# Pages one execution of the pages state machine reads before the next range runs in a child
+# execution: 500 pages at worst 37 history events each (retries included) stay under Step Functions'
+# 25,000-event history limit (tests/unit/sfmc_ingestion/test_statemachine.py computes it).
+MAX_PAGES_PER_EXECUTION = 500
+# Data extensions in one ingestion config: each adds at most ~30 events to the run's own history.
+MAX_DATA_EXTENSIONS = 200
 
 FieldType = Literal["Text", "Number", "Decimal", "Boolean", "Date", "EmailAddress", "Phone", "Locale"]
 TEXT_TYPES = frozenset({"Text", "EmailAddress", "Phone", "Locale"})
@@ -193,6 +199,14 @@ class SourceConfig(_Strict):
         description="strftime format of the watermark in $filter, in the account time zone [INFER]",
     )
     max_concurrency: int = Field(default=4, alias="maxConcurrency", ge=1, le=MAX_CONCURRENCY)
+    pages_per_execution: int = Field(
+        default=MAX_PAGES_PER_EXECUTION,
+        alias="pagesPerExecution",
+        ge=1,
+        le=MAX_PAGES_PER_EXECUTION,
+        description="Pages read by one Step Functions execution before the next range starts in a child "
+        "execution (keeps every execution history bounded); rarely changed",
+    )
     data_extensions: tuple[DataExtensionConfig, ...] = Field(alias="dataExtensions", min_length=1)
 
     @field_validator("id")
@@ -240,6 +254,10 @@ class IngestionConfig(_Strict):
         ids = [s.id for s in value]
         if len(ids) != len(set(ids)):
             raise ValueError("source ids must be unique")
+        if sum(len(s.data_extensions) for s in value) > MAX_DATA_EXTENSIONS:
+            raise ValueError(
+                f"at most {MAX_DATA_EXTENSIONS} data extensions in one ingestion config (one run's history)"
+            )
         return value
 
 
@@ -291,12 +309,16 @@ class SourceRef(_Payload):
     secret: str
     time_zone: str = Field(default=DEFAULT_TIME_ZONE, alias="timeZone")
     filter_date_format: str = Field(default="%Y-%m-%dT%H:%M:%S", alias="filterDateFormat")
+    pages_per_execution: int = Field(default=MAX_PAGES_PER_EXECUTION, alias="pagesPerExecution")
 
 
 class Cursor(_Payload):
     next: str | None = None
     page: int = 0
     done: bool = False
+    # Another page follows in this same execution (false at the end of an execution's range: the
+    # pages state machine then starts the next range in a child execution).
+    more: bool = False
 
 
 class Progress(_Payload):

@@ -84,7 +84,8 @@ def process_page(item: WorkItem, deps: PageDeps, *, now: datetime | None = None)
     progress.pages += 1
     progress.high = split.tracker.watermark() if de.incremental_column else Watermark()
     done = not page.next_link or not page.items
-    item.cursor = Cursor(next=None if done else page.next_link, page=number, done=done)
+    more = not done and number % max(1, source.pages_per_execution) != 0
+    item.cursor = Cursor(next=None if done else page.next_link, page=number, done=done, more=more)
     logger.info(
         "page done",
         extra={

@@ -68,6 +68,7 @@ def plan(
             secret=source.secret,
             time_zone=source.time_zone,
             filter_date_format=source.filter_date_format,
+            pages_per_execution=source.pages_per_execution,
         )
         for de in source.data_extensions:
             if wanted_keys and de.key.lower() not in wanted_keys:

@@ -242,3 +242,32 @@ def test_the_page_task_stops_a_paging_that_never_ends(store: WatermarkStore) -> 
     with pytest.raises(SfmcPermanent, match="paging_runaway"):
         for _ in range(10):
             item = page_task.run_page(item, deps)
+
+
+def test_an_execution_reads_at_most_its_pages_then_hands_the_rest_to_the_next(store: WatermarkStore) -> None:
+    link = "/v1/customobjectdata/token/t1/rowset?$page={}"
+    pages = [RowsetPage([row(n)], 5, n, 1, link.format(n + 1) if n < 5 else None, "t1") for n in range(1, 6)]
+    deps = page_task.PageDeps(client=ScriptedClient(*pages), lander=Sink(), publisher=Sink(), store=store)  # type: ignore[arg-type]
+    item = payload("page-first.json")
+    item["source"]["pagesPerExecution"] = 2
+    flags = []
+    for _ in pages:
+        item = page_task.run_page(item, deps)
+        flags.append((item["cursor"]["more"], item["cursor"]["done"]))
+    # pages 1-2 in the first execution, 3-4 in the next, 5 in the last (which ends the data extension)
+    assert flags == [(True, False), (False, False), (True, False), (False, False), (False, True)]
+
+
+def test_a_pages_execution_that_timed_out_is_recorded_with_its_status() -> None:
+    cause = json.dumps(
+        {"ExecutionArn": "arn:x", "Status": "TIMED_OUT", "Error": "States.Timeout", "Cause": ""}
+    )
+    name, text = commit_task.describe_error({"Error": "States.TaskFailed", "Cause": cause})
+    assert name == "PagesExecutionTimedOut" and text.startswith("States.Timeout")
+    lambda_cause = json.dumps(
+        {"errorMessage": "data extension 'Contacts' page 3: sfmc_403_20002", "errorType": "SfmcPermanent"}
+    )
+    assert commit_task.describe_error({"Error": "SfmcPermanent", "Cause": lambda_cause}) == (
+        "SfmcPermanent",
+        "data extension 'Contacts' page 3: sfmc_403_20002",
+    )
