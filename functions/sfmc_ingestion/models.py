@@ -23,6 +23,9 @@ from activation_core.mapping import TRANSFORMS, transform_names
 DEFAULT_TIME_ZONE = "-06:00"
 MAX_PAGE_SIZE = 2500  # [INFER] apis.md 3.3: the SDK default and the observed maximum
 MAX_CONCURRENCY = 10
+# A row may become visible a little after the value it is stamped with (an import or automation still
+# running when a run reads): re-read this far behind the watermark.
+DEFAULT_LOOK_BACK_SECONDS = 600
 # Pages one execution of the pages state machine reads before the next range runs in a child
 # execution: 500 pages at worst 37 history events each (retries included) stay under Step Functions'
 # 25,000-event history limit (tests/unit/sfmc_ingestion/test_statemachine.py computes it).
@@ -133,6 +136,14 @@ class DataExtensionConfig(_Strict):
     audiences: tuple[AudienceRef, ...] = ()
     schedule: Schedule = Schedule()
     page_size: int = Field(default=MAX_PAGE_SIZE, alias="pageSize", ge=1, le=MAX_PAGE_SIZE)
+    look_back_seconds: int = Field(
+        default=DEFAULT_LOOK_BACK_SECONDS,
+        alias="lookBackSeconds",
+        ge=0,
+        le=86400,
+        description="Each run re-reads rows stamped up to this long before the watermark (rows that became "
+        "visible late); the ones already processed are recognised and not published again",
+    )
 
     @field_validator("key")
     @classmethod
@@ -292,14 +303,16 @@ class _Payload(BaseModel):
 
 
 class Watermark(_Payload):
-    """Where the last successful run stopped: rows >= value are read again, minus `boundary` keys."""
+    """Where the last successful run stopped: rows >= value - lookBack are read again, minus the
+    `recent` rows the run already processed."""
 
     value: str | None = None  # ISO 8601 UTC of the highest incremental value processed
-    # Primary-key digests of the rows AT `value`; the plan leaves them in the state table (only
-    # `boundaryCount` travels in the Step Functions state) and the page task loads them when needed.
-    boundary: list[str] = Field(default_factory=list)
-    boundary_count: int = Field(default=0, alias="boundaryCount")
-    overflow: bool = False  # boundary too large to keep: rows at `value` are re-published (never lost)
+    # Primary-key digests of the rows processed in the look-back window, by incremental value (ISO
+    # UTC); complete for values >= `recentFrom`. The plan leaves them in the state table (only
+    # `recentCount` travels in the Step Functions state) and the page task loads them when needed.
+    recent: dict[str, list[str]] = Field(default_factory=dict)
+    recent_count: int = Field(default=0, alias="recentCount")
+    recent_from: str | None = Field(default=None, alias="recentFrom")
     version: int = 0
     last_success_at: str | None = Field(default=None, alias="lastSuccessAt")
 

@@ -83,7 +83,8 @@ def commit(event: dict[str, Any], *, store: WatermarkStore) -> dict[str, Any]:
     if not de.incremental_column:
         high = Watermark()  # a full load has no watermark; only lastSuccessAt moves (the schedule)
     elif held:
-        high = Watermark(value=item.watermark.value, overflow=True)  # read the same range again next run
+        # Read the same range again next run, remembering nothing of it: every row is published again.
+        high = Watermark(value=item.watermark.value)
     else:
         high = item.progress.high
     result = store.commit(

@@ -106,9 +106,9 @@ def _skip(source_id: str, key: str, reason: str) -> dict[str, str]:
 def _item(
     run_id: str, started_at: str, source: SourceRef, de: DataExtensionConfig, watermark: Watermark
 ) -> dict[str, Any]:
-    # Boundary digests stay in the state table (the page task loads them when it needs them): the
-    # Map's input must stay small whatever the number of data extensions.
-    travelling = watermark.model_copy(update={"boundary": []})
+    # Recent rows stay in the state table (the page task loads them when it needs them): the Map's
+    # input must stay small whatever the number of data extensions.
+    travelling = watermark.model_copy(update={"recent": {}})
     item = WorkItem(
         run_id=run_id,
         started_at=started_at,

@@ -224,11 +224,11 @@ def test_sfmc_page_boundaries_rows_sharing_the_watermark_timestamp_are_neither_l
         row = activity_row(n)
         row["OccurredAt"] = sfmc_date(tie if n >= 4 else BASE_TIME + timedelta(minutes=n))
         activity.rows.append(row)
-    env = make_env(single_source(with_activity_id(de_config("Web_Activity", pageSize=4))))
+    env = make_env(single_source(with_activity_id(de_config("Web_Activity", pageSize=4, lookBackSeconds=0))))
     env.run()
     assert sorted(activity_ids(env)) == [f"ACT-{n:07d}" for n in range(1, 9)]
     watermark = env.store.read("sfmc-main", "Web_Activity")
-    assert (watermark.value, len(watermark.boundary)) == ("2026-11-20T14:05:00Z", 5)
+    assert (watermark.value, len(watermark.recent[watermark.value])) == ("2026-11-20T14:05:00Z", 5)
     # A row arrives AT the watermark's timestamp (after the run), and a later one.
     for n, minutes in ((9, 5), (10, 7)):
         row = activity_row(n)
@@ -239,6 +239,32 @@ def test_sfmc_page_boundaries_rows_sharing_the_watermark_timestamp_are_neither_l
     assert (run["rowsRead"], run["rowsDuplicate"], run["eventsPublished"]) == (7, 5, 2)
     # Every row exactly once over both runs: the re-read ties were recognised, the new tie was not lost.
     assert sorted(activity_ids(env)) == [f"ACT-{n:07d}" for n in range(1, 11)]
+
+
+def test_sfmc_a_row_visible_late_within_the_look_back_is_read_once_and_re_read_rows_are_not_republished(
+    make_env: Any, fake: FakeSfmc
+) -> None:
+    activity = fake.add(web_activity(0))
+    activity.rows.extend(activity_row(n) for n in range(1, 21))  # every 30 s: 14:00:30 .. 14:10:00
+    env = make_env(
+        single_source(with_activity_id(de_config("Web_Activity", pageSize=4, lookBackSeconds=300)))
+    )
+    env.run()
+    assert env.store.read("sfmc-main", "Web_Activity").value == "2026-11-20T14:10:00Z"
+    # Committed by an automation still running during the first run: stamped 4 minutes before its
+    # watermark, visible only now. And one new row after it.
+    late, new = activity_row(21), activity_row(22)
+    late["OccurredAt"] = sfmc_date(BASE_TIME + timedelta(minutes=6))
+    activity.rows.extend([late, new])
+    env.run()
+    run = env.records[-1]["dataExtensions"][0]
+    first = next(r for r in reversed(fake.requests_to("/key/Web_Activity/rowset")) if "$filter" in r.query)
+    # Read from 5 minutes before the watermark, in the account's time zone (14:05 UTC = 08:05 at -06:00).
+    assert first.query["$filter"] == ["OccurredAt gte '2026-11-20T08:05:00'"]
+    # The 11 rows of 14:05-14:10 are read again and recognised; the late row and the new one are published.
+    assert (run["rowsRead"], run["rowsDuplicate"], run["eventsPublished"]) == (13, 11, 2)
+    ids = activity_ids(env)
+    assert len(ids) == len(set(ids)) == 22  # every row exactly once over both runs
 
 
 def test_sfmc_a_rerun_after_a_mid_flow_failure_ingests_every_row(make_env: Any, fake: FakeSfmc) -> None:
@@ -365,9 +391,10 @@ def test_sfmc_05_each_run_records_rows_and_watermarks_per_data_extension(
     contacts_run = next(r for r in latest["dataExtensions"] if r["dataExtension"] == "Contacts")
     assert contacts_run["watermarkBefore"] == "2026-11-20T14:12:00Z"
     assert contacts_run["watermarkAfter"] == "2026-11-21T14:00:00Z"
+    # The 10-minute look-back re-reads the 11 contacts stamped 14:02-14:12 (recognised), plus the new one.
     assert (contacts_run["rowsRead"], contacts_run["rowsDuplicate"], contacts_run["eventsPublished"]) == (
-        2,
-        1,
+        12,
+        11,
         1,
     )
     for result in first["dataExtensions"] + latest["dataExtensions"]:
