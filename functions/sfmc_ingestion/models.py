@@ -291,7 +291,13 @@ class SfmcConnection(BaseModel):
     rest_base_uri: str | None = Field(
         default=None,
         alias="restBaseUri",
-        description="Defaults to https://<subdomain>.rest.marketingcloudapis.com",
+        description="Only until the first token: then the REST instance URL SFMC returns with it is used",
+    )
+    rest_instance_url: str | None = Field(
+        default=None,
+        alias="restInstanceUrl",
+        description="Written by the stack: the REST instance URL the token endpoint returned (the installed "
+        "package's endpoint); never typed by hand",
     )
 
 

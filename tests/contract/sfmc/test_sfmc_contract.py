@@ -4,6 +4,7 @@ rows): tokens, paging with links.next over thousands of rows, throttling and err
 from __future__ import annotations
 
 import copy
+import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -28,7 +29,7 @@ from sfmc_ingestion.tasks import page as page_task
 from sfmc_ingestion.tasks import plan as plan_task
 from sfmc_ingestion.tasks.errors import SfmcAuthFailed, SfmcPermanent, SfmcThrottled
 from tests.contract.sfmc.conftest import Clock
-from tests.contract.sfmc.flow import SfmcEnv, single_source
+from tests.contract.sfmc.flow import SECRET, SfmcEnv, single_source
 
 
 def de_config(key: str, **overrides: Any) -> dict[str, Any]:
@@ -142,6 +143,36 @@ def test_sfmc_02_refused_credentials_fail_clearly(make_env: Any, fake: FakeSfmc)
     (result,) = record["dataExtensions"]
     assert result["error"] == "SfmcAuthFailed"
     assert "refused the client credentials" in result["cause"]
+
+
+def test_sfmc_02_rows_are_read_from_the_rest_instance_url_returned_with_the_token(
+    make_env: Any, fake: FakeSfmc, aws_backend: Any
+) -> None:
+    fake.add(web_activity(3))
+    env = make_env(single_source(de_config("Web_Activity")))
+    # A base URL typed into the secret long ago, now wrong (nothing listens on port 9): it must not matter.
+    stale = {**env.connection(), "restBaseUri": "http://127.0.0.1:9"}
+    aws_backend.put_secret_value(SecretId=SECRET, SecretString=json.dumps(stale))
+    record = env.run()
+    assert record["status"] == "SUCCEEDED" and record["totals"]["eventsPublished"] == 3
+    assert len(fake.rowset_requests("Web_Activity")) == 1
+    # The URL is kept in the secret beside the credentials: a new container uses it at once.
+    kept = json.loads(aws_backend.get_secret_value(SecretId=SECRET)["SecretString"])
+    assert kept["restInstanceUrl"] == fake.base_url and kept["restBaseUri"] == "http://127.0.0.1:9"
+    page_task.reset_clients()
+    oauth.clear_memory_cache()
+    fake.add(web_activity(5))
+    assert env.run()["status"] == "SUCCEEDED" and fake.token_requests == 1
+
+
+def test_sfmc_02_a_rest_instance_url_on_another_domain_is_refused(make_env: Any, fake: FakeSfmc) -> None:
+    fake.add(web_activity(3))
+    fake.rest_instance_url = "https://api.example.com/"
+    env = make_env(single_source(de_config("Web_Activity")))
+    record = env.run()
+    (result,) = record["dataExtensions"]
+    assert (result["status"], result["error"]) == ("failed", "SfmcPermanent")
+    assert fake.rowset_requests() == []  # the bearer token never left for the other host
 
 
 def test_sfmc_429_is_a_typed_throttle_for_the_state_machine_not_an_in_process_wait(

@@ -189,6 +189,9 @@ def test_sfmc_01_the_client_never_requests_a_system_data_view() -> None:
         def call_with_token(self, fn: Any) -> Any:
             return fn("token")
 
+        def connection(self) -> dict[str, str]:
+            return {"clientId": "i", "clientSecret": "s", "authBaseUri": "mcabc"}
+
     transport = httpx.MockTransport(lambda r: requests.append(r) or httpx.Response(200, json={"items": []}))
     connection = SfmcConnection.model_validate({"clientId": "i", "clientSecret": "s", "authBaseUri": "mcabc"})
     client = SfmcClient(connection, Tokens(), allow_loopback=False, client=httpx.Client(transport=transport))  # type: ignore[arg-type]
