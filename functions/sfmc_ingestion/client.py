@@ -32,7 +32,7 @@ from activation_core.errors import (
     ThrottledError,
 )
 from activation_core.oauth import TokenGrant, TokenProvider
-from sfmc_ingestion.models import SfmcConnection
+from sfmc_ingestion.models import SfmcConnection, system_object_reason
 
 AUTH_DOMAIN = ".auth.marketingcloudapis.com"
 REST_DOMAIN = ".rest.marketingcloudapis.com"
@@ -252,9 +252,10 @@ class SfmcClient:
     def first_page(
         self, key: str, *, page_size: int, filter_expr: str | None, order_by: str | None
     ) -> RowsetPage:
-        if key.startswith("_"):
-            # Defence in depth for SFMC-01: the config refuses system data views already.
-            raise PermanentError("sfmc_system_data_view", "system data views are not ingested")
+        reason = system_object_reason(key)
+        if reason is not None:
+            # Defence in depth for SFMC-01: the config refuses them already.
+            raise PermanentError("sfmc_not_a_data_extension", reason)
         query = [("$page", "1"), ("$pageSize", str(page_size))]
         if order_by:
             query.append(("$orderBy", order_by))

@@ -45,6 +45,40 @@ _OFFSET = re.compile(r"^(?:UTC)?([+-])(\d{2}):(\d{2})$")
 _TARGET = re.compile(r"^(identities|attributes|consents)\.[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
 
 
+# SFMC-01: data extensions only. SFMC's standard system tables are refused by name, wherever a key is
+# accepted (config, client, discovery):
+# - system data views: every one is named with a leading underscore (_Subscribers, _Sent, _Open,
+#   _Click, _Bounce, _Job, _Journey, _ListSubscribers, _EnterpriseAttribute, ...);
+# - native objects: Marketing Cloud's built-in objects (the SOAP API's standard objects: subscribers,
+#   lists, sends, emails, tracking events, ...), which have predefined fields and are not data
+#   extensions; a data extension given one of their names is refused too, to avoid the confusion;
+# - synchronized data extensions (Marketing Cloud Connect): system-managed, read-only copies of the
+#   Salesforce CRM's native objects, named `<Object>_Salesforce` (`_Salesforce_<n>` for more orgs).
+NATIVE_OBJECTS = frozenset(
+    name.lower()
+    for name in (
+        "Account", "AccountUser", "BounceEvent", "BusinessUnit", "Campaign", "ClickEvent",
+        "ContentArea", "DataExtension", "DataExtensionField", "DataExtensionObject", "Email",
+        "EmailSendDefinition", "FilterDefinition", "ForwardedEmailEvent", "ImportDefinition", "List",
+        "ListSubscriber", "NotSentEvent", "OpenEvent", "QueryDefinition", "Send", "SendClassification",
+        "SenderProfile", "SentEvent", "SMSTriggeredSend", "Subscriber", "SubscriberList",
+        "SuppressionListDefinition", "SurveyEvent", "TriggeredSendDefinition", "UnsubEvent",
+    )
+)  # fmt: skip
+_SYNCHRONIZED = re.compile(r"_salesforce(_\d+)?$", re.IGNORECASE)
+
+
+def system_object_reason(key: str) -> str | None:
+    """Why `key` is not a data extension this source may read (None: it may be one)."""
+    if key.startswith("_"):
+        return "system data views (names starting with '_') are not data extensions"
+    if key.lower() in NATIVE_OBJECTS:
+        return f"'{key}' is a Marketing Cloud native object, not a data extension"
+    if _SYNCHRONIZED.search(key):
+        return "synchronized data extensions (<Object>_Salesforce) are copies of Salesforce native objects"
+    return None
+
+
 def parse_time_zone(text: str) -> tzinfo:
     """`-06:00` / `UTC-06:00` (fixed offset) or an IANA name such as `America/Chicago`."""
     match = _OFFSET.match(text)
@@ -148,9 +182,9 @@ class DataExtensionConfig(_Strict):
     @field_validator("key")
     @classmethod
     def _data_extension_key(cls, value: str) -> str:
-        if value.startswith("_"):
-            # _Subscribers, _Open, _Sent, _Job...: SFMC system data views all start with "_" (SFMC-01).
-            raise ValueError("system data views (names starting with '_') are not data extensions")
+        reason = system_object_reason(value)
+        if reason is not None:
+            raise ValueError(reason)
         if not _EXTERNAL_KEY.match(value):
             raise ValueError("key must be 1-200 letters, digits, '.', '_' or '-'")
         return value
