@@ -15,6 +15,7 @@ Exactly the right rows, at least once:
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import time
@@ -50,7 +51,11 @@ def _same(a: str, b: str) -> bool:
 
 class RecentRows:
     """Follows the highest incremental value seen and every row (value, primary-key digest) within
-    `window` of it (one data extension in one run; carried from page to page in the item)."""
+    `window` of it (one data extension in one run; carried from page to page in the item).
+
+    Rows arrive in ascending order of their value (`$orderBy`), so values leave the window oldest
+    first: a heap of the values held makes forgetting O(log n) per value, whatever the window's size.
+    """
 
     def __init__(self, start: Watermark, window: timedelta = timedelta(0), limit: int = RECENT_LIMIT) -> None:
         self.value = start.value
@@ -58,33 +63,45 @@ class RecentRows:
         self._window = window
         self._limit = limit
         self._rows: dict[datetime, set[str]] = {parse_iso(v): set(keys) for v, keys in start.recent.items()}
+        self._heap = list(self._rows)
+        heapq.heapify(self._heap)
         self._size = sum(len(keys) for keys in self._rows.values())
         self._from: datetime | None = parse_iso(start.recent_from) if start.recent_from else None
+        self._parsed: tuple[str, datetime] | None = None  # consecutive rows often share a value
+
+    def _moment(self, text: str) -> datetime:
+        if self._parsed is None or self._parsed[0] != text:
+            self._parsed = (text, parse_iso(text))
+        return self._parsed[1]
 
     def see(self, incremental: str | None, pk_digest: str) -> None:
         if incremental is None:
             return
-        moment = parse_iso(incremental)
+        moment = self._moment(incremental)
         if self._high is None or moment > self._high:
             self.value, self._high = incremental, moment
             self._forget_before(moment - self._window)
-        if moment < self._high - self._window:
+        elif moment < self._high - self._window:
             return
         if self._from is not None and moment < self._from:
             return  # below what was forgotten: the set must stay complete from `_from` up
-        keys = self._rows.setdefault(moment, set())
+        keys = self._rows.get(moment)
+        if keys is None:
+            keys = self._rows[moment] = set()
+            heapq.heappush(self._heap, moment)
         if pk_digest not in keys:
             keys.add(pk_digest)
             self._size += 1
         while self._size > self._limit:  # forget whole values, oldest first: never a partial value
-            oldest = min(self._rows)
+            oldest = heapq.heappop(self._heap)
             self._size -= len(self._rows.pop(oldest))
-            self._from = min(self._rows) if self._rows else oldest + timedelta(microseconds=1)
+            self._from = self._heap[0] if self._heap else oldest + timedelta(microseconds=1)
 
     def _forget_before(self, floor: datetime) -> None:
-        for moment in [m for m in self._rows if m < floor]:
-            self._size -= len(self._rows.pop(moment))
-        self._from = max(self._from or floor, floor)
+        while self._heap and self._heap[0] < floor:
+            self._size -= len(self._rows.pop(heapq.heappop(self._heap)))
+        if self._from is None or floor > self._from:
+            self._from = floor
 
     def watermark(self, version: int = 0) -> Watermark:
         if self._high is not None and self._from is None:
