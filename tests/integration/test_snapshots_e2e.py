@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from local import sfn_fast_time
-from local.harness import ActivationHarness
+from local.harness import STACK_NAME, ActivationHarness
 from snapshots.files import manifest_for, write_manifest, write_members
 from snapshots.state import SnapshotState
 from tests.support import example_config, instance_of
@@ -206,3 +206,58 @@ def test_com_08_a_second_snapshot_sends_exactly_the_10_percent_exits_and_adds(se
     for instance in INSTANCES:
         delta = settled(second["after"][instance]) - settled(second["before"][instance])
         assert delta == 2 * tenth, instance
+
+
+@pytest.fixture(scope="module")
+def pushed_by_the_cli(
+    stack: ActivationHarness, second: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """`activation snapshot push` of the same membership as s2: a snapshot that changes nothing."""
+    from typer.testing import CliRunner
+
+    from activation_cli.main import app
+
+    tenth = SNAPSHOT_MEMBERS // 10
+    path = tmp_path_factory.mktemp("cli") / "members.jsonl"
+    write_members(path, (member(n) for n in range(tenth, SNAPSHOT_MEMBERS + tenth)))
+    runner = CliRunner()
+    args = [
+        "snapshot",
+        "push",
+        str(path),
+        "--audience",
+        AUDIENCE,
+        "--identity",
+        "email",
+        "--snapshot-id",
+        "s3",
+    ]
+    pushed = runner.invoke(app, [*args, "--stack", STACK_NAME, "--wait", "--json"], catch_exceptions=False)
+    status = runner.invoke(
+        app, ["snapshot", "status", "--stack", STACK_NAME, "--json"], catch_exceptions=False
+    )
+    overall = runner.invoke(app, ["status", "--stack", STACK_NAME, "--json"], catch_exceptions=False)
+    return {
+        "push": (pushed.exit_code, json.loads(pushed.stdout)),
+        "status": json.loads(status.stdout),
+        "overall": json.loads(overall.stdout),
+    }
+
+
+def test_com_08_cli_push_of_an_unchanged_membership_sends_nothing(pushed_by_the_cli: dict[str, Any]) -> None:
+    code, pushed = pushed_by_the_cli["push"]
+    assert code == 0, pushed
+    assert pushed["status"] == "SUCCEEDED"
+    assert pushed["record"]["status"] == "APPLIED"
+    assert (pushed["record"]["published"], pushed["record"]["unchanged"]) == (0, SNAPSHOT_MEMBERS)
+
+
+def test_com_08_cli_status_shows_every_run_and_audience_size_next_to_deliveries(
+    pushed_by_the_cli: dict[str, Any],
+) -> None:
+    runs = {(r["snapshotId"], r["status"]) for r in pushed_by_the_cli["status"]["runs"]}
+    assert {("s1", "APPLIED"), ("s2", "APPLIED"), ("s3", "APPLIED")} <= runs
+    marketo = next(d for d in pushed_by_the_cli["overall"]["destinations"] if d["type"] == "marketo")
+    instance = next(i for i in marketo["instances"] if i["id"] == "marketo-expo2026")
+    (audience,) = [a for a in instance["audiences"] if a["id"] == AUDIENCE]
+    assert audience["members"] == SNAPSHOT_MEMBERS

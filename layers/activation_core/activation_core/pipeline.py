@@ -32,6 +32,7 @@ from activation_core.models.events import (
 from activation_core.observability import logger
 from activation_core.outcomes import Kind, Outcome, combine
 from activation_core.settings import FunctionSettings
+from activation_core.waiting import WaitingChanges, has_waited
 
 Entity = Literal["profile", "account"]
 _ENTITY_OF_TYPE: dict[str, Entity] = {
@@ -59,6 +60,8 @@ class InboundRecord:
     target_instances: frozenset[str] | None = None
     change_origin: str = "stream"
     snapshot_id: str | None = None
+    # Received before, or a requeued copy: it may have waited for a rate limit (activation_core.waiting).
+    waited: bool = False
 
     def targets(self, instance_id: str) -> bool:
         return self.target_instances is None or instance_id in self.target_instances
@@ -223,6 +226,7 @@ def parse_record(record: Mapping[str, Any]) -> InboundRecord | Outcome:
         target_instances=None if detail.target_instances is None else frozenset(detail.target_instances),
         change_origin=detail.change_origin,
         snapshot_id=detail.snapshot_id if detail.change_origin == "snapshot" else None,
+        waited=has_waited(record),
     )
 
 
@@ -266,11 +270,13 @@ class Pipeline:
         settings: FunctionSettings,
         load_config: Callable[[], DestinationsConfig | LoadedConfig],
         guards: Guards | None = None,
+        waiting: WaitingChanges | None = None,
     ) -> None:
         self._destination = destination
         self._settings = settings
         self._load_config = load_config
         self._guards = guards or Guards()
+        self._waiting = waiting
         # Connectors and compiled mappings are built once per instance version, reused across invocations.
         self._prepared: dict[str, tuple[str, _Prepared]] = {}
 
@@ -405,7 +411,7 @@ class Pipeline:
                 continue
             work.append(WorkItem(record, guarded, mapped))
         if work:
-            delivered = self._deliver(connector, work)
+            delivered = self._deliver_newest(instance.id, connector, work)
             self._settle_claims(instance.id, work, delivered)
             for item in work:
                 decided[item.key] = (delivered[item.key], tuple(a.audience.id for a in item.activations))
@@ -473,6 +479,18 @@ class Pipeline:
         if purpose and record.consents.get(purpose) == "n":
             return Outcome.skipped("consent", f"consent '{purpose}' is 'n'")
         return None
+
+    def _deliver_newest(
+        self, instance_id: str, connector: Connector, work: Sequence[WorkItem]
+    ) -> dict[str, Outcome]:
+        """Deliver `work` but the records a newer waiting change covers; remember what is told to wait."""
+        if self._waiting is None:
+            return self._deliver(connector, work)
+        superseded = self._waiting.superseded(instance_id, work)
+        rest = [item for item in work if item.key not in superseded]
+        delivered = self._deliver(connector, rest) if rest else {}
+        self._waiting.note(instance_id, rest, delivered)
+        return delivered | superseded
 
     def _deliver(self, connector: Connector, work: Sequence[WorkItem]) -> dict[str, Outcome]:
         """The connector's outcomes. When it raises for the call, the offender is isolated by splitting

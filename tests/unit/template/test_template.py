@@ -162,3 +162,35 @@ def test_functions_may_delay_their_own_throttled_records(resources: dict[str, An
     delay = [s for s in statements if "sqs:ChangeMessageVisibility" in _actions(s)]
     assert [s["Resource"] for s in delay] == [{"Fn::GetAtt": [f"{name}Queue", "Arn"]}]
     assert "sqs:SendMessage" in _actions(delay[0])  # a record still waiting on its last receive is requeued
+
+
+def _parameter(name: str) -> dict[str, Any]:
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    _Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    return dict(yaml.load(TEMPLATE.read_text(), Loader=_Loader)["Parameters"][name])  # noqa: S506
+
+
+@pytest.mark.parametrize("destination", DESTINATION_TYPES)
+def test_timeouts_batch_windows_and_vendor_timeouts_are_consistent(
+    resources: dict[str, Any], destination: str
+) -> None:
+    """The arithmetic stated above VendorTimeoutSeconds in template.yaml (issue 14 item 4)."""
+    from activation_core import deadline
+
+    name = destination.capitalize()
+    function = resources[f"{name}Function"]["Properties"]
+    queue = resources[f"{name}Queue"]["Properties"]
+    (mapping,) = [
+        r["Properties"]
+        for r in of_type(resources, "AWS::Lambda::EventSourceMapping").values()
+        if r["Properties"]["FunctionName"] == {"Ref": f"{name}Function"}
+    ]
+    vendor_timeout = _parameter("VendorTimeoutSeconds")["MaxValue"]
+    one_call = vendor_timeout + deadline.CALL_MARGIN_SECONDS
+    assert function["Timeout"] >= deadline.RESERVE_SECONDS + one_call
+    assert queue["VisibilityTimeout"] >= 6 * function["Timeout"]
+    assert queue["VisibilityTimeout"] >= mapping["MaximumBatchingWindowInSeconds"] + function["Timeout"]

@@ -21,7 +21,7 @@ EVENT_SOURCE = "activation.profiles"
 
 
 class _Contract(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, defer_build=True)
 
 
 class MembershipStatus(StrEnum):
