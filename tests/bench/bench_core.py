@@ -822,9 +822,14 @@ class _CountRequests(logging.Filter):
 
 
 def _serve_moto(conn: Any) -> None:
-    """moto server in its own process (AWS is not in the measured process, nor in its fakes' one)."""
+    """moto server in its own process (AWS is not in the measured process, nor in its fakes' one), with
+    DynamoDB's write semantics as the local stack has them (conditional writes and transactions
+    serialised: moto's own transactions copy whole tables, unsafe against concurrent writes)."""
     from moto.server import ThreadedMotoServer
 
+    from local.moto_patches import make_dynamodb_writes_atomic
+
+    make_dynamodb_writes_atomic()
     requests = _CountRequests()
     werkzeug = logging.getLogger("werkzeug")
     werkzeug.addFilter(requests)
