@@ -21,7 +21,13 @@ from activation_core.observability import logger, metrics
 from activation_core.outcomes import BatchSummary, Kind, Outcome
 from activation_core.pipeline import RecordResult
 
-_SQS_MAX_VISIBILITY = 43_200
+# SQS refuses a visibility that ends more than 12 hours after the message was received.
+# A record was received at most its mapping's batching window before the invocation began and the
+# invocation runs at most its timeout: the margin covers both (a template test keeps every destination's
+# timeout + window under it), so the longest wait asked for is always accepted.
+SQS_MAX_VISIBILITY = 43_200
+VISIBILITY_RECEIPT_MARGIN = 900
+_LONGEST_DELAY_AFTER_RECEIPT = SQS_MAX_VISIBILITY - VISIBILITY_RECEIPT_MARGIN
 _SQS_MAX_DELAY = 900
 _ATTRIBUTE_LIMIT = 1000
 # A record still waiting for a rate limit (the vendor's or our shared budget) on its last allowed
@@ -213,7 +219,7 @@ def delay_throttled(
             sqs.change_message_visibility(
                 QueueUrl=queue_url_of(str(record.get("eventSourceARN", ""))),
                 ReceiptHandle=record["receiptHandle"],
-                VisibilityTimeout=min(_SQS_MAX_VISIBILITY, max(1, int(outcome.retry_after + 0.999))),
+                VisibilityTimeout=min(_LONGEST_DELAY_AFTER_RECEIPT, max(1, int(outcome.retry_after + 0.999))),
             )
         except Exception as exc:  # the queue's own visibility timeout still applies
             logger.warning("could not delay a throttled record", extra={"error_type": type(exc).__name__})

@@ -4,6 +4,7 @@ only the ones named here, so a new destination or source is covered the day it i
 from __future__ import annotations
 
 import json
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,8 @@ def test_every_table_bucket_topic_and_secret_is_encrypted(resources: dict[str, A
         assert bucket.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration"), name
         assert bucket.get("PublicAccessBlockConfiguration", {}).get("BlockPublicAcls") is True, name
     for name, topic in of_type(resources, "AWS::SNS::Topic").items():
-        assert topic.get("KmsMasterKeyId"), name
+        # A customer-managed key: an AWS-managed one (alias/aws/sns) cannot let CloudWatch publish.
+        assert _key_of_topic(resources, name), name
     # Secrets Manager always encrypts (with aws/secretsmanager unless KmsKeyId is set): nothing to assert
     # beyond the secrets never being created with a literal value in the template.
     for name, secret in of_type(resources, "AWS::SecretsManager::Secret").items():
@@ -103,3 +105,72 @@ def test_each_function_times_out_before_its_queue_shows_the_message_again(resour
         function = functions[mapping["FunctionName"]["Ref"]]
         queue = queues[mapping["EventSourceArn"]["Fn::GetAtt"][0]]
         assert function["Timeout"] < queue["VisibilityTimeout"]
+
+
+# Who publishes to a topic, by the resource that names it as a target: an alarm's actions are
+# published by CloudWatch, a rule's targets by EventBridge, a schedule's by EventBridge Scheduler.
+PUBLISHERS = {
+    "AWS::CloudWatch::Alarm": ("cloudwatch.amazonaws.com", ("AlarmActions", "OKActions", "InsufficientDataActions")),
+    "AWS::Events::Rule": ("events.amazonaws.com", ("Targets",)),
+    "AWS::Scheduler::Schedule": ("scheduler.amazonaws.com", ("Target",)),
+}
+KMS_USE_FOR_PUBLISHING = ("kms:Decrypt", "kms:GenerateDataKey")
+
+
+def _ref(value: Any) -> str | None:
+    if isinstance(value, dict):
+        if "Ref" in value:
+            return str(value["Ref"])
+        if "Fn::GetAtt" in value:
+            return str(value["Fn::GetAtt"][0])
+    return None
+
+
+def _key_of_topic(resources: dict[str, Any], topic: str) -> str | None:
+    """The customer-managed AWS::KMS::Key resource that encrypts the topic (None: none or AWS-managed)."""
+    key = _ref(resources[topic]["Properties"].get("KmsMasterKeyId"))
+    if key is not None and resources[key]["Type"] == "AWS::KMS::Alias":
+        key = _ref(resources[key]["Properties"]["TargetKeyId"])
+    return key if key is not None and resources[key]["Type"] == "AWS::KMS::Key" else None
+
+
+def _topics_targeted(resources: dict[str, Any], props: dict[str, Any], fields: tuple[str, ...]) -> list[str]:
+    refs = []
+    for field in fields:
+        for target in as_list(props.get(field, [])):
+            value = target.get("Arn") if isinstance(target, dict) and "Arn" in target else target
+            name = _ref(value)
+            if name is not None and resources.get(name, {}).get("Type") == "AWS::SNS::Topic":
+                refs.append(name)
+    return refs
+
+
+def _service_may(policy: dict[str, Any], service: str, action: str) -> bool:
+    for statement in as_list(policy["Statement"]):
+        principals = as_list(statement.get("Principal", {}).get("Service", []))
+        allowed = [a for a in as_list(statement.get("Action", [])) if fnmatch(action, a)]
+        if statement["Effect"] == "Allow" and service in principals and allowed and statement["Resource"] == "*":
+            return True
+    return False
+
+
+def test_com_07_every_alarm_publishes_to_a_topic_whose_key_cloudwatch_may_use(resources: dict[str, Any]) -> None:
+    """AWS refuses what moto accepts: a publisher without kms:Decrypt/GenerateDataKey* on the topic's
+    key cannot publish, so no alarm would ever reach anyone (alias/aws/sns allows no service)."""
+    alarms = of_type(resources, "AWS::CloudWatch::Alarm")
+    assert alarms
+    checked = 0
+    for kind, (service, fields) in PUBLISHERS.items():
+        for name, props in of_type(resources, kind).items():
+            topics = _topics_targeted(resources, props, fields)
+            if kind == "AWS::CloudWatch::Alarm":
+                assert topics, f"{name} notifies no topic"
+            for topic in topics:
+                key = _key_of_topic(resources, topic)
+                assert key is not None, f"{name} -> {topic}: not encrypted with a customer-managed key"
+                key_props = resources[key]["Properties"]
+                assert key_props["EnableKeyRotation"] is True, key
+                for action in KMS_USE_FOR_PUBLISHING:
+                    assert _service_may(key_props["KeyPolicy"], service, action), (name, topic, key, action)
+                checked += 1
+    assert checked >= len(alarms)
