@@ -11,6 +11,7 @@ import pytest
 
 from local.examples import sample_events
 from local.harness import DESTINATION_TYPES, ActivationHarness
+from tests.support import keys_no_role_may_write
 
 pytestmark = pytest.mark.integration
 
@@ -132,3 +133,7 @@ def test_com_09_a_record_that_keeps_failing_reaches_the_dlq_after_max_receives(
         assert (report.count("retried"), report.count("rejected")) == (4, 1)
         assert report.balanced
         assert fake.attendees == {}
+
+
+def test_every_key_the_functions_wrote_is_one_their_roles_may_write(scenario: ActivationHarness) -> None:
+    assert keys_no_role_may_write(scenario) == []

@@ -35,6 +35,7 @@ from local.fakes.sfmc import (
 )
 from local.harness import DESTINATION_TYPES, STACK_NAME, ActivationHarness
 from sfmc_ingestion import cli
+from tests.support import keys_no_role_may_write
 
 pytestmark = [
     pytest.mark.integration,
@@ -372,3 +373,9 @@ def test_sfmc_05_rows_per_data_extension_are_emitted_as_metrics(
             assert (key, name) in emitted
     failed = [d for d in documents if d.get("DataExtensionFailed") == [1.0]]
     assert [d["DataExtension"] for d in failed] == ["Campaign_Engagement"]
+
+
+def test_every_key_the_ingestion_and_destinations_wrote_is_one_their_roles_may_write(
+    first_run: dict[str, Any], stack: ActivationHarness
+) -> None:
+    assert keys_no_role_may_write(stack) == []

@@ -51,4 +51,3 @@ def test_every_queue_stays_within_sqs_limits(resources: dict[str, Any]) -> None:
         assert 60 <= queue.get("MessageRetentionPeriod", 345600) <= SQS_MAX_RETENTION_SECONDS, name
         # EventBridge delivers events of up to 256 KB: a queue taking less would drop them.
         assert queue.get("MaximumMessageSize", SQS_MAX_MESSAGE_BYTES) >= EVENTBRIDGE_MAX_EVENT_BYTES, name
-

@@ -4,7 +4,7 @@ only the ones named here, so a new destination or source is covered the day it i
 from __future__ import annotations
 
 import json
-from fnmatch import fnmatch
+from fnmatch import fnmatch, fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,7 @@ def test_every_table_bucket_topic_and_secret_is_encrypted(resources: dict[str, A
     for name, bucket in of_type(resources, "AWS::S3::Bucket").items():
         assert bucket.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration"), name
         assert bucket.get("PublicAccessBlockConfiguration", {}).get("BlockPublicAcls") is True, name
-    for name, topic in of_type(resources, "AWS::SNS::Topic").items():
+    for name in of_type(resources, "AWS::SNS::Topic"):
         # A customer-managed key: an AWS-managed one (alias/aws/sns) cannot let CloudWatch publish.
         assert _key_of_topic(resources, name), name
     # Secrets Manager always encrypts (with aws/secretsmanager unless KmsKeyId is set): nothing to assert
@@ -110,7 +110,10 @@ def test_each_function_times_out_before_its_queue_shows_the_message_again(resour
 # Who publishes to a topic, by the resource that names it as a target: an alarm's actions are
 # published by CloudWatch, a rule's targets by EventBridge, a schedule's by EventBridge Scheduler.
 PUBLISHERS = {
-    "AWS::CloudWatch::Alarm": ("cloudwatch.amazonaws.com", ("AlarmActions", "OKActions", "InsufficientDataActions")),
+    "AWS::CloudWatch::Alarm": (
+        "cloudwatch.amazonaws.com",
+        ("AlarmActions", "OKActions", "InsufficientDataActions"),
+    ),
     "AWS::Events::Rule": ("events.amazonaws.com", ("Targets",)),
     "AWS::Scheduler::Schedule": ("scheduler.amazonaws.com", ("Target",)),
 }
@@ -149,12 +152,19 @@ def _service_may(policy: dict[str, Any], service: str, action: str) -> bool:
     for statement in as_list(policy["Statement"]):
         principals = as_list(statement.get("Principal", {}).get("Service", []))
         allowed = [a for a in as_list(statement.get("Action", [])) if fnmatch(action, a)]
-        if statement["Effect"] == "Allow" and service in principals and allowed and statement["Resource"] == "*":
+        if (
+            statement["Effect"] == "Allow"
+            and service in principals
+            and allowed
+            and statement["Resource"] == "*"
+        ):
             return True
     return False
 
 
-def test_com_07_every_alarm_publishes_to_a_topic_whose_key_cloudwatch_may_use(resources: dict[str, Any]) -> None:
+def test_com_07_every_alarm_publishes_to_a_topic_whose_key_cloudwatch_may_use(
+    resources: dict[str, Any],
+) -> None:
     """AWS refuses what moto accepts: a publisher without kms:Decrypt/GenerateDataKey* on the topic's
     key cannot publish, so no alarm would ever reach anyone (alias/aws/sns allows no service)."""
     alarms = of_type(resources, "AWS::CloudWatch::Alarm")
@@ -174,3 +184,116 @@ def test_com_07_every_alarm_publishes_to_a_topic_whose_key_cloudwatch_may_use(re
                     assert _service_may(key_props["KeyPolicy"], service, action), (name, topic, key, action)
                 checked += 1
     assert checked >= len(alarms)
+
+
+# AWS-managed policies a role may carry: CloudWatch Logs and X-Ray writes only (no data service).
+ALLOWED_MANAGED_POLICIES = {
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+}
+DESTINATIONS = ("bombora", "marketo", "outreach", "rainfocus")
+STACK = "stk"
+# The state-table partition keys each destination writes (formats from the code that writes them:
+# oauth.TokenProvider, rate_budget, bombora.lists); "outcomes" (ledger) and "order#..." are shared.
+OWN_STATE_KEYS = {
+    "bombora": ["bombora#lists#acct-1", "lock#bombora-list#acct-1#aud-1", f"lock#token#{STACK}/bombora/conn"],
+    "marketo": ["rate#marketo#123-ABC-456", "slots#marketo#123-ABC-456", f"lock#token#{STACK}/marketo/conn"],
+    "outreach": ["rate#outreach#conn", f"lock#token#{STACK}/outreach/conn"],
+    "rainfocus": [
+        f"lock#token#{STACK}/rainfocus/conn",
+        f"lock#token#arn:aws:secretsmanager:us-east-1:123456789012:secret:{STACK}/rainfocus/conn-AbCdEf",
+    ],
+}
+SHARED_STATE_KEYS = ["outcomes", "order#inst-1#3f2a"]
+OTHER_STATE_KEYS = ["sfmc#watermark", "sfmc#runs", f"lock#token#{STACK}/sfmc/conn"]
+
+
+def test_no_role_carries_a_managed_policy_on_data(resources: dict[str, Any]) -> None:
+    """SAM's SQS event source attaches AWSLambdaSQSQueueExecutionRole (receive/delete on every queue):
+    the translated template, managed policies included, must carry none beyond logs and tracing."""
+    for name, role in of_type(resources, "AWS::IAM::Role").items():
+        assert set(role.get("ManagedPolicyArns", [])) <= ALLOWED_MANAGED_POLICIES, name
+
+
+@pytest.mark.parametrize("destination", DESTINATIONS)
+def test_each_destination_consumes_only_its_own_queue_and_sends_only_to_its_own_dlq(
+    resources: dict[str, Any], destination: str
+) -> None:
+    name = destination.capitalize()
+    own = {
+        json.dumps({"Fn::GetAtt": [f"{name}Queue", "Arn"]}),
+        json.dumps({"Fn::GetAtt": [f"{name}DeadLetterQueue", "Arn"]}),
+    }
+    sqs_statements = [
+        s
+        for s in statements(resources[f"{name}FunctionRole"]["Properties"])
+        if "sqs" in json.dumps(s.get("Action"))
+    ]
+    consumed = {a for s in sqs_statements for a in as_list(s["Action"])}
+    assert {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"} <= consumed
+    for statement in sqs_statements:
+        for resource in as_list(statement["Resource"]):
+            text = json.dumps(resource)
+            assert text in own or f"{name}DeadLetterQueue" in text, (destination, statement.get("Sid"))
+
+
+def _resolve(value: Any) -> str:
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        return str(value["Fn::Sub"]).replace("${AWS::StackName}", STACK)
+    return str(value)
+
+
+def _leading_key_patterns(statement: dict[str, Any]) -> list[str] | None:
+    condition = statement.get("Condition", {}).get("ForAllValues:StringLike", {})
+    if "dynamodb:LeadingKeys" not in condition:
+        return None
+    return [_resolve(v) for v in as_list(condition["dynamodb:LeadingKeys"])]
+
+
+def _table_statements(role: dict[str, Any], table: str) -> list[dict[str, Any]]:
+    target = json.dumps({"Fn::GetAtt": [table, "Arn"]})
+    return [s for s in statements(role) if target in json.dumps(s.get("Resource"))]
+
+
+def test_every_table_statement_is_limited_to_leading_keys(resources: dict[str, Any]) -> None:
+    for name, role in of_type(resources, "AWS::IAM::Role").items():
+        for table in ("StateTable", "IdempotencyTable"):
+            for statement in _table_statements(role, table):
+                assert _leading_key_patterns(statement), (name, statement.get("Sid"))
+
+
+@pytest.mark.parametrize("destination", DESTINATIONS)
+def test_each_destination_writes_only_its_own_state_keys(resources: dict[str, Any], destination: str) -> None:
+    role = resources[f"{destination.capitalize()}FunctionRole"]["Properties"]
+    (statement,) = _table_statements(role, "StateTable")
+    patterns = _leading_key_patterns(statement) or []
+
+    def allowed(key: str) -> bool:  # IAM StringLike: * and ? wildcards, case-sensitive
+        return any(fnmatchcase(key, pattern) for pattern in patterns)
+
+    assert all(allowed(k) for k in OWN_STATE_KEYS[destination] + SHARED_STATE_KEYS)
+    others = [k for d, keys in OWN_STATE_KEYS.items() if d != destination for k in keys] + OTHER_STATE_KEYS
+    assert [k for k in others if allowed(k)] == []
+
+
+@pytest.mark.parametrize("destination", DESTINATIONS)
+def test_each_destination_writes_only_its_own_idempotency_records(
+    resources: dict[str, Any], destination: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pattern follows Powertools' own key layout ("<Lambda function name>.<name>#<hash>")."""
+    from moto import mock_aws
+
+    from activation_core.guards import DeliveryClaims
+
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", f"{STACK}-{destination}")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        claims = DeliveryClaims("idempotency", destination)
+        key = claims._layer._get_hashed_idempotency_key({"eventId": "e-1", "instance": "i-1"})
+    role = resources[f"{destination.capitalize()}FunctionRole"]["Properties"]
+    (statement,) = _table_statements(role, "IdempotencyTable")
+    patterns = _leading_key_patterns(statement) or []
+    assert key and any(fnmatchcase(key, p) for p in patterns)
+    for other in DESTINATIONS:
+        if other != destination:
+            assert not any(fnmatchcase(f"{STACK}-{other}.activation.{other}#abc", p) for p in patterns)
