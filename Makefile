@@ -4,9 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SAM_VENV ?= .sam-venv
+CHECKOV_VENV ?= .checkov-venv
 STACK ?= activation-dev
 
-.PHONY: install demo test test-fast lint soak bench schemas build validate deploy clean
+.PHONY: install demo test test-fast lint scan soak bench schemas build validate deploy clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,8 +21,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m local.demo
 
-## Lint, type-check and run the whole test suite.
-test: $(STAMP) lint
+## Lint, type-check, scan the template and run the whole test suite.
+test: $(STAMP) lint scan
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)
@@ -31,6 +32,15 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy layers/activation_core/activation_core functions local activation_cli
+
+## Infrastructure-as-code scan of template.yaml (checkov, in its own venv: its pins clash with the
+## project's). Accepted findings and their reasons: .checkov.yaml; any other finding fails.
+$(CHECKOV_VENV)/bin/checkov:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet "checkov==3.3.30"
+
+scan: $(CHECKOV_VENV)/bin/checkov
+	$(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml
 
 ## Soak: 10,000 events through every destination with ~20% injected vendor faults (not in make test).
 soak: $(STAMP)

@@ -297,3 +297,20 @@ def test_each_destination_writes_only_its_own_idempotency_records(
     for other in DESTINATIONS:
         if other != destination:
             assert not any(fnmatchcase(f"{STACK}-{other}.activation.{other}#abc", p) for p in patterns)
+
+
+def test_no_function_needs_a_lambda_dead_letter_queue(resources: dict[str, Any]) -> None:
+    """Why checkov's CKV_AWS_116 is accepted (.checkov.yaml): a Lambda DLQ catches failed asynchronous
+    invocations only. Each function runs from an SQS mapping whose queue redrives to a DLQ, or as a
+    task of the state machine (which retries, catches and alarms)."""
+    queues = of_type(resources, "AWS::SQS::Queue")
+    from_queues = {
+        m["FunctionName"]["Ref"]: queues[m["EventSourceArn"]["Fn::GetAtt"][0]]
+        for m in of_type(resources, "AWS::Lambda::EventSourceMapping").values()
+    }
+    machines = json.dumps(of_type(resources, "AWS::StepFunctions::StateMachine"))
+    for name in of_type(resources, "AWS::Lambda::Function"):
+        if name in from_queues:
+            assert "deadLetterTargetArn" in from_queues[name]["RedrivePolicy"], name
+        else:
+            assert json.dumps({"Fn::GetAtt": [name, "Arn"]}) in machines, name
