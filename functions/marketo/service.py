@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from activation_core.config_store import describe_validation_error
+from activation_core.config_store import describe_validation_error, validate_part
 from activation_core.errors import ActivationError, ConfigError
 from activation_core.locks import LeaseLock
 from activation_core.models.config import DestinationInstance
@@ -605,7 +605,9 @@ class MarketoDestination:
             refresh_margin=0.0,
             sleep=self._sleep,
         )
-        connection = MarketoConnection.model_validate(tokens.connection())
+        connection = validate_part(
+            MarketoConnection, tokens.connection(), instance.id, f"secret '{instance.secret}'"
+        )
         client = MarketoClient(
             connection,
             mkto.munchkin_id,

@@ -9,7 +9,7 @@ from functools import partial
 
 from pydantic import ValidationError
 
-from activation_core.config_store import describe_validation_error
+from activation_core.config_store import describe_validation_error, validate_part
 from activation_core.errors import ActivationError, ConfigError
 from activation_core.locks import LeaseLock
 from activation_core.models.config import DestinationInstance
@@ -112,6 +112,8 @@ class RainfocusDestination:
             partial(fetch_token, settings=rf_settings, allow_loopback=allow_loopback),
             lock=LeaseLock(settings.state_table_name),
         )
-        connection = RainfocusConnection.model_validate(tokens.connection())
+        connection = validate_part(
+            RainfocusConnection, tokens.connection(), instance.id, f"secret '{instance.secret}'"
+        )
         client = RainfocusClient(connection, rf_settings, tokens, allow_loopback=allow_loopback)
         return RainfocusConnector(instance, rf_settings, client)
