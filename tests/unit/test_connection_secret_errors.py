@@ -43,15 +43,22 @@ def aws_mock() -> Iterator[None]:
 
 
 @pytest.mark.parametrize("destination_type", sorted(DESTINATIONS))
-def test_com_06_a_numeric_client_secret_never_reaches_an_error_or_a_log(aws_mock: None, destination_type: str) -> None:
+def test_com_06_a_numeric_client_secret_never_reaches_an_error_or_a_log(
+    aws_mock: None, destination_type: str
+) -> None:
     document = next(d for d in example_config()["destinations"] if d["type"] == destination_type)
     secret: dict[str, Any] = {"clientId": "client", "clientSecret": NUMERIC_SECRET, "baseUrl": 1}
     boto3.client("secretsmanager").create_secret(Name=document["secret"], SecretString=json.dumps(secret))
     config = {"schemaVersion": "1", "destinations": [document]}
-    boto3.client("ssm").put_parameter(Name=f"/config/{destination_type}", Type="String", Value=json.dumps(config))
+    boto3.client("ssm").put_parameter(
+        Name=f"/config/{destination_type}", Type="String", Value=json.dumps(config)
+    )
     instance = DestinationInstance.model_validate(document)
     settings = FunctionSettings(
-        destination_type=destination_type, config_parameter_name=f"/config/{destination_type}", state_table_name="t", dead_letter_queue_url="q"
+        destination_type=destination_type,
+        config_parameter_name=f"/config/{destination_type}",
+        state_table_name="t",
+        dead_letter_queue_url="q",
     )
     destination = DESTINATIONS[destination_type]()
 

@@ -51,3 +51,11 @@ class InvalidRecordError(PermanentError):
     def __init__(self, field: str, detail: str) -> None:
         super().__init__(f"invalid_field:{field}", detail)
         self.field = field
+
+
+class UsagePolicyRefusal(PermanentError):
+    """A labelled value would leave for a marketing action its label forbids: refused, never sent."""
+
+    def __init__(self, target: str, detail: str) -> None:
+        super().__init__(f"usage_policy:{target}", detail)
+        self.target = target

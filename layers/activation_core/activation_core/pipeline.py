@@ -29,6 +29,7 @@ from activation_core.models.events import (
 from activation_core.observability import logger
 from activation_core.outcomes import Kind, Outcome, combine
 from activation_core.settings import FunctionSettings
+from activation_core.usage_policy import check_instance, withheld_targets
 
 Entity = Literal["profile", "account"]
 _ENTITY_OF_TYPE: dict[str, Entity] = {
@@ -208,10 +209,14 @@ class Pipeline:
                 # The very config object of the last batch (config_store caches it): nothing to compare.
                 prepared.append(cached[1])
                 continue
-            version = instance.model_dump_json()
+            # A labelled attribute mapped to a forbidden use is a config error (names field, label, action).
+            check_instance(config.usage_policies, instance)
+            withheld = withheld_targets(config.usage_policies, instance)
+            version = instance.model_dump_json() + config.usage_policies.model_dump_json()
             if cached is None or cached[0] != version:
                 connector = self._destination.connect(instance, self._settings)
-                cached = (version, _Prepared(instance, CompiledMapping(instance.mapping), connector))
+                mapping = CompiledMapping(instance.mapping, withheld)
+                cached = (version, _Prepared(instance, mapping, connector))
                 self._prepared[instance.id] = cached
             prepared.append(cached[1])
         return prepared
@@ -339,8 +344,14 @@ class Pipeline:
         if not activations:
             return Outcome.skipped("audience_not_activated")
         purpose = instance.consent_purpose
-        if purpose and record.consents.get(purpose) == "n":
-            return Outcome.skipped("consent", f"consent '{purpose}' is 'n'")
+        if purpose:
+            consent = record.consents.get(purpose)
+            if consent == "n":
+                return Outcome.skipped("consent", f"consent '{purpose}' is 'n'")
+            if consent is None and instance.missing_consent == "block":
+                return Outcome.skipped(
+                    "consent", f"consent '{purpose}' is missing and this destination blocks that"
+                )
         return None
 
     def _deliver(self, prepared: _Prepared, work: Sequence[WorkItem]) -> dict[str, Outcome]:
