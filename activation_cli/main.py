@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from activation_cli import config, connect, dlq, ingest, local, preview, stack, status
+from activation_cli import config, connect, dlq, erasure, ingest, local, preview, stack, status
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -28,6 +28,7 @@ def _session(
 app.add_typer(config.app, name="config")
 app.add_typer(connect.app, name="connect")
 app.add_typer(dlq.app, name="dlq")
+app.add_typer(erasure.app, name="erasure")
 app.add_typer(ingest.app, name="ingest")
 app.add_typer(local.app, name="local")
 app.command(name="preview")(preview.preview)

@@ -21,11 +21,12 @@ SCHEMA_DIR = ROOT / "shared" / "schemas"
 def _models() -> dict[str, type[BaseModel]]:
     """The layer's contracts, plus each destination's `JSON_SCHEMAS` (in `functions/<type>/models.py`)."""
     from activation_core.models.config import DestinationsConfig
-    from activation_core.models.events import AccountEventDetail, ProfileEventDetail
+    from activation_core.models.events import AccountEventDetail, ErasureRequestDetail, ProfileEventDetail
 
     models: dict[str, type[BaseModel]] = {
         "profile-event-detail": ProfileEventDetail,
         "account-event-detail": AccountEventDetail,
+        "profile-erasure-request-detail": ErasureRequestDetail,
         "destinations-config": DestinationsConfig,
     }
     for package in sorted(p.parent.name for p in (ROOT / "functions").glob("*/models.py")):

@@ -16,7 +16,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from activation_core import aws, http, oauth
+from activation_core import aws, erasure, http, oauth
 from activation_core.observability import logger, metrics
 from activation_core.outcomes import BatchSummary, Kind, Outcome
 from activation_core.pipeline import RecordResult
@@ -225,6 +225,39 @@ def delay_throttled(
             logger.warning("could not delay a throttled record", extra={"error_type": type(exc).__name__})
 
 
+def record_erasures(results: Mapping[str, RecordResult], ctx: BatchContext, dynamodb: Any) -> None:
+    """Each instance's final answer to an erasure request, listable per request id (the erasure ledger).
+    A retry is not final; on the last receive the DLQ reason is the answer (`failed`)."""
+    now = time.time()
+    entries: list[erasure.ErasureOutcome] = []
+    for result in results.values():
+        if result.erasure_request is None:
+            continue
+        for answer in result.per_instance:
+            outcome = answer.outcome
+            if outcome.kind is Kind.RETRY:
+                if result.outcome.kind is not Kind.REJECTED:
+                    continue
+                outcome = result.outcome
+            entries.append(
+                erasure.ErasureOutcome(
+                    result.erasure_request,
+                    ctx.destination_type,
+                    answer.instance_id,
+                    erasure.classify(outcome),
+                    outcome.reason,
+                    outcome.detail,
+                    now,
+                )
+            )
+    if not entries:
+        return
+    try:
+        erasure.record(dynamodb, ctx.state_table_name, entries, now=now)
+    except Exception as exc:  # the vendor call is done; the counters still count it
+        logger.error("erasure outcomes not recorded", extra={"error_type": type(exc).__name__})
+
+
 def summarize(results: Mapping[str, RecordResult]) -> BatchSummary:
     summary = BatchSummary()
     for result in results.values():
@@ -362,6 +395,7 @@ def run_batch(
     exhaust_retries(results, ctx.max_receive_count)
     send_rejections_to_dlq(records, results, ctx, sqs)
     delay_throttled(records, results, sqs)
+    record_erasures(results, ctx, dynamodb)
 
     response = partial_batch_response(records, results) if records else _empty_batch_response(event, context)
     summary = summarize(results)

@@ -15,6 +15,7 @@ import copy
 import json
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -26,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from activation_core import aws
 from activation_core.errors import AuthError, PermanentError, RetryableError, ThrottledError
 from activation_core.locks import Lease, LeaseLock
-from activation_core.observability import register_secret
+from activation_core.observability import IDENTIFIER_MIN_LENGTH, register_secret
 
 logger = logging.getLogger(__name__)
 
@@ -121,13 +122,23 @@ def _connection_of(document: Mapping[str, Any]) -> dict[str, Any]:
     return {key: copy.deepcopy(value) for key, value in document.items() if key != CACHED_TOKEN_FIELD}
 
 
+_CREDENTIAL_FIELD = re.compile(r"secret|token|password|passphrase|key", re.IGNORECASE)
+
+
 def _mask_in_logs(document: Mapping[str, Any]) -> None:
-    """Every credential and token read from a connection secret is masked in all later log lines."""
-    values: list[object] = [v for k, v in document.items() if k != "baseUrl"]
+    """Every credential and token read from a connection secret is masked in all later log lines: a
+    field named like a credential whatever its length or type, any other (org or profile ids) once it
+    is long enough not to be ordinary text."""
+    credentials: list[object] = []
+    others: list[object] = []
+    for key, value in document.items():
+        if key != "baseUrl":
+            (credentials if _CREDENTIAL_FIELD.search(key) else others).append(value)
     cached = document.get(CACHED_TOKEN_FIELD)
     if isinstance(cached, Mapping):
-        values.append(cached.get("accessToken"))
-    register_secret(*values)
+        credentials.append(cached.get("accessToken"))
+    register_secret(*credentials)
+    register_secret(*others, min_length=IDENTIFIER_MIN_LENGTH)
 
 
 class TokenProvider:

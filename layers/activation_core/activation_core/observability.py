@@ -45,6 +45,7 @@ _EMAIL = re.compile(_LOCAL + _AT + _DOMAIN)
 # A secret shorter than this is masked only as a whole token (not inside a longer word or number);
 # one of 1-2 characters cannot be masked without masking ordinary text, and is no secret anyway.
 _WHOLE_TOKEN_BELOW = 6
+IDENTIFIER_MIN_LENGTH = _WHOLE_TOKEN_BELOW
 _SHORTEST_MASKED = 3
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
@@ -67,16 +68,17 @@ def _forms(text: str) -> set[str]:
     return {text, json.dumps(text)[1:-1], quote(text, safe=""), quote_plus(text)}
 
 
-def register_secret(*values: object) -> None:
+def register_secret(*values: object, min_length: int = _SHORTEST_MASKED) -> None:
     """Mask these values in every future log line (call it as soon as a secret is read or minted).
 
-    Any scalar counts: a numeric client secret is as secret as a string one.
+    Any scalar counts: a numeric client secret is as secret as a string one. `min_length` lets a caller
+    register values that are only sensitive when long (an org or profile id next to the credentials).
     """
     global _secret_pattern
     fresh: set[str] = set()
     for value in values:
         text = _as_text(value)
-        if text is not None and len(text) >= _SHORTEST_MASKED:
+        if text is not None and len(text) >= max(min_length, _SHORTEST_MASKED):
             fresh |= {form for form in _forms(text) if len(form) >= _SHORTEST_MASKED}
     with _secrets_lock:
         if fresh <= _secrets:

@@ -19,10 +19,12 @@ from activation_core.mapping import CompiledMapping, MappedRecord
 from activation_core.models.config import ActivatedAudience, DestinationInstance, DestinationsConfig
 from activation_core.models.events import (
     ACCOUNT_MEMBERSHIP_CHANGED,
+    PROFILE_ERASURE_REQUESTED,
     PROFILE_MEMBERSHIP_CHANGED,
     PROFILE_UPDATED,
     AccountEventDetail,
     AudienceMembership,
+    ErasureRequestDetail,
     EventEnvelope,
     ProfileEventDetail,
 )
@@ -36,6 +38,7 @@ _ENTITY_OF_TYPE: dict[str, Entity] = {
     PROFILE_MEMBERSHIP_CHANGED: "profile",
     PROFILE_UPDATED: "profile",
     ACCOUNT_MEMBERSHIP_CHANGED: "account",
+    PROFILE_ERASURE_REQUESTED: "profile",
 }
 
 
@@ -53,6 +56,8 @@ class InboundRecord:
     attributes: Mapping[str, Any]
     consents: Mapping[str, str]
     audiences: tuple[AudienceMembership, ...]
+    # Set on a `Profile Erasure Requested` record: the data subject request it belongs to.
+    erasure_request: str | None = None
 
     def source_document(self) -> dict[str, Any]:
         """What mapping rows' dotted source paths are looked up in."""
@@ -89,6 +94,14 @@ class Connector(Protocol):
     def deliver(self, items: Sequence[WorkItem]) -> Mapping[str, Outcome]: ...
 
 
+class Eraser(Protocol):
+    """A connector whose vendor API can delete a person: one outcome per item key (delivered = erased,
+    skipped `erasure_not_found`, or an error's outcome). A connector without `erase` is reported
+    `erasure_unsupported`."""
+
+    def erase(self, items: Sequence[WorkItem]) -> Mapping[str, Outcome]: ...
+
+
 class Destination(Protocol):
     """What a destination package provides to the pipeline."""
 
@@ -116,6 +129,7 @@ class RecordResult:
     receive_count: int = 1
     # Sent back to its queue as a new (delayed) message, still waiting: this copy is done with.
     requeued: bool = False
+    erasure_request: str | None = None  # the data subject request of an erasure record
 
 
 def _validation_summary(error: ValidationError) -> str:
@@ -140,6 +154,8 @@ def parse_record(record: Mapping[str, Any]) -> InboundRecord | Outcome:
     if entity is None:
         return Outcome.rejected("unsupported_event_type", f"detail-type '{envelope.detail_type[:100]}'")
     try:
+        if envelope.detail_type == PROFILE_ERASURE_REQUESTED:
+            return _erasure_record(message_id, receive_count, envelope)
         if entity == "profile":
             profile_detail = ProfileEventDetail.model_validate(envelope.detail)
             subject = profile_detail.profile
@@ -168,6 +184,23 @@ def parse_record(record: Mapping[str, Any]) -> InboundRecord | Outcome:
     )
 
 
+def _erasure_record(message_id: str, receive_count: int, envelope: EventEnvelope) -> InboundRecord:
+    detail = ErasureRequestDetail.model_validate(envelope.detail)
+    return InboundRecord(
+        message_id=message_id,
+        receive_count=receive_count,
+        event_id=detail.event_id,
+        detail_type=envelope.detail_type,
+        occurred_at=detail.occurred_at,
+        entity="profile",
+        identities=detail.profile.identities,
+        attributes={},
+        consents={},
+        audiences=(),
+        erasure_request=detail.request_id,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Guards:
     """Idempotency (per event and instance) and order (per entity and audience); None disables one."""
@@ -181,6 +214,7 @@ class _Prepared:
     instance: DestinationInstance
     mapping: CompiledMapping
     connector: Connector
+    identities: CompiledMapping  # the identity rows only: what an erasure looks the person up by
 
 
 class Pipeline:
@@ -216,7 +250,8 @@ class Pipeline:
             if cached is None or cached[0] != version:
                 connector = self._destination.connect(instance, self._settings)
                 mapping = CompiledMapping(instance.mapping, withheld)
-                cached = (version, _Prepared(instance, mapping, connector))
+                identities = CompiledMapping([row for row in instance.mapping if row.identity])
+                cached = (version, _Prepared(instance, mapping, connector, identities))
                 self._prepared[instance.id] = cached
             prepared.append(cached[1])
         return prepared
@@ -254,7 +289,10 @@ class Pipeline:
         for record in parsed:
             outcomes = per_record[record.message_id]
             results[record.message_id] = RecordResult(
-                combine(o.outcome for o in outcomes), outcomes, record.receive_count
+                combine(o.outcome for o in outcomes),
+                outcomes,
+                record.receive_count,
+                erasure_request=record.erasure_request,
             )
         return results
 
@@ -263,6 +301,10 @@ class Pipeline:
     ) -> dict[str, tuple[Outcome, tuple[str, ...]]]:
         instance = prepared.instance
         decided: dict[str, tuple[Outcome, tuple[str, ...]]] = {}
+        erasures = [r for r in records if r.erasure_request is not None]
+        if erasures:
+            decided.update(self._erase(prepared, erasures))
+            records = [r for r in records if r.erasure_request is None]
         work: list[WorkItem] = []
         for record in records:
             activations = tuple(
@@ -289,6 +331,40 @@ class Pipeline:
             for item in work:
                 decided[item.key] = (delivered[item.key], tuple(a.audience.id for a in item.activations))
         return {k: (o.with_context(instance.id) if o.detail else o, ids) for k, (o, ids) in decided.items()}
+
+    def _erase(
+        self, prepared: _Prepared, records: Sequence[InboundRecord]
+    ) -> dict[str, tuple[Outcome, tuple[str, ...]]]:
+        """Erasure requests: no audience, consent or order screening (a legal obligation, idempotent)."""
+        erase = getattr(prepared.connector, "erase", None)
+        if erase is None:
+            unsupported = Outcome.skipped(
+                "erasure_unsupported",
+                f"no way to delete a person through the {self._destination.destination_type} API is known: "
+                "erase the person there by hand",
+            )
+            return {r.message_id: (unsupported, ()) for r in records}
+        decided: dict[str, tuple[Outcome, tuple[str, ...]]] = {}
+        work: list[WorkItem] = []
+        for record in records:
+            try:
+                mapped = prepared.identities.apply(record.source_document())
+            except ActivationError as exc:
+                decided[record.message_id] = (Outcome.from_error(exc), ())
+                continue
+            if not mapped.identities:
+                decided[record.message_id] = (
+                    Outcome.skipped(
+                        "erasure_not_found", "the request has no identity this destination matches on"
+                    ),
+                    (),
+                )
+                continue
+            work.append(WorkItem(record, (), mapped))
+        if work:
+            for key, outcome in self._call(erase, work).items():
+                decided[key] = (outcome, ())
+        return decided
 
     def _guard(
         self,
@@ -355,8 +431,15 @@ class Pipeline:
         return None
 
     def _deliver(self, prepared: _Prepared, work: Sequence[WorkItem]) -> dict[str, Outcome]:
+        return self._call(prepared.connector.deliver, work)
+
+    @staticmethod
+    def _call(
+        send: Callable[[Sequence[WorkItem]], Mapping[str, Outcome]], work: Sequence[WorkItem]
+    ) -> dict[str, Outcome]:
+        """One connector call for the work items: one outcome each, whatever the connector raises."""
         try:
-            outcomes = dict(prepared.connector.deliver(work))
+            outcomes = dict(send(work))
         except ActivationError as exc:
             outcome = Outcome.from_error(exc)
             return {item.key: outcome for item in work}

@@ -196,10 +196,21 @@ STACK = "stk"
 # The state-table partition keys each destination writes (formats from the code that writes them:
 # oauth.TokenProvider, rate_budget, bombora.lists); "outcomes" (ledger) and "order#..." are shared.
 OWN_STATE_KEYS = {
-    "bombora": ["bombora#lists#acct-1", "lock#bombora-list#acct-1#aud-1", f"lock#token#{STACK}/bombora/conn"],
-    "marketo": ["rate#marketo#123-ABC-456", "slots#marketo#123-ABC-456", f"lock#token#{STACK}/marketo/conn"],
-    "outreach": ["rate#outreach#conn", f"lock#token#{STACK}/outreach/conn"],
+    "bombora": [
+        "erasure#bombora#dsr-1",
+        "bombora#lists#acct-1",
+        "lock#bombora-list#acct-1#aud-1",
+        f"lock#token#{STACK}/bombora/conn",
+    ],
+    "marketo": [
+        "erasure#marketo#dsr-1",
+        "rate#marketo#123-ABC-456",
+        "slots#marketo#123-ABC-456",
+        f"lock#token#{STACK}/marketo/conn",
+    ],
+    "outreach": ["erasure#outreach#dsr-1", "rate#outreach#conn", f"lock#token#{STACK}/outreach/conn"],
     "rainfocus": [
+        "erasure#rainfocus#dsr-1",
         f"lock#token#{STACK}/rainfocus/conn",
         f"lock#token#arn:aws:secretsmanager:us-east-1:123456789012:secret:{STACK}/rainfocus/conn-AbCdEf",
     ],
