@@ -38,6 +38,30 @@ def request(request_id: str, identities: dict[str, str]) -> dict[str, Any]:
     return event
 
 
+def order_records_of_the_person(harness: ActivationHarness) -> list[str]:
+    """The order guard partitions keyed by the person's hashed identities, per person-destination instance."""
+    from activation_core.config_store import parse_destinations
+    from activation_core.guards import entity_key
+    from activation_core.mapping import CompiledMapping
+    from local.examples import example_config
+
+    dynamodb = harness.stack.client("dynamodb")
+    found = []
+    for instance in parse_destinations(example_config()).destinations:
+        rows = [row for row in instance.mapping if row.identity]
+        mapped = CompiledMapping(rows).apply({"identities": REQUEST["detail"]["profile"]["identities"]})
+        if not mapped.identities:
+            continue
+        pk = f"order#{instance.id}#{entity_key(mapped.identities)}"
+        items = dynamodb.query(
+            TableName=harness.outputs["StateTableName"],
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": pk}},
+        )["Items"]
+        found += [pk for _ in items]
+    return found
+
+
 def erasure_status(request_id: str) -> tuple[int, dict[str, Any]]:
     result = CliRunner().invoke(app, ["erasure", "status", request_id, "--stack", STACK_NAME, "--json"])
     return result.exit_code, json.loads(result.stdout)
@@ -50,6 +74,7 @@ def erased(harness: ActivationHarness) -> ActivationHarness:
     marketo: FakeMarketo = harness.fake("marketo")
     outreach: FakeOutreach = harness.fake("outreach")
     assert marketo._matching("email", [EMAIL]) and PROSPECT in outreach.prospects  # the person is there
+    assert order_records_of_the_person(harness)  # and the stack holds order records of them
     harness.publish(
         [REQUEST, request("dsr-2026-0002", {"email": "nobody@example.org", "outreachId": "999999"})]
     )
@@ -62,6 +87,10 @@ def test_erasure_removes_the_person_where_the_vendor_api_allows_it(erased: Activ
     outreach: FakeOutreach = erased.fake("outreach")
     assert marketo._matching("email", [EMAIL]) == []
     assert PROSPECT not in outreach.prospects
+
+
+def test_erasure_makes_the_stack_forget_the_persons_order_records(erased: ActivationHarness) -> None:
+    assert order_records_of_the_person(erased) == []
 
 
 def test_erasure_outcomes_are_listed_per_request_id(erased: ActivationHarness) -> None:

@@ -114,6 +114,19 @@ class StaleGuard:
             self._dynamodb = aws.client("dynamodb")
         return self._dynamodb
 
+    def forget(self, instance_id: str, entity: str) -> None:
+        """Drop every order record of one entity on one instance (an erasure request)."""
+        pk = f"order#{instance_id}#{entity}"
+        pages = self._client.get_paginator("query").paginate(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": pk}},
+            ProjectionExpression="sk",
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                self._client.delete_item(TableName=self._table, Key={"pk": {"S": pk}, "sk": item["sk"]})
+
     def admit(self, instance_id: str, entity: str, audience_id: str, occurred_at: datetime) -> bool:
         """Record `occurred_at` unless a newer event was already admitted (equal passes: a retry)."""
         stamp = occurred_at.timestamp()

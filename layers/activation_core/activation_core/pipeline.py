@@ -335,36 +335,53 @@ class Pipeline:
     def _erase(
         self, prepared: _Prepared, records: Sequence[InboundRecord]
     ) -> dict[str, tuple[Outcome, tuple[str, ...]]]:
-        """Erasure requests: no audience, consent or order screening (a legal obligation, idempotent)."""
+        """Erasure requests: no audience, consent or order screening (a legal obligation, idempotent).
+        The stack forgets what it holds of the person on this instance, then the vendor is asked to."""
         erase = getattr(prepared.connector, "erase", None)
-        if erase is None:
-            unsupported = Outcome.skipped(
+        unsupported = (
+            Outcome.skipped(
                 "erasure_unsupported",
                 f"no way to delete a person through the {self._destination.destination_type} API is known: "
                 "erase the person there by hand",
             )
-            return {r.message_id: (unsupported, ()) for r in records}
+            if erase is None
+            else None
+        )
+        not_found = Outcome.skipped(
+            "erasure_not_found", "the request has no identity this destination matches on"
+        )
         decided: dict[str, tuple[Outcome, tuple[str, ...]]] = {}
         work: list[WorkItem] = []
         for record in records:
             try:
                 mapped = prepared.identities.apply(record.source_document())
             except ActivationError as exc:
-                decided[record.message_id] = (Outcome.from_error(exc), ())
+                decided[record.message_id] = (unsupported or Outcome.from_error(exc), ())
                 continue
             if not mapped.identities:
-                decided[record.message_id] = (
-                    Outcome.skipped(
-                        "erasure_not_found", "the request has no identity this destination matches on"
-                    ),
-                    (),
-                )
+                decided[record.message_id] = (unsupported or not_found, ())
+                continue
+            outcome = self._forget(prepared.instance.id, mapped) or unsupported
+            if outcome is not None:
+                decided[record.message_id] = (outcome, ())
                 continue
             work.append(WorkItem(record, (), mapped))
-        if work:
-            for key, outcome in self._call(erase, work).items():
-                decided[key] = (outcome, ())
+        if work and erase is not None:
+            for key, delivered in self._call(erase, work).items():
+                decided[key] = (delivered, ())
         return decided
+
+    def _forget(self, instance_id: str, mapped: MappedRecord) -> Outcome | None:
+        """The stack forgets the person too: its order records on this instance (keyed by the same
+        hash of the mapped identities as `_guard`). A failure retries the erasure before any vendor call."""
+        order = self._guards.order
+        if order is None:
+            return None
+        try:
+            order.forget(instance_id, entity_key(mapped.identities or mapped.fields))
+        except Exception as exc:
+            return Outcome.retry("order_guard_unavailable", type(exc).__name__)
+        return None
 
     def _guard(
         self,
