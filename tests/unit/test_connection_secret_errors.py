@@ -47,7 +47,7 @@ def test_com_06_a_numeric_client_secret_never_reaches_an_error_or_a_log(
     aws_mock: None, destination_type: str
 ) -> None:
     document = next(d for d in example_config()["destinations"] if d["type"] == destination_type)
-    secret: dict[str, Any] = {"clientId": "client", "clientSecret": NUMERIC_SECRET, "baseUrl": 1}
+    secret: dict[str, Any] = {"clientId": "id-of-a-test-client", "clientSecret": NUMERIC_SECRET, "baseUrl": 1}
     boto3.client("secretsmanager").create_secret(Name=document["secret"], SecretString=json.dumps(secret))
     config = {"schemaVersion": "1", "destinations": [document]}
     boto3.client("ssm").put_parameter(

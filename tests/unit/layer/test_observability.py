@@ -76,8 +76,8 @@ SECRET_VARIANTS: list[object] = [
     'quo"ted-secret-1',  # JSON escapes the quote: matching the final line missed it
     "back\\slash-secret",  # JSON doubles the backslash
     "9z!x",  # short
-    12345678,  # numeric (a client secret parsed as a number)
-    3.1415926,
+    918273645,  # numeric (a client secret parsed as a number)
+    2.718281828,
 ]
 
 
