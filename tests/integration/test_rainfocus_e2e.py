@@ -119,6 +119,11 @@ def test_com_06_no_plain_email_or_secret_in_any_function_log(scenario: Activatio
         assert secret not in logs
 
 
+def test_every_key_the_functions_wrote_is_one_their_roles_may_write(scenario: ActivationHarness) -> None:
+    # Before the next test: it starts a second stack, and moto's state is per process.
+    assert keys_no_role_may_write(scenario) == []
+
+
 def test_com_09_a_record_that_keeps_failing_reaches_the_dlq_after_max_receives(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -133,7 +138,3 @@ def test_com_09_a_record_that_keeps_failing_reaches_the_dlq_after_max_receives(
         assert (report.count("retried"), report.count("rejected")) == (4, 1)
         assert report.balanced
         assert fake.attendees == {}
-
-
-def test_every_key_the_functions_wrote_is_one_their_roles_may_write(scenario: ActivationHarness) -> None:
-    assert keys_no_role_may_write(scenario) == []
