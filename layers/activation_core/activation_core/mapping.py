@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from activation_core.errors import InvalidRecordError, UsagePolicyRefusal
+from activation_core.errors import InvalidRecordError, MissingValueError, UsagePolicyRefusal
 from activation_core.hashing import email_lc_sha256, sha256_hex
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ class CompiledMapping:
                 value = None
             if value is None:
                 if row.required:
-                    raise InvalidRecordError(row.target, f"required target '{row.target}' has no value")
+                    raise MissingValueError(row.target, f"required target '{row.target}' has no value")
                 continue
             if row.withheld is not None:
                 raise UsagePolicyRefusal(row.target, row.withheld)

@@ -14,23 +14,32 @@ Personal values and secrets stay out of log records by construction (COM-06):
 Powertools' data masking utility erases known fields of a payload by JSONPath; no payload is logged
 here, and free text is what needs masking, so it does not fit this job (and would add jsonpath-ng to
 the layer).
+
+The Tracer is built on first use (`start_tracing()`), not at import: building it imports the X-Ray SDK
+and patches botocore, which loads botocore's client, about a third of a handler's cold import
+(issue 18; see BENCHMARKS.md "Cold start"). The first AWS client, the first vendor HTTP client and the
+first invocation of a destination handler start it, so every outbound call is still traced.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
 import traceback
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from pydantic import ValidationError
 
 from activation_core.errors import ActivationError
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Tracer
 
 # An "@" as it appears in text: plain, URL-encoded, JSON \u-escaped, HTML entity.
 _AT = r"(?:@|%40|\\u0040|&#64;|&#x40;)"
@@ -161,4 +170,42 @@ class RedactingFormatter(LambdaPowertoolsFormatter):
 # Powertools' structured stack trace carries each exception's message: left out; `exception` holds ours.
 logger = Logger(logger_formatter=RedactingFormatter(serialize_stacktrace=False))
 metrics = Metrics()
-tracer = Tracer()
+
+# Every outbound call is an AWS SDK call (botocore) or a vendor call (httpx): X-Ray patches those two
+# rather than its whole list (sqlite3, http.client, requests, ...), which would import them for nothing.
+TRACED_MODULES = ("botocore", "httpx")
+_tracer: list[Tracer] = []
+_tracer_lock = threading.Lock()
+
+
+def start_tracing() -> Tracer:
+    """The process's Powertools Tracer, built (and botocore and httpx patched) on the first call.
+
+    Call it before creating an AWS or HTTP client: X-Ray instruments httpx by replacing `httpx.Client`,
+    so only clients created afterwards are traced (botocore is patched on the class, whenever). Outside
+    Lambda, or with POWERTOOLS_TRACE_DISABLED, Powertools builds a disabled tracer that patches nothing.
+    """
+    if not _tracer:
+        with _tracer_lock:
+            if not _tracer:
+                from aws_lambda_powertools import Tracer
+
+                _tracer.append(Tracer(patch_modules=TRACED_MODULES))
+    return _tracer[0]
+
+
+def capture_lambda_handler(
+    handler: Callable[[Any, Any], Any],
+) -> Callable[[Any, Any], Any]:
+    """Powertools' `capture_lambda_handler` (ColdStart annotation, errors as metadata), applied on the
+    first invocation so the import does not build the Tracer. Responses are not captured: they hold
+    message ids only; keep traces lean."""
+    traced: list[Callable[[Any, Any], Any]] = []
+
+    @functools.wraps(handler)
+    def lambda_handler(event: Any, context: Any) -> Any:
+        if not traced:
+            traced.append(start_tracing().capture_lambda_handler(handler, capture_response=False))
+        return traced[0](event, context)
+
+    return lambda_handler

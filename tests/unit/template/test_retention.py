@@ -68,13 +68,22 @@ def test_landed_sfmc_rows_expire_after_a_configurable_time_and_access_is_logged(
         for r in resources.values()
         if r["Type"] == "AWS::S3::BucketPolicy" and r["Properties"]["Bucket"] == {"Ref": log_bucket}
     ]
-    (delivery,) = [
-        s
+    sources = [
+        s["Condition"]["ArnLike"]["aws:SourceArn"]
         for p in policies
         for s in p["Statement"]
         if s.get("Principal") == {"Service": "logging.s3.amazonaws.com"}
     ]
-    assert delivery["Condition"]["ArnLike"]["aws:SourceArn"] == {"Fn::GetAtt": ["SfmcLandingBucket", "Arn"]}
+    # Every bucket that logs there may deliver, and only those (the snapshot bucket logs there too).
+    logging_buckets = [
+        {"Fn::GetAtt": [name, "Arn"]}
+        for name, r in resources.items()
+        if r["Type"] == "AWS::S3::Bucket"
+        and r["Properties"].get("LoggingConfiguration", {}).get("DestinationBucketName")
+        == {"Ref": log_bucket}
+    ]
+    assert {"Fn::GetAtt": ["SfmcLandingBucket", "Arn"]} in sources
+    assert sorted(map(str, sources)) == sorted(map(str, logging_buckets))
 
 
 def test_every_queue_log_group_and_table_item_has_a_stated_end(cfn: dict[str, Any]) -> None:

@@ -215,8 +215,14 @@ OWN_STATE_KEYS = {
         f"lock#token#arn:aws:secretsmanager:us-east-1:123456789012:secret:{STACK}/rainfocus/conn-AbCdEf",
     ],
 }
-SHARED_STATE_KEYS = ["outcomes", "order#inst-1#3f2a"]
-OTHER_STATE_KEYS = ["sfmc#watermark", "sfmc#runs", f"lock#token#{STACK}/sfmc/conn"]
+SHARED_STATE_KEYS = ["outcomes", "snapshot-outcomes", "order#inst-1#3f2a", "waiting#inst-1#3f2a"]
+OTHER_STATE_KEYS = [
+    "sfmc#watermark",
+    "sfmc#runs",
+    f"lock#token#{STACK}/sfmc/conn",
+    "snapshot",
+    "snapshot-run",
+]
 
 
 def test_no_role_carries_a_managed_policy_on_data(resources: dict[str, Any]) -> None:
@@ -312,16 +318,25 @@ def test_each_destination_writes_only_its_own_idempotency_records(
 
 def test_no_function_needs_a_lambda_dead_letter_queue(resources: dict[str, Any]) -> None:
     """Why checkov's CKV_AWS_116 is accepted (.checkov.yaml): a Lambda DLQ catches failed asynchronous
-    invocations only. Each function runs from an SQS mapping whose queue redrives to a DLQ, or as a
-    task of the state machine (which retries, catches and alarms)."""
+    invocations only. Each function runs from an SQS mapping whose queue redrives to a DLQ, as a task
+    of a state machine (which retries, catches and alarms), or from a recurring schedule whose next
+    tick does the work of a failed one (snapshot reconciliation)."""
     queues = of_type(resources, "AWS::SQS::Queue")
     from_queues = {
         m["FunctionName"]["Ref"]: queues[m["EventSourceArn"]["Fn::GetAtt"][0]]
         for m in of_type(resources, "AWS::Lambda::EventSourceMapping").values()
     }
     machines = json.dumps(of_type(resources, "AWS::StepFunctions::StateMachine"))
+    recurring = json.dumps(
+        [
+            s
+            for s in of_type(resources, "AWS::Scheduler::Schedule").values()
+            if "rate(" in str(s["ScheduleExpression"])
+        ]
+    )
     for name in of_type(resources, "AWS::Lambda::Function"):
+        target = json.dumps({"Fn::GetAtt": [name, "Arn"]})
         if name in from_queues:
             assert "deadLetterTargetArn" in from_queues[name]["RedrivePolicy"], name
-        else:
-            assert json.dumps({"Fn::GetAtt": [name, "Arn"]}) in machines, name
+        else:  # a task of a state machine, or a recurring schedule's (the next tick redoes a failed one)
+            assert target in machines or target in recurring, name
