@@ -76,7 +76,7 @@ def test_com_06_a_numeric_client_secret_never_reaches_an_error_or_a_log(
         results = pipeline.process([sqs_record(json.dumps(_event(destination_type)))])
     finally:
         logger.registered_handler.setStream(previous)  # type: ignore[attr-defined]
-    assert [r.outcome.reason for r in results.values()] == ["invalid_config"]
+    assert [r.outcome.reason for r in results.values()] == [f"invalid_config:{instance.id}"]
     assert str(NUMERIC_SECRET) not in stream.getvalue()
     assert str(NUMERIC_SECRET) not in json.dumps([r.outcome.detail for r in results.values()])
 
