@@ -16,7 +16,7 @@ from functools import partial
 
 from pydantic import ValidationError
 
-from activation_core.config_store import describe_validation_error, load_destinations, validate_part
+from activation_core.config_store import describe_validation_error, load_destinations
 from activation_core.errors import ActivationError, ConfigError, PermanentError, RetryableError
 from activation_core.locks import LeaseLock
 from activation_core.models.config import ActivatedAudience, DestinationInstance
@@ -419,9 +419,7 @@ class BomboraDestination:
             partial(fetch_token, settings=bombora_settings, allow_loopback=allow_loopback),
             lock=lock,
         )
-        connection = validate_part(
-            BomboraConnection, tokens.connection(), instance.id, f"secret '{instance.secret}'"
-        )
+        connection = BomboraConnection.model_validate(tokens.connection())
         client = BomboraClient(connection, bombora_settings, tokens, allow_loopback=allow_loopback)
         lists = ListRegistry(settings.state_table_name, account_key(connection), lock=lock, sleep=self._sleep)
         return BomboraConnector(

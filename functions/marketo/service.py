@@ -30,7 +30,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from activation_core import list_registry
-from activation_core.config_store import describe_validation_error, validate_part
+from activation_core.config_store import describe_validation_error
 from activation_core.errors import ActivationError, ConfigError
 from activation_core.locks import LeaseLock
 from activation_core.models.config import DestinationInstance
@@ -741,9 +741,7 @@ class MarketoDestination:
             refresh_margin=0.0,
             sleep=self._sleep,
         )
-        connection = validate_part(
-            MarketoConnection, tokens.connection(), instance.id, f"secret '{instance.secret}'"
-        )
+        connection = MarketoConnection.model_validate(tokens.connection())
         client = MarketoClient(
             connection,
             mkto.munchkin_id,

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from activation_core.config_store import describe_validation_error, validate_part
+from activation_core.config_store import describe_validation_error
 from activation_core.errors import ActivationError, ConfigError
 from activation_core.locks import LeaseLock
 from activation_core.models.config import ActivatedAudience, DestinationInstance
@@ -275,9 +275,10 @@ class OutreachDestination:
             min_mint_interval=outreach_settings.token_mint_interval_seconds,
             refresh_token_field="refreshToken",  # noqa: S106 - the secret's field name
         )
-        connection = validate_part(
-            OutreachConnection, tokens.connection(), instance.id, f"secret '{instance.secret}'"
-        )
+        try:
+            connection = OutreachConnection.model_validate(tokens.connection())
+        except ValidationError as exc:
+            raise _config_error(instance, f"secret '{instance.secret}'", exc) from None
         budget = RateBudget(
             settings.state_table_name,
             f"outreach#{outreach_settings.budget_key or instance.secret}",

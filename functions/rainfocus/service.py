@@ -9,7 +9,7 @@ from functools import partial
 
 from pydantic import ValidationError
 
-from activation_core.config_store import describe_validation_error, validate_part
+from activation_core.config_store import describe_validation_error
 from activation_core.errors import ActivationError, ConfigError
 from activation_core.locks import LeaseLock
 from activation_core.models.config import DestinationInstance
@@ -112,9 +112,7 @@ class RainfocusDestination:
             partial(fetch_token, settings=rf_settings, allow_loopback=allow_loopback),
             lock=LeaseLock(settings.state_table_name),
         )
-        connection = validate_part(
-            RainfocusConnection, tokens.connection(), instance.id, f"secret '{instance.secret}'"
-        )
+        connection = RainfocusConnection.model_validate(tokens.connection())
         if api_base_url(rf_settings, connection) is None:
             raise ConfigError(
                 instance.id,

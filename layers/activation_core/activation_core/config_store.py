@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from activation_core.errors import ConfigError
 from activation_core.models.config import DestinationInstance, DestinationsConfig
@@ -27,21 +27,6 @@ def describe_validation_error(error: ValidationError, instance: str = "") -> Con
     if not instance and len(location) >= 2 and location[0] == "destinations":
         instance = f"#{location[1]}"
     return ConfigError(instance or "<document>", field, first["msg"])
-
-
-Model = TypeVar("Model", bound=BaseModel)
-
-
-def validate_part(model: type[Model], data: Any, instance: str, part: str) -> Model:
-    """Validate one part of an instance (its settings, an audience's extras, its connection secret):
-    an invalid one is a ConfigError naming the instance and `<part>.<field path>`, never the value
-    (pydantic's own message quotes the input: a numeric client secret would reach a traceback)."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors(include_input=False, include_url=False)[0]
-        field = ".".join(str(p) for p in first["loc"]) or "<root>"
-        raise ConfigError(instance, f"{part}.{field}", first["msg"]) from None
 
 
 def parse_destinations(document: str | bytes | dict[str, Any]) -> DestinationsConfig:
