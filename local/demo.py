@@ -3,11 +3,14 @@
 Starts moto with template.yaml deployed, the fake vendors, publishes events/eventbridge/*.json to the
 bus (one RainFocus call made to fail three times so its record goes back to the queue and is
 delivered on the next receive), waits until every record has an outcome, prints one table per
-destination and stops everything it started.
+destination, then backfills the sample audience snapshots (events/snapshots/: the expo invitees to
+RainFocus, Marketo and Outreach, the ABM accounts to Bombora) through the snapshot workflow and prints
+their reconciliation, and stops everything it started.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -31,6 +34,45 @@ def render(report: DestinationReport) -> str:
         lines.append(f"{'':<12}{count:>3} x {reason}")
     for reason, count in sorted(report.dlq_reasons.items()):
         lines.append(f"{'':<12}{count:>3} x in DLQ with reason {reason}")
+    return "\n".join(lines)
+
+
+SNAPSHOTS = ROOT / "events" / "snapshots"
+
+
+def backfill(harness: ActivationHarness) -> list[dict[str, object]]:
+    """Upload each sample snapshot (members, then manifest), wait for its run, deliver, reconcile."""
+    s3, sfn = harness.stack.client("s3"), harness.stack.client("stepfunctions")
+    bucket, machine = harness.outputs["SnapshotBucketName"], harness.outputs["SnapshotStateMachineArn"]
+    for manifest in sorted(SNAPSHOTS.glob("*.manifest.json")):
+        members = manifest.with_name(manifest.name.removesuffix(".manifest.json"))
+        audience = json.loads(manifest.read_text())["audienceId"]
+        s3.upload_file(str(members), bucket, f"incoming/{audience}/{members.name}")
+        s3.upload_file(str(manifest), bucket, f"incoming/{audience}/{manifest.name}")
+    for execution in sfn.list_executions(stateMachineArn=machine)["executions"]:
+        harness.stack.wait_execution(execution["executionArn"], max_rounds=6000)
+    harness.drain()
+    response = harness.stack.client("lambda").invoke(
+        FunctionName=harness.outputs["SnapshotReconcileFunctionName"], Payload=b"{}"
+    )
+    json.loads(response["Payload"].read())
+    table = harness.outputs["StateTableName"]
+    from snapshots.state import SnapshotState
+
+    runs = SnapshotState(table, harness.stack.client("dynamodb")).runs()
+    return [r["reconciliation"] for r in runs if r.get("reconciliation")]
+
+
+def render_reconciliation(reconciliation: dict[str, object]) -> str:
+    instances = reconciliation["instances"]
+    assert isinstance(instances, list)
+    lines = [f"{reconciliation['audienceId']} ({reconciliation['members']} members)"]
+    for i in instances:
+        lines.append(
+            f"  {i['instance']:<20} sent {i['sent']:>2}  delivered {i['delivered']:>2}  skipped {i['skipped']:>2}"
+            f"  rejected {i['rejected']:>2}  pending {i['pending']:>2}"
+            + "".join(f"  [{r} x{n}]" for r, n in {**i["skippedByReason"], **i["rejectedByReason"]}.items())
+        )
     return "\n".join(lines)
 
 
@@ -58,8 +100,13 @@ def main() -> int:
         attendees = harness.fake("rainfocus").attendees
         print(f"\nRainFocus attendees now in the fake: {len(attendees)} "
               f"({', '.join(sorted(a['firstname'] for a in attendees.values()))})")  # fmt: skip
+        reconciliations = backfill(harness)
+        print("\nbackfill of the sample audience snapshots (events/snapshots/), reconciled per instance:")
+        for reconciliation in reconciliations:
+            print(render_reconciliation(reconciliation))
+        ok_backfill = all(r["pending"] == 0 for r in reconciliations) and len(reconciliations) == 2
     elapsed = time.monotonic() - started
-    ok = all(r.balanced for r in reports)
+    ok = all(r.balanced for r in reports) and ok_backfill
     print(
         f"\n{'every record has an outcome' if ok else 'SOME RECORDS HAVE NO OUTCOME'}; done in {elapsed:.1f} s"
     )
