@@ -59,9 +59,7 @@ def read_document(path: Path) -> Any:
 
 
 def _problem(error: Any) -> Problem:
-    # ConfigError.detail reads "destination 'X', field 'Y': message": keep the message part.
-    message = str(error.detail).split("': ", 1)[-1]
-    return Problem(str(error.instance), str(error.field), message)
+    return Problem(str(error.instance), str(error.field), str(error.message))
 
 
 def check(document: Any) -> tuple[Any, list[Problem]]:
