@@ -6,7 +6,8 @@
    env-vars file that points each function at it: the deployed environment of the function (its
    tables, queues, parameters, as CloudFormation resolved them in moto) plus AWS_ENDPOINT_URL;
 4. `sam local invoke <Function> -e <event>` for every sample event of every function
-   (events/sqs/<destination>-batch.json, events/sfmc/<task>-*.json), on the host network;
+   (events/sqs/<destination>-batch.json, events/sfmc/<task>-*.json, events/snapshots/tasks/<task>-*.json),
+   on the host network;
 5. the same events, in the same order, invoked through the local stack's own runner (moto's Invoke
    API, as the integration tests run them) on a fresh stack: each emulator response (batch item
    failures, error type, SFMC task result) and the outcomes it left (ledger counters per destination,
@@ -34,6 +35,12 @@ ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
 SFMC_TASKS = {"plan": "SfmcPlanFunction", "page": "SfmcPageFunction", "commit": "SfmcCommitFunction"}
 SFMC_TASKS["summary"] = "SfmcSummaryFunction"
+SNAPSHOT_TASKS = {
+    "prepare": "SnapshotPrepareFunction",
+    "diff": "SnapshotDiffFunction",
+    "commit": "SnapshotCommitFunction",
+    "reconcile": "SnapshotReconcileFunction",
+}
 
 
 @dataclass
@@ -56,6 +63,12 @@ def cases(smoke: bool = False) -> list[Case]:
     # The SFMC tasks in a run's order: plan, pages, commit, summary.
     for task, function in SFMC_TASKS.items():
         found += [Case(function, path) for path in sorted((EVENTS / "sfmc").glob(f"{task}*.json"))]
+    # The audience snapshot tasks (events/snapshots/tasks/): a refusal, a missing partition, a run
+    # whose partitions are not done, a reconciliation with nothing to reconcile.
+    for task, function in SNAPSHOT_TASKS.items():
+        found += [
+            Case(function, path) for path in sorted((EVENTS / "snapshots" / "tasks").glob(f"{task}*.json"))
+        ]
     if smoke:
         firsts: dict[str, Case] = {}
         for case in found:
