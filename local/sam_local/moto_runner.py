@@ -21,9 +21,9 @@ from local.sam_local.sam import (
     ROOT,
     SamCli,
     SamLambdaEndpoint,
-    env_vars_document,
     error_type,
     function_names,
+    write_env_vars_file,
 )
 
 
@@ -73,8 +73,7 @@ def attach(harness: Any, arch: str | None = None) -> SamRunner:
     sam = SamCli(arch, ROOT / ".aws-sam" / f"sam-local-{arch}")
     sam.build()
     names = function_names(harness)
-    env_file = Path(harness.stack.workdir) / "sam-env-vars.json"
-    env_file.write_text(json.dumps(env_vars_document(harness, names), indent=1))
+    env_file = write_env_vars_file(harness)
     endpoint = SamLambdaEndpoint(sam, env_file, Path(harness.stack.log_dir) / "sam-start-lambda.log")
     endpoint.start()
     runner = SamRunner(endpoint, {name: logical_id for logical_id, name in names.items()})

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from local.sam_local import base_image
-from local.sam_local.sam import Case, SamCli, SamLambdaEndpoint, env_vars_document, function_names
+from local.sam_local.sam import Case, SamCli, SamLambdaEndpoint, function_names, write_env_vars_file
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -151,8 +151,7 @@ def emulator_run(
 
     observations = []
     with ActivationHarness(workdir=workdir) as harness:
-        env_file = workdir / "sam-env-vars.json"
-        env_file.write_text(json.dumps(env_vars_document(harness, function_names(harness)), indent=1))
+        env_file = write_env_vars_file(harness)
         endpoint = None
         if via == "start-lambda":
             endpoint = SamLambdaEndpoint(sam, env_file, workdir / "logs" / "sam-start-lambda.log")

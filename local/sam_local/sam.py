@@ -126,6 +126,13 @@ def env_vars_document(harness: Any, names: dict[str, str]) -> dict[str, dict[str
     return document
 
 
+def write_env_vars_file(harness: Any) -> Path:
+    """The `--env-vars` file for the running local stack: `<workdir>/sam-env-vars.json`."""
+    path = Path(harness.stack.workdir) / "sam-env-vars.json"
+    path.write_text(json.dumps(env_vars_document(harness, function_names(harness)), indent=1))
+    return path
+
+
 class SamLambdaEndpoint:
     """`sam local start-lambda` on a loopback port: the Lambda Invoke API, served by the emulator.
 
