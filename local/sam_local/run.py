@@ -185,17 +185,20 @@ class Report:
     def render(self) -> str:
         lines = [f"sam local ({self.arch}, {self.image}); sam build {self.build_seconds:.0f} s"]
         for case, seen, problems in self.rows:
-            outcome = seen.error_type or _summary(seen.result)
+            outcome = seen.error_type or _summary(case, seen)
             verdict = "matches the local stack's runner" if not problems else "; ".join(problems)
-            lines.append(f"  {case.name:<55} {seen.seconds:5.1f} s  {outcome:<28} {verdict}")
+            lines.append(f"  {case.name:<52} {seen.seconds:5.1f} s  {outcome:<46} {verdict}")
         matched = sum(not p for _, _, p in self.rows)
         lines.append(f"{matched} of {len(self.rows)} invocations match")
         return "\n".join(lines)
 
 
-def _summary(result: Any) -> str:
-    if isinstance(result, dict) and "batchItemFailures" in result:
-        return f"{len(result['batchItemFailures'])} batch item failures"
+def _summary(case: Case, seen: Observation) -> str:
+    """A destination batch: its destination's ledger so far and the failures; a task: ok."""
+    if isinstance(seen.result, dict) and "batchItemFailures" in seen.result:
+        ledger = seen.ledgers.get(case.function.removesuffix("Function").lower(), {})
+        counts = " ".join(f"{ledger.get(k, 0)} {k}" for k in ("delivered", "skipped", "rejected"))
+        return f"{counts}, {len(seen.result['batchItemFailures'])} failures"
     return "ok"
 
 
