@@ -25,10 +25,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from local.sam_local import base_image
 from local.sam_local.sam import Case, SamCli, SamLambdaEndpoint, function_names, write_env_vars_file
+
+if TYPE_CHECKING:
+    from local.harness import ActivationHarness
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -102,7 +105,7 @@ def differences(reference: Observation, emulated: Observation, event_text: str) 
     return problems
 
 
-def observe(harness: Any, invoke: Callable[[], tuple[str | None, Any]]) -> Observation:
+def observe(harness: ActivationHarness, invoke: Callable[[], tuple[str | None, Any]]) -> Observation:
     from local.harness import DESTINATION_TYPES
 
     started = time.monotonic()
