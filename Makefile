@@ -36,7 +36,7 @@ lint: $(STAMP)
 soak: $(STAMP)
 	SOAK_EVENTS=$${SOAK_EVENTS:-10000} SOAK_REPORT=soak-report.json $(PY) -m pytest -q tests/integration/test_soak.py
 
-## Benchmarks (never part of make test); writes BENCHMARKS.md.
+## Benchmarks (never part of make test); writes BENCHMARKS.md and docs/capacity.md (the cost model).
 bench: $(STAMP)
 	$(PY) -m tests.bench.run
 
