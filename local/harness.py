@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from local import moto_speedups
 from local.examples import example_config
 from local.fakes.base import FakeServer
+from local.sam_local import moto_runner as sam_runner
 from local.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,6 +121,8 @@ class ActivationHarness:
             hook = _install_hook(plug)
             if hook is not None:
                 hook(self)
+        if sam_runner.requested():  # LAMBDA_RUNNER=sam: functions run in `sam local start-lambda`
+            sam_runner.attach(self)
 
     def stop(self) -> None:
         for plug in self.plugs.values():

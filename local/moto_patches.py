@@ -15,6 +15,7 @@ import threading
 import uuid
 import warnings
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from moto.awslambda.models import LambdaFunction, LayerVersion
@@ -30,6 +31,9 @@ from moto.secretsmanager.models import secretsmanager_backends
 from moto.sqs.models import sqs_backends
 from moto.stepfunctions import responses as sfn_responses
 from moto.stepfunctions.models import StateMachine
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
+    StateTaskServiceSfn,
+)
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
 UPSTREAM: dict[str, Any] = {}
@@ -82,6 +86,8 @@ def apply() -> None:
             "StepFunctionsParserBackend.start_execution": StepFunctionsParserBackend.start_execution,
             "FakeBucket.create_from_cloudformation_json": FakeBucket.create_from_cloudformation_json,
             "Rule.send_to_targets": Rule.send_to_targets,
+            "StateTaskServiceSfn._normalise_parameters": StateTaskServiceSfn._normalise_parameters,
+            "StateTaskServiceSfn._normalise_response": StateTaskServiceSfn._normalise_response,
             "cfn_types": {
                 m.cloudformation_type()
                 for m in CloudFormationModel.__subclasses__()
@@ -107,6 +113,9 @@ def apply() -> None:
     rule: Any = Rule
     bucket_model.create_from_cloudformation_json = classmethod(_bucket_with_notifications)
     rule.send_to_targets = _send_to_targets_and_state_machines
+    sfn_task: Any = StateTaskServiceSfn
+    sfn_task._normalise_parameters = _sfn_task_parameters
+    sfn_task._normalise_response = _sfn_task_response
     for cache in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
         cache.cache_clear()  # our models below are new direct subclasses of CloudFormationModel
     _applied = True
@@ -251,6 +260,42 @@ def _transform(transformer: dict[str, Any], event: Any) -> Any:
         return json.dumps(value)
 
     return json.loads(re.sub(r"<([A-Za-z0-9_.-]+)>", substitute, template))
+
+
+def _sfn_task_parameters(
+    self: StateTaskServiceSfn,
+    parameters: dict[str, Any],
+    boto_service_name: str | None = None,
+    service_action_name: str | None = None,
+) -> None:
+    """`arn:aws:states:::states:startExecution[.sync[:2]]`: ASL names parameters as the API does
+    (`StateMachineArn`, `Input`, `Name`); moto hands them to botocore unchanged, whose members are
+    `stateMachineArn`, `input`, `name` (a KeyError, so every nested execution failed)."""
+    UPSTREAM["StateTaskServiceSfn._normalise_parameters"](
+        self, parameters, boto_service_name, service_action_name
+    )  # Input as JSON text
+    for key in list(parameters):
+        member = key[:1].lower() + key[1:]
+        if member != key:
+            parameters[member] = parameters.pop(key)
+
+
+def _sfn_task_response(
+    self: StateTaskServiceSfn,
+    response: Any,
+    boto_service_name: str | None = None,
+    service_action_name: str | None = None,
+) -> None:
+    """The task's result as Step Functions gives it: `ExecutionArn`, `Output`, `Status`, ... with dates
+    as epoch milliseconds (moto left botocore's `executionArn`, `output` and datetimes, so the sync
+    resolver's own `["ExecutionArn"]` failed)."""
+    if not isinstance(response, dict):
+        return
+    for key in list(response):
+        value = response.pop(key)
+        if isinstance(value, datetime):
+            value = int(value.timestamp() * 1000)
+        response[key[:1].upper() + key[1:]] = value
 
 
 # --- Resource types moto's CloudFormation silently skips -----------------------------------------

@@ -29,6 +29,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from activation_core import list_registry
 from activation_core.config_store import describe_validation_error
 from activation_core.errors import ActivationError, ConfigError
 from activation_core.locks import LeaseLock
@@ -55,6 +56,7 @@ from marketo.client import (
     fetch_token,
     updated_instant,
 )
+from marketo.lists import AudienceLists, registry_for
 from marketo.models import (
     CREATE_REQUIRED_FIELDS,
     DEDUPE_TARGET,
@@ -107,7 +109,7 @@ def _emit_metric(name: str, value: float) -> None:
 @dataclass(frozen=True)
 class ValidatedInstance:
     settings: MarketoSettings
-    list_ids: dict[str, int]  # audience id -> static list id (audience sync types)
+    list_ids: dict[str, int]  # audience id -> configured static list id (audience sync types)
 
 
 def _settings(instance: DestinationInstance) -> MarketoSettings:
@@ -178,11 +180,14 @@ def _list_ids(instance: DestinationInstance, settings: MarketoSettings) -> dict[
                 f"'{extras.audience_type}' audiences are not supported: Marketo takes person audiences only",
             )
         if settings.sync_type.manages_lists:
-            if extras.list_id is None:
+            if extras.list_id is not None:
+                list_ids[audience.id] = extras.list_id
+            elif settings.list_folder is None:
                 raise fail(
-                    f"audiences.{index}.extras.listId", "each audience needs its Marketo static list id"
+                    f"audiences.{index}.extras.listId",
+                    "no static list id: give listId, or settings.listFolder to find or create the list "
+                    "named after the audience",
                 )
-            list_ids[audience.id] = extras.list_id
     return list_ids
 
 
@@ -192,7 +197,7 @@ def _list_ids(instance: DestinationInstance, settings: MarketoSettings) -> dict[
 @dataclass
 class _Membership:
     at: datetime
-    realized: bool
+    member: bool  # realized or existing: a current member (joins the list); exited leaves it
     item: WorkItem
 
 
@@ -207,8 +212,8 @@ class _Profile:
     items: list[WorkItem] = field(default_factory=list)
 
     @property
-    def any_realized(self) -> bool:
-        return any(m.realized for m in self.memberships.values())
+    def any_member(self) -> bool:
+        return any(m.member for m in self.memberships.values())
 
 
 @dataclass
@@ -236,10 +241,12 @@ def clear_schema_cache() -> None:
     """Forget Describe2 and the partitions read in this process (tests: a new container)."""
     _schemas.clear()
     partitions.clear_cache()
+    list_registry.clear_memory_cache()
 
 
 _NOT_FOUND_DETAIL = "no Marketo lead matches the dedupe field"
 MISSING_DEDUPE_REASON = "missing_dedupe_value"
+LIST_NOT_FOUND_REASON = "marketo_1013"
 _MISSING_DEDUPE = Outcome.skipped(
     MISSING_DEDUPE_REASON, f"'{DEDUPE_TARGET}' has no value: nothing to match a lead on"
 )
@@ -258,12 +265,13 @@ class MarketoConnector:
         instance: DestinationInstance,
         validated: ValidatedInstance,
         client: MarketoClient,
+        lists: AudienceLists,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.instance = instance
         self.settings = validated.settings
-        self.list_ids = validated.list_ids
+        self.lists = lists
         self.client = client
         self._clock = clock
         self._partition_name: str | None = None  # resolved by check_partition (name or id -> name)
@@ -329,9 +337,9 @@ class MarketoConnector:
             for activation in item.activations:
                 previous = profile.memberships.get(activation.audience.id)
                 if previous is None or item.record.occurred_at >= previous.at:
-                    realized = activation.membership.status.is_member
+                    member = activation.membership.status.is_member
                     profile.memberships[activation.audience.id] = _Membership(
-                        item.record.occurred_at, realized, item
+                        item.record.occurred_at, member, item
                     )
         return profiles
 
@@ -376,12 +384,12 @@ class MarketoConnector:
     # -- profile sync (MKT-02, 03, 07, 08) ------------------------------------------------------------
 
     def _sync_profiles(self, profiles: Mapping[str, _Profile], collected: _Outcomes) -> dict[str, int]:
-        """Sync Leads for every profile with a realized membership; returns lead ids by dedupe key."""
+        """Sync Leads for every profile with a current membership; returns lead ids by dedupe key."""
         creates = self.settings.person_action is PersonAction.UPDATE_AND_CREATE
-        to_sync = [k for k, p in profiles.items() if p.any_realized]
+        to_sync = [k for k, p in profiles.items() if p.any_member]
         if self.settings.sync_type is SyncType.PROFILE_ONLY:
             for profile in profiles.values():
-                if not profile.any_realized:
+                if not profile.any_member:
                     # No list to leave in a profile-only sync; the lead itself stays (nothing to undo).
                     for membership in profile.memberships.values():
                         collected.add(
@@ -542,13 +550,19 @@ class MarketoConnector:
         syncs = self.settings.sync_type.syncs_profiles
         # Audience only: every lead comes from a lookup. With a profile sync, only profiles that
         # were not synced (exited everywhere) are looked up: the sync already returned the others' ids.
-        lookup_keys = [k for k, p in profiles.items() if p.memberships and (not syncs or not p.any_realized)]
+        lookup_keys = [k for k, p in profiles.items() if p.memberships and (not syncs or not p.any_member)]
         found = self._lookup(profiles, lookup_keys) if lookup_keys else {}
         adds: dict[int, dict[int, list[_Membership]]] = {}
         removes: dict[int, dict[int, list[_Membership]]] = {}
+        list_ids: dict[str, int | Outcome] = {}
         for key, profile in profiles.items():
             for audience_id, membership in profile.memberships.items():
-                list_id = self.list_ids[audience_id]
+                list_id = list_ids.get(audience_id)
+                if list_id is None:
+                    list_id = list_ids[audience_id] = self._list_id(audience_id)
+                if isinstance(list_id, Outcome):
+                    collected.add(membership.item, list_id)
+                    continue
                 if key in synced:
                     ids = [synced[key]]
                 elif key in found:
@@ -566,21 +580,35 @@ class MarketoConnector:
                     # Joining: the most recently updated lead (MKT-08); leaving: every matching lead.
                     ids = (
                         [max(leads, key=updated_instant).lead_id]
-                        if membership.realized
+                        if membership.member
                         else [lead.lead_id for lead in leads]
                     )
                 else:
                     continue  # the sync decided this membership's outcome (no lead to list)
-                target = adds if membership.realized else removes
+                target = adds if membership.member else removes
                 for lead_id in ids:
                     target.setdefault(list_id, {}).setdefault(lead_id, []).append(membership)
+        audience_of = {v: k for k, v in list_ids.items() if isinstance(v, int)}
         for list_id, members in adds.items():
-            self._list_calls(list_id, members, collected, adding=True)
+            self._list_calls(list_id, members, collected, adding=True, audience_id=audience_of[list_id])
         for list_id, members in removes.items():
-            self._list_calls(list_id, members, collected, adding=False)
+            self._list_calls(list_id, members, collected, adding=False, audience_id=audience_of[list_id])
+
+    def _list_id(self, audience_id: str) -> int | Outcome:
+        """The audience's static list (configured, or found / created by name); an outcome if not now."""
+        try:
+            return self.lists.list_id(audience_id)
+        except ActivationError as exc:
+            return Outcome.from_error(exc)
 
     def _list_calls(
-        self, list_id: int, members: Mapping[int, list[_Membership]], collected: _Outcomes, *, adding: bool
+        self,
+        list_id: int,
+        members: Mapping[int, list[_Membership]],
+        collected: _Outcomes,
+        *,
+        adding: bool,
+        audience_id: str,
     ) -> None:
         operation = self.client.add_to_list if adding else self.client.remove_from_list
         pending = list(chunks(list(members)))
@@ -596,6 +624,10 @@ class MarketoConnector:
                 statuses_error: Outcome | None = Outcome.from_error(exc)
             except ActivationError as exc:
                 statuses_error = Outcome.from_error(exc)
+                if exc.reason == LIST_NOT_FOUND_REASON and self.lists.is_named(audience_id):
+                    # The list found or created by name was deleted at Marketo: find or create it again.
+                    self.lists.forget(audience_id, list_id)
+                    statuses_error = Outcome.retry("marketo_list_not_found", f"list {list_id} was deleted")
             else:
                 statuses_error = None
             for lead_id in batch:
@@ -667,7 +699,22 @@ class MarketoDestination:
             clock=self._clock,
             sleep=self._sleep,
         )
-        connector = MarketoConnector(instance, validated, client, clock=self._clock)
+        registry = registry_for(
+            settings.state_table_name,
+            mkto.munchkin_id,
+            dynamodb=self._dynamodb,
+            sleep=self._sleep,
+            clock=self._clock,
+        )
+        lists = AudienceLists(
+            client,
+            settings=mkto,
+            instance_id=instance.id,
+            audiences={a.id: a for a in instance.audiences},
+            configured=validated.list_ids,
+            registry=registry,
+        )
+        connector = MarketoConnector(instance, validated, client, lists, clock=self._clock)
         try:
             # MKT-01: refuse a partition Marketo does not have when the instance connects.
             with client.gate.slot():

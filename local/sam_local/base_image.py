@@ -12,6 +12,7 @@ The image, from Debian packages and PyPI only:
   qemu-user-static's binfmt handler on an x86_64 machine);
 - the AWS Lambda runtime interface client (`awslambdaric`) and boto3 (Lambda's Python runtime ships
   it; the layer does not) in /var/runtime, as PyPI wheels for that architecture and Python;
+- the bytecode of /var/runtime compiled by that Python;
 - `/var/runtime/bootstrap`, which the emulator execs: the runtime interface client on the function's
   handler, with Lambda's module path (/var/task, the layers' /opt/python, /var/runtime);
 - Lambda's variables (LAMBDA_TASK_ROOT, LAMBDA_RUNTIME_DIR, LANG, TZ) and /var/task as working dir.
@@ -40,7 +41,7 @@ PYTHON_VERSION = "3.13"  # template.yaml Globals Runtime (checked by tests/unit/
 DEBIAN_SUITE = "trixie"  # the Debian release whose python3 is PYTHON_VERSION
 DEBIAN_MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 RECIPE_LABEL = "org.activation.sam-base-recipe"
-RECIPE_VERSION = "1"  # bump when build() changes what goes into the image
+RECIPE_VERSION = "2"  # bump when build() changes what goes into the image
 REPOSITORY = "public.ecr.aws/lambda/python"  # what SAM CLI 1.170 runs a python3.13 zip function on
 
 BOOTSTRAP = f"""#!/bin/sh
@@ -151,7 +152,7 @@ def build(arch: str, *, log: bool = True) -> float:
         root = Path(tmp) / "rootfs"
         quiet = {} if log else {"stdout": subprocess.DEVNULL}
         _run(
-            "debootstrap", "--variant=minbase", f"--arch={spec.debian}", "--include=python3",
+            "nice", "-n", "10", "debootstrap", "--variant=minbase", f"--arch={spec.debian}", "--include=python3",
             DEBIAN_SUITE, str(root), DEBIAN_MIRROR, **quiet,
         )  # fmt: skip
         python = root / "usr" / "bin" / f"python{PYTHON_VERSION}"
@@ -159,12 +160,16 @@ def build(arch: str, *, log: bool = True) -> float:
             raise SystemExit(f"Debian {DEBIAN_SUITE} did not install python{PYTHON_VERSION}")
         runtime = root / "var" / "runtime"
         _run(
-            sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+            "nice", "-n", "10", sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
             "--no-warn-conflicts", "--target", str(runtime), "--platform", spec.wheel_platform,
             "--implementation", "cp", "--python-version", PYTHON_VERSION, "--only-binary=:all:",
             "-r", str(REQUIREMENTS),
         )  # fmt: skip
         shutil.rmtree(runtime / "bin", ignore_errors=True)  # console scripts with the host's shebang
+        # Bytecode for the image's own Python (pip compiled for the host's): a cold start then imports
+        # boto3 instead of compiling it (0.9 s of every x86_64 cold start; ~45 s of an emulated arm64 one).
+        _run("nice", "-n", "10", "chroot", str(root), f"/usr/bin/python{PYTHON_VERSION}", "-m", "compileall",
+             "-q", "/var/runtime", stdout=subprocess.DEVNULL)  # fmt: skip
         bootstrap = runtime / "bootstrap"
         bootstrap.write_text(BOOTSTRAP)
         bootstrap.chmod(0o755)
@@ -172,18 +177,31 @@ def build(arch: str, *, log: bool = True) -> float:
             (root / folder).mkdir(parents=True, exist_ok=True)
         for folder in TRIM:
             shutil.rmtree(root / folder, ignore_errors=True)
-        changes = [f"ENV {k}={v}" for k, v in ENVIRONMENT.items()]
-        changes += ["WORKDIR /var/task", 'ENTRYPOINT ["/var/runtime/bootstrap"]']
-        changes += [f"LABEL {RECIPE_LABEL}={recipe_hash(arch)}"]
-        tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
-        _run(
-            "docker", "import", "--platform", spec.docker_platform,
-            *(arg for change in changes for arg in ("--change", change)),
-            "-", image_tag(arch), stdin=tar.stdout, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        if tar.wait() != 0:
-            raise SystemExit("tar of the root file system failed")
+        package(arch, root, Path(tmp) / "context")
     return time.monotonic() - started
+
+
+def dockerfile(arch: str) -> str:
+    """The image from the root file system tarball: FROM scratch, so the image's platform is the
+    architecture's (`docker import --platform` is ignored by Debian's Docker 20.10, and SAM's build of
+    its emulator image on top refuses a base of another platform)."""
+    lines = ["FROM scratch", "ADD rootfs.tar /"]
+    lines += [f"ENV {k}={v}" for k, v in ENVIRONMENT.items()]
+    lines += ["WORKDIR /var/task", 'ENTRYPOINT ["/var/runtime/bootstrap"]']
+    lines += [f"LABEL {RECIPE_LABEL}={recipe_hash(arch)}"]
+    return "\n".join(lines) + "\n"
+
+
+def package(arch: str, root: Path, context: Path) -> None:
+    """Tag the image made of the root file system `root`."""
+    context.mkdir(parents=True, exist_ok=True)
+    (context / "Dockerfile").write_text(dockerfile(arch))
+    _run("tar", "-C", str(root), "-cf", str(context / "rootfs.tar"), ".")
+    platform = ARCHITECTURES[arch].docker_platform
+    _run(
+        "docker", "build", "--quiet", "--platform", platform, "--tag", image_tag(arch), str(context),
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
 
 
 def ensure(arch: str) -> str:

@@ -19,39 +19,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from local.sam_local import base_image
+from local.sam_local.sam import Case, SamCli, SamLambdaEndpoint, function_names, write_env_vars_file
+
+if TYPE_CHECKING:
+    from local.harness import ActivationHarness
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
-SAM_VENV = ROOT / ".sam-venv"
-HOST_NETWORK = Path(__file__).resolve().with_name("host_network.py")
-WHEEL_PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
 SFMC_TASKS = {"plan": "SfmcPlanFunction", "page": "SfmcPageFunction", "commit": "SfmcCommitFunction"}
 SFMC_TASKS["summary"] = "SfmcSummaryFunction"
-INVOKE_TIMEOUT_S = 600  # a cold emulated (arm64) start of a function with pydantic takes tens of seconds
-
-
-@dataclass(frozen=True)
-class Case:
-    """One sample event for one function (its logical id in template.yaml)."""
-
-    function: str
-    event: Path
-
-    @property
-    def name(self) -> str:
-        return f"{self.function} <- {self.event.relative_to(EVENTS)}"
 
 
 @dataclass
@@ -120,101 +105,7 @@ def differences(reference: Observation, emulated: Observation, event_text: str) 
     return problems
 
 
-class SamCli:
-    """The SAM CLI from .sam-venv, run through the host-network wrapper, loopback only."""
-
-    def __init__(self, arch: str, build_dir: Path) -> None:
-        self.arch = arch
-        self.build_dir = build_dir
-        self.python = SAM_VENV / "bin" / "python"
-
-    def environment(self) -> dict[str, str]:
-        env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1"}
-        env["PATH"] = f"{SAM_VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}"  # the layer's make: its pip
-        env["LAMBDA_PLATFORM"] = WHEEL_PLATFORMS[self.arch]  # layers/activation_core/Makefile
-        for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-            env.pop(name, None)
-        return env
-
-    def run(self, *args: str, timeout: float = INVOKE_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(self.python), str(HOST_NETWORK), *args],
-            cwd=ROOT,
-            env=self.environment(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    def build(self) -> float:
-        started = time.monotonic()
-        result = self.run(
-            "build", "--template-file", str(ROOT / "template.yaml"), "--build-dir", str(self.build_dir),
-            "--cached", "--cache-dir", str(self.build_dir.with_name(self.build_dir.name + "-cache")),
-            "--parameter-overrides", f"Architecture={self.arch}", "--region", "us-east-1",
-            timeout=1200,
-        )  # fmt: skip
-        if result.returncode != 0:
-            raise RuntimeError(f"sam build failed:\n{result.stdout[-2000:]}{result.stderr[-3000:]}")
-        return time.monotonic() - started
-
-    def invoke(self, case: Case, env_vars: Path, log_dir: Path) -> tuple[str | None, Any]:
-        result = self.run(
-            "local", "invoke", case.function, "--event", str(case.event),
-            "--template-file", str(self.build_dir / "template.yaml"), "--env-vars", str(env_vars),
-            "--parameter-overrides", f"Architecture={self.arch}", "--skip-pull-image",
-            "--docker-network", "host", "--region", "us-east-1",
-        )  # fmt: skip
-        log_dir.mkdir(parents=True, exist_ok=True)
-        with (log_dir / f"sam-{case.function}.log").open("a") as log:
-            log.write(result.stderr)
-        lines = [line for line in result.stdout.splitlines() if line.strip()]
-        if result.returncode != 0 or not lines:
-            raise RuntimeError(f"sam local invoke {case.name} failed:\n{result.stderr[-3000:]}")
-        payload = json.loads(lines[-1])
-        error_type = payload.get("errorType") if isinstance(payload, dict) else None
-        return error_type, payload
-
-
-def function_names(harness: Any) -> dict[str, str]:
-    """Logical id -> the deployed function's name in moto."""
-    cfn = harness.stack.client("cloudformation")
-    resources = cfn.describe_stack_resources(StackName=harness_stack_name())["StackResources"]
-    return {
-        r["LogicalResourceId"]: r["PhysicalResourceId"]
-        for r in resources
-        if r.get("ResourceType") == "AWS::Lambda::Function"
-    }
-
-
-def harness_stack_name() -> str:
-    from local.harness import STACK_NAME
-
-    return STACK_NAME
-
-
-def env_vars_document(harness: Any, names: dict[str, str]) -> dict[str, dict[str, str]]:
-    """The `--env-vars` document: each function's deployed environment, plus the local stack's endpoint
-    (not declared in the template, so passed by host_network.py, not by SAM itself)."""
-    lambda_client = harness.stack.client("lambda")
-    stack_env = {
-        "AWS_ENDPOINT_URL": harness.stack.endpoint_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "NO_PROXY": "127.0.0.1,localhost",
-    }
-    document = {}
-    for logical_id, name in names.items():
-        config = lambda_client.get_function_configuration(FunctionName=name)
-        variables = config.get("Environment", {}).get("Variables", {})
-        document[logical_id] = {**variables, **stack_env, "AWS_LAMBDA_FUNCTION_NAME": name}
-    return document
-
-
-def observe(harness: Any, invoke: Callable[[], tuple[str | None, Any]]) -> Observation:
+def observe(harness: ActivationHarness, invoke: Callable[[], tuple[str | None, Any]]) -> Observation:
     from local.harness import DESTINATION_TYPES
 
     started = time.monotonic()
@@ -253,20 +144,33 @@ def reference_run(selected: Iterable[Case], workdir: Path) -> list[Observation]:
     return observations
 
 
-def emulator_run(sam: SamCli, selected: Iterable[Case], workdir: Path) -> list[Observation]:
-    """The events through `sam local invoke`, against a fresh local stack."""
+def emulator_run(
+    sam: SamCli, selected: Iterable[Case], workdir: Path, via: str = "invoke"
+) -> list[Observation]:
+    """The events through the emulator against a fresh local stack: one `sam local invoke` per event
+    (via="invoke"), or one `sam local start-lambda` serving them all (via="start-lambda", faster:
+    one SAM start, one warm container per function)."""
     from local.harness import ActivationHarness
 
     observations = []
     with ActivationHarness(workdir=workdir) as harness:
-        env_file = workdir / "sam-env-vars.json"
-        env_file.write_text(json.dumps(env_vars_document(harness, function_names(harness)), indent=1))
-        for case in selected:
+        env_file = write_env_vars_file(harness)
+        endpoint = None
+        if via == "start-lambda":
+            endpoint = SamLambdaEndpoint(sam, env_file, workdir / "logs" / "sam-start-lambda.log")
+            endpoint.start()
+        try:
+            for case in selected:
 
-            def invoke(case: Case = case) -> tuple[str | None, Any]:
-                return sam.invoke(case, env_file, workdir / "logs")
+                def invoke(case: Case = case) -> tuple[str | None, Any]:
+                    if endpoint is None:
+                        return sam.invoke(case, env_file, workdir / "logs")
+                    return endpoint.invoke(case.function, case.event.read_bytes())
 
-            observations.append(observe(harness, invoke))
+                observations.append(observe(harness, invoke))
+        finally:
+            if endpoint is not None:
+                endpoint.stop()
     return observations
 
 
@@ -284,38 +188,41 @@ class Report:
     def render(self) -> str:
         lines = [f"sam local ({self.arch}, {self.image}); sam build {self.build_seconds:.0f} s"]
         for case, seen, problems in self.rows:
-            outcome = seen.error_type or _summary(seen.result)
+            outcome = seen.error_type or _summary(case, seen)
             verdict = "matches the local stack's runner" if not problems else "; ".join(problems)
-            lines.append(f"  {case.name:<55} {seen.seconds:5.1f} s  {outcome:<28} {verdict}")
+            lines.append(f"  {case.name:<52} {seen.seconds:5.1f} s  {outcome:<46} {verdict}")
         matched = sum(not p for _, _, p in self.rows)
         lines.append(f"{matched} of {len(self.rows)} invocations match")
         return "\n".join(lines)
 
 
-def _summary(result: Any) -> str:
-    if isinstance(result, dict) and "batchItemFailures" in result:
-        return f"{len(result['batchItemFailures'])} batch item failures"
+def _summary(case: Case, seen: Observation) -> str:
+    """A destination batch: its destination's ledger so far and the failures; a task: ok."""
+    if isinstance(seen.result, dict) and "batchItemFailures" in seen.result:
+        ledger = seen.ledgers.get(case.function.removesuffix("Function").lower(), {})
+        counts = " ".join(f"{ledger.get(k, 0)} {k}" for k in ("delivered", "skipped", "rejected"))
+        return f"{counts}, {len(seen.result['batchItemFailures'])} failures"
     return "ok"
 
 
-def run(arch: str, smoke: bool = False, workdir: Path | None = None) -> Report:
-    """Everything `make sam-local` does; the report says whether every invocation matched."""
+def run(arch: str, smoke: bool = False, workdir: Path | None = None, via: str = "invoke") -> Report:
+    """Everything `make sam-local` does; the report says whether every invocation matched. The two
+    stacks' logs stay in `workdir` when one is given (else in .local-stack/sam-local)."""
     problem = base_image.docker_available() or base_image.emulation_missing(arch)
     if problem:
         raise SystemExit(f"sam local needs Docker: {problem}")
     print(base_image.ensure(arch), flush=True)
     selected = cases(smoke)
-    with tempfile.TemporaryDirectory(prefix="sam-local-", dir=workdir) as tmp:
-        root = Path(tmp)
-        sam = SamCli(arch, ROOT / ".aws-sam" / f"sam-local-{arch}")
-        build_seconds = sam.build()
-        print(f"sam build ({arch}) in {build_seconds:.0f} s", flush=True)
-        reference = reference_run(selected, root / "reference")
-        emulated = emulator_run(sam, selected, root / "emulator")
-        rows = [
-            (case, seen, differences(expected, seen, case.event.read_text()))
-            for case, expected, seen in zip(selected, reference, emulated, strict=True)
-        ]
+    root = workdir or ROOT / ".local-stack" / "sam-local"
+    sam = SamCli(arch, ROOT / ".aws-sam" / f"sam-local-{arch}")
+    build_seconds = sam.build()
+    print(f"sam build ({arch}) in {build_seconds:.0f} s", flush=True)
+    reference = reference_run(selected, root / "reference")
+    emulated = emulator_run(sam, selected, root / "emulator", via)
+    rows = [
+        (case, seen, differences(expected, seen, case.event.read_text()))
+        for case, expected, seen in zip(selected, reference, emulated, strict=True)
+    ]
     return Report(arch, base_image.image_tag(arch), build_seconds, rows)
 
 
@@ -325,8 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--arch", choices=sorted(base_image.ARCHITECTURES), default="x86_64")
     parser.add_argument("--smoke", action="store_true", help="one sample event per function")
+    parser.add_argument("--via", choices=["invoke", "start-lambda"], default="invoke")
     args = parser.parse_args(argv)
-    report = run(args.arch, smoke=args.smoke)
+    report = run(args.arch, smoke=args.smoke, via=args.via)
     print(report.render())
     return 0 if report.ok else 1
 

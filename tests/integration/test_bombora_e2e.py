@@ -26,7 +26,7 @@ EVENTS = Path(__file__).resolve().parents[2] / "events" / "bombora"
 TIER1, EXPANSION, LAUNCH = "ABM tier 1", "ABM expansion", "ABM launch"
 ADD = rf"{API}/account-list/[^/]+/accounts$"
 PENDING_WRITES = 3  # every in-process attempt of one call: the records go back to the queue
-WAITING = "waiting for another invocation to resolve a Bombora list"
+WAITING = "waiting for another invocation to resolve a list"  # activation_core.list_registry
 
 
 def bombora_events() -> list[dict[str, Any]]:

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from local.examples import example_config, sample_events
-from local.harness import ActivationHarness
+from local.fakes.base import FaultProfile
+from local.harness import STACK_NAME, ActivationHarness
 
 pytestmark = pytest.mark.integration
 
@@ -171,3 +172,60 @@ def test_rnf_05_a_naive_timestamp_is_rejected_and_the_same_person_s_other_event_
         assert reasons.get("evt-naive") == "invalid_field:occurredAt", destination_type
         assert "evt-aware" not in reasons, destination_type
     assert ("expo2026", "person300@example.com") in bad_values.fake("rainfocus").attendees
+
+
+def test_com_09_large_rejections_reach_the_dlq_with_their_reason(broken_instances: ActivationHarness) -> None:
+    """Ten rejected events of about 110 KB: more than one SendMessageBatch may carry (256 KiB as SQS long
+    documented it, 1 MiB today and in moto); each still reaches the DLQ with its reason, at once."""
+    harness = broken_instances
+    events = []
+    for i in range(10):
+        event = _person(400 + i, ["aud-iso"])
+        event["detail"]["eventId"] = f"evt-large-{i}"
+        event["detail"]["profile"]["attributes"]["workAddress"]["countryCode"] = "ZZ"
+        event["detail"]["profile"]["attributes"]["notes"] = "n" * 110_000
+        events.append(event)
+    harness.publish(events)
+    harness.drain()
+    reasons = {
+        json.loads(m["Body"])["detail"]["eventId"]: m["MessageAttributes"]["reason"]["StringValue"]
+        for m in harness.dlq_messages("rainfocus")
+    }
+    assert {e: r for e, r in reasons.items() if e.startswith("evt-large")} == {
+        f"evt-large-{i}": "invalid_field:countryid" for i in range(10)
+    }
+    assert "reason:retried:dlq_unavailable" not in harness.ledger("rainfocus")
+
+
+def test_com_09_a_vendor_slower_than_the_function_s_time_limit_leaves_every_record_a_reason(
+    broken_instances: ActivationHarness,
+) -> None:
+    """Every store call outlives the vendor timeout (2 s here) and the function may run 7 s: without
+    deadline awareness Lambda kills each invocation mid-batch and SQS redrives the records without a
+    reason. With it, no call starts that cannot finish: records retry (`deadline`, `timeout`) and reach
+    the DLQ with their reason; no invocation times out."""
+    harness = broken_instances
+    lambda_client = harness.stack.client("lambda")
+    name = f"{STACK_NAME}-rainfocus"
+    before = lambda_client.get_function_configuration(FunctionName=name)["Timeout"]
+    lambda_client.update_function_configuration(FunctionName=name, Timeout=7)
+    fake = harness.fake("rainfocus")
+    fake.set_fault_profile(FaultProfile(slow_rate=1.0, slow_seconds=2.5, paths="attendee/store"))
+    try:
+        events = [_person(500 + i, ["aud-iso"]) for i in range(12)]
+        for i, event in enumerate(events):
+            event["detail"]["eventId"] = f"evt-slow-{i}"
+        harness.publish(events)
+        harness.drain()
+    finally:
+        fake.set_fault_profile(None)
+        lambda_client.update_function_configuration(FunctionName=name, Timeout=before)
+    reasons = [
+        m.get("MessageAttributes", {}).get("reason", {}).get("StringValue", "<none: SQS redrive>")
+        for m in harness.dlq_messages("rainfocus")
+        if json.loads(m["Body"])["detail"]["eventId"].startswith("evt-slow-")
+    ]
+    assert len(reasons) == 12
+    assert set(reasons) <= {"retries_exhausted:deadline", "retries_exhausted:timeout"}
+    assert harness.ledger("rainfocus").get("reason:retried:deadline", 0) >= 1
+    assert not [line for line in harness.stack.log_lines() if "Task timed out" in line]

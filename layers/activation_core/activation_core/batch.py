@@ -25,6 +25,10 @@ from activation_core.waiting import REQUEUES_ATTRIBUTE
 _SQS_MAX_VISIBILITY = 43_200
 _SQS_MAX_DELAY = 900
 _ATTRIBUTE_LIMIT = 1000
+# SendMessageBatch: at most 10 entries and a total payload (bodies + attribute names, types and values)
+# of 256 KiB, the limit SQS documented until 2025 (1 MiB since): the lower bound holds on every queue.
+_BATCH_ENTRIES = 10
+_BATCH_BYTES = 262_144
 # A record still waiting for a rate limit (the vendor's or our shared budget) on its last allowed
 # receive goes back to its queue as a new, delayed message instead of to the DLQ, so a quota backlog
 # (more calls than a vendor allows per hour) waits rather than drains into the DLQ; at most
@@ -116,25 +120,50 @@ def _dlq_entry(
     }
 
 
+def _entry_bytes(entry: Mapping[str, Any]) -> int:
+    """An entry's payload as SQS counts it: body, and each attribute's name, type and value."""
+    size = len(str(entry["MessageBody"]).encode())
+    for name, value in entry.get("MessageAttributes", {}).items():
+        size += len(name.encode()) + len(value["DataType"].encode()) + len(value["StringValue"].encode())
+    return size
+
+
+def sized_batches(entries: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """SendMessageBatch calls within both of its limits (count and total size), in order; an entry too
+    large to share a call gets one of its own (SQS's per-message limit then decides)."""
+    batches: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    size = 0
+    for entry in entries:
+        entry_size = _entry_bytes(entry)
+        if current and (len(current) >= _BATCH_ENTRIES or size + entry_size > _BATCH_BYTES):
+            batches.append(current)
+            current, size = [], 0
+        current.append(entry)
+        size += entry_size
+    if current:
+        batches.append(current)
+    return batches
+
+
 def send_rejections_to_dlq(
     records: Sequence[Mapping[str, Any]], results: dict[str, RecordResult], ctx: BatchContext, sqs: Any
 ) -> None:
     """Send rejected records to the DLQ; one that cannot be sent becomes a retry (nothing lost)."""
     rejected = [r for r in records if results[str(r.get("messageId"))].outcome.kind is Kind.REJECTED]
-    for start in range(0, len(rejected), 10):
-        chunk = rejected[start : start + 10]
-        entries = [
-            _dlq_entry(r, results[str(r.get("messageId"))].outcome, ctx.destination_type, i)
-            for i, r in enumerate(chunk)
-        ]
+    entries = [
+        _dlq_entry(r, results[str(r.get("messageId"))].outcome, ctx.destination_type, i)
+        for i, r in enumerate(rejected)
+    ]
+    for batch in sized_batches(entries):
         try:
-            response = sqs.send_message_batch(QueueUrl=ctx.dead_letter_queue_url, Entries=entries)
+            response = sqs.send_message_batch(QueueUrl=ctx.dead_letter_queue_url, Entries=batch)
             failed_ids = {int(f["Id"]) for f in response.get("Failed", [])}
         except Exception as exc:
             logger.warning("DLQ send failed", extra={"error_type": type(exc).__name__})
-            failed_ids = set(range(len(chunk)))
+            failed_ids = {int(e["Id"]) for e in batch}
         for i in failed_ids:
-            message_id = str(chunk[i].get("messageId"))
+            message_id = str(rejected[i].get("messageId"))
             results[message_id].outcome = Outcome.retry(
                 "dlq_unavailable", "could not send the rejection to the DLQ"
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
+from activation_core import deadline
 from activation_core.batch import BatchContext, reject_all, run_batch
 from activation_core.config_store import load_instances
 from activation_core.guards import DeliveryClaims, StaleGuard
@@ -82,6 +83,10 @@ def _entry(
                 start(context)
             except Exception as exc:  # run_batch's decision hits the same fault and retries the batch
                 logger.warning("invocation setup failed", extra={"error_type": type(exc).__name__})
-        return run_batch(event, context, decide, batch)
+        deadline.begin(context)
+        try:
+            return run_batch(event, context, decide, batch)
+        finally:
+            deadline.end()
 
     return cast(LambdaHandler, lambda_handler)  # Powertools' decorators are typed loosely

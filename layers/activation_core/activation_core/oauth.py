@@ -18,7 +18,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -42,6 +42,9 @@ class TokenGrant:
     access_token: str
     expires_in: float
     refresh_token: str | None = None
+    # Facts about the connection the token endpoint returned (e.g. the tenant's API base URL), kept in
+    # the connection secret beside the credentials so every container uses them, not a stale copy.
+    connection_updates: Mapping[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         # A grant must never end up in a log line or traceback through repr().
@@ -332,6 +335,7 @@ class TokenProvider:
         }
         if grant.refresh_token:
             updated[self._refresh_token_field] = grant.refresh_token
+        updated.update(grant.connection_updates)
         # Persist first: a rotated refresh token that only lives in memory dies with this container.
         self._persist_grant(updated, rotated=bool(grant.refresh_token))
         self._remember(updated, token)
