@@ -327,6 +327,11 @@ class SfmcConnection(BaseModel):
         alias="restBaseUri",
         description="Only until the first token: then the REST instance URL SFMC returns with it is used",
     )
+    soap_instance_url: str | None = Field(
+        default=None,
+        alias="soapInstanceUrl",
+        description="Written by the stack: the SOAP instance URL the token endpoint returned (discovery)",
+    )
     rest_instance_url: str | None = Field(
         default=None,
         alias="restInstanceUrl",
