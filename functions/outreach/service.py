@@ -52,7 +52,7 @@ BUDGET_CHUNK = 100
 
 def _config_error(instance: DestinationInstance, prefix: str, error: ValidationError) -> ConfigError:
     described = describe_validation_error(error, instance.id)
-    return ConfigError(instance.id, f"{prefix}.{described.field}", described.detail.split(": ", 1)[-1])
+    return ConfigError(instance.id, f"{prefix}.{described.field}", described.message)
 
 
 def validate_instance(instance: DestinationInstance) -> tuple[OutreachSettings, dict[str, int]]:

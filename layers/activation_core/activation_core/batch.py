@@ -20,16 +20,20 @@ from activation_core import aws, http, oauth
 from activation_core.observability import logger, metrics
 from activation_core.outcomes import BatchSummary, Kind, Outcome
 from activation_core.pipeline import RecordResult
+from activation_core.waiting import REQUEUES_ATTRIBUTE
 
 _SQS_MAX_VISIBILITY = 43_200
 _SQS_MAX_DELAY = 900
 _ATTRIBUTE_LIMIT = 1000
+# SendMessageBatch: at most 10 entries and a total payload (bodies + attribute names, types and values)
+# of 256 KiB, the limit SQS documented until 2025 (1 MiB since): the lower bound holds on every queue.
+_BATCH_ENTRIES = 10
+_BATCH_BYTES = 262_144
 # A record still waiting for a rate limit (the vendor's or our shared budget) on its last allowed
 # receive goes back to its queue as a new, delayed message instead of to the DLQ, so a quota backlog
 # (more calls than a vendor allows per hour) waits rather than drains into the DLQ; at most
 # this many times per record, then the DLQ as usual.
 MAX_REQUEUES = 24
-REQUEUES_ATTRIBUTE = "activationRequeues"
 
 
 class RetryRecord(Exception):
@@ -116,25 +120,50 @@ def _dlq_entry(
     }
 
 
+def _entry_bytes(entry: Mapping[str, Any]) -> int:
+    """An entry's payload as SQS counts it: body, and each attribute's name, type and value."""
+    size = len(str(entry["MessageBody"]).encode())
+    for name, value in entry.get("MessageAttributes", {}).items():
+        size += len(name.encode()) + len(value["DataType"].encode()) + len(value["StringValue"].encode())
+    return size
+
+
+def sized_batches(entries: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """SendMessageBatch calls within both of its limits (count and total size), in order; an entry too
+    large to share a call gets one of its own (SQS's per-message limit then decides)."""
+    batches: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    size = 0
+    for entry in entries:
+        entry_size = _entry_bytes(entry)
+        if current and (len(current) >= _BATCH_ENTRIES or size + entry_size > _BATCH_BYTES):
+            batches.append(current)
+            current, size = [], 0
+        current.append(entry)
+        size += entry_size
+    if current:
+        batches.append(current)
+    return batches
+
+
 def send_rejections_to_dlq(
     records: Sequence[Mapping[str, Any]], results: dict[str, RecordResult], ctx: BatchContext, sqs: Any
 ) -> None:
     """Send rejected records to the DLQ; one that cannot be sent becomes a retry (nothing lost)."""
     rejected = [r for r in records if results[str(r.get("messageId"))].outcome.kind is Kind.REJECTED]
-    for start in range(0, len(rejected), 10):
-        chunk = rejected[start : start + 10]
-        entries = [
-            _dlq_entry(r, results[str(r.get("messageId"))].outcome, ctx.destination_type, i)
-            for i, r in enumerate(chunk)
-        ]
+    entries = [
+        _dlq_entry(r, results[str(r.get("messageId"))].outcome, ctx.destination_type, i)
+        for i, r in enumerate(rejected)
+    ]
+    for batch in sized_batches(entries):
         try:
-            response = sqs.send_message_batch(QueueUrl=ctx.dead_letter_queue_url, Entries=entries)
+            response = sqs.send_message_batch(QueueUrl=ctx.dead_letter_queue_url, Entries=batch)
             failed_ids = {int(f["Id"]) for f in response.get("Failed", [])}
         except Exception as exc:
             logger.warning("DLQ send failed", extra={"error_type": type(exc).__name__})
-            failed_ids = set(range(len(chunk)))
+            failed_ids = {int(e["Id"]) for e in batch}
         for i in failed_ids:
-            message_id = str(chunk[i].get("messageId"))
+            message_id = str(rejected[i].get("messageId"))
             results[message_id].outcome = Outcome.retry(
                 "dlq_unavailable", "could not send the rejection to the DLQ"
             )
@@ -254,6 +283,33 @@ def record_ledger(
                 counters[audience_key][_counter_name(o.outcome)] += 1
     for key, counts in counters.items():
         _add_to_ledger(key, counts, ctx, dynamodb)
+    for key, counts in _snapshot_counters(results).items():
+        _add_to_ledger(key, counts, ctx, dynamodb, pk=SNAPSHOT_LEDGER)
+
+
+SNAPSHOT_LEDGER = "snapshot-outcomes"
+
+
+def _snapshot_counters(results: Mapping[str, RecordResult]) -> dict[str, Counter[str]]:
+    """Outcomes of snapshot changes per (audience, snapshot, instance): what reconciliation reads.
+    Items `pk=snapshot-outcomes`, `sk=<audience>#<snapshot>#<instance>`."""
+    counters: dict[str, Counter[str]] = defaultdict(Counter)
+    for result in results.values():
+        if result.snapshot_id is None:
+            continue
+        for o in result.per_instance:
+            # A record that ran out of receives is rejected as a whole, whatever the instance said last.
+            outcome = (
+                result.outcome
+                if result.outcome.kind is Kind.REJECTED and o.outcome.kind is Kind.RETRY
+                else o.outcome
+            )
+            for audience_id in o.audience_ids:
+                key = f"{audience_id}#{result.snapshot_id}#{o.instance_id}"
+                counters[key][_counter_name(outcome)] += 1
+                if outcome.kind in (Kind.SKIPPED, Kind.REJECTED):
+                    counters[key][_reason_counter(outcome)] += 1
+    return counters
 
 
 def first_arrivals(records: Sequence[Mapping[str, Any]]) -> set[str]:
@@ -277,14 +333,16 @@ def _receive_count(record: Mapping[str, Any]) -> int:
         return 1
 
 
-def _add_to_ledger(key: str, counts: Counter[str], ctx: BatchContext, dynamodb: Any) -> None:
+def _add_to_ledger(
+    key: str, counts: Counter[str], ctx: BatchContext, dynamodb: Any, pk: str = "outcomes"
+) -> None:
     names = {f"#c{i}": name for i, name in enumerate(counts)}
     values = {f":v{i}": {"N": str(counts[name])} for i, name in enumerate(counts)}
     expression = "ADD " + ", ".join(f"#c{i} :v{i}" for i in range(len(counts)))
     try:
         dynamodb.update_item(
             TableName=ctx.state_table_name,
-            Key={"pk": {"S": "outcomes"}, "sk": {"S": key}},
+            Key={"pk": {"S": pk}, "sk": {"S": key}},
             UpdateExpression=expression,
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,

@@ -1,19 +1,22 @@
 """Destination configuration from Parameter Store (Powertools Parameters, short cache).
 
-An invalid document fails loudly with the instance and field named; the caller turns that into
-retries for the whole batch, so records wait in the queue (and reach the DLQ) rather than vanish.
+`parse_destinations` is strict (the CLI's `config validate`): any invalid instance rejects the document.
+The functions load the document per instance (`load_instances`): an invalid instance is set aside with
+its ConfigError and holds back only its own records, every valid instance runs. Only a document that
+cannot be read at all (not JSON, no destinations list) fails every record (they retry, then the DLQ).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from pydantic import ValidationError
 
 from activation_core.errors import ConfigError
-from activation_core.models.config import DestinationsConfig
+from activation_core.models.config import DestinationInstance, DestinationsConfig
 
 
 def describe_validation_error(error: ValidationError, instance: str = "") -> ConfigError:
@@ -52,19 +55,96 @@ def _name_instance(data: Any, error: ValidationError) -> ConfigError:
     return describe_validation_error(error)
 
 
-def load_destinations(parameter_name: str, max_age: int) -> DestinationsConfig:
-    """The current configuration document, cached for `max_age` seconds per container."""
+@dataclass(frozen=True, slots=True)
+class InvalidInstance:
+    """An instance of the document that failed validation, with what could still be read of it."""
+
+    id: str
+    type: str
+    enabled: bool
+    # The audience ids it activates; None when even they cannot be read (then every record is its own).
+    audience_ids: frozenset[str] | None
+    error: ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    """A document validated per instance: the valid ones, and the invalid ones set aside."""
+
+    config: DestinationsConfig
+    invalid: tuple[InvalidInstance, ...] = ()
+
+    def invalid_of_type(self, destination_type: str) -> list[InvalidInstance]:
+        return [i for i in self.invalid if i.type == destination_type and i.enabled]
+
+
+def parse_instances(document: str | bytes | dict[str, Any]) -> LoadedConfig:
+    """Validate the document's shell, then each instance on its own (one bad instance spoils nothing else)."""
+    try:
+        data = json.loads(document) if isinstance(document, str | bytes) else document
+    except json.JSONDecodeError as exc:
+        raise ConfigError("<document>", "<root>", f"not JSON: {exc.msg}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("destinations", []), list):
+        raise ConfigError("<document>", "destinations", "the document must be an object with a list")
+    raw_instances: list[Any] = data.get("destinations", [])
+    try:
+        shell = DestinationsConfig.model_validate({**data, "destinations": []})
+    except ValidationError as exc:
+        raise describe_validation_error(exc) from None
+    ids = [raw.get("id") if isinstance(raw, dict) else None for raw in raw_instances]
+    valid: list[DestinationInstance] = []
+    invalid: list[InvalidInstance] = []
+    for index, raw in enumerate(raw_instances):
+        name = str(ids[index]) if isinstance(ids[index], str) and ids[index] else f"#{index}"
+        try:
+            if ids[index] is not None and ids.count(ids[index]) > 1:
+                raise ConfigError(name, "id", "destination ids must be unique")
+            try:
+                valid.append(DestinationInstance.model_validate(raw))
+            except ValidationError as exc:
+                first = exc.errors(include_input=False, include_url=False)[0]
+                field = ".".join(str(part) for part in first["loc"]) or "<instance>"
+                raise ConfigError(name, field, first["msg"]) from None
+        except ConfigError as error:
+            invalid.append(_set_aside(name, raw, error))
+    return LoadedConfig(shell.model_copy(update={"destinations": tuple(valid)}), tuple(invalid))
+
+
+def _set_aside(name: str, raw: Any, error: ConfigError) -> InvalidInstance:
+    fields = raw if isinstance(raw, dict) else {}
+    audiences = fields.get("audiences", [])
+    audience_ids: frozenset[str] | None = None
+    if isinstance(audiences, list) and all(
+        isinstance(a, dict) and isinstance(a.get("id"), str) for a in audiences
+    ):
+        audience_ids = frozenset(a["id"] for a in audiences)
+    return InvalidInstance(
+        id=name,
+        type=str(fields.get("type", "")),
+        enabled=fields.get("enabled", True) is not False,
+        audience_ids=audience_ids,
+        error=error,
+    )
+
+
+def load_instances(parameter_name: str, max_age: int) -> LoadedConfig:
+    """The current configuration document per instance, cached for `max_age` seconds per container."""
     from aws_lambda_powertools.utilities import parameters
 
     raw = parameters.get_parameter(parameter_name, max_age=max_age, decrypt=True)
     return _parse_cached(str(raw))
 
 
+def load_destinations(parameter_name: str, max_age: int) -> DestinationsConfig:
+    """The valid instances of the current configuration document (see `load_instances`)."""
+    return load_instances(parameter_name, max_age).config
+
+
 @lru_cache(maxsize=4)
-def _parse_cached(text: str) -> DestinationsConfig:
+def _parse_cached(text: str) -> LoadedConfig:
     """One validation per document text, not one per batch. The models are frozen and nothing writes to
     their `settings`/`extras` dicts, so every batch can share them.
 
-    An invalid document raises every time (lru_cache does not keep exceptions).
+    An unreadable document raises every time (lru_cache does not keep exceptions).
     """
-    return parse_destinations(text)
+    return parse_instances(text)

@@ -37,12 +37,17 @@ class AuthError(ActivationError):
 
 
 class ConfigError(ActivationError):
-    """A destination configuration is invalid; names the instance and the field."""
+    """A destination configuration is invalid; names the instance and the field.
 
-    def __init__(self, instance: str, field: str, detail: str) -> None:
-        super().__init__("invalid_config", f"destination '{instance}', field '{field}': {detail}")
+    `instance`, `field` and `message` are data: callers compose their own wording from them rather
+    than parse `detail` (which reads "destination 'X', field 'Y': message").
+    """
+
+    def __init__(self, instance: str, field: str, message: str) -> None:
+        super().__init__("invalid_config", f"destination '{instance}', field '{field}': {message}")
         self.instance = instance
         self.field = field
+        self.message = message
 
 
 class InvalidRecordError(PermanentError):
@@ -51,3 +56,8 @@ class InvalidRecordError(PermanentError):
     def __init__(self, field: str, detail: str) -> None:
         super().__init__(f"invalid_field:{field}", detail)
         self.field = field
+
+
+class MissingValueError(InvalidRecordError):
+    """A required mapping target has no value: rejected like any invalid field, unless the destination
+    declares the gap an ordinary one to skip (`Destination.skip_when_missing`)."""

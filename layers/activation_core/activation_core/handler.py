@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
+from activation_core import deadline
 from activation_core.batch import BatchContext, reject_all, run_batch
-from activation_core.config_store import load_destinations
+from activation_core.config_store import load_instances
 from activation_core.guards import DeliveryClaims, StaleGuard
-from activation_core.observability import logger, metrics, tracer
+from activation_core.observability import capture_lambda_handler, logger, metrics
 from activation_core.pipeline import Destination, Guards, Pipeline, RecordResult
 from activation_core.settings import function_settings
+from activation_core.waiting import WaitingChanges
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -33,10 +35,9 @@ def destination_handler(destination: Destination) -> LambdaHandler:
                     Pipeline(
                         destination,
                         settings,
-                        lambda: load_destinations(
-                            settings.config_parameter_name, settings.config_cache_seconds
-                        ),
+                        lambda: load_instances(settings.config_parameter_name, settings.config_cache_seconds),
                         guards,
+                        WaitingChanges(settings.state_table_name),
                     ),
                     guards,
                 )
@@ -66,9 +67,7 @@ def _entry(
     start: Callable[[Any], None] | None = None,
 ) -> LambdaHandler:
     @logger.inject_lambda_context(clear_state=True)
-    @tracer.capture_lambda_handler(
-        capture_response=False
-    )  # responses hold message ids only; keep traces lean
+    @capture_lambda_handler
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         settings = function_settings()
@@ -84,6 +83,10 @@ def _entry(
                 start(context)
             except Exception as exc:  # run_batch's decision hits the same fault and retries the batch
                 logger.warning("invocation setup failed", extra={"error_type": type(exc).__name__})
-        return run_batch(event, context, decide, batch)
+        deadline.begin(context)
+        try:
+            return run_batch(event, context, decide, batch)
+        finally:
+            deadline.end()
 
     return cast(LambdaHandler, lambda_handler)  # Powertools' decorators are typed loosely

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from activation_core import deadline
 from activation_core.errors import (
     ActivationError,
     AuthError,
@@ -31,6 +32,7 @@ from activation_core.errors import (
     RetryableError,
     ThrottledError,
 )
+from activation_core.observability import start_tracing
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +83,7 @@ def shared_client() -> httpx.Client:
     if _client is None:
         with _client_lock:
             if _client is None:
+                start_tracing()  # X-Ray instruments clients created after it patched httpx
                 _client = httpx.Client(
                     timeout=_timeout_from_env(),
                     limits=DEFAULT_LIMITS,
@@ -298,6 +301,12 @@ def _log_target(method: str, url: str) -> str:
     return f"{method.upper()} {host}"
 
 
+def call_budget(client: httpx.Client) -> float:
+    """The longest one attempt may take: the client's read timeout plus a margin (connect is short)."""
+    read = client.timeout.read
+    return (read if read is not None else DEFAULT_TIMEOUT.read or 10.0) + deadline.CALL_MARGIN_SECONDS
+
+
 def send(
     method: str,
     url: str,
@@ -318,7 +327,10 @@ def send(
     """
     http = client if client is not None else shared_client()
     attempts = max(1, policy.attempts)
+    budget = call_budget(http)
     for attempt in range(attempts):
+        # Start no call that could not finish before the invocation's deadline (it retries instead).
+        deadline.ensure(budget, _log_target(method, url))
         if on_attempt is not None:
             on_attempt()
         _count("calls")
@@ -340,8 +352,8 @@ def send(
         wait = policy.backoff(attempt)
         if error.retry_after is not None:
             wait = max(error.retry_after, wait)
-        if wait > policy.max_in_process_wait:
-            # Waiting here would burn Lambda time; SQS redelivers after the visibility timeout.
+        if wait > policy.max_in_process_wait or wait + budget > deadline.remaining():
+            # Waiting here would burn Lambda time (or outlast the invocation); SQS redelivers instead.
             raise error
         logger.warning(
             "retrying %s after %s (attempt %d/%d, waiting %.2fs)",

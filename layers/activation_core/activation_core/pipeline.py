@@ -6,6 +6,8 @@ owns everything every destination shares and gives each SQS record exactly one o
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,7 +15,8 @@ from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
 
-from activation_core.errors import ActivationError, ConfigError
+from activation_core.config_store import InvalidInstance, LoadedConfig
+from activation_core.errors import ActivationError, AuthError, ConfigError, MissingValueError, RetryableError
 from activation_core.guards import Claim, DeliveryClaims, StaleGuard, entity_key
 from activation_core.mapping import CompiledMapping, MappedRecord
 from activation_core.models.config import ActivatedAudience, DestinationInstance, DestinationsConfig
@@ -29,6 +32,7 @@ from activation_core.models.events import (
 from activation_core.observability import logger
 from activation_core.outcomes import Kind, Outcome, combine
 from activation_core.settings import FunctionSettings
+from activation_core.waiting import WaitingChanges, has_waited
 
 Entity = Literal["profile", "account"]
 _ENTITY_OF_TYPE: dict[str, Entity] = {
@@ -52,6 +56,15 @@ class InboundRecord:
     attributes: Mapping[str, Any]
     consents: Mapping[str, str]
     audiences: tuple[AudienceMembership, ...]
+    # None: every instance of the type; else only the named ones (a snapshot's backfill or resync).
+    target_instances: frozenset[str] | None = None
+    change_origin: str = "stream"
+    snapshot_id: str | None = None
+    # Received before, or a requeued copy: it may have waited for a rate limit (activation_core.waiting).
+    waited: bool = False
+
+    def targets(self, instance_id: str) -> bool:
+        return self.target_instances is None or instance_id in self.target_instances
 
     def source_document(self) -> dict[str, Any]:
         """What mapping rows' dotted source paths are looked up in."""
@@ -89,7 +102,12 @@ class Connector(Protocol):
 
 
 class Destination(Protocol):
-    """What a destination package provides to the pipeline."""
+    """What a destination package provides to the pipeline.
+
+    Optionally `skip_when_missing: Mapping[str, str]`: mapping targets whose missing value is an
+    ordinary gap in the data (target -> skip reason), skipped instead of rejected even when the row is
+    `required`. Optional (read with getattr) so that a destination without such targets declares nothing.
+    """
 
     destination_type: str
     entity: Entity
@@ -115,6 +133,8 @@ class RecordResult:
     receive_count: int = 1
     # Sent back to its queue as a new (delayed) message, still waiting: this copy is done with.
     requeued: bool = False
+    # A change computed from this audience snapshot: also counted per snapshot (reconciliation).
+    snapshot_id: str | None = None
 
 
 def _validation_summary(error: ValidationError) -> str:
@@ -124,6 +144,42 @@ def _validation_summary(error: ValidationError) -> str:
         for e in error.errors(include_input=False, include_url=False)[:3]
     ]
     return "; ".join(parts)
+
+
+# Validation errors that name one bad value of an otherwise well-formed event: rejected as
+# `invalid_field:<path>` (the path in `detail`), not `malformed_event`.
+_INVALID_VALUE_ERRORS = frozenset({"timezone_aware"})
+
+
+def _invalid_value(error: ValidationError) -> Outcome | None:
+    first = error.errors(include_input=False, include_url=False)[0]
+    if first["type"] not in _INVALID_VALUE_ERRORS:
+        return None
+    path = ".".join(str(p) for p in first["loc"])
+    return Outcome.rejected(f"invalid_field:{path}", f"{path}: {first['msg']}")
+
+
+def non_finite_path(value: Any, path: str) -> str | None:
+    """The dotted path of the first number that is not finite (NaN, Infinity, 1e400) or too large for a
+    double, or None. JSON parsers here accept them; vendors' JSON serialisers and APIs do not."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, int) and not isinstance(value, bool):
+        return None if abs(value) <= _LARGEST_FLOAT else path
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found = non_finite_path(item, f"{path}.{key}")
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = non_finite_path(item, f"{path}.{index}")
+            if found is not None:
+                return found
+    return None
+
+
+_LARGEST_FLOAT = int(sys.float_info.max)
 
 
 def parse_record(record: Mapping[str, Any]) -> InboundRecord | Outcome:
@@ -150,9 +206,12 @@ def parse_record(record: Mapping[str, Any]) -> InboundRecord | Outcome:
             detail = account_detail
             consents = {}
     except ValidationError as exc:
-        return Outcome.rejected("malformed_event", _validation_summary(exc))
+        return _invalid_value(exc) or Outcome.rejected("malformed_event", _validation_summary(exc))
     identities = subject.identities if entity == "profile" else subject_account.identities
     attrs = subject.attributes if entity == "profile" else subject_account.attributes
+    bad_number = non_finite_path(attrs, f"{entity}.attributes")
+    if bad_number is not None:
+        return Outcome.rejected(f"invalid_field:{bad_number}", f"{bad_number}: not a finite number")
     return InboundRecord(
         message_id=message_id,
         receive_count=receive_count,
@@ -164,6 +223,10 @@ def parse_record(record: Mapping[str, Any]) -> InboundRecord | Outcome:
         attributes=attrs,
         consents=consents,
         audiences=tuple(detail.audiences),
+        target_instances=None if detail.target_instances is None else frozenset(detail.target_instances),
+        change_origin=detail.change_origin,
+        snapshot_id=detail.snapshot_id if detail.change_origin == "snapshot" else None,
+        waited=has_waited(record),
     )
 
 
@@ -178,8 +241,24 @@ class Guards:
 @dataclass(slots=True)
 class _Prepared:
     instance: DestinationInstance
-    mapping: CompiledMapping
-    connector: Connector
+    mapping: CompiledMapping | None
+    connector: Connector | None
+    # Why the instance cannot run (its config, its connection): its records retry with this.
+    failure: Outcome | None = None
+
+
+def instance_failure(instance_id: str, error: Exception) -> Outcome:
+    """The retry an instance's records get when it cannot run: the reason names the cause and the
+    instance (`invalid_config:<id>`, `connection_unavailable:<id>`); values are never echoed."""
+    if isinstance(error, ConfigError):
+        return Outcome.retry(f"invalid_config:{instance_id}", f"field '{error.field}': {error.message}")
+    if isinstance(error, ActivationError):
+        detail = f"{error.reason}: {error.detail}" if error.detail else error.reason
+    elif isinstance(error, ValidationError):
+        detail = f"connection secret: {_validation_summary(error)}"
+    else:
+        detail = type(error).__name__
+    return Outcome.retry(f"connection_unavailable:{instance_id}", detail)
 
 
 class Pipeline:
@@ -189,20 +268,24 @@ class Pipeline:
         self,
         destination: Destination,
         settings: FunctionSettings,
-        load_config: Callable[[], DestinationsConfig],
+        load_config: Callable[[], DestinationsConfig | LoadedConfig],
         guards: Guards | None = None,
+        waiting: WaitingChanges | None = None,
     ) -> None:
         self._destination = destination
         self._settings = settings
         self._load_config = load_config
         self._guards = guards or Guards()
+        self._waiting = waiting
         # Connectors and compiled mappings are built once per instance version, reused across invocations.
         self._prepared: dict[str, tuple[str, _Prepared]] = {}
 
-    def _instances(self) -> list[_Prepared]:
-        config = self._load_config()
+    def _instances(self) -> tuple[list[_Prepared], list[InvalidInstance]]:
+        loaded = self._load_config()
+        if isinstance(loaded, DestinationsConfig):
+            loaded = LoadedConfig(loaded)
         prepared: list[_Prepared] = []
-        for instance in config.of_type(self._destination.destination_type):
+        for instance in loaded.config.of_type(self._destination.destination_type):
             cached = self._prepared.get(instance.id)
             if cached is not None and cached[1].instance is instance:
                 # The very config object of the last batch (config_store caches it): nothing to compare.
@@ -210,11 +293,29 @@ class Pipeline:
                 continue
             version = instance.model_dump_json()
             if cached is None or cached[0] != version:
-                connector = self._destination.connect(instance, self._settings)
-                cached = (version, _Prepared(instance, CompiledMapping(instance.mapping), connector))
+                try:
+                    mapping = CompiledMapping(instance.mapping)
+                    connector = self._destination.connect(instance, self._settings)
+                except Exception as exc:  # this instance only: the others of the type still run
+                    failure = instance_failure(instance.id, exc)
+                    logger.error(
+                        "destination instance unavailable",
+                        extra={"instance": instance.id, "reason": failure.reason, "detail": failure.detail},
+                    )
+                    # Not kept: the next batch tries again (a secret or config fixed meanwhile).
+                    prepared.append(_Prepared(instance, None, None, failure))
+                    continue
+                cached = (version, _Prepared(instance, mapping, connector))
                 self._prepared[instance.id] = cached
             prepared.append(cached[1])
-        return prepared
+        invalid = loaded.invalid_of_type(self._destination.destination_type)
+        for item in invalid:
+            error = item.error
+            logger.error(
+                "invalid destination instance",
+                extra={"instance": item.id, "field": error.field, "detail": error.message},
+            )
+        return prepared, invalid
 
     def process(self, records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
         """One RecordResult per SQS messageId; never raises for a record's fault."""
@@ -231,9 +332,9 @@ class Pipeline:
         if not parsed:
             return results
         try:
-            instances = self._instances()
+            instances, invalid = self._instances()
         except ConfigError as exc:
-            # Loud, and nothing lost: every record retries until the config is fixed (or reaches the DLQ).
+            # An unreadable document: loud, and nothing lost: every record retries until it is fixed.
             logger.error("invalid destination config", extra={"reason": exc.reason, "detail": exc.detail})
             for record in parsed:
                 results[record.message_id] = RecordResult(
@@ -243,15 +344,38 @@ class Pipeline:
 
         per_record: dict[str, list[InstanceOutcome]] = {r.message_id: [] for r in parsed}
         for prepared in instances:
-            for message_id, outcome in self._run_instance(prepared, parsed).items():
+            targeted = [r for r in parsed if r.targets(prepared.instance.id)]
+            if not targeted:
+                continue
+            for message_id, outcome in self._run_instance(prepared, targeted).items():
                 audience_ids = outcome[1]
                 per_record[message_id].append(InstanceOutcome(prepared.instance.id, audience_ids, outcome[0]))
+        for broken in invalid:
+            self._fail_broken_instance(broken, parsed, per_record)
         for record in parsed:
             outcomes = per_record[record.message_id]
             results[record.message_id] = RecordResult(
-                combine(o.outcome for o in outcomes), outcomes, record.receive_count
+                combine(o.outcome for o in outcomes),
+                outcomes,
+                record.receive_count,
+                snapshot_id=record.snapshot_id,
             )
         return results
+
+    def _fail_broken_instance(
+        self,
+        broken: InvalidInstance,
+        parsed: Sequence[InboundRecord],
+        per_record: dict[str, list[InstanceOutcome]],
+    ) -> None:
+        """A broken instance fails only the records of its own audiences (they retry, naming it)."""
+        failure = instance_failure(broken.id, broken.error).with_context(broken.id)
+        for record in parsed:
+            audience_ids = tuple(
+                m.id for m in record.audiences if broken.audience_ids is None or m.id in broken.audience_ids
+            )
+            if record.entity == self._destination.entity and audience_ids and record.targets(broken.id):
+                per_record[record.message_id].append(InstanceOutcome(broken.id, audience_ids, failure))
 
     def _run_instance(
         self, prepared: _Prepared, records: Sequence[InboundRecord]
@@ -265,12 +389,20 @@ class Pipeline:
             )
             audience_ids = tuple(a.audience.id for a in activations)
             early = self._screen(instance, record, activations)
+            if early is None and prepared.failure is not None:
+                early = prepared.failure
             if early is not None:
                 decided[record.message_id] = (early, audience_ids)
                 continue
+            if prepared.mapping is None or prepared.connector is None:  # pragma: no cover - failure set
+                raise AssertionError("an instance without a connector has a failure")
+            connector = prepared.connector
             try:
                 mapped = prepared.mapping.apply(record.source_document())
                 guarded = self._guard(instance.id, record, activations, mapped)
+            except MissingValueError as exc:
+                decided[record.message_id] = (self._missing(exc), audience_ids)
+                continue
             except ActivationError as exc:
                 decided[record.message_id] = (Outcome.from_error(exc), audience_ids)
                 continue
@@ -279,11 +411,16 @@ class Pipeline:
                 continue
             work.append(WorkItem(record, guarded, mapped))
         if work:
-            delivered = self._deliver(prepared, work)
+            delivered = self._deliver_newest(instance.id, connector, work)
             self._settle_claims(instance.id, work, delivered)
             for item in work:
                 decided[item.key] = (delivered[item.key], tuple(a.audience.id for a in item.activations))
         return {k: (o.with_context(instance.id) if o.detail else o, ids) for k, (o, ids) in decided.items()}
+
+    def _missing(self, error: MissingValueError) -> Outcome:
+        skips: Mapping[str, str] = getattr(self._destination, "skip_when_missing", {})
+        reason = skips.get(error.field)
+        return Outcome.from_error(error) if reason is None else Outcome.skipped(reason, error.detail)
 
     def _guard(
         self,
@@ -343,15 +480,47 @@ class Pipeline:
             return Outcome.skipped("consent", f"consent '{purpose}' is 'n'")
         return None
 
-    def _deliver(self, prepared: _Prepared, work: Sequence[WorkItem]) -> dict[str, Outcome]:
+    def _deliver_newest(
+        self, instance_id: str, connector: Connector, work: Sequence[WorkItem]
+    ) -> dict[str, Outcome]:
+        """Deliver `work` but the records a newer waiting change covers; remember what is told to wait."""
+        if self._waiting is None:
+            return self._deliver(connector, work)
+        superseded = self._waiting.superseded(instance_id, work)
+        rest = [item for item in work if item.key not in superseded]
+        delivered = self._deliver(connector, rest) if rest else {}
+        self._waiting.note(instance_id, rest, delivered)
+        return delivered | superseded
+
+    def _deliver(self, connector: Connector, work: Sequence[WorkItem]) -> dict[str, Outcome]:
+        """The connector's outcomes. When it raises for the call, the offender is isolated by splitting
+        the work in halves (a person's records stay together, so their order holds) until only the
+        records it raises for fail; a transient error (outage, throttle) fails the whole call as is."""
         try:
-            outcomes = dict(prepared.connector.deliver(work))
-        except ActivationError as exc:
+            outcomes = dict(connector.deliver(work))
+        except (RetryableError, AuthError) as exc:
             outcome = Outcome.from_error(exc)
             return {item.key: outcome for item in work}
-        except Exception as exc:  # a bug must not lose records: they retry, then reach the DLQ
-            logger.exception("connector failed", extra={"error_type": type(exc).__name__})
-            outcome = Outcome.retry("internal_error", type(exc).__name__)
+        except Exception as exc:  # a bug or one bad record must not hold back the others
+            groups = _by_entity(work)
+            if len(groups) > 1:
+                half = len(groups) // 2
+                first = [item for group in groups[:half] for item in group]
+                rest = [item for group in groups[half:] for item in group]
+                return {**self._deliver(connector, first), **self._deliver(connector, rest)}
+            if isinstance(exc, ActivationError):
+                outcome = Outcome.from_error(exc)
+            else:  # it retries, then reaches the DLQ with this reason
+                logger.exception("connector failed", extra={"error_type": type(exc).__name__})
+                outcome = Outcome.retry("internal_error", type(exc).__name__)
             return {item.key: outcome for item in work}
         missing = Outcome.retry("no_outcome", "the connector returned no outcome for this record")
         return {item.key: outcomes.get(item.key, missing) for item in work}
+
+
+def _by_entity(work: Sequence[WorkItem]) -> list[list[WorkItem]]:
+    """Work items grouped by the person or account they are for, in order of first appearance."""
+    groups: dict[str, list[WorkItem]] = {}
+    for item in work:
+        groups.setdefault(entity_key(item.mapped.identities or item.mapped.fields), []).append(item)
+    return list(groups.values())

@@ -248,3 +248,23 @@ def test_a_record_told_to_wait_before_its_last_receive_is_only_hidden(queues: di
     assert (
         attributes["ApproximateNumberOfMessages"] == attributes["ApproximateNumberOfMessagesDelayed"] == "0"
     )
+
+
+def test_com_09_dlq_sends_are_split_by_total_size_as_well_as_count() -> None:
+    from activation_core.batch import _dlq_entry, sized_batches
+
+    bodies = ["x" * 100_000] * 10 + ["small"] * 15
+    entries = [
+        _dlq_entry({"messageId": f"m-{i}", "body": b}, Outcome.rejected("r", "d"), "t", i)
+        for i, b in enumerate(bodies)
+    ]
+    batches = sized_batches(entries)
+    assert [e["Id"] for chunk in batches for e in chunk] == [str(i) for i in range(25)]
+    for chunk in batches:
+        assert len(chunk) <= 10
+        total = sum(
+            len(e["MessageBody"]) + sum(len(k) + len(v["DataType"]) + len(v["StringValue"])
+            for k, v in e["MessageAttributes"].items())
+            for e in chunk
+        )  # fmt: skip
+        assert total <= 256 * 1024

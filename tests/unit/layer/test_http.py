@@ -4,6 +4,7 @@ import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -385,3 +386,31 @@ def test_a_5xx_waits_for_retry_after_only_not_for_the_rate_limit_reset() -> None
     assert error.retry_after is None  # type: ignore[attr-defined]
     throttle = http.classify_response(httpx.Response(429, headers={"X-RateLimit-Reset": reset}))
     assert throttle.retry_after is not None and throttle.retry_after > 3000  # type: ignore[union-attr]
+
+
+class _Context:
+    def __init__(self, remaining_ms: int) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def test_no_call_starts_that_cannot_finish_before_the_invocation_s_deadline(sleep: Any) -> None:
+    from activation_core import deadline
+
+    script = Script(httpx.Response(503, headers={"Retry-After": "1"}), 200)
+    client = httpx.Client(transport=httpx.MockTransport(script), timeout=httpx.Timeout(5.0))
+    # Enough for one attempt (5 s + 1 s margin) but not for the 1 s wait and a second one.
+    deadline.begin(_Context(int((deadline.RESERVE_SECONDS + 6.5) * 1000)))
+    try:
+        with pytest.raises(RetryableError) as err:
+            http.send("POST", URL, client=client, sleep=sleep)
+        assert err.value.reason == "http_503" and len(script.requests) == 1
+        deadline.begin(_Context(int((deadline.RESERVE_SECONDS + 5.5) * 1000)))
+        with pytest.raises(deadline.DeadlineError) as late:
+            http.send("POST", URL, client=client, sleep=sleep)
+        assert late.value.reason == "deadline" and len(script.requests) == 1
+    finally:
+        deadline.end()
+    assert http.send("POST", URL, client=client, sleep=sleep).status_code == 200  # no invocation, no deadline

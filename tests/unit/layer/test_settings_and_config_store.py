@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from activation_core.config_store import load_destinations
+from activation_core.config_store import load_destinations, load_instances
 from activation_core.errors import ConfigError
 from activation_core.settings import FunctionSettings
 from tests.support import example_config, instance_of
@@ -60,11 +60,24 @@ def test_config_is_loaded_from_parameter_store_and_cached(ssm: Any) -> None:
     assert [d.id for d in first.of_type("rainfocus")] == ["rainfocus-expo2026"]
 
 
-def test_an_invalid_stored_config_names_instance_and_field(ssm: Any) -> None:
+def test_an_invalid_stored_instance_is_set_aside_naming_instance_and_field(ssm: Any) -> None:
     document = example_config()
     instance_of(document, "rainfocus")["mapping"][0]["source"] = "nowhere"
     ssm.put_parameter(Name="/bad/destinations", Type="String", Value=json.dumps(document))
+    loaded = load_instances("/bad/destinations", max_age=0)
+    (invalid,) = loaded.invalid
+    assert (invalid.id, invalid.type, invalid.error.field) == (
+        "rainfocus-expo2026",
+        "rainfocus",
+        "mapping.0.source",
+    )
+    assert invalid.audience_ids == {"aud-expo-invitees"}
+    assert "rainfocus-expo2026" not in [d.id for d in loaded.config.destinations]
+    assert len(loaded.config.destinations) == len(document["destinations"]) - 1  # the others all load
+
+
+def test_an_unreadable_stored_config_fails_the_whole_document(ssm: Any) -> None:
+    ssm.put_parameter(Name="/junk/destinations", Type="String", Value="{not json")
     with pytest.raises(ConfigError) as err:
-        load_destinations("/bad/destinations", max_age=0)
-    assert err.value.instance == "rainfocus-expo2026"
-    assert err.value.field == "mapping.0.source"
+        load_destinations("/junk/destinations", max_age=0)
+    assert err.value.instance == "<document>"

@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = "1"
 
@@ -21,12 +21,20 @@ EVENT_SOURCE = "activation.profiles"
 
 
 class _Contract(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, defer_build=True)
 
 
 class MembershipStatus(StrEnum):
+    """The platform's segment membership statuses: `existing` is a member that was already in the
+    audience (reported again, e.g. on re-evaluation); it is a current member, like `realized`."""
+
     REALIZED = "realized"
+    EXISTING = "existing"
     EXITED = "exited"
+
+    @property
+    def is_member(self) -> bool:
+        return self is not MembershipStatus.EXITED
 
 
 class AudienceMembership(_Contract):
@@ -34,7 +42,7 @@ class AudienceMembership(_Contract):
     name: str = Field(min_length=1, max_length=512)
     status: MembershipStatus
     origin: str = Field(default="segmentation", max_length=64)
-    updated_at: datetime | None = Field(default=None, alias="updatedAt")
+    updated_at: AwareDatetime | None = Field(default=None, alias="updatedAt")
 
 
 class Profile(_Contract):
@@ -51,8 +59,29 @@ class Account(_Contract):
 class _DetailBase(_Contract):
     schema_version: Literal["1"] = Field(alias="schemaVersion")
     event_id: str = Field(alias="eventId", min_length=1, max_length=256)
-    occurred_at: datetime = Field(alias="occurredAt")
+    # Time-zone aware only: a naive time cannot be ordered against another event (issue 14).
+    occurred_at: AwareDatetime = Field(alias="occurredAt")
     audiences: list[AudienceMembership] = Field(default_factory=list, max_length=1000)
+    change_origin: Literal["stream", "snapshot"] = Field(
+        default="stream",
+        alias="changeOrigin",
+        description="'snapshot': the change was computed from an audience snapshot (backfill, diff, resync)",
+    )
+    snapshot_id: str | None = Field(default=None, alias="snapshotId", max_length=128)
+    target_instances: tuple[str, ...] | None = Field(
+        default=None,
+        alias="targetInstances",
+        min_length=1,
+        max_length=100,
+        description="Only these destination instances receive the event; default: every instance",
+    )
+    target_types: tuple[str, ...] | None = Field(
+        default=None,
+        alias="targetTypes",
+        min_length=1,
+        max_length=20,
+        description="Destination types the bus routes the event to (set with targetInstances)",
+    )
 
 
 class ProfileEventDetail(_DetailBase):
