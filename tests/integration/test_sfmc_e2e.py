@@ -334,11 +334,9 @@ def test_sfmc_05_the_failed_execution_alarms_the_operators(
 ) -> None:
     cloudwatch = stack.stack.client("cloudwatch")
     alarms = cloudwatch.describe_alarms()["MetricAlarms"]
-    (alarm,) = [a for a in alarms if a["MetricName"] == "ExecutionsFailed"]
+    machine = {"Name": "StateMachineArn", "Value": stack.outputs["SfmcIngestionStateMachineArn"]}
+    (alarm,) = [a for a in alarms if a["MetricName"] == "ExecutionsFailed" and a["Dimensions"] == [machine]]
     assert alarm["Namespace"] == "AWS/States"
-    assert alarm["Dimensions"] == [
-        {"Name": "StateMachineArn", "Value": stack.outputs["SfmcIngestionStateMachineArn"]}
-    ]
     assert alarm["AlarmActions"] == [stack.outputs["AlarmTopicArn"]]
 
 
