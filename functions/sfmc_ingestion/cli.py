@@ -46,9 +46,13 @@ def start_run(
     sources: Sequence[str] = (),
     sfn: Any | None = None,
     name: str | None = None,
+    check_deletions: bool = False,
 ) -> str:
-    """Start a manual run (every named data extension, whatever its schedule); returns the execution ARN."""
+    """Start a manual run (every named data extension, whatever its schedule); returns the execution ARN.
+    `check_deletions`: also run the deletion check of data extensions that have one, even if not due."""
     request: dict[str, Any] = {"trigger": "manual"}
+    if check_deletions:
+        request["checkDeletions"] = True
     if data_extensions:
         request["dataExtensions"] = list(data_extensions)
     if sources:

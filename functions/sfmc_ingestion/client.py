@@ -258,7 +258,13 @@ class SfmcClient:
         self.api_calls += 1
 
     def first_page(
-        self, key: str, *, page_size: int, filter_expr: str | None, order_by: str | None
+        self,
+        key: str,
+        *,
+        page_size: int,
+        filter_expr: str | None,
+        order_by: str | None,
+        fields: Sequence[str] = (),
     ) -> RowsetPage:
         reason = system_object_reason(key)
         if reason is not None:
@@ -269,6 +275,8 @@ class SfmcClient:
             query.append(("$orderBy", order_by))
         if filter_expr:
             query.append(("$filter", filter_expr))
+        if fields:
+            query.append(("$fields", ",".join(fields)))
         # Spaces as %20 (the documented form), '$' and quotes kept literal.
         encoded = "&".join(f"{k}={quote(v, safe=chr(39) + ',')}" for k, v in query)
         path = ROWSET_PATH.format(key=quote(key, safe="")) + "?" + encoded

@@ -4,7 +4,7 @@
 - `POST /v2/token` (JSON client credentials, optional `account_id`) -> `{access_token, expires_in,
   rest_instance_url, soap_instance_url, ...}`; 401 for unknown credentials. Tokens expire after
   `token_ttl` seconds of the fake's clock, or at once with `expire_tokens()`.
-- `GET /data/v1/customobjectdata/key/{key}/rowset?$page&$pageSize&$filter&$orderBy`: the matching rows
+- `GET /data/v1/customobjectdata/key/{key}/rowset?$page&$pageSize&$filter&$orderBy&$fields`: the matching rows
   are snapshotted under a `requestToken`; the response carries `count` (total matches), `page`,
   `pageSize` (at most 2500 **[INFER]**), `links.self` and, while more pages exist, `links.next`
   (`/v1/customobjectdata/token/{requestToken}/rowset?$page=N&$pageSize=M`, the captured form, without
@@ -159,6 +159,14 @@ class FakeSfmc(FakeServer):
         with self._state:
             self.de(key).upsert(row)
 
+    def delete(self, key: str, predicate: Callable[[dict[str, str]], bool]) -> int:
+        """Delete the rows of data extension `key` for which `predicate` holds; returns how many."""
+        with self._state:
+            de = self.de(key)
+            kept = [row for row in de.rows if not predicate(row)]
+            deleted, de.rows = len(de.rows) - len(kept), kept
+        return deleted
+
     def on_page(self, key: str, page: int, callback: Callable[[FakeSfmc], None]) -> None:
         """Run `callback(fake)` right after page `page` of `key` is served (once)."""
         self._hooks[(key.lower(), page)] = callback
@@ -251,6 +259,7 @@ class FakeSfmc(FakeServer):
         start = (page - 1) * size
         chunk = snapshot.rows[start : start + size]
         pk = {k.lower() for k in snapshot.de.primary_key}
+        wanted = {f.strip().lower() for f in (_first(request, "$fields") or "").split(",") if f.strip()}
         links = {"self": f"/v1/customobjectdata/token/{token}/rowset?$page={page}"}
         if start + size < len(snapshot.rows):
             links["next"] = f"/v1/customobjectdata/token/{token}/rowset?$page={page + 1}&$pageSize={size}"
@@ -269,7 +278,11 @@ class FakeSfmc(FakeServer):
             "items": [
                 {
                     "keys": {k.lower(): v for k, v in row.items() if k.lower() in pk},
-                    "values": {k.lower(): v for k, v in row.items() if k.lower() not in pk},
+                    "values": {
+                        k.lower(): v
+                        for k, v in row.items()
+                        if k.lower() not in pk and (not wanted or k.lower() in wanted)
+                    },
                 }
                 for row in chunk
             ],
