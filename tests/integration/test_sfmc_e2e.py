@@ -334,8 +334,8 @@ def test_sfmc_05_the_failed_execution_alarms_the_operators(
 ) -> None:
     cloudwatch = stack.stack.client("cloudwatch")
     alarms = cloudwatch.describe_alarms()["MetricAlarms"]
-    machine = {"Name": "StateMachineArn", "Value": stack.outputs["SfmcIngestionStateMachineArn"]}
-    (alarm,) = [a for a in alarms if a["MetricName"] == "ExecutionsFailed" and a["Dimensions"] == [machine]]
+    runs = {"Name": "StateMachineArn", "Value": stack.outputs["SfmcIngestionStateMachineArn"]}
+    (alarm,) = [a for a in alarms if a["MetricName"] == "ExecutionsFailed" and a["Dimensions"] == [runs]]
     assert alarm["Namespace"] == "AWS/States"
     assert alarm["AlarmActions"] == [stack.outputs["AlarmTopicArn"]]
 

@@ -251,7 +251,9 @@ def test_mkt_01_an_unknown_partition_stops_delivery_naming_the_field(
 ) -> None:
     run = run_with(**settings_for("profile_only", "update_and_create", partition="Nowhere"))
     outcomes = run([profile("ada@example.com")])
-    assert outcomes["m-0"].reason == "invalid_config" and "settings.partition" in outcomes["m-0"].detail
+    # Refused when the instance connects (MKT-01): the reason names the instance.
+    assert outcomes["m-0"].reason == "invalid_config:marketo-expo2026"
+    assert "settings.partition" in outcomes["m-0"].detail
     assert fake.calls_to("sync") == []
 
 

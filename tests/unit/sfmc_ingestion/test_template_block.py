@@ -54,7 +54,6 @@ def test_the_state_machine_gets_its_tasks_and_an_hourly_schedule(resources: dict
         and r["Properties"]["Target"]["Arn"] == {"Ref": "SfmcIngestionStateMachine"}
     ]
     assert schedule["ScheduleExpression"] == "rate(1 hour)"
-    assert schedule["Target"]["Arn"] == {"Ref": "SfmcIngestionStateMachine"}
     assert json.loads(schedule["Target"]["Input"]) == {"trigger": "schedule"}
 
 
