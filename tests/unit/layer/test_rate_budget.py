@@ -135,3 +135,26 @@ def test_an_expired_slot_lease_frees_the_slot(dynamodb: Any, state_table: str) -
         slots._take(max_wait=0)
     clock.now += 6
     slots._take(max_wait=0)
+
+
+class _Context:
+    def __init__(self, remaining_ms: int) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def test_a_budget_wait_never_outlasts_the_invocation_s_deadline(dynamodb: Any, state_table: str) -> None:
+    from activation_core import deadline
+
+    clock = Clock()
+    budget = RateBudget(state_table, "k", Window(1, 20.0), dynamodb=dynamodb, clock=clock, sleep=clock.sleep)
+    budget.acquire()
+    deadline.begin(_Context(int((deadline.RESERVE_SECONDS + 5.0) * 1000)))  # 5 s left, the wait is ~20 s
+    try:
+        with pytest.raises(ThrottledError) as err:
+            budget.acquire(max_wait=60.0)
+    finally:
+        deadline.end()
+    assert err.value.retry_after is not None and err.value.retry_after > 5.0
