@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SAM_VENV ?= .sam-venv
 STACK ?= activation-dev
 
-.PHONY: install demo test test-fast lint soak bench schemas build validate deploy clean
+.PHONY: install demo test test-fast lint soak bench schemas build validate deploy clean sam-local sam-base-image test-sam-local
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,22 @@ validate: $(SAM_VENV)/bin/sam
 
 build: $(SAM_VENV)/bin/sam
 	PATH="$(abspath $(SAM_VENV))/bin:$$PATH" $(SAM_VENV)/bin/sam build
+
+# ---- SAM local (needs a Docker daemon; README "SAM local"). SAM_ARCH: x86_64 runs natively here,
+# arm64 (what AWS runs) needs qemu-user-static; see docs/decisions.md.
+SAM_ARCH ?= x86_64
+
+## The Lambda base image SAM runs functions on, built from Debian packages when it is not there.
+sam-base-image: $(STAMP) $(SAM_VENV)/bin/sam
+	$(PY) -m local.sam_local.base_image ensure --arch $(SAM_ARCH)
+
+## Every function in `sam local invoke` against the local stack, checked against the local runner.
+sam-local: $(STAMP) $(SAM_VENV)/bin/sam
+	$(PY) -m local.sam_local.run --arch $(SAM_ARCH)
+
+## The SAM local smoke test (pytest; skipped with the reason where Docker is absent). CI's own step.
+test-sam-local: $(STAMP) $(SAM_VENV)/bin/sam
+	ACTIVATION_SAM_LOCAL=1 SAM_ARCH=$(SAM_ARCH) $(PY) -m pytest -q tests/integration/test_sam_local.py
 
 deploy: build
 	$(SAM_VENV)/bin/sam deploy --config-env $(if $(ENV),$(ENV),default)

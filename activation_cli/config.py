@@ -175,6 +175,21 @@ def _changes(current: Any, new: Any) -> dict[str, list[str]]:
     }
 
 
+def newly_activated(current: Any, new: Any) -> list[dict[str, str]]:
+    """(instance, audience) pairs the new config activates and the current one does not: each needs a
+    backfill (its audience's next snapshot sends it every member; docs/snapshots.md)."""
+    before = (
+        {(i.id, a.id) for i in current.destinations for a in i.audiences} if current is not None else set()
+    )
+    return [
+        {"instance": i.id, "audience": a.id}
+        for i in new.destinations
+        if i.enabled
+        for a in i.audiences
+        if (i.id, a.id) not in before
+    ]
+
+
 def read_pushed(stack: Stack) -> Any | None:
     """The document in the stack's parameter, parsed (None when it does not parse)."""
     with aws_errors():
@@ -222,6 +237,7 @@ def push(
         current_doc = read_pushed(stack)
     current, _ = check(current_doc) if current_doc is not None else (None, [])
     changes = _changes(current, config)
+    backfills = newly_activated(current, config)
     if not dry_run:
         with aws_errors():
             client("ssm").put_parameter(
@@ -232,7 +248,15 @@ def push(
                 Tier=PARAMETER_TIER,
             )
     if as_json:
-        print_json({"parameter": parameter, "written": not dry_run, "missingSecrets": missing, **changes})
+        print_json(
+            {
+                "parameter": parameter,
+                "written": not dry_run,
+                "missingSecrets": missing,
+                "backfillNeeded": backfills,
+                **changes,
+            }
+        )
         return
     out.print(_summary_table(config, f"{'would write' if dry_run else 'wrote'} {parameter}"))
     for kind, ids in changes.items():
@@ -241,6 +265,11 @@ def push(
     for name in missing:
         err.print(
             f"[yellow]warning:[/] secret {name} does not exist yet: `activation connect ...` creates it"
+        )
+    for pair in backfills:
+        out.print(
+            f"backfill needed: {pair['instance']} now activates {pair['audience']}; it receives every member "
+            f"with the audience's next snapshot, or now: activation snapshot push FILE --audience {pair['audience']}"
         )
     if not dry_run:
         out.print(f"Functions read the new config within {CONFIG_CACHE_SECONDS} s (their cache).")

@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from activation_cli.console import out, print_json
+from activation_cli.snapshot import audience_sizes
 from activation_cli.stack import STACK_ENV, Stack, aws_errors, client, load_stack
 
 COUNTERS = ("received", "delivered", "skipped", "rejected", "retried")
@@ -63,6 +64,7 @@ def report(stack: Stack, destination: str | None = None) -> dict[str, Any]:
     """The whole picture, as data (the table and --json both render it)."""
     types = [stack.known_type(destination)] if destination else stack.destination_types()
     items = ledger(stack.output("StateTableName"))
+    sizes = audience_sizes(stack.output("StateTableName"))  # members of each audience's latest snapshot
     destinations = []
     for destination_type in types:
         own = items.get(destination_type, {})
@@ -90,13 +92,15 @@ def report(stack: Stack, destination: str | None = None) -> dict[str, Any]:
                 "unaccounted": open_records,
                 "balanced": open_records == 0,
                 "reasons": {k: dict(sorted(v.items())) for k, v in sorted(reasons.items())},
-                "instances": _instances(destination_type, items),
+                "instances": _instances(destination_type, items, sizes),
             }
         )
     return {"stack": stack.name, "destinations": destinations}
 
 
-def _instances(destination_type: str, items: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
+def _instances(
+    destination_type: str, items: dict[str, dict[str, int]], sizes: dict[str, int]
+) -> list[dict[str, Any]]:
     instances: dict[str, dict[str, Any]] = {}
     prefix = f"{destination_type}#"
     for key in sorted(items):
@@ -105,7 +109,9 @@ def _instances(destination_type: str, items: dict[str, dict[str, int]]) -> list[
         instance_id, _, audience_id = key.removeprefix(prefix).partition("#")
         entry = instances.setdefault(instance_id, {"id": instance_id, **_counts({}), "audiences": []})
         if audience_id:
-            entry["audiences"].append({"id": audience_id, **_counts(items[key])})
+            entry["audiences"].append(
+                {"id": audience_id, "members": sizes.get(audience_id), **_counts(items[key])}
+            )
         else:
             entry.update(_counts(items[key]))
     return list(instances.values())
@@ -116,6 +122,7 @@ def render(data: dict[str, Any]) -> Group:
         title=f"stack {data['stack']}: outcomes per destination, instance and audience", title_justify="left"
     )
     table.add_column("destination / instance / audience")
+    table.add_column("members", justify="right")  # the audience's size in its latest snapshot
     for column in (*COUNTERS, "DLQ", "queued"):
         table.add_column(column, justify="right")
     table.add_column("books")
@@ -128,15 +135,19 @@ def render(data: dict[str, Any]) -> Group:
         )
         table.add_row(
             Text(d["type"], style="bold"),
+            "",
             *(str(d[c]) for c in COUNTERS),
             str(d["dlq"]),
             str(d["queued"]),
             books,
         )
         for instance in d["instances"]:
-            table.add_row(f"  {instance['id']}", *(str(instance[c]) for c in COUNTERS), "", "", "")
+            table.add_row(f"  {instance['id']}", "", *(str(instance[c]) for c in COUNTERS), "", "", "")
             for audience in instance["audiences"]:
-                table.add_row(f"    {audience['id']}", *(str(audience[c]) for c in COUNTERS), "", "", "")
+                members = "" if audience["members"] is None else str(audience["members"])
+                table.add_row(
+                    f"    {audience['id']}", members, *(str(audience[c]) for c in COUNTERS), "", "", ""
+                )
         for outcome, reasons in d["reasons"].items():
             listed = ", ".join(f"{reason} {count}" for reason, count in reasons.items())
             notes.append(Text(f"{d['type']} {outcome}: {listed}"))

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from local import moto_speedups
 from local.examples import example_config
 from local.fakes.base import FakeServer
+from local.sam_local import moto_runner as sam_runner
 from local.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,6 +121,8 @@ class ActivationHarness:
             hook = _install_hook(plug)
             if hook is not None:
                 hook(self)
+        if sam_runner.requested():  # LAMBDA_RUNNER=sam: functions run in `sam local start-lambda`
+            sam_runner.attach(self)
 
     def stop(self) -> None:
         for plug in self.plugs.values():
@@ -178,8 +181,11 @@ class ActivationHarness:
         rules = self.stack.client("events").list_rules(EventBusName=self.outputs["EventBusName"])["Rules"]
         routes: dict[str, set[str]] = {}
         for rule in rules:
-            destination_type = next(t for t in DESTINATION_TYPES if t.capitalize() + "Rule" in rule["Name"])
-            routes[destination_type] = set(json.loads(rule["EventPattern"])["detail-type"])
+            destination_type = next(
+                (t for t in DESTINATION_TYPES if t.capitalize() + "Rule" in rule["Name"]), None
+            )
+            if destination_type is not None:  # other rules (e.g. the snapshot workflow's) feed no queue
+                routes[destination_type] = set(json.loads(rule["EventPattern"])["detail-type"])
         return routes
 
     def drain(self, max_rounds: int = 200) -> int:

@@ -25,7 +25,7 @@ import time
 import uuid
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from moto.awslambda.models import LambdaBackend, LambdaFunction
 from moto.awslambda.utils import get_backend
@@ -35,6 +35,17 @@ WORKER_SCRIPT = Path(__file__).with_name("lambda_worker.py")
 INIT_TIMEOUT_S = 10.0  # AWS gives the init phase 10 s, separately from the function timeout
 _UPSTREAM: dict[str, Any] = {}
 _runner: LambdaRunner | None = None
+
+
+class Runner(Protocol):
+    """Where moto's invocations go instead of the warm workers (e.g. `sam local start-lambda`)."""
+
+    def invoke(self, fn: LambdaFunction, event: Any) -> tuple[str, bool, str]: ...
+
+    def shutdown(self) -> None: ...
+
+
+_route: Runner | None = None
 
 
 class _Worker:
@@ -293,9 +304,17 @@ def install(endpoint_url: str, log_dir: Path) -> LambdaRunner:
 
 
 def _invoke_lambda(self: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
+    if _route is not None:
+        return _route.invoke(self, event)
     if _runner is None:
         raise RuntimeError("local lambda runner is not installed")
     return _runner.invoke(self, event)
+
+
+def route_to(runner: Runner) -> None:
+    """Send every invocation to `runner` until uninstall() (which shuts it down)."""
+    global _route
+    _route = runner
 
 
 def shutdown_workers() -> None:
@@ -306,7 +325,10 @@ def shutdown_workers() -> None:
 
 def uninstall() -> None:
     """Stop workers, delete extracted code and give moto its own methods back."""
-    global _runner
+    global _runner, _route
+    if _route is not None:
+        _route.shutdown()
+        _route = None
     if _runner is not None:
         _runner.shutdown()
         shutil.rmtree(_runner.root, ignore_errors=True)

@@ -15,6 +15,7 @@ import threading
 import uuid
 import warnings
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from moto.awslambda.models import LambdaFunction, LayerVersion
@@ -23,12 +24,16 @@ from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
 from moto.cloudwatch.models import Dimension, Metric, MetricDataQuery, MetricStat, cloudwatch_backends
 from moto.core.common_models import CloudFormationModel
 from moto.dynamodb.models import DynamoDBBackend
-from moto.events.models import EventBus
+from moto.events.models import EventBus, Rule
+from moto.s3.models import FakeBucket, s3_backends
 from moto.scheduler.models import scheduler_backends
 from moto.secretsmanager.models import secretsmanager_backends
 from moto.sqs.models import sqs_backends
 from moto.stepfunctions import responses as sfn_responses
 from moto.stepfunctions.models import StateMachine
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
+    StateTaskServiceSfn,
+)
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
 UPSTREAM: dict[str, Any] = {}
@@ -79,6 +84,10 @@ def apply() -> None:
             "StateMachine.create_from_cloudformation_json": StateMachine.create_from_cloudformation_json,
             "StateMachine.delete_from_cloudformation_json": StateMachine.delete_from_cloudformation_json,
             "StepFunctionsParserBackend.start_execution": StepFunctionsParserBackend.start_execution,
+            "FakeBucket.create_from_cloudformation_json": FakeBucket.create_from_cloudformation_json,
+            "Rule.send_to_targets": Rule.send_to_targets,
+            "StateTaskServiceSfn._normalise_parameters": StateTaskServiceSfn._normalise_parameters,
+            "StateTaskServiceSfn._normalise_response": StateTaskServiceSfn._normalise_response,
             "cfn_types": {
                 m.cloudformation_type()
                 for m in CloudFormationModel.__subclasses__()
@@ -100,6 +109,13 @@ def apply() -> None:
     machine.create_from_cloudformation_json = classmethod(_create_state_machine)
     machine.delete_from_cloudformation_json = classmethod(_delete_state_machine)
     sfn_backend.start_execution = _start_execution_named
+    bucket_model: Any = FakeBucket
+    rule: Any = Rule
+    bucket_model.create_from_cloudformation_json = classmethod(_bucket_with_notifications)
+    rule.send_to_targets = _send_to_targets_and_state_machines
+    sfn_task: Any = StateTaskServiceSfn
+    sfn_task._normalise_parameters = _sfn_task_parameters
+    sfn_task._normalise_response = _sfn_task_response
     for cache in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
         cache.cache_clear()  # our models below are new direct subclasses of CloudFormationModel
     _applied = True
@@ -170,6 +186,116 @@ def _start_execution_named(
     """Without `name`, moto names every execution `None` (then ExecutionAlreadyExists); AWS uses a UUID."""
     upstream = UPSTREAM["StepFunctionsParserBackend.start_execution"]
     return upstream(self, state_machine_arn, name or str(uuid.uuid4()), *a, **kw)
+
+
+# --- S3 -> EventBridge -> Step Functions (audience snapshots) ----------------------------------------
+
+
+def _bucket_with_notifications(
+    cls: type[FakeBucket], /, resource_name: str, cfn: dict[str, Any], account_id: str, region: str, **kw: Any
+) -> FakeBucket:
+    """moto's CFN Bucket drops `NotificationConfiguration`: S3 never sent its events to EventBridge."""
+    upstream = UPSTREAM["FakeBucket.create_from_cloudformation_json"]
+    bucket: FakeBucket = upstream.__func__(cls, resource_name, cfn, account_id, region, **kw)
+    notifications = cfn.get("Properties", {}).get("NotificationConfiguration") or {}
+    if _bool((notifications.get("EventBridgeConfiguration") or {}).get("EventBridgeEnabled", False)):
+        s3_backends[account_id]["global"].put_bucket_notification_configuration(
+            bucket.name, {"EventBridgeConfiguration": {}}
+        )
+    return bucket
+
+
+_RULE_TARGETS_LOCK = threading.Lock()
+
+
+def _is_state_machine(arn: str) -> bool:
+    return ":states:" in arn and ":stateMachine:" in arn
+
+
+def _send_to_targets_and_state_machines(self: Rule, event: Any, transform_input: bool = True) -> None:
+    """moto's rules raise NotImplementedError on a Step Functions target; AWS starts an execution with
+    the (transformed) event. S3's own events come with transform_input=False in moto; AWS applies the
+    InputTransformer to them too."""
+    machines = [t for t in self.targets if _is_state_machine(t["Arn"])]
+    if not machines:
+        UPSTREAM["Rule.send_to_targets"](self, event, transform_input)
+        return
+    others = [t for t in self.targets if not _is_state_machine(t["Arn"])]
+    if others:
+        with _RULE_TARGETS_LOCK:  # upstream iterates self.targets: hand it the ones it supports
+            everything, self.targets = self.targets, others
+            try:
+                UPSTREAM["Rule.send_to_targets"](self, event, transform_input)
+            finally:
+                self.targets = everything
+    if not self.event_pattern.matches_event(event):
+        return
+    for target in machines:
+        arn = target["Arn"]
+        transformer = target.get("InputTransformer") or {}
+        payload = _transform(transformer, event) if transformer else event
+        account, region = arn.split(":")[4], arn.split(":")[3]
+        sfn_responses.get_backend(account, region).start_execution(
+            arn, str(uuid.uuid4()), json.dumps(payload)
+        )
+
+
+def _transform(transformer: dict[str, Any], event: Any) -> Any:
+    """EventBridge's InputTransformer as AWS documents it: a placeholder outside quotes becomes the JSON
+    value (a string gets its quotes), inside quotes the bare text. moto inserts bare text everywhere,
+    so `{"bucket": <bucket>}` is not JSON there."""
+    from jsonpath_ng.ext import parse as jsonpath  # type: ignore[attr-defined]
+
+    values: dict[str, Any] = {}
+    for name, path in (transformer.get("InputPathsMap") or {}).items():
+        found = jsonpath(path).find(event)
+        values[name] = found[0].value if found else None
+    template = str(transformer.get("InputTemplate") or "")
+
+    def substitute(match: re.Match[str]) -> str:
+        inside_string = template[: match.start()].replace('\\"', "").count('"') % 2 == 1
+        value = values.get(match.group(1))
+        if inside_string:
+            return str(value) if not isinstance(value, dict | list) else json.dumps(value)
+        return json.dumps(value)
+
+    return json.loads(re.sub(r"<([A-Za-z0-9_.-]+)>", substitute, template))
+
+
+def _sfn_task_parameters(
+    self: StateTaskServiceSfn,
+    parameters: dict[str, Any],
+    boto_service_name: str | None = None,
+    service_action_name: str | None = None,
+) -> None:
+    """`arn:aws:states:::states:startExecution[.sync[:2]]`: ASL names parameters as the API does
+    (`StateMachineArn`, `Input`, `Name`); moto hands them to botocore unchanged, whose members are
+    `stateMachineArn`, `input`, `name` (a KeyError, so every nested execution failed)."""
+    UPSTREAM["StateTaskServiceSfn._normalise_parameters"](
+        self, parameters, boto_service_name, service_action_name
+    )  # Input as JSON text
+    for key in list(parameters):
+        member = key[:1].lower() + key[1:]
+        if member != key:
+            parameters[member] = parameters.pop(key)
+
+
+def _sfn_task_response(
+    self: StateTaskServiceSfn,
+    response: Any,
+    boto_service_name: str | None = None,
+    service_action_name: str | None = None,
+) -> None:
+    """The task's result as Step Functions gives it: `ExecutionArn`, `Output`, `Status`, ... with dates
+    as epoch milliseconds (moto left botocore's `executionArn`, `output` and datetimes, so the sync
+    resolver's own `["ExecutionArn"]` failed)."""
+    if not isinstance(response, dict):
+        return
+    for key in list(response):
+        value = response.pop(key)
+        if isinstance(value, datetime):
+            value = int(value.timestamp() * 1000)
+        response[key[:1].upper() + key[1:]] = value
 
 
 # --- Resource types moto's CloudFormation silently skips -----------------------------------------

@@ -22,11 +22,21 @@ def _models() -> dict[str, type[BaseModel]]:
     """The layer's contracts, plus each destination's `JSON_SCHEMAS` (in `functions/<type>/models.py`)."""
     from activation_core.models.config import DestinationsConfig
     from activation_core.models.events import AccountEventDetail, ProfileEventDetail
+    from activation_core.models.snapshots import (
+        SnapshotAccountMember,
+        SnapshotManifest,
+        SnapshotProfileMember,
+        SnapshotReadyDetail,
+    )
 
     models: dict[str, type[BaseModel]] = {
         "profile-event-detail": ProfileEventDetail,
         "account-event-detail": AccountEventDetail,
         "destinations-config": DestinationsConfig,
+        "snapshot-manifest": SnapshotManifest,
+        "snapshot-profile-member": SnapshotProfileMember,
+        "snapshot-account-member": SnapshotAccountMember,
+        "snapshot-ready-detail": SnapshotReadyDetail,
     }
     for package in sorted(p.parent.name for p in (ROOT / "functions").glob("*/models.py")):
         models.update(getattr(importlib.import_module(f"{package}.models"), "JSON_SCHEMAS", {}))

@@ -10,6 +10,22 @@ from local import examples
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
+T0 = 1_795_860_000.0
+
+
+class Clock:
+    """One clock for a fake vendor and the destination; `sleep` moves it instead of waiting."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
 
 
 def load_event(name: str) -> dict[str, Any]:

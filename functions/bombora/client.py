@@ -43,6 +43,7 @@ class AccountList:
     name: str
     type: str
     created: str
+    description: str = ""
 
     @property
     def manual(self) -> bool:
@@ -126,6 +127,7 @@ class BomboraClient:
                         name=str(item.get("name") or _metadata_name(item)),
                         type=str(item.get("type") or ""),
                         created=str(item.get("createdDate") or ""),
+                        description=str(item.get("description") or ""),
                     )
                 )
         return lists

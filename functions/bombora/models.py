@@ -71,6 +71,12 @@ class BomboraSettings(BaseModel):
     max_concurrency: int = Field(
         default=4, alias="maxConcurrency", ge=1, le=16, description="Audiences written in parallel"
     )
+    adopt_existing_lists: bool = Field(
+        default=False,
+        alias="adoptExistingLists",
+        description="Use a Bombora list of the audience's name that this stack did not create (BOM-05: "
+        "by default that is an error naming the list)",
+    )
 
     def describe(self, audience_id: str, audience_name: str) -> str:
         return self.list_description.replace("{audienceName}", audience_name).replace(

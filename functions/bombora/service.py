@@ -20,8 +20,8 @@ from activation_core.config_store import describe_validation_error, load_destina
 from activation_core.errors import ActivationError, ConfigError, PermanentError, RetryableError
 from activation_core.locks import LeaseLock
 from activation_core.models.config import ActivatedAudience, DestinationInstance
-from activation_core.models.events import MembershipStatus
 from activation_core.oauth import TokenProvider
+from activation_core.observability import logger
 from activation_core.outcomes import Outcome, combine
 from activation_core.pipeline import Connector, Entity, WorkItem
 from activation_core.settings import FunctionSettings
@@ -208,7 +208,7 @@ class BomboraConnector:
                 per_item[item.key].append(Outcome.from_error(exc))
                 continue
             for activation in eligible:
-                op = Op.ADD if activation.membership.status is MembershipStatus.REALIZED else Op.REMOVE
+                op = Op.ADD if activation.membership.status.is_member else Op.REMOVE
                 changes.append(_Change(item, position, activation.audience, op, domain))
 
         by_audience: dict[str, list[_Change]] = defaultdict(list)
@@ -331,8 +331,10 @@ class BomboraConnector:
         """Runs under the registry's lease: the existing list named after the audience, else a new one."""
         name = audience.name.strip()
         existing = self._find(name)
-        if existing is not None or not create:
-            return existing
+        if existing is not None:
+            return self._adopt(audience, existing)
+        if not create:
+            return None
         try:
             return self.client.create_list(name, self.settings.describe(audience.id, name))
         except RetryableError as first:
@@ -351,12 +353,28 @@ class BomboraConnector:
                 except RetryableError:
                     continue
                 if found is not None:
-                    return found
+                    return found.id
             raise RetryableError(
                 "bombora_list_create_unconfirmed", f"creating the list got no clear answer ({first.reason})"
             ) from first
 
-    def _find(self, name: str) -> str | None:
+    def _adopt(self, audience: ActivatedAudience, found: AccountList) -> str:
+        """BOM-05: a list of the audience's name that this stack did not create is an error, unless the
+        operator allows adopting it. The stack's own lists carry its description (a list created here
+        whose record was then lost is recognised by it)."""
+        if found.description == self.settings.describe(audience.id, audience.name.strip()):
+            return found.id
+        if self.settings.adopt_existing_lists:
+            logger.info("adopting an existing Bombora list (adoptExistingLists)", extra={"list_id": found.id})
+            return found.id
+        raise ConfigError(
+            self.instance.id,
+            "audiences",
+            f"audience name '{found.name}' is already used by Bombora list {found.id}, which this stack did "
+            "not create (BOM-05): rename the audience, or set settings.adoptExistingLists to use that list",
+        )
+
+    def _find(self, name: str) -> AccountList | None:
         named = [lst for lst in self.client.list_lists() if lst.name.strip() == name]
         if not named:
             return None
@@ -368,7 +386,7 @@ class BomboraConnector:
                 f"the Bombora list named '{name}' is a {named[0].type} list; accounts can be added to "
                 "Manual lists only: rename that list or the audience",
             )
-        return _oldest(manual).id
+        return _oldest(manual)
 
 
 def _oldest(lists: Sequence[AccountList]) -> AccountList:

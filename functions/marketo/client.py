@@ -9,6 +9,7 @@ returned to the service, which turns them into outcomes.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
@@ -37,6 +38,10 @@ LEADS_PATH = "/rest/v1/leads.json"
 DESCRIBE2_PATH = "/rest/v1/leads/describe2.json"
 PARTITIONS_PATH = "/rest/v1/leads/partitions.json"
 LIST_LEADS_PATH = "/rest/v1/lists/{list_id}/leads.json"
+# Asset API (MKTO-DOCS static-lists.md, folders.md): by-name queries and the static list create.
+FOLDER_BY_NAME_PATH = "/rest/asset/v1/folder/byName.json"
+STATIC_LIST_BY_NAME_PATH = "/rest/asset/v1/staticList/byName.json"
+STATIC_LISTS_PATH = "/rest/asset/v1/staticLists.json"
 
 # Marketo answers 414 past 8 KB of URI; stay under it with room for the host.
 MAX_URI_LENGTH = 8000
@@ -151,6 +156,19 @@ def _record_status(item: Any) -> RecordStatus:
         code=str(first.get("code", "")),
         message=str(first.get("message", "")),
     )
+
+
+@dataclass(frozen=True)
+class Folder:
+    id: int
+    name: str
+    workspace: str
+
+
+@dataclass(frozen=True)
+class Partition:
+    id: int
+    name: str
 
 
 @dataclass(frozen=True)
@@ -352,9 +370,47 @@ class MarketoClient:
                     searchable.add(str(group[0]))
         return fields, searchable
 
-    def partitions(self) -> set[str]:
+    def partitions(self) -> list[Partition]:
+        """`GET /rest/v1/leads/partitions.json`: every lead partition (id, name) the API user sees."""
         body = self._call("partitions", "GET", PARTITIONS_PATH)
-        return {str(p.get("name")) for p in body.get("result") or [] if isinstance(p, Mapping)}
+        return [
+            Partition(int(p["id"]), str(p.get("name", "")))
+            for p in body.get("result") or []
+            if isinstance(p, Mapping) and isinstance(p.get("id"), int)
+        ]
+
+    # -- Asset API: folders and static lists (lists named after audiences) ----------------------------
+
+    def folders_named(self, name: str, workspace: str) -> list[Folder]:
+        """`GET /rest/asset/v1/folder/byName.json`: folders of that name in the workspace."""
+        params = {"name": name, "type": "Folder", "workSpace": workspace}
+        body = self._call("folder_by_name", "GET", FOLDER_BY_NAME_PATH, params=params)
+        return [
+            Folder(int(f["id"]), str(f.get("name", "")), str(f.get("workspace", "")))
+            for f in body.get("result") or []
+            if isinstance(f, Mapping) and isinstance(f.get("id"), int)
+        ]
+
+    def static_list_named(self, name: str) -> int | None:
+        """`GET /rest/asset/v1/staticList/byName.json`: the id of the list of that exact name, if any."""
+        body = self._call("list_by_name", "GET", STATIC_LIST_BY_NAME_PATH, params={"name": name})
+        for item in body.get("result") or []:  # nothing found: success, a warning, no result
+            if isinstance(item, Mapping) and isinstance(item.get("id"), int) and item.get("name") == name:
+                return int(item["id"])
+        return None
+
+    def create_static_list(self, name: str, folder_id: int, description: str) -> int:
+        """`POST /rest/asset/v1/staticLists.json` (form): a new list in the folder; its id."""
+        form = {
+            "folder": json.dumps({"id": folder_id, "type": "Folder"}),
+            "name": name,
+            "description": description,
+        }
+        body = self._call("create_list", "POST", STATIC_LISTS_PATH, data=form)
+        for item in body.get("result") or []:
+            if isinstance(item, Mapping) and isinstance(item.get("id"), int):
+                return int(item["id"])
+        raise RetryableError("marketo_result_missing", "the static list create returned no id")
 
 
 def base_url(connection: MarketoConnection, munchkin_id: str, *, allow_loopback: bool) -> str:

@@ -69,7 +69,8 @@ class MarketoSettings(BaseModel):
         default="Default",
         min_length=1,
         max_length=255,
-        description="Marketo workspace the partition belongs to (for operators; the REST API scopes by the API user)",
+        description="Marketo workspace of the dataflow: the list folder (listFolder) is looked up in it; "
+        "the partition's workspace is not exposed by the REST API",
     )
     sync_type: SyncType = Field(
         alias="syncType", description="audience_only, profile_only or audience_and_profile"
@@ -84,7 +85,8 @@ class MarketoSettings(BaseModel):
         default=None,
         min_length=1,
         max_length=255,
-        description="Lead partition new leads are created in (profile sync types only; Default when unset)",
+        description="Lead partition new leads are created in, by name or id (profile sync types only; "
+        "Default when unset); checked against Marketo's partitions when the instance connects",
     )
     dedupe_field: str = Field(
         alias="dedupeField",
@@ -92,6 +94,14 @@ class MarketoSettings(BaseModel):
         max_length=255,
         pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
         description="Marketo field (REST name, searchable) that matches profiles to leads, e.g. email",
+    )
+    list_folder: str | None = Field(
+        default=None,
+        alias="listFolder",
+        min_length=1,
+        max_length=255,
+        description="Marketing folder (name, in the workspace) where the static list of an audience without "
+        "listId is created, named after the audience (audience sync types)",
     )
     calls_per_window: int = Field(
         default=RATE_LIMIT_CALLS,
@@ -134,7 +144,11 @@ class MarketoAudience(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     list_id: int | None = Field(
-        default=None, alias="listId", gt=0, description="Marketo static list id (audience sync types)"
+        default=None,
+        alias="listId",
+        gt=0,
+        description="Marketo static list id (audience sync types); unset: the list named after the audience "
+        "is found, or created in settings.listFolder",
     )
     audience_type: str = Field(
         default="person",

@@ -24,20 +24,22 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import ValidationError
 
+from activation_core import list_registry
 from activation_core.config_store import describe_validation_error
 from activation_core.errors import ActivationError, ConfigError
 from activation_core.locks import LeaseLock
 from activation_core.models.config import DestinationInstance
-from activation_core.models.events import MembershipStatus
 from activation_core.oauth import TokenGrant, TokenProvider
 from activation_core.outcomes import Kind, Outcome, combine
 from activation_core.pipeline import Connector, Entity, WorkItem
 from activation_core.rate_budget import ConcurrencySlots, RateBudget, Window
 from activation_core.settings import FunctionSettings
+from marketo import partitions
 from marketo.client import (
     LEAD_NOT_FOUND,
     MULTIPLE_MATCHES,
@@ -54,6 +56,7 @@ from marketo.client import (
     fetch_token,
     updated_instant,
 )
+from marketo.lists import AudienceLists, registry_for
 from marketo.models import (
     CREATE_REQUIRED_FIELDS,
     DEDUPE_TARGET,
@@ -70,6 +73,7 @@ from marketo.models import (
     dedupe_value,
     normalize_key,
 )
+from marketo.partitions import resolve_partition
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +109,7 @@ def _emit_metric(name: str, value: float) -> None:
 @dataclass(frozen=True)
 class ValidatedInstance:
     settings: MarketoSettings
-    list_ids: dict[str, int]  # audience id -> static list id (audience sync types)
+    list_ids: dict[str, int]  # audience id -> configured static list id (audience sync types)
 
 
 def _settings(instance: DestinationInstance) -> MarketoSettings:
@@ -176,11 +180,14 @@ def _list_ids(instance: DestinationInstance, settings: MarketoSettings) -> dict[
                 f"'{extras.audience_type}' audiences are not supported: Marketo takes person audiences only",
             )
         if settings.sync_type.manages_lists:
-            if extras.list_id is None:
+            if extras.list_id is not None:
+                list_ids[audience.id] = extras.list_id
+            elif settings.list_folder is None:
                 raise fail(
-                    f"audiences.{index}.extras.listId", "each audience needs its Marketo static list id"
+                    f"audiences.{index}.extras.listId",
+                    "no static list id: give listId, or settings.listFolder to find or create the list "
+                    "named after the audience",
                 )
-            list_ids[audience.id] = extras.list_id
     return list_ids
 
 
@@ -223,7 +230,6 @@ class _Outcomes:
 class _Schema:
     fields: frozenset[str]
     searchable: frozenset[str]
-    partitions: frozenset[str] | None
     fetched_at: float
 
 
@@ -232,10 +238,23 @@ _schemas: dict[tuple[str, str], _Schema] = {}
 
 
 def clear_schema_cache() -> None:
+    """Forget Describe2 and the partitions read in this process (tests: a new container)."""
     _schemas.clear()
+    partitions.clear_cache()
+    list_registry.clear_memory_cache()
 
 
 _NOT_FOUND_DETAIL = "no Marketo lead matches the dedupe field"
+MISSING_DEDUPE_REASON = "missing_dedupe_value"
+LIST_NOT_FOUND_REASON = "marketo_1013"
+_MISSING_DEDUPE = Outcome.skipped(
+    MISSING_DEDUPE_REASON, f"'{DEDUPE_TARGET}' has no value: nothing to match a lead on"
+)
+
+
+def _has_email(lead: Mapping[str, Any]) -> bool:
+    email = lead.get("email")
+    return isinstance(email, str) and bool(email.strip())
 
 
 class MarketoConnector:
@@ -246,14 +265,16 @@ class MarketoConnector:
         instance: DestinationInstance,
         validated: ValidatedInstance,
         client: MarketoClient,
+        lists: AudienceLists,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.instance = instance
         self.settings = validated.settings
-        self.list_ids = validated.list_ids
+        self.lists = lists
         self.client = client
         self._clock = clock
+        self._partition_name: str | None = None  # resolved by check_partition (name or id -> name)
 
     # -- entry point --------------------------------------------------------------------------------
 
@@ -266,6 +287,7 @@ class MarketoConnector:
         try:
             # One slot for the invocation's calls (they are sequential): at most `concurrentCalls` in flight.
             with self.client.gate.slot():
+                self.check_partition()
                 self._check_schema()
                 synced: dict[str, int] = {}
                 if self.settings.sync_type.syncs_profiles:
@@ -290,8 +312,13 @@ class MarketoConnector:
         """Items by dedupe value; an item that cannot be sent is rejected here, naming its field."""
         profiles: dict[str, _Profile] = {}
         for item in items:
+            raw = item.mapped.value(DEDUPE_TARGET)
+            if raw is None or (isinstance(raw, str) and not raw.strip()):
+                # An ordinary gap in the data, not a failure: nothing to match on, nothing to replay.
+                final[item.key] = _MISSING_DEDUPE
+                continue
             try:
-                value = dedupe_value(item.mapped.value(DEDUPE_TARGET))
+                value = dedupe_value(raw)
                 # Audience only never writes attributes: only the dedupe value matters then.
                 fields = item.mapped.fields if self.settings.sync_type.syncs_profiles else {}
                 lead = build_lead(fields, self.settings.dedupe_field, value)
@@ -310,13 +337,31 @@ class MarketoConnector:
             for activation in item.activations:
                 previous = profile.memberships.get(activation.audience.id)
                 if previous is None or item.record.occurred_at >= previous.at:
-                    realized = activation.membership.status is MembershipStatus.REALIZED
+                    realized = activation.membership.status.is_member
                     profile.memberships[activation.audience.id] = _Membership(
                         item.record.occurred_at, realized, item
                     )
         return profiles
 
-    # -- MKT-05: the dedupe field is searchable; mapped targets exist; the partition exists ----------
+    # -- MKT-01: the partition exists (at connect; here when Marketo could not be asked then) ---------
+
+    def check_partition(self) -> None:
+        """Resolve the configured partition once (name or id); ConfigError when Marketo has none such."""
+        if self._partition_name is not None:
+            return
+        if self.settings.partition is None or not self.settings.sync_type.syncs_profiles:
+            self._partition_name = self.settings.partition_name
+            return
+        found = resolve_partition(
+            self.client,
+            self.settings.munchkin_id,
+            self.instance.id,
+            self.settings.partition,
+            clock=self._clock,
+        )
+        self._partition_name = found.name
+
+    # -- MKT-05: the dedupe field is searchable; mapped targets exist ---------------------------------
 
     def _check_schema(self) -> None:
         key = (self.settings.munchkin_id, self.instance.model_dump_json())
@@ -324,10 +369,7 @@ class MarketoConnector:
         now = self._clock()
         if schema is None or now - schema.fetched_at > DESCRIBE_TTL:
             fields, searchable = self.client.describe_fields()
-            partitions = None
-            if self.settings.partition is not None and self.settings.sync_type.syncs_profiles:
-                partitions = frozenset(self.client.partitions())
-            schema = _Schema(frozenset(fields), frozenset(searchable), partitions, now)
+            schema = _Schema(frozenset(fields), frozenset(searchable), now)
             _schemas[key] = schema
         fail = partial(ConfigError, self.instance.id)
         if self.settings.dedupe_field not in schema.searchable:
@@ -338,8 +380,6 @@ class MarketoConnector:
             for row in self.instance.mapping:
                 if not row.identity and row.target not in schema.fields:
                     raise fail(f"mapping.{row.target}", "not a field of this Marketo instance (Describe2)")
-        if schema.partitions is not None and self.settings.partition not in schema.partitions:
-            raise fail("settings.partition", f"no lead partition named '{self.settings.partition}'")
 
     # -- profile sync (MKT-02, 03, 07, 08) ------------------------------------------------------------
 
@@ -355,12 +395,25 @@ class MarketoConnector:
                         collected.add(
                             membership.item, Outcome.skipped("audience_exited", "profile-only sync")
                         )
+        # MKT-06: Marketo creates a lead only with first name, last name and e-mail. A profile without
+        # an e-mail value may still update its existing lead, but is never created (updateOnly).
+        no_email = {k for k in to_sync if creates and not _has_email(profiles[k].lead)}
+        creatable = [k for k in to_sync if creates and k not in no_email]
+        update_only = [k for k in to_sync if not creates or k in no_email]
         statuses = self._sync_batches(
-            [(k, profiles[k].lead) for k in to_sync],
-            action="createOrUpdate" if creates else "updateOnly",
+            [(k, profiles[k].lead) for k in creatable],
+            action="createOrUpdate",
             lookup_field=self.settings.dedupe_field,
             # Only create/upsert honour a partition: new leads go to the chosen one or Default (MKT-07).
-            partition=self.settings.partition_name if creates else None,
+            partition=self._partition_name or self.settings.partition_name,
+        )
+        statuses.update(
+            self._sync_batches(
+                [(k, profiles[k].lead) for k in update_only],
+                action="updateOnly",
+                lookup_field=self.settings.dedupe_field,
+                partition=None,
+            )
         )
         lead_ids: dict[str, int] = {}
         resolve: list[str] = []
@@ -370,6 +423,11 @@ class MarketoConnector:
                 self._record_sync(profiles[key], status, collected)
             elif status.code in (MULTIPLE_MATCHES, OTHER_PARTITION):
                 resolve.append(key)
+            elif key in no_email and status.code == LEAD_NOT_FOUND:
+                missing = Outcome.skipped(
+                    "missing_email", "no lead matches, and a lead needs an e-mail to be created"
+                )
+                self._record_sync(profiles[key], missing, collected)
             else:
                 outcome = self._sync_outcome(status, creates)
                 self._record_sync(profiles[key], outcome, collected)
@@ -496,9 +554,15 @@ class MarketoConnector:
         found = self._lookup(profiles, lookup_keys) if lookup_keys else {}
         adds: dict[int, dict[int, list[_Membership]]] = {}
         removes: dict[int, dict[int, list[_Membership]]] = {}
+        list_ids: dict[str, int | Outcome] = {}
         for key, profile in profiles.items():
             for audience_id, membership in profile.memberships.items():
-                list_id = self.list_ids[audience_id]
+                list_id = list_ids.get(audience_id)
+                if list_id is None:
+                    list_id = list_ids[audience_id] = self._list_id(audience_id)
+                if isinstance(list_id, Outcome):
+                    collected.add(membership.item, list_id)
+                    continue
                 if key in synced:
                     ids = [synced[key]]
                 elif key in found:
@@ -524,13 +588,27 @@ class MarketoConnector:
                 target = adds if membership.realized else removes
                 for lead_id in ids:
                     target.setdefault(list_id, {}).setdefault(lead_id, []).append(membership)
+        audience_of = {v: k for k, v in list_ids.items() if isinstance(v, int)}
         for list_id, members in adds.items():
-            self._list_calls(list_id, members, collected, adding=True)
+            self._list_calls(list_id, members, collected, adding=True, audience_id=audience_of[list_id])
         for list_id, members in removes.items():
-            self._list_calls(list_id, members, collected, adding=False)
+            self._list_calls(list_id, members, collected, adding=False, audience_id=audience_of[list_id])
+
+    def _list_id(self, audience_id: str) -> int | Outcome:
+        """The audience's static list (configured, or found / created by name); an outcome if not now."""
+        try:
+            return self.lists.list_id(audience_id)
+        except ActivationError as exc:
+            return Outcome.from_error(exc)
 
     def _list_calls(
-        self, list_id: int, members: Mapping[int, list[_Membership]], collected: _Outcomes, *, adding: bool
+        self,
+        list_id: int,
+        members: Mapping[int, list[_Membership]],
+        collected: _Outcomes,
+        *,
+        adding: bool,
+        audience_id: str,
     ) -> None:
         operation = self.client.add_to_list if adding else self.client.remove_from_list
         pending = list(chunks(list(members)))
@@ -546,6 +624,10 @@ class MarketoConnector:
                 statuses_error: Outcome | None = Outcome.from_error(exc)
             except ActivationError as exc:
                 statuses_error = Outcome.from_error(exc)
+                if exc.reason == LIST_NOT_FOUND_REASON and self.lists.is_named(audience_id):
+                    # The list found or created by name was deleted at Marketo: find or create it again.
+                    self.lists.forget(audience_id, list_id)
+                    statuses_error = Outcome.retry("marketo_list_not_found", f"list {list_id} was deleted")
             else:
                 statuses_error = None
             for lead_id in batch:
@@ -579,6 +661,8 @@ class MarketoConnector:
 class MarketoDestination:
     destination_type = "marketo"
     entity: Entity = "profile"  # MKT-09: account events never reach Marketo
+    # A profile without a dedupe value is skipped and counted, not rejected (even when the row is required).
+    skip_when_missing: Mapping[str, str] = MappingProxyType({DEDUPE_TARGET: MISSING_DEDUPE_REASON})
 
     def __init__(
         self,
@@ -615,7 +699,31 @@ class MarketoDestination:
             clock=self._clock,
             sleep=self._sleep,
         )
-        return MarketoConnector(instance, validated, client, clock=self._clock)
+        registry = registry_for(
+            settings.state_table_name,
+            mkto.munchkin_id,
+            dynamodb=self._dynamodb,
+            sleep=self._sleep,
+            clock=self._clock,
+        )
+        lists = AudienceLists(
+            client,
+            settings=mkto,
+            instance_id=instance.id,
+            audiences={a.id: a for a in instance.audiences},
+            configured=validated.list_ids,
+            registry=registry,
+        )
+        connector = MarketoConnector(instance, validated, client, lists, clock=self._clock)
+        try:
+            # MKT-01: refuse a partition Marketo does not have when the instance connects.
+            with client.gate.slot():
+                connector.check_partition()
+        except ConfigError:
+            raise
+        except ActivationError as exc:  # Marketo unreachable now: checked again before the first sync
+            logger.warning("partition not checked at connect (%s); checked before the first sync", exc.reason)
+        return connector
 
     def _jittered_sleep(self, seconds: float) -> None:
         self._sleep(_jitter(seconds))

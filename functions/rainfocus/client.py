@@ -15,7 +15,7 @@ import httpx
 from activation_core import http
 from activation_core.errors import ActivationError, AuthError, PermanentError, RetryableError
 from activation_core.oauth import TokenGrant, TokenProvider
-from rainfocus.models import HOST_PATTERN, RainfocusConnection, RainfocusSettings
+from rainfocus.models import HOST_PATTERN, RainfocusConnection, RainfocusSettings, api_base_url
 
 # responseCode values that mean "your token is not valid": refresh once and retry.
 AUTH_RESPONSE_CODES = frozenset({"401", "auth_expired", "invalid_token"})
@@ -56,9 +56,7 @@ class RainfocusClient:
         allow_loopback: bool,
         client: httpx.Client | None = None,
     ) -> None:
-        self._base = http.validate_base_url(
-            connection.base_url, host_pattern=HOST_PATTERN, allow_loopback=allow_loopback
-        )
+        self._base = _base(connection, settings, allow_loopback)
         self._settings = settings
         self._connection = connection
         self._tokens = tokens
@@ -91,7 +89,7 @@ def fetch_token(
 ) -> TokenGrant:
     """Client-credentials grant against the API profile's token endpoint (RNF-01)."""
     parsed = RainfocusConnection.model_validate(connection)
-    base = http.validate_base_url(parsed.base_url, host_pattern=HOST_PATTERN, allow_loopback=allow_loopback)
+    base = _base(parsed, settings, allow_loopback)
     response = http.send(
         "POST",
         base + settings.token_path,
@@ -106,3 +104,10 @@ def fetch_token(
     if not isinstance(token, str) or not token:
         raise RetryableError("token_response_invalid", "the token endpoint returned no access_token")
     return TokenGrant(access_token=token, expires_in=float(body.get("expires_in", 3600)))
+
+
+def _base(connection: RainfocusConnection, settings: RainfocusSettings, allow_loopback: bool) -> str:
+    base = api_base_url(settings, connection)
+    if base is None:  # the connector checks this first, naming the setting; kept for direct callers
+        raise PermanentError("unknown_environment", f"no API base for environment '{settings.environment}'")
+    return http.validate_base_url(base, host_pattern=HOST_PATTERN, allow_loopback=allow_loopback)

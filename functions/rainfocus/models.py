@@ -7,6 +7,8 @@ assumptions (see README, "Vendor facts that are assumptions") and therefore sett
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +22,11 @@ ATTENDEE_FIELDS = (
 )  # fmt: skip
 ACCEPTED_ORIGINS = frozenset({"segmentation", "upload"})  # RNF-06
 HOST_PATTERN = r"([a-z0-9-]+\.)*rainfocus\.com"
+# The API base per RainFocus environment (RNF-01: the connection names an environment, e.g. dev, prod).
+# RainFocus publishes no host table: the one API host seen answering is api.rainfocus.com (apis.md 5.1,
+# [3P]), taken as `prod`. Other environments' hosts are [UNKNOWN]: an operator names them in
+# `settings.environmentBaseUrls` (or, for one connection, `baseUrl` in the secret).
+ENVIRONMENT_BASE_URLS: Mapping[str, str] = MappingProxyType({"prod": "https://api.rainfocus.com"})
 
 # ISO 3166-1 alpha-2 codes (officially assigned). Data, not logic: a country library would add
 # megabytes of translations to the layer for one list.
@@ -52,7 +59,17 @@ class RainfocusSettings(BaseModel):
     event_code: str = Field(
         alias="eventCode", min_length=1, max_length=128, description="RainFocus event code"
     )
-    environment: str = Field(default="prod", pattern=r"^[a-z0-9-]{1,32}$", description="e.g. dev, prod")
+    environment: str = Field(
+        default="prod",
+        pattern=r"^[a-z0-9-]{1,32}$",
+        description="RainFocus environment, e.g. dev, prod: chooses the API base (environmentBaseUrls, "
+        f"else the built-in table {dict(ENVIRONMENT_BASE_URLS)})",
+    )
+    environment_base_urls: dict[str, str] = Field(
+        default_factory=dict,
+        alias="environmentBaseUrls",
+        description="API base per environment, overriding the built-in table (https, a rainfocus.com host)",
+    )
     apply_transformation: bool = Field(
         default=False,
         alias="applyTransformation",
@@ -73,11 +90,24 @@ class RainfocusConnection(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
-    base_url: str = Field(default="https://api.rainfocus.com", alias="baseUrl")
+    base_url: str | None = Field(
+        default=None,
+        alias="baseUrl",
+        description="Optional override of the API base the environment chooses (https, a rainfocus.com host)",
+    )
     client_id: str = Field(alias="clientId", min_length=1)
     client_secret: str = Field(alias="clientSecret", min_length=1, repr=False)
     org_id: str = Field(alias="orgId", min_length=1, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     api_profile: str = Field(default="", alias="apiProfile", repr=False)
+
+
+def api_base_url(settings: RainfocusSettings, connection: RainfocusConnection) -> str | None:
+    """The API base: the secret's override, else the environment's (settings' table, then built-in)."""
+    return (
+        connection.base_url
+        or settings.environment_base_urls.get(settings.environment)
+        or ENVIRONMENT_BASE_URLS.get(settings.environment)
+    )
 
 
 def _text(field: str, value: Any, limit: int = _TEXT_LIMIT) -> str:

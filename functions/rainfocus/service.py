@@ -13,7 +13,6 @@ from activation_core.config_store import describe_validation_error
 from activation_core.errors import ActivationError, ConfigError
 from activation_core.locks import LeaseLock
 from activation_core.models.config import DestinationInstance
-from activation_core.models.events import MembershipStatus
 from activation_core.oauth import TokenProvider
 from activation_core.outcomes import Outcome
 from activation_core.pipeline import Connector, Entity, WorkItem
@@ -24,6 +23,7 @@ from rainfocus.models import (
     ATTENDEE_FIELDS,
     RainfocusConnection,
     RainfocusSettings,
+    api_base_url,
     attendee_email,
     build_attendee,
 )
@@ -68,7 +68,7 @@ class RainfocusConnector:
         outcomes: dict[str, Outcome] = {}
         latest: dict[str, tuple[WorkItem, dict[str, str]]] = {}
         for item in items:
-            if not any(a.membership.status is MembershipStatus.REALIZED for a in item.activations):
+            if not any(a.membership.status.is_member for a in item.activations):
                 # An attendee store has nothing to remove: exiting the audience changes nothing there.
                 outcomes[item.key] = Outcome.skipped("audience_exited", "RainFocus keeps attendees on exit")
                 continue
@@ -113,5 +113,12 @@ class RainfocusDestination:
             lock=LeaseLock(settings.state_table_name),
         )
         connection = RainfocusConnection.model_validate(tokens.connection())
+        if api_base_url(rf_settings, connection) is None:
+            raise ConfigError(
+                instance.id,
+                "settings.environment",
+                f"no API base known for environment '{rf_settings.environment}': name it in "
+                "settings.environmentBaseUrls (or baseUrl in the connection secret)",
+            )
         client = RainfocusClient(connection, rf_settings, tokens, allow_loopback=allow_loopback)
         return RainfocusConnector(instance, rf_settings, client)

@@ -3,7 +3,8 @@
 - Token: `POST https://{subdomain}.auth.marketingcloudapis.com/v2/token`, JSON client-credentials body
   (+ `account_id` when the connection names a MID) -> `{access_token, expires_in, rest_instance_url}`;
   tokens live 20 minutes and are shared through the layer's TokenProvider (memory -> secret -> mint).
-- Rows: `GET https://{subdomain}.rest.marketingcloudapis.com/data/v1/customobjectdata/key/{key}/rowset`
+- Rows: `GET {rest_instance_url}/data/v1/customobjectdata/key/{key}/rowset` (the instance URL returned
+  with the token, kept in the secret; `https://{subdomain}.rest.marketingcloudapis.com` before it)
   with `$page`, `$pageSize`, `$filter`, `$orderBy`; the response's `links.next` (a server-side result
   snapshot, `requestToken`) is followed for the next page.
 - Errors: `{"message", "errorcode", "documentation"}`; 401 -> refresh once; 429 (50100 with
@@ -31,7 +32,7 @@ from activation_core.errors import (
     ThrottledError,
 )
 from activation_core.oauth import TokenGrant, TokenProvider
-from sfmc_ingestion.models import SfmcConnection
+from sfmc_ingestion.models import SfmcConnection, system_object_reason
 
 AUTH_DOMAIN = ".auth.marketingcloudapis.com"
 REST_DOMAIN = ".rest.marketingcloudapis.com"
@@ -92,8 +93,14 @@ def normalize_auth_base_uri(uri: str, *, allow_loopback: bool) -> tuple[str, str
 
 
 def endpoints(connection: SfmcConnection, *, allow_loopback: bool) -> Endpoints:
+    """Where to call: the REST instance URL SFMC returned with the last token (the installed package's
+    endpoint, SFMC-02) wins over a `restBaseUri` typed into the secret and over the tenant pattern."""
     auth_base, subdomain = normalize_auth_base_uri(connection.auth_base_uri, allow_loopback=allow_loopback)
-    if connection.rest_base_uri:
+    if connection.rest_instance_url:
+        rest = http.validate_base_url(
+            connection.rest_instance_url, host_pattern=REST_HOST_PATTERN, allow_loopback=allow_loopback
+        )
+    elif connection.rest_base_uri:
         rest = http.validate_base_url(
             connection.rest_base_uri, host_pattern=REST_HOST_PATTERN, allow_loopback=allow_loopback
         )
@@ -189,7 +196,16 @@ def fetch_token(
     expires_in = payload.get("expires_in", 1200)
     if not isinstance(expires_in, int | float) or isinstance(expires_in, bool):
         expires_in = 1200
-    return TokenGrant(access_token=payload["access_token"], expires_in=float(expires_in))
+    updates: dict[str, str] = {}
+    instance = payload.get("rest_instance_url")
+    if isinstance(instance, str) and instance:
+        # Checked like a typed URL: a token answer must not send the bearer token to another host.
+        rest = http.validate_base_url(instance, host_pattern=REST_HOST_PATTERN, allow_loopback=allow_loopback)
+        if rest != parsed.rest_instance_url:
+            updates["restInstanceUrl"] = rest
+    return TokenGrant(
+        access_token=payload["access_token"], expires_in=float(expires_in), connection_updates=updates
+    )
 
 
 @dataclass
@@ -222,7 +238,9 @@ class SfmcClient:
         client: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self._allow_loopback = allow_loopback
         self.endpoints = endpoints(connection, allow_loopback=allow_loopback)
+        self._instance_url = connection.rest_instance_url
         self._tokens = tokens
         self._client = client
         self._sleep = sleep
@@ -234,9 +252,10 @@ class SfmcClient:
     def first_page(
         self, key: str, *, page_size: int, filter_expr: str | None, order_by: str | None
     ) -> RowsetPage:
-        if key.startswith("_"):
-            # Defence in depth for SFMC-01: the config refuses system data views already.
-            raise PermanentError("sfmc_system_data_view", "system data views are not ingested")
+        reason = system_object_reason(key)
+        if reason is not None:
+            # Defence in depth for SFMC-01: the config refuses them already.
+            raise PermanentError("sfmc_not_a_data_extension", reason)
         query = [("$page", "1"), ("$pageSize", str(page_size))]
         if order_by:
             query.append(("$orderBy", order_by))
@@ -244,11 +263,19 @@ class SfmcClient:
             query.append(("$filter", filter_expr))
         # Spaces as %20 (the documented form), '$' and quotes kept literal.
         encoded = "&".join(f"{k}={quote(v, safe=chr(39) + ',')}" for k, v in query)
-        url = self.endpoints.rest_base + ROWSET_PATH.format(key=quote(key, safe="")) + "?" + encoded
-        return self._get(url)
+        path = ROWSET_PATH.format(key=quote(key, safe="")) + "?" + encoded
+        return self._get(lambda: self.endpoints.rest_base + path)
 
     def next_page(self, link: str) -> RowsetPage:
-        return self._get(self.resolve_link(link))
+        return self._get(lambda: self.resolve_link(link))
+
+    def _refresh_endpoints(self) -> None:
+        """The connection as the token provider knows it now (after a mint it carries the REST
+        instance URL SFMC returned): no I/O while the token in memory is usable."""
+        connection = SfmcConnection.model_validate(self._tokens.connection())
+        if connection.rest_instance_url and connection.rest_instance_url != self._instance_url:
+            self.endpoints = endpoints(connection, allow_loopback=self._allow_loopback)
+            self._instance_url = connection.rest_instance_url
 
     def resolve_link(self, link: str) -> str:
         """`links.next` as SFMC returns it (`/v1/customobjectdata/token/{t}/rowset?$page=2`) -> a URL.
@@ -268,8 +295,10 @@ class SfmcClient:
             raise PermanentError("sfmc_unexpected_link", "links.next is not a rowset link")
         return self.endpoints.rest_base + path + (f"?{parts.query}" if parts.query else "")
 
-    def _get(self, url: str) -> RowsetPage:
+    def _get(self, url_of: Callable[[], str]) -> RowsetPage:
         def call(token: str) -> httpx.Response:
+            self._refresh_endpoints()
+            url = url_of()
             return http.send(
                 "GET", url, client=self._client, classify=classify, policy=RETRY_POLICY,
                 sleep=self._sleep, on_attempt=self._count,

@@ -9,13 +9,12 @@ overwrites its own object instead of adding a second copy. Bucket encryption is 
 from __future__ import annotations
 
 import gzip
-import io
-import json
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic_core import to_json
 
 from activation_core import aws
 from activation_core.errors import PermanentError, RetryableError
@@ -31,14 +30,19 @@ def object_key(source_id: str, de_key: str, started_at: str, run_id: str, page: 
     )
 
 
+# zlib level 1: a page's JSON Lines come out ~35% larger than at level 6 for less than half its CPU
+# (measured in tests/bench/bench_sfmc.py); S3 bytes are cheaper than page-task CPU.
+COMPRESS_LEVEL = 1
+
+
 def encode(records: Iterable[dict[str, Any]]) -> bytes:
-    """JSON Lines, gzip'd while written (no second full copy of the page in memory)."""
-    buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=6, mtime=0) as gz:
-        for record in records:
-            gz.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str).encode())
-            gz.write(b"\n")
-    return buffer.getvalue()
+    """JSON Lines, gzip'd in one call (one page: a few MB at most, flat in the data extension's size).
+
+    pydantic-core's serialiser (already in the layer): compact JSON, non-ASCII kept, anything else
+    as text, at a third of json.dumps' CPU.
+    """
+    lines = b"".join(to_json(record, fallback=str) + b"\n" for record in records)
+    return gzip.compress(lines, compresslevel=COMPRESS_LEVEL, mtime=0)
 
 
 class Lander:

@@ -23,6 +23,15 @@ from activation_core.mapping import TRANSFORMS, transform_names
 DEFAULT_TIME_ZONE = "-06:00"
 MAX_PAGE_SIZE = 2500  # [INFER] apis.md 3.3: the SDK default and the observed maximum
 MAX_CONCURRENCY = 10
+# A row may become visible a little after the value it is stamped with (an import or automation still
+# running when a run reads): re-read this far behind the watermark.
+DEFAULT_LOOK_BACK_SECONDS = 600
+# Pages one execution of the pages state machine reads before the next range runs in a child
+# execution: 500 pages at worst 37 history events each (retries included) stay under Step Functions'
+# 25,000-event history limit (tests/unit/sfmc_ingestion/test_statemachine.py computes it).
+MAX_PAGES_PER_EXECUTION = 500
+# Data extensions in one ingestion config: each adds at most ~30 events to the run's own history.
+MAX_DATA_EXTENSIONS = 200
 
 FieldType = Literal["Text", "Number", "Decimal", "Boolean", "Date", "EmailAddress", "Phone", "Locale"]
 TEXT_TYPES = frozenset({"Text", "EmailAddress", "Phone", "Locale"})
@@ -34,6 +43,40 @@ _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _EXTERNAL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
 _OFFSET = re.compile(r"^(?:UTC)?([+-])(\d{2}):(\d{2})$")
 _TARGET = re.compile(r"^(identities|attributes|consents)\.[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
+
+
+# SFMC-01: data extensions only. SFMC's standard system tables are refused by name, wherever a key is
+# accepted (config, client, discovery):
+# - system data views: every one is named with a leading underscore (_Subscribers, _Sent, _Open,
+#   _Click, _Bounce, _Job, _Journey, _ListSubscribers, _EnterpriseAttribute, ...);
+# - native objects: Marketing Cloud's built-in objects (the SOAP API's standard objects: subscribers,
+#   lists, sends, emails, tracking events, ...), which have predefined fields and are not data
+#   extensions; a data extension given one of their names is refused too, to avoid the confusion;
+# - synchronized data extensions (Marketing Cloud Connect): system-managed, read-only copies of the
+#   Salesforce CRM's native objects, named `<Object>_Salesforce` (`_Salesforce_<n>` for more orgs).
+NATIVE_OBJECTS = frozenset(
+    name.lower()
+    for name in (
+        "Account", "AccountUser", "BounceEvent", "BusinessUnit", "Campaign", "ClickEvent",
+        "ContentArea", "DataExtension", "DataExtensionField", "DataExtensionObject", "Email",
+        "EmailSendDefinition", "FilterDefinition", "ForwardedEmailEvent", "ImportDefinition", "List",
+        "ListSubscriber", "NotSentEvent", "OpenEvent", "QueryDefinition", "Send", "SendClassification",
+        "SenderProfile", "SentEvent", "SMSTriggeredSend", "Subscriber", "SubscriberList",
+        "SuppressionListDefinition", "SurveyEvent", "TriggeredSendDefinition", "UnsubEvent",
+    )
+)  # fmt: skip
+_SYNCHRONIZED = re.compile(r"_salesforce(_\d+)?$", re.IGNORECASE)
+
+
+def system_object_reason(key: str) -> str | None:
+    """Why `key` is not a data extension this source may read (None: it may be one)."""
+    if key.startswith("_"):
+        return "system data views (names starting with '_') are not data extensions"
+    if key.lower() in NATIVE_OBJECTS:
+        return f"'{key}' is a Marketing Cloud native object, not a data extension"
+    if _SYNCHRONIZED.search(key):
+        return "synchronized data extensions (<Object>_Salesforce) are copies of Salesforce native objects"
+    return None
 
 
 def parse_time_zone(text: str) -> tzinfo:
@@ -127,13 +170,21 @@ class DataExtensionConfig(_Strict):
     audiences: tuple[AudienceRef, ...] = ()
     schedule: Schedule = Schedule()
     page_size: int = Field(default=MAX_PAGE_SIZE, alias="pageSize", ge=1, le=MAX_PAGE_SIZE)
+    look_back_seconds: int = Field(
+        default=DEFAULT_LOOK_BACK_SECONDS,
+        alias="lookBackSeconds",
+        ge=0,
+        le=86400,
+        description="Each run re-reads rows stamped up to this long before the watermark (rows that became "
+        "visible late); the ones already processed are recognised and not published again",
+    )
 
     @field_validator("key")
     @classmethod
     def _data_extension_key(cls, value: str) -> str:
-        if value.startswith("_"):
-            # _Subscribers, _Open, _Sent, _Job...: SFMC system data views all start with "_" (SFMC-01).
-            raise ValueError("system data views (names starting with '_') are not data extensions")
+        reason = system_object_reason(value)
+        if reason is not None:
+            raise ValueError(reason)
         if not _EXTERNAL_KEY.match(value):
             raise ValueError("key must be 1-200 letters, digits, '.', '_' or '-'")
         return value
@@ -193,6 +244,14 @@ class SourceConfig(_Strict):
         description="strftime format of the watermark in $filter, in the account time zone [INFER]",
     )
     max_concurrency: int = Field(default=4, alias="maxConcurrency", ge=1, le=MAX_CONCURRENCY)
+    pages_per_execution: int = Field(
+        default=MAX_PAGES_PER_EXECUTION,
+        alias="pagesPerExecution",
+        ge=1,
+        le=MAX_PAGES_PER_EXECUTION,
+        description="Pages read by one Step Functions execution before the next range starts in a child "
+        "execution (keeps every execution history bounded); rarely changed",
+    )
     data_extensions: tuple[DataExtensionConfig, ...] = Field(alias="dataExtensions", min_length=1)
 
     @field_validator("id")
@@ -240,6 +299,10 @@ class IngestionConfig(_Strict):
         ids = [s.id for s in value]
         if len(ids) != len(set(ids)):
             raise ValueError("source ids must be unique")
+        if sum(len(s.data_extensions) for s in value) > MAX_DATA_EXTENSIONS:
+            raise ValueError(
+                f"at most {MAX_DATA_EXTENSIONS} data extensions in one ingestion config (one run's history)"
+            )
         return value
 
 
@@ -262,7 +325,13 @@ class SfmcConnection(BaseModel):
     rest_base_uri: str | None = Field(
         default=None,
         alias="restBaseUri",
-        description="Defaults to https://<subdomain>.rest.marketingcloudapis.com",
+        description="Only until the first token: then the REST instance URL SFMC returns with it is used",
+    )
+    rest_instance_url: str | None = Field(
+        default=None,
+        alias="restInstanceUrl",
+        description="Written by the stack: the REST instance URL the token endpoint returned (the installed "
+        "package's endpoint); never typed by hand",
     )
 
 
@@ -274,14 +343,16 @@ class _Payload(BaseModel):
 
 
 class Watermark(_Payload):
-    """Where the last successful run stopped: rows >= value are read again, minus `boundary` keys."""
+    """Where the last successful run stopped: rows >= value - lookBack are read again, minus the
+    `recent` rows the run already processed."""
 
     value: str | None = None  # ISO 8601 UTC of the highest incremental value processed
-    # Primary-key digests of the rows AT `value`; the plan leaves them in the state table (only
-    # `boundaryCount` travels in the Step Functions state) and the page task loads them when needed.
-    boundary: list[str] = Field(default_factory=list)
-    boundary_count: int = Field(default=0, alias="boundaryCount")
-    overflow: bool = False  # boundary too large to keep: rows at `value` are re-published (never lost)
+    # Primary-key digests of the rows processed in the look-back window, by incremental value (ISO
+    # UTC); complete for values >= `recentFrom`. The plan leaves them in the state table (only
+    # `recentCount` travels in the Step Functions state) and the page task loads them when needed.
+    recent: dict[str, list[str]] = Field(default_factory=dict)
+    recent_count: int = Field(default=0, alias="recentCount")
+    recent_from: str | None = Field(default=None, alias="recentFrom")
     version: int = 0
     last_success_at: str | None = Field(default=None, alias="lastSuccessAt")
 
@@ -291,12 +362,16 @@ class SourceRef(_Payload):
     secret: str
     time_zone: str = Field(default=DEFAULT_TIME_ZONE, alias="timeZone")
     filter_date_format: str = Field(default="%Y-%m-%dT%H:%M:%S", alias="filterDateFormat")
+    pages_per_execution: int = Field(default=MAX_PAGES_PER_EXECUTION, alias="pagesPerExecution")
 
 
 class Cursor(_Payload):
     next: str | None = None
     page: int = 0
     done: bool = False
+    # Another page follows in this same execution (false at the end of an execution's range: the
+    # pages state machine then starts the next range in a child execution).
+    more: bool = False
 
 
 class Progress(_Payload):

@@ -3,22 +3,25 @@
 Exactly the right rows, at least once:
 - a data extension's watermark is the highest incremental value of a run whose every page succeeded;
   it is written by the commit task only, never while pages are still unprocessed;
-- the next run reads `>= watermark`, so rows sharing the watermark's timestamp are read again and the
-  ones already processed are recognised by their primary-key digests (`boundary`) and skipped;
-- when too many rows share that timestamp to remember them all, `overflow` is set and those rows are
-  published again rather than risk losing one;
+- the next run reads `>= watermark - lookBack` (a row that became visible after a run although it is
+  stamped a little before the watermark is still read), so rows in that window are read again: the
+  ones already processed are recognised by their incremental value and primary-key digest (`recent`,
+  the same pair the event id is derived from) and skipped; a row not among them is new and published;
+- when too many rows fall in the window to remember them all, the oldest values are forgotten and
+  `recentFrom` moves up: rows re-read below it are published again rather than risk losing one;
 - the commit is conditional on the version the run started from; a concurrent run's commit is merged
-  (the higher watermark wins, equal ones union their boundaries), so the watermark never moves back.
+  (the higher watermark wins, equal ones union their recent rows), so the watermark never moves back.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -26,9 +29,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from activation_core import aws
 from activation_core.errors import RetryableError
 from sfmc_ingestion.models import Watermark
-from sfmc_ingestion.rows import parse_iso
+from sfmc_ingestion.rows import iso, parse_iso
 
-BOUNDARY_LIMIT = 1000  # 20-hex digests: ~25 KB in a Map iteration's state and in the DynamoDB item
+# Primary-key digests remembered in the look-back window: 20 hex characters each, ~70 KB in a Map
+# iteration's state (256 KB limit) and in the DynamoDB item (400 KB limit).
+RECENT_LIMIT = 3000
 WATERMARK_PK = "sfmc#watermark"
 RUNS_PK = "sfmc#runs"
 RUN_RETENTION_DAYS = 90
@@ -44,60 +49,116 @@ def _same(a: str, b: str) -> bool:
     return parse_iso(a) == parse_iso(b)
 
 
-class BoundaryTracker:
-    """Follows the highest incremental value seen and the primary keys sharing it (one page task)."""
+class RecentRows:
+    """Follows the highest incremental value seen and every row (value, primary-key digest) within
+    `window` of it (one data extension in one run; carried from page to page in the item).
 
-    def __init__(self, start: Watermark) -> None:
+    Rows arrive in ascending order of their value (`$orderBy`), so values leave the window oldest
+    first: a heap of the values held makes forgetting O(log n) per value, whatever the window's size.
+    """
+
+    def __init__(self, start: Watermark, window: timedelta = timedelta(0), limit: int = RECENT_LIMIT) -> None:
         self.value = start.value
-        self._moment: datetime | None = parse_iso(start.value) if start.value else None
-        self.boundary: list[str] = list(start.boundary)
-        self._members = set(self.boundary)
-        self.overflow = start.overflow
+        self._high: datetime | None = parse_iso(start.value) if start.value else None
+        self._window = window
+        self._limit = limit
+        self._rows: dict[datetime, set[str]] = {parse_iso(v): set(keys) for v, keys in start.recent.items()}
+        self._heap = list(self._rows)
+        heapq.heapify(self._heap)
+        self._size = sum(len(keys) for keys in self._rows.values())
+        self._from: datetime | None = parse_iso(start.recent_from) if start.recent_from else None
+        self._parsed: tuple[str, datetime] | None = None  # consecutive rows often share a value
+
+    def _moment(self, text: str) -> datetime:
+        if self._parsed is None or self._parsed[0] != text:
+            self._parsed = (text, parse_iso(text))
+        return self._parsed[1]
 
     def see(self, incremental: str | None, pk_digest: str) -> None:
         if incremental is None:
             return
-        moment = parse_iso(incremental)
-        if self._moment is None or moment > self._moment:
-            self.value, self._moment = incremental, moment
-            self.boundary, self._members, self.overflow = [pk_digest], {pk_digest}, False
-        elif moment == self._moment and pk_digest not in self._members:
-            if len(self.boundary) >= BOUNDARY_LIMIT:
-                self.overflow = True  # forget nothing silently: rows at this value will be re-published
-                return
-            self.boundary.append(pk_digest)
-            self._members.add(pk_digest)
+        moment = self._moment(incremental)
+        if self._high is None or moment > self._high:
+            self.value, self._high = incremental, moment
+            self._forget_before(moment - self._window)
+        elif moment < self._high - self._window:
+            return
+        if self._from is not None and moment < self._from:
+            return  # below what was forgotten: the set must stay complete from `_from` up
+        keys = self._rows.get(moment)
+        if keys is None:
+            keys = self._rows[moment] = set()
+            heapq.heappush(self._heap, moment)
+        if pk_digest not in keys:
+            keys.add(pk_digest)
+            self._size += 1
+        while self._size > self._limit:  # forget whole values, oldest first: never a partial value
+            oldest = heapq.heappop(self._heap)
+            self._size -= len(self._rows.pop(oldest))
+            self._from = self._heap[0] if self._heap else oldest + timedelta(microseconds=1)
+
+    def _forget_before(self, floor: datetime) -> None:
+        while self._heap and self._heap[0] < floor:
+            self._size -= len(self._rows.pop(heapq.heappop(self._heap)))
+        if self._from is None or floor > self._from:
+            self._from = floor
 
     def watermark(self, version: int = 0) -> Watermark:
+        if self._high is not None and self._from is None:
+            self._from = self._high - self._window
         return Watermark(
-            value=self.value, boundary=list(self.boundary), overflow=self.overflow, version=version
+            value=self.value,
+            recent={iso(m): sorted(keys) for m, keys in sorted(self._rows.items())},
+            recent_from=iso(self._from) if self._from is not None else None,
+            version=version,
         )
 
 
 class DuplicateFilter:
-    """Rows re-read at the previous watermark's timestamp that the previous run already processed."""
+    """Rows re-read in the previous run's look-back window that the previous run already processed."""
 
     def __init__(self, previous: Watermark) -> None:
-        self._moment = parse_iso(previous.value) if previous.value and not previous.overflow else None
-        self._keys = frozenset(previous.boundary)
+        self._from = parse_iso(previous.recent_from) if previous.recent_from and previous.value else None
+        self._high = parse_iso(previous.value) if previous.value else None
+        self._rows = {parse_iso(v): frozenset(keys) for v, keys in previous.recent.items()}
 
     def seen(self, incremental: str | None, pk_digest: str) -> bool:
-        if self._moment is None or incremental is None or pk_digest not in self._keys:
+        if self._from is None or self._high is None or incremental is None:
             return False
-        return parse_iso(incremental) == self._moment
+        moment = parse_iso(incremental)
+        if not self._from <= moment <= self._high:
+            return False
+        return pk_digest in self._rows.get(moment, frozenset())
 
 
 def merge(current: Watermark, ours: Watermark) -> Watermark:
-    """The watermark after two runs both committed: never backwards; equal values union their keys."""
+    """The watermark after two runs both committed: never backwards; equal values union their rows
+    (complete only from the later of the two `recentFrom`)."""
     if ours.value is None:
         return current
     if current.value is None or _later(ours.value, current.value):
         return ours
-    if _same(ours.value, current.value):
-        keys = list(dict.fromkeys([*current.boundary, *ours.boundary]))
-        overflow = current.overflow or ours.overflow or len(keys) > BOUNDARY_LIMIT
-        return Watermark(value=current.value, boundary=keys[:BOUNDARY_LIMIT], overflow=overflow)
-    return current
+    if not _same(ours.value, current.value):
+        return current
+    froms = [f for f in (current.recent_from, ours.recent_from) if f]
+    floor = max(froms, key=parse_iso) if len(froms) == 2 else None
+    rows: dict[str, set[str]] = {}
+    for mark in (current, ours):
+        for value, keys in mark.recent.items():
+            if floor is None or not _later(floor, value):
+                rows.setdefault(value, set()).update(keys)
+    tracker = RecentRows(
+        Watermark(
+            value=current.value,
+            recent={v: sorted(k) for v, k in rows.items()},
+            recent_from=floor,
+        ),
+        window=timedelta(days=36500),  # keep what both remembered; only the size limit applies
+    )
+    merged = tracker.watermark()
+    if floor is None:
+        merged.recent, merged.recent_from = {}, None  # nothing known to be complete: re-publish
+    return merged
 
 
 @dataclass(frozen=True)
@@ -174,8 +235,8 @@ class WatermarkStore:
             target = merge(current, ours) if merged else ours
             after = Watermark(
                 value=target.value,
-                boundary=target.boundary,
-                overflow=target.overflow,
+                recent=target.recent,
+                recent_from=target.recent_from,
                 version=expected + 1,
                 last_success_at=started_at,
             )
@@ -226,8 +287,7 @@ class WatermarkStore:
 def _to_item(key: dict[str, dict[str, str]], wm: Watermark, run_id: str, now: float) -> dict[str, Any]:
     item: dict[str, Any] = {
         **key,
-        "boundary": {"L": [{"S": d} for d in wm.boundary]},
-        "overflow": {"BOOL": wm.overflow},
+        "recent": {"S": json.dumps(wm.recent, separators=(",", ":"))},
         "version": {"N": str(wm.version)},
         "lastRunId": {"S": run_id},
         "updatedAt": {"N": f"{now:.3f}"},
@@ -236,15 +296,20 @@ def _to_item(key: dict[str, dict[str, str]], wm: Watermark, run_id: str, now: fl
         item["value"] = {"S": wm.value}
     if wm.last_success_at is not None:
         item["lastSuccessAt"] = {"S": wm.last_success_at}
+    if wm.recent_from is not None:
+        item["recentFrom"] = {"S": wm.recent_from}
     return item
 
 
 def _from_item(item: dict[str, Any]) -> Watermark:
+    # An item written before the look-back window (a `boundary` list, no `recent`) remembers nothing
+    # usable: its rows at the watermark are published once more (at least once, never lost).
+    recent: dict[str, list[str]] = json.loads(item.get("recent", {}).get("S", "{}"))
     return Watermark(
         value=item.get("value", {}).get("S"),
-        boundary=(boundary := [entry["S"] for entry in item.get("boundary", {}).get("L", [])]),
-        boundary_count=len(boundary),
-        overflow=bool(item.get("overflow", {}).get("BOOL", False)),
+        recent=recent,
+        recent_count=sum(len(keys) for keys in recent.values()),
+        recent_from=item.get("recentFrom", {}).get("S") if recent else None,
         version=int(item.get("version", {}).get("N", "0")),
         last_success_at=item.get("lastSuccessAt", {}).get("S"),
     )

@@ -127,11 +127,18 @@ class FakeBombora(FakeServer):
         with self._state:
             self.tokens = dict.fromkeys(self.tokens, 0.0)
 
-    def add_list(self, name: str, domains: Iterable[str] = (), *, list_type: str = "Manual") -> str:
-        """A list that exists before the stack runs (made by hand in Bombora)."""
+    def add_list(
+        self,
+        name: str,
+        domains: Iterable[str] = (),
+        *,
+        list_type: str = "Manual",
+        description: str = "seeded",
+    ) -> str:
+        """A list that exists before the stack runs (made by hand in Bombora, or by the stack earlier)."""
         with self._state:
             created = self._stamp()
-            found = FakeList(str(uuid.uuid4()), name, list_type, "seeded", created)
+            found = FakeList(str(uuid.uuid4()), name, list_type, description, created)
             found.accounts = {d: {"domain": d} for d in domains}
             self.lists[found.id] = found
         return found.id

@@ -10,6 +10,12 @@ Served (paths and parameter names as in `marketo-rest.json` / `marketo-identity.
   across every partition, paged with `nextPageToken`.
 - `GET /rest/v1/leads/describe.json`, `describe2.json`, `partitions.json`.
 - `POST|DELETE|GET /rest/v1/lists/{listId}/leads.json`, `GET .../leads/ismember.json`.
+- Asset API (MKTO-DOCS `help/rest-api/static-lists.md`, `folders.md`; not in the stored OpenAPI, so
+  checked here against the documented parameters): `GET /rest/asset/v1/folder/byName.json` (`name`,
+  `type`, `workSpace`), `GET /rest/asset/v1/staticList/byName.json` (`name`, exact match across the
+  instance), `POST /rest/asset/v1/staticLists.json` (form: `folder` as `{"id","type"}` JSON, `name`
+  unique, `description`). Nothing found answers `success:true` with a warning and no result; a
+  duplicate list name 709 [INFER].
 
 Every REST call needs `Authorization: Bearer`: an unknown token gives 601, an expired one 602 (both
 HTTP 200, `success:false`, not counted). Counted calls: more than `rate_limit` in any `rate_window`
@@ -196,6 +202,7 @@ class FakeMarketo(FakeServer):
         self.clock = clock
         self.openapi: OpenApiCheck | None = load_openapi() if openapi is True else (openapi or None)
         self.violations: list[str] = []
+        self.before_handling: Callable[[Request], None] | None = None
         self._tunables = {
             "token_ttl": token_ttl, "rate_limit": rate_limit, "rate_window": rate_window,
             "concurrency_limit": concurrency_limit, "daily_quota": daily_quota, "latency": latency,
@@ -216,6 +223,9 @@ class FakeMarketo(FakeServer):
         self.route("DELETE", lists, self._api(self._list_remove))
         self.route("GET", lists, self._api(self._list_members))
         self.route("GET", r"/rest/v1/lists/(?P<list>[0-9]+)/leads/ismember\.json", self._api(self._is_member))
+        self.route("GET", r"/rest/asset/v1/folder/byName\.json", self._api(self._folder_by_name))
+        self.route("GET", r"/rest/asset/v1/staticList/byName\.json", self._api(self._static_list_by_name))
+        self.route("POST", r"/rest/asset/v1/staticLists\.json", self._api(self._create_static_list))
 
     def start(self) -> str:
         url = super().start()
@@ -246,6 +256,10 @@ class FakeMarketo(FakeServer):
         self._index: dict[str, dict[str, set[int]]] = {}  # field -> normalised value -> lead ids
         self.lists: dict[int, set[int]] = {}
         self.list_names: dict[int, str] = {}
+        self.list_folders: dict[int, int] = {}  # static list id -> folder id (Asset API)
+        self.folders: dict[int, dict[str, Any]] = {}  # folder id -> {name, workspace}
+        self.list_creations: Counter[str] = Counter()  # static lists created through the API, by name
+        self._asset_ids = itertools.count(5001)
         self.creations: Counter[str] = Counter()  # leads created through the API, per lookup key
         self._ids = itertools.count(318_581)  # lead ids as in the docs' examples
         self._request_ids = itertools.count(1)
@@ -260,6 +274,7 @@ class FakeMarketo(FakeServer):
         with self._state:
             self._init_state()
             self.violations.clear()
+            self.before_handling = None
             for name, value in self._tunables.items():
                 setattr(self, name, value)
 
@@ -270,10 +285,23 @@ class FakeMarketo(FakeServer):
             self.partitions[partition_id] = name
             return partition_id
 
-    def add_list(self, list_id: int, name: str = "") -> None:
+    def add_list(self, list_id: int, name: str = "", *, folder: int | None = None) -> None:
         with self._state:
             self.lists.setdefault(list_id, set())
             self.list_names[list_id] = name or f"List {list_id}"
+            if folder is not None:
+                self.list_folders[list_id] = folder
+
+    def add_folder(self, name: str, workspace: str = "Default") -> int:
+        """A marketing folder (Asset API) in a workspace; its id."""
+        with self._state:
+            folder_id = next(self._asset_ids)
+            self.folders[folder_id] = {"name": name, "workspace": workspace}
+            return folder_id
+
+    def lists_named(self, name: str) -> list[int]:
+        with self._state:
+            return sorted(i for i, n in self.list_names.items() if n == name)
 
     def add_lead(self, *, partition: str = "Default", updated_at: float | None = None, **fields: Any) -> int:
         """A lead that already exists in Marketo (not counted as an API creation)."""
@@ -328,7 +356,9 @@ class FakeMarketo(FakeServer):
 
     def duplicate_entities(self) -> list[str]:
         with self._state:
-            return sorted(key for key, count in self.creations.items() if count > 1)
+            leads = [key for key, count in self.creations.items() if count > 1]
+            lists = [f"list:{name}" for name, count in self.list_creations.items() if count > 1]
+            return sorted(leads + lists)
 
     def throttle_response(self) -> Response:
         return self._error(
@@ -380,6 +410,8 @@ class FakeMarketo(FakeServer):
             try:
                 if self.latency:
                     time.sleep(self.latency)
+                if self.before_handling is not None:  # tests: hold a call in flight, outside the state lock
+                    self.before_handling(request)
                 with self._state:
                     return handler(request, match)
             finally:
@@ -603,6 +635,85 @@ class FakeMarketo(FakeServer):
             [{"id": i, "name": n, "description": f"{n} partition"} for i, n in self.partitions.items()]
         )
 
+    # ------------------------------------------------------------------ Asset API: folders, static lists
+    def _asset_params(self, request: Request, allowed: set[str], required: set[str]) -> Response | None:
+        """The documented parameters only (the stored OpenAPI has no Asset API to check against)."""
+        params = set(request.query) | (set(request.form()) if request.body else set())
+        problems = [f"{request.path}: unknown parameter '{p}'" for p in sorted(params - allowed)]
+        problems += [f"{request.path}: missing required parameter '{p}'" for p in sorted(required - params)]
+        if not problems:
+            return None
+        self.violations += problems
+        return Response(400, {"success": False, "errors": [_reason("400", "; ".join(problems)[:500])]})
+
+    def _nothing_found(self) -> Response:
+        return Response(
+            200,
+            {"requestId": self._request_id(), "success": True, "errors": [],
+             "warnings": ["No assets found for the given search criteria."]},
+        )  # fmt: skip
+
+    def _folder_json(self, folder_id: int) -> dict[str, Any]:
+        folder = self.folders[folder_id]
+        return {
+            "id": folder_id, "name": folder["name"], "type": "Folder", "folderType": "Marketing Folder",
+            "folderId": {"id": folder_id, "type": "Folder"}, "workspace": folder["workspace"],
+            "isArchive": False, "isSystem": False,
+        }  # fmt: skip
+
+    def _folder_by_name(self, request: Request, _: re.Match[str]) -> Response:
+        refused = self._asset_params(request, {"name", "type", "root", "workSpace"}, {"name"})
+        if refused is not None:
+            return refused
+        name = request.query["name"][0]
+        workspace: str | None = (request.query.get("workSpace") or [""])[0] or None
+        found = [
+            self._folder_json(i)
+            for i, f in sorted(self.folders.items())
+            if f["name"] == name and (workspace is None or f["workspace"] == workspace)
+        ]
+        return self._ok(found) if found else self._nothing_found()
+
+    def _static_list_json(self, list_id: int) -> dict[str, Any]:
+        folder = self.list_folders.get(list_id)
+        return {
+            "id": list_id, "name": self.list_names[list_id], "createdAt": "2026-11-28T10:00:00Z+0000",
+            "folder": {"id": folder, "type": "Folder"} if folder is not None else None,
+        }  # fmt: skip
+
+    def _static_list_by_name(self, request: Request, _: re.Match[str]) -> Response:
+        refused = self._asset_params(request, {"name"}, {"name"})
+        if refused is not None:
+            return refused
+        name = request.query["name"][0]
+        found = [self._static_list_json(i) for i, n in sorted(self.list_names.items()) if n == name]
+        return self._ok(found[:1]) if found else self._nothing_found()
+
+    def _create_static_list(self, request: Request, _: re.Match[str]) -> Response:
+        if request.header("content-type").split(";")[0] != "application/x-www-form-urlencoded":
+            self.violations.append("createStaticList: must be application/x-www-form-urlencoded")
+            return self._error("609", "Invalid content type")
+        refused = self._asset_params(request, {"folder", "name", "description"}, {"folder", "name"})
+        if refused is not None:
+            return refused
+        form = request.form()
+        try:
+            folder = json.loads(form["folder"])
+            folder_id = int(folder["id"])
+        except (ValueError, KeyError, TypeError):
+            return self._error("1003", "Invalid folder")
+        if folder.get("type") not in ("Folder", "Program") or folder_id not in self.folders:
+            return self._error("702", "Folder not found")  # [INFER]
+        name = form["name"]
+        if name in self.list_names.values():
+            return self._error("709", f"Static list with name '{name[:60]}' already exists")  # [INFER]
+        list_id = next(self._asset_ids)
+        self.lists[list_id] = set()
+        self.list_names[list_id] = name
+        self.list_folders[list_id] = folder_id
+        self.list_creations[name] += 1
+        return self._ok([self._static_list_json(list_id)])
+
     # ------------------------------------------------------------------ static lists
     def _list_ids(self, request: Request) -> tuple[list[int] | None, Response | None]:
         has_body = bool(request.body)
@@ -754,6 +865,10 @@ def _operation(request: Request) -> str:
         return "identity"
     if path == "/rest/v1/leads.json":
         return "lookup" if method == "GET" or request.query.get("_method") == ["GET"] else "sync"
+    if path.startswith("/rest/asset/v1/"):
+        return {"folder/byName.json": "folder_by_name", "staticList/byName.json": "list_by_name"}.get(
+            path.removeprefix("/rest/asset/v1/"), "create_list"
+        )
     if path.startswith("/rest/v1/lists/"):
         if path.endswith("ismember.json"):
             return "ismember"

@@ -5,6 +5,9 @@ of apis.md section 5.2, kept in one place so it is easy to correct when the real
 - `POST /api/{orgId}/v3/attendee/store` with `Authorization: Bearer` and the API-profile header:
   upsert keyed by (event, lower(email)); the `{responseCode, responseMessage}` envelope everywhere;
   400 + code 103 without the API profile; 401 for an unknown or expired token.
+- `profile_from_token=True`: the AEP document's connection has no API-profile field (client ID,
+  client secret, environment, org ID): a token minted with the "OAuth (Global)" API profile's client
+  credentials names that profile, so the header may be left out (a wrong one still gives 103).
 """
 
 from __future__ import annotations
@@ -37,10 +40,12 @@ class FakeRainfocus(FakeServer):
         token_ttl: float = 3600.0,
         api_profile_header: str = "apiProfile",
         clock: Callable[[], float] = time.time,
+        profile_from_token: bool = False,
     ) -> None:
         super().__init__()
         self.client_id, self.client_secret, self.org_id = client_id, client_secret, org_id
         self.api_profile, self.api_profile_header = api_profile, api_profile_header
+        self.profile_from_token = profile_from_token
         self.event_codes = set(event_codes)
         self.token_ttl = token_ttl
         self.clock = clock
@@ -86,7 +91,8 @@ class FakeRainfocus(FakeServer):
         )
 
     def _store(self, request: Request, match: re.Match[str]) -> Response:  # noqa: PLR0911 - one return per documented error
-        if request.header(self.api_profile_header) != self.api_profile:
+        named = request.header(self.api_profile_header)
+        if named != self.api_profile and not (self.profile_from_token and not named):
             return _envelope(400, "103", f"Required parameter missing: {self.api_profile_header}")
         token = request.header("authorization").removeprefix("Bearer ")
         with self._state:

@@ -126,6 +126,9 @@ class FakeSfmc(FakeServer):
         self.tokens: dict[str, float] = {}
         self.data_extensions: dict[str, DataExtension] = {}
         self.forbidden: set[str] = set()
+        # What the token endpoint returns as `rest_instance_url` (default: this fake); a test may point
+        # it elsewhere, e.g. at another tenant's host.
+        self.rest_instance_url: str | None = None
         self.snapshots: dict[str, _Snapshot] = {}
         self._hooks: dict[tuple[str, int], Callable[[FakeSfmc], None]] = {}
         self._state = threading.RLock()
@@ -190,7 +193,7 @@ class FakeSfmc(FakeServer):
                 "expires_in": int(self.token_ttl),
                 "scope": "data_extensions_read",
                 "soap_instance_url": self.base_url + "/",
-                "rest_instance_url": self.base_url + "/",
+                "rest_instance_url": self.rest_instance_url or self.base_url + "/",
             },
         )
 

@@ -6,16 +6,23 @@ membership changes (`make bench`; measured against the fake Outreach on 127.0.0.
   that PATCHes the same 100 prospects one after the other with no other work at all;
 - calls: 1,000 membership changes (250 prospects x 2 audiences x realized/exited) in 10 batches of
   100, against the distinct prospects per batch (one PATCH each is the floor) and against one PATCH per
-  change.
+  change;
+- calls across batches that waited for the hourly budget (issue 18): 300 changes on 60 prospects in
+  three batches, all deferred by a 429 until the reset, then received again; with the layer's
+  `WaitingChanges` against without it (the same run, the same fake).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
 import random
 import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -26,10 +33,11 @@ from activation_core import aws, oauth
 from activation_core.config_store import parse_destinations
 from activation_core.pipeline import Pipeline
 from activation_core.settings import FunctionSettings
+from activation_core.waiting import WaitingChanges
 from local.fakes.outreach import JSON_API, FakeOutreach
 from outreach.service import OutreachDestination
 from tests.bench.run import Figure
-from tests.support import create_state_table, example_config, load_event, sqs_record
+from tests.support import Clock, create_state_table, example_config, load_event, sqs_record
 
 SECRET = "activation-local/outreach/sales"
 LATENCY = 0.05
@@ -58,9 +66,136 @@ def _event(prospect: int, audience: dict[str, str], status: str, second: int) ->
     return event
 
 
-def _pipeline() -> Pipeline:
-    config = parse_destinations(example_config())
-    return Pipeline(OutreachDestination(), SETTINGS, lambda: config)
+def _pipeline(
+    destination: OutreachDestination | None = None, waiting: WaitingChanges | None = None, **overrides: Any
+) -> Pipeline:
+    document = example_config()
+    instance = next(d for d in document["destinations"] if d["type"] == "outreach")
+    instance["settings"].update(overrides)
+    config = parse_destinations(document)
+    return Pipeline(destination or OutreachDestination(), SETTINGS, lambda: config, waiting=waiting)
+
+
+def _secret(fake: FakeOutreach) -> str:
+    return json.dumps(
+        {
+            "baseUrl": fake.base_url,
+            "clientId": fake.client_id,
+            "clientSecret": fake.client_secret,
+            "redirectUri": fake.redirect_uri,
+            "refreshToken": fake.issue_refresh_token(),
+        }
+    )
+
+
+# ------------------------------------------------------------------ changes waiting across batches
+WAITING_PROSPECTS = 60
+WAITING_VERSIONS = 5
+WAITING_BATCHES = 3
+
+
+@dataclass(frozen=True)
+class WaitingRun:
+    """What 300 changes on 60 prospects cost once their three batches had waited for the budget."""
+
+    waited: int  # records told to wait (retry with retry_after) on their first receive
+    outcomes: Counter[str]  # kind:reason of every record on its second receive
+    calls: int  # PATCH calls at the fake, the first (refused) 429 included
+    final: dict[int, str]  # each prospect's custom4 at the fake afterwards
+    newest: dict[int, str]  # each prospect's newest status sent
+
+
+def waiting_changes_run(*, merge_across_batches: bool) -> WaitingRun:
+    """The batches are built so that each prospect's 5 changes land in all 3 batches (in-batch merging
+    alone costs 60 PATCHes per batch); the fake throttles until a reset, the clock then jumps past it."""
+    clock = Clock()
+    prospects = list(range(9001, 9001 + WAITING_PROSPECTS))
+    batches: list[list[dict[str, Any]]] = [[] for _ in range(WAITING_BATCHES)]
+    newest: dict[int, str] = {}
+    for version in range(WAITING_VERSIONS):
+        for index, prospect in enumerate(prospects):
+            status = "realized" if (version + index) % 2 == 0 else "exited"
+            event = _event(prospect, AUDIENCES[0], status, index)
+            event["detail"]["occurredAt"] = f"2026-11-28T10:{version:02d}:{index:02d}Z"
+            event["detail"]["eventId"] = f"waiting-{prospect}-{version}"
+            batches[(index + version) % WAITING_BATCHES].append(event)
+            newest[prospect] = status
+    with _aws(), FakeOutreach(clock=clock) as fake:
+        for prospect in prospects:
+            fake.add_prospect(prospect, firstName=f"P{prospect}")
+        boto3.client("secretsmanager").create_secret(Name=SECRET, SecretString=_secret(fake))
+        waiting = WaitingChanges(SETTINGS.state_table_name, clock=clock) if merge_across_batches else None
+        # One call at a time, so the hour's first 429 is the only refused call.
+        run = _pipeline(OutreachDestination(clock=clock, sleep=clock.sleep), waiting, maxConcurrency=1)
+
+        def receive(number: int, count: int) -> dict[str, Any]:
+            return run.process(
+                [sqs_record(e, f"w{number}-{i}", count) for i, e in enumerate(batches[number])]
+            )
+
+        reset = fake.throttle_for(1800)  # the hour's budget is spent
+        first = [r.outcome for n in range(WAITING_BATCHES) for r in receive(n, 1).values()]
+        clock.now = reset + 1
+        second = [r.outcome for n in range(WAITING_BATCHES) for r in receive(n, 2).values()]
+        return WaitingRun(
+            waited=sum(1 for o in first if o.kind.value == "retry" and o.retry_after),
+            outcomes=Counter(f"{o.kind.value}:{o.reason}" for o in second),
+            calls=len(fake.patches()),
+            final={p: str(fake.prospects[p].get("custom4")) for p in prospects},
+            newest=newest,
+        )
+
+
+def _waiting_figures() -> list[Figure]:
+    ours = waiting_changes_run(merge_across_batches=True)
+    baseline = waiting_changes_run(merge_across_batches=False)
+    for run_ in (ours, baseline):
+        assert sum(run_.outcomes.values()) == WAITING_PROSPECTS * WAITING_VERSIONS, "a record without outcome"
+    assert ours.final == ours.newest, "a prospect does not hold its newest change"
+    _WAITING_NOTES.append(
+        f"Changes waiting across batches: with `WaitingChanges` {ours.calls} PATCH calls "
+        f"({dict(ours.outcomes)}), without it {baseline.calls} ({dict(baseline.outcomes)}); without it "
+        f"{sum(baseline.final[p] != s for p, s in baseline.newest.items())} of {WAITING_PROSPECTS} prospects "
+        "ended with an older status than their newest change (the batches came back oldest first and the "
+        "bare pipeline here has no order guard), with it none. The handler also runs the order guard, which "
+        "skips an older membership change as `stale` once a newer one was admitted."
+    )
+    return [
+        Figure(
+            section="Outreach",
+            name=f"PATCH calls per distinct prospect: {WAITING_PROSPECTS * WAITING_VERSIONS} changes on "
+            f"{WAITING_PROSPECTS} prospects in {WAITING_BATCHES} batches that all waited for the hourly "
+            "budget (the 429 included)",
+            ours=ours.calls / WAITING_PROSPECTS,
+            baseline=baseline.calls / WAITING_PROSPECTS,
+            baseline_name="merged within each batch only",
+            unit="calls",
+            command=COMMAND,
+            goal="<= 1.1",
+            goal_met=ours.calls / WAITING_PROSPECTS <= 1.1,
+        )
+    ]
+
+
+_WAITING_NOTES: list[str] = []
+
+
+def notes() -> list[str]:
+    return list(_WAITING_NOTES)
+
+
+@contextlib.contextmanager
+def _aws() -> Iterator[None]:
+    """moto in-process with a state table; the layer's cached clients and tokens forgotten around it."""
+    with mock_aws():
+        aws.reset_clients()
+        oauth.clear_memory_cache()
+        create_state_table(boto3.client("dynamodb"), SETTINGS.state_table_name)
+        try:
+            yield
+        finally:
+            oauth.clear_memory_cache()
+            aws.reset_clients()
 
 
 def _sequential(base_url: str, token: str, prospects: list[int]) -> float:
@@ -195,29 +330,12 @@ def run() -> list[Figure]:
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.setdefault(name, "testing")
-    with mock_aws(), FakeOutreach() as fake:
-        aws.reset_clients()
-        oauth.clear_memory_cache()
-        create_state_table(boto3.client("dynamodb"), "state")
+    with _aws(), FakeOutreach() as fake:
         secrets = boto3.client("secretsmanager")
-        secrets.create_secret(
-            Name=SECRET,
-            SecretString=json.dumps(
-                {
-                    "baseUrl": fake.base_url,
-                    "clientId": fake.client_id,
-                    "clientSecret": fake.client_secret,
-                    "redirectUri": fake.redirect_uri,
-                    "refreshToken": fake.issue_refresh_token(),
-                }
-            ),
-        )
-        try:
-            calls = _calls(fake)  # first: the throughput run points the secret at its own vendor process
-            return _throughput(secrets) + calls
-        finally:
-            oauth.clear_memory_cache()
-            aws.reset_clients()
+        secrets.create_secret(Name=SECRET, SecretString=_secret(fake))
+        calls = _calls(fake)  # first: the throughput run points the secret at its own vendor process
+        figures = _throughput(secrets) + calls
+    return figures + _waiting_figures()
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ EVENTS = Path(__file__).resolve().parents[2] / "events" / "bombora"
 TIER1, EXPANSION, LAUNCH = "ABM tier 1", "ABM expansion", "ABM launch"
 ADD = rf"{API}/account-list/[^/]+/accounts$"
 PENDING_WRITES = 3  # every in-process attempt of one call: the records go back to the queue
-WAITING = "waiting for another invocation to resolve a Bombora list"
+WAITING = "waiting for another invocation to resolve a list"  # activation_core.list_registry
 
 
 def bombora_events() -> list[dict[str, Any]]:
@@ -43,6 +43,7 @@ def scenario(harness: ActivationHarness) -> ActivationHarness:
     config = example_config()
     instance = next(d for d in config["destinations"] if d["type"] == "bombora")
     instance["settings"]["pendingRetrySeconds"] = 0.0
+    instance["settings"]["adoptExistingLists"] = True  # the tier-1 list was made by hand (BOM-05)
     instance["audiences"] += [
         {"id": "aud-abm-expansion", "name": EXPANSION, "origin": "segmentation"},
         {"id": "aud-abm-launch", "name": LAUNCH, "origin": "segmentation"},

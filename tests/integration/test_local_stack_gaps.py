@@ -10,10 +10,14 @@ import inspect
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
+    StateTaskServiceSfn,
+)
 
 from local import esm_poller, lambda_runner, moto_patches
 from local.stack import LocalStack
@@ -115,6 +119,36 @@ def test_gap_start_execution_without_name_is_unique(stack: LocalStack, outputs: 
 
 def test_upstream_start_execution_without_name_still_none() -> None:
     assert "uuid" not in upstream_source("StepFunctionsParserBackend.start_execution")
+
+
+def test_gap_nested_execution_sync_passes_api_names_and_returns_its_output() -> None:
+    """`startExecution.sync:2` (the SFMC pages chain): parameters reach botocore, the result has
+    Step Functions' names (`Output` parsed, `Status`), dates as epoch milliseconds."""
+    moto_patches.apply()
+    task = StateTaskServiceSfn.__new__(StateTaskServiceSfn)
+    task.resource = type("R", (), {"api_action": "startExecution"})()  # type: ignore[attr-defined]
+    parameters = {"StateMachineArn": "arn:sm", "Input": {"a": 1}, "Name": "n"}
+    StateTaskServiceSfn._normalise_parameters(task, parameters)
+    assert parameters == {"stateMachineArn": "arn:sm", "input": '{"a":1}', "name": "n"}
+    response = {
+        "executionArn": "arn:x",
+        "status": "SUCCEEDED",
+        "output": {"b": 2},
+        "startDate": datetime(2026, 1, 1, tzinfo=UTC),
+    }
+    StateTaskServiceSfn._normalise_response(task, response)
+    assert response == {
+        "ExecutionArn": "arn:x",
+        "Status": "SUCCEEDED",
+        "Output": {"b": 2},
+        "StartDate": 1767225600000,
+    }
+
+
+def test_upstream_sfn_integration_still_not_normalised() -> None:
+    parameters = upstream_source("StateTaskServiceSfn._normalise_parameters")
+    assert "lower" not in parameters and "stateMachineArn" not in parameters
+    assert "upper" not in upstream_source("StateTaskServiceSfn._normalise_response")
 
 
 def test_gap_secret(stack: LocalStack, outputs: dict[str, str]) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from local.alarms import evaluate_queue_alarms
 from local.examples import sample_events
 from local.fakes.marketo import EXPO_LIST_ID as EXPO_LIST
 from local.fakes.marketo import FakeMarketo
@@ -93,13 +94,15 @@ def test_com_03_and_com_06_skipped_profiles_never_reach_marketo(scenario: Activa
     assert reasons["skipped:consent"] == 1
     assert reasons["skipped:audience_not_activated"] == 1
     assert reasons["skipped:lead_not_found"] == 1  # Kurt left the audience without ever being a lead
+    assert reasons["skipped:missing_dedupe_value"] == 1  # the profile without an email: counted, not a DLQ
     assert fake.leads_where("email", "kurt.godel@example.at") == []
 
 
 def test_com_09_rejected_records_are_in_the_dlq_with_the_marketo_code(scenario: ActivationHarness) -> None:
     messages = scenario.dlq_messages("marketo")
     by_reason = {m["MessageAttributes"]["reason"]["StringValue"]: m for m in messages}
-    assert set(by_reason) == {"malformed_event", "invalid_field:DedupeField", "marketo_1001"}
+    # The profile without an e-mail (the dedupe value) is a skip, not a rejection (MKT-05).
+    assert set(by_reason) == {"malformed_event", "marketo_1001"}
     refused = by_reason["marketo_1001"]
     assert "integer" in refused["MessageAttributes"]["detail"]["StringValue"]
     assert json.loads(refused["Body"])["detail"]["eventId"] == "evt-mkto-0001"  # replayable as is
@@ -112,8 +115,8 @@ def test_com_08_nothing_is_lost_and_counts_are_kept_per_audience(scenario: Activ
     assert report.balanced, report
     per_audience = scenario.ledger("marketo", AUDIENCE_KEY)
     assert per_audience["delivered"] == 4  # Ada, Grace, Alan's exit, bad.country
-    assert per_audience["rejected"] == 2  # Charles (1001), the profile without an email
-    assert per_audience["skipped"] == 2  # consent, Kurt
+    assert per_audience["rejected"] == 1  # Charles (1001)
+    assert per_audience["skipped"] == 3  # consent, Kurt, the profile without an email
 
 
 def test_mkt_limits_calls_were_batched_and_within_marketo_limits(scenario: ActivationHarness) -> None:
@@ -132,3 +135,59 @@ def test_com_06_no_plain_email_or_secret_in_the_marketo_function_log(scenario: A
     fake = fake_of(scenario)
     for secret in (fake.client_secret, *fake.issued_tokens):
         assert secret not in logs
+
+
+# The two below run last: they publish and evaluate after the books above were checked.
+
+
+def test_com_01_a_change_reaches_marketo_through_its_queue_trigger_alone(scenario: ActivationHarness) -> None:
+    stack, outputs = scenario.stack, scenario.outputs
+    function = outputs["MarketoFunctionName"]
+    mappings = stack.client("lambda").list_event_source_mappings(FunctionName=function)["EventSourceMappings"]
+    queue_name = outputs["MarketoQueueUrl"].rsplit("/", 1)[1]
+    assert [m["EventSourceArn"].rsplit(":", 1)[1] for m in mappings] == [queue_name]
+    assert all(m["MaximumBatchingWindowInSeconds"] <= 20 for m in mappings)  # seconds, not a nightly job
+    schedules = stack.client("scheduler").list_schedules()["Schedules"]
+    assert [s for s in schedules if function in json.dumps(s, default=str)] == []
+    for rule in stack.client("events").list_rules()["Rules"]:  # default bus: scheduled rules live there
+        targets = stack.client("events").list_targets_by_rule(Rule=rule["Name"])["Targets"]
+        assert not ("ScheduleExpression" in rule and any(function in t["Arn"] for t in targets))
+
+    event = json.loads(json.dumps(marketo_events()[0]))
+    event["detail"]["eventId"] = "evt-com-01-streaming"
+    event["detail"]["profile"]["identities"] = {"email": "streaming.check@example.com"}
+    event["detail"]["profile"]["consents"] = {}
+    event["detail"]["profile"]["attributes"].setdefault("organization", {})["employees"] = 12
+    scenario.publish([event])
+    scenario.drain()  # the event source mapping's poll of the queue: the only thing that invokes it
+    assert fake_of(scenario).leads_where("email", "streaming.check@example.com") != []
+
+
+def test_com_07_a_dlq_message_fires_the_alarm_into_the_alarm_topic(scenario: ActivationHarness) -> None:
+    """moto never evaluates alarms: local/alarms.py does CloudWatch's part for queue-depth alarms, so the
+    template's alarm (metric, dimension, threshold, actions) and the topic's delivery are what is tested."""
+    stack, outputs = scenario.stack, scenario.outputs
+    sqs, sns, cloudwatch = stack.client("sqs"), stack.client("sns"), stack.client("cloudwatch")
+    assert scenario.dlq_messages("marketo")  # rejected records wait in the DLQ
+    inbox = sqs.create_queue(QueueName="operator-inbox")["QueueUrl"]
+    inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(TopicArn=outputs["AlarmTopicArn"], Protocol="sqs", Endpoint=inbox_arn)
+
+    evaluate_queue_alarms(cloudwatch, sqs, sns)
+
+    notifications = [
+        json.loads(json.loads(m["Body"])["Message"])
+        for m in sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10).get("Messages", [])
+    ]
+    dlq_name = outputs["MarketoDeadLetterQueueUrl"].rsplit("/", 1)[1]
+    (fired,) = [
+        n
+        for n in notifications
+        if n["NewStateValue"] == "ALARM"
+        and {"name": "QueueName", "value": dlq_name} in n["Trigger"]["Dimensions"]
+    ]
+    assert fired["AlarmDescription"].startswith("Marketo records are waiting in the DLQ")
+    (alarm,) = cloudwatch.describe_alarms(AlarmNames=[fired["AlarmName"]])["MetricAlarms"]
+    assert alarm["StateValue"] == "ALARM"

@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,6 +36,7 @@ from local.fakes.sfmc import (
 )
 from local.harness import DESTINATION_TYPES, STACK_NAME, ActivationHarness
 from sfmc_ingestion import cli
+from tests.unit.sfmc_ingestion.history import pages_execution_events, run_execution_events
 
 pytestmark = [
     pytest.mark.integration,
@@ -42,10 +44,12 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Tried to parse AWS..S3..BucketPolicy:UserWarning"),
 ]
 
+ASL_FOLDER = Path(__file__).resolve().parents[2] / "functions" / "sfmc_ingestion"
 CONTACTS, CAMPAIGN, ACTIVITY = 16, 8, 8
 HISTORIC_ROWS = 3000  # already in the data extension, older than its watermark: never read again
 NEW_ACTIVITY = 100
 PAGE_SIZE = 40
+PAGES_PER_EXECUTION = 2  # 3 pages: two chained pages executions
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +188,17 @@ def test_sfmc_05_pages_are_landed_in_s3_partitioned_by_data_extension_and_date(
     assert encryption["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
 
 
+def pages_executions(harness: ActivationHarness) -> list[dict[str, Any]]:
+    sfn = harness.stack.client("stepfunctions")
+    machine = harness.outputs["SfmcPagesStateMachineArn"]
+    return list(sfn.list_executions(stateMachineArn=machine, maxResults=1000)["executions"])
+
+
+def history(harness: ActivationHarness, arn: str) -> list[dict[str, Any]]:
+    sfn = harness.stack.client("stepfunctions")
+    return list(sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"])
+
+
 @pytest.fixture(scope="module")
 def incremental_run(stack: ActivationHarness, first_run: dict[str, Any]) -> dict[str, Any]:
     """Web_Activity: thousands of historic rows (older than the watermark) plus 100 new ones, read in pages
@@ -192,6 +207,7 @@ def incremental_run(stack: ActivationHarness, first_run: dict[str, Any]) -> dict
     config = example_ingestion_config()
     for de in config["sources"][0]["dataExtensions"]:
         de["pageSize"] = PAGE_SIZE
+    config["sources"][0]["pagesPerExecution"] = PAGES_PER_EXECUTION
     stack.stack.client("ssm").put_parameter(
         Name=stack.outputs["SfmcIngestionConfigParameterName"],
         Value=json.dumps(config),
@@ -211,7 +227,11 @@ def incremental_run(stack: ActivationHarness, first_run: dict[str, Any]) -> dict
     tokens_before = fake.token_requests
     sfn_fast_time.RECORDED.clear()
     before = queue_depths(stack)
+    executions_before = {e["executionArn"] for e in pages_executions(stack)}
     result = run(stack, "Web_Activity")
+    result["pages_executions"] = [
+        e for e in pages_executions(stack) if e["executionArn"] not in executions_before
+    ]
     result["queued"] = {t: queue_depths(stack)[t] - before[t] for t in DESTINATION_TYPES}
     result["token_requests"] = fake.token_requests - tokens_before
     result["retry_waits"] = list(sfn_fast_time.RECORDED.retries)
@@ -221,23 +241,23 @@ def incremental_run(stack: ActivationHarness, first_run: dict[str, Any]) -> dict
 def test_sfmc_incremental_run_pages_through_a_large_data_extension(incremental_run: dict[str, Any]) -> None:
     assert incremental_run["execution"]["status"] == "SUCCEEDED"
     activity = incremental_run["results"]["Web_Activity"]
-    # >= the watermark: the boundary row of the first run is re-read and recognised, the rest is new.
-    assert activity["rowsExpected"] == NEW_ACTIVITY + 1
+    # >= the watermark minus the 10-minute look-back: the first run's rows (4 minutes of them) are
+    # re-read and recognised, the rest is new; the historic rows, a month older, are never read.
+    assert activity["rowsExpected"] == NEW_ACTIVITY + ACTIVITY
     assert (activity["rowsRead"], activity["rowsDuplicate"], activity["eventsPublished"]) == (
-        NEW_ACTIVITY + 1,
-        1,
+        NEW_ACTIVITY + ACTIVITY,
+        ACTIVITY,
         NEW_ACTIVITY,
     )
-    assert activity["pages"] == 3  # 40 + 40 + 21, following links.next
+    assert activity["pages"] == 3  # 40 + 40 + 28, following links.next
     assert activity["watermarkAfter"] > activity["watermarkBefore"]
 
 
 def test_sfmc_a_429_is_retried_by_the_state_machine_and_an_expired_token_is_refreshed_once(
     stack: ActivationHarness, incremental_run: dict[str, Any]
 ) -> None:
-    sfn = stack.stack.client("stepfunctions")
-    history = sfn.get_execution_history(executionArn=incremental_run["arn"], maxResults=1000)["events"]
-    failures = [e for e in history if e["type"] == "LambdaFunctionFailed"]
+    events = [e for x in incremental_run["pages_executions"] for e in history(stack, x["executionArn"])]
+    failures = [e for e in events if e["type"] == "LambdaFunctionFailed"]
     assert [e["lambdaFunctionFailedEventDetails"]["error"] for e in failures] == ["SfmcThrottled"]
     assert "Rate limit exceeded" in failures[0]["lambdaFunctionFailedEventDetails"]["cause"]
     assert len(incremental_run["retry_waits"]) == 1 and 0 <= incremental_run["retry_waits"][0] <= 5
@@ -245,6 +265,30 @@ def test_sfmc_a_429_is_retried_by_the_state_machine_and_an_expired_token_is_refr
     fake = sfmc(stack)
     first = next(r for r in fake.requests_to("/key/Web_Activity/rowset") if "$filter" in r.query)
     assert first.query["$filter"][0].startswith("OccurredAt gte '")
+
+
+def test_sfmc_pages_run_in_chained_executions_each_with_a_bounded_history(
+    stack: ActivationHarness, incremental_run: dict[str, Any]
+) -> None:
+    pages = json.loads((ASL_FOLDER / "pages.asl.json").read_text())
+    chained = incremental_run["pages_executions"]
+    assert len(chained) == 2 and {e["status"] for e in chained} == {"SUCCEEDED"}  # pages 1-2, then 3
+    for execution in chained:
+        events = history(stack, execution["executionArn"])
+        read = sum(e["type"] == "LambdaFunctionSucceeded" for e in events)
+        assert 1 <= read <= PAGES_PER_EXECUTION
+        assert len(events) <= pages_execution_events(pages, read)  # the computed worst case holds in moto
+    # The run's own history holds no page: it grows with the number of data extensions only.
+    run_events = history(stack, incremental_run["arn"])
+    scheduled = [
+        e["lambdaFunctionScheduledEventDetails"]["resource"]
+        for e in run_events
+        if "lambdaFunctionScheduledEventDetails" in e
+    ]
+    assert not any(r.endswith("-sfmc-page") for r in scheduled)
+    assert len(run_events) <= run_execution_events(
+        json.loads((ASL_FOLDER / "statemachine.asl.json").read_text()), 1
+    )
 
 
 def test_sfmc_every_new_row_reached_the_person_destinations_queues(
@@ -290,11 +334,9 @@ def test_sfmc_05_the_failed_execution_alarms_the_operators(
 ) -> None:
     cloudwatch = stack.stack.client("cloudwatch")
     alarms = cloudwatch.describe_alarms()["MetricAlarms"]
-    (alarm,) = [a for a in alarms if a["MetricName"] == "ExecutionsFailed"]
+    runs = {"Name": "StateMachineArn", "Value": stack.outputs["SfmcIngestionStateMachineArn"]}
+    (alarm,) = [a for a in alarms if a["MetricName"] == "ExecutionsFailed" and a["Dimensions"] == [runs]]
     assert alarm["Namespace"] == "AWS/States"
-    assert alarm["Dimensions"] == [
-        {"Name": "StateMachineArn", "Value": stack.outputs["SfmcIngestionStateMachineArn"]}
-    ]
     assert alarm["AlarmActions"] == [stack.outputs["AlarmTopicArn"]]
 
 

@@ -46,12 +46,16 @@ DENIED = {
     "aws_lambda_powertools.utilities.data_classes": "every Powertools event class; not used by the handlers",
     "aws_lambda_powertools.utilities.idempotency": "imported on first use, only when an idempotency table is set",
     "aws_lambda_powertools.utilities.parameters": "imported on first use (config_store.load_destinations)",
+    "aws_xray_sdk": "the X-Ray SDK: the Tracer is built on first use (observability.start_tracing, issue 18)",
+    "botocore.client": "boto3's client machinery: loaded by the first AWS client (or by an eager X-Ray patch)",
 }
-# A handler may load this many times the modules `import boto3` loads (about 1.55 today, 1.72 before
-# issue 8): room for a few new modules, not for a new dependency tree.
-MODULE_BUDGET = 1.65
-# What the layer did before issue 8: the guard must see it.
-HEAVY_IMPORT = "rainfocus.handler,aws_lambda_powertools.utilities.batch"
+# A handler may load this many times the modules `import boto3` loads (about 0.88 today, 1.55 before
+# issue 18 made the X-Ray SDK lazy, 1.72 before issue 8): room for a few new modules, not for a new
+# dependency tree.
+MODULE_BUDGET = 1.0
+# What the layer did before issues 8 and 18 (Powertools' batch utility, the X-Ray SDK patching botocore at
+# import): the guard must see it.
+HEAVY_IMPORT = "rainfocus.handler,aws_lambda_powertools.utilities.batch,aws_xray_sdk.ext.botocore.patch"
 
 
 @pytest.fixture(scope="module")
@@ -101,10 +105,63 @@ def test_issue8_the_import_guard_sees_the_powertools_batch_import_it_replaced(
     cold_imports: dict[str, core.ImportProbe],
 ) -> None:
     heavy = cold_imports[HEAVY_IMPORT]
-    assert {"aws_lambda_powertools.utilities.batch", "aws_lambda_powertools.utilities.parser"} <= set(
-        _offending(heavy.modules)
-    )
+    assert {
+        "aws_lambda_powertools.utilities.batch",
+        "aws_lambda_powertools.utilities.parser",
+        "aws_xray_sdk",
+        "botocore.client",
+    } <= set(_offending(heavy.modules))
     assert len(heavy.modules) > MODULE_BUDGET * len(cold_imports["boto3"].modules)
+
+
+_TRACING_PROBE = """
+import json, sys
+sys.path[:0] = sys.argv[1:]
+import httpx
+from activation_core import aws, http
+from activation_core.observability import start_tracing
+import rainfocus.handler
+imported = "aws_xray_sdk" in sys.modules
+aws.client("sqs")  # the first AWS client starts tracing
+http.shared_client()
+import botocore.client
+tracer = start_tracing()
+print(json.dumps({
+    "xray_at_import": imported,
+    "disabled": tracer.disabled,
+    "botocore_patched": hasattr(botocore.client.BaseClient._make_api_call, "__wrapped__"),
+    "httpx_patched": type(http.shared_client()).__name__,
+}))
+"""
+
+
+def test_issue18_tracing_still_starts_before_the_first_outbound_call_as_deployed(tmp_path: Path) -> None:
+    """Lazy X-Ray: nothing at import, but botocore and httpx are patched before the first client is used."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    site = core.build_lambda_site(tmp_path / "site")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **core.LAMBDA_ENV}
+    env |= {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}  # no call is made
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", _TRACING_PROBE, str(core.FUNCTIONS), str(core.LAYER), str(site)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen == {
+        "xray_at_import": False,
+        "disabled": False,
+        "botocore_patched": True,
+        "httpx_patched": "_InstrumentedClient",
+    }
 
 
 @pytest.fixture

@@ -35,6 +35,12 @@ def describe_error(error: Any) -> tuple[str, str]:
         payload = None
     if isinstance(payload, dict) and payload.get("errorMessage"):
         cause = str(payload["errorMessage"])
+    elif isinstance(payload, dict) and ("Status" in payload or "status" in payload):
+        # A pages execution that ended badly (timed out, aborted): its DescribeExecution output.
+        status = payload.get("Status") or payload.get("status")
+        inner = payload.get("Error") or payload.get("error")
+        name = f"PagesExecution{str(status).title().replace('_', '')}"
+        cause = f"{inner}: {payload.get('Cause') or payload.get('cause') or ''}" if inner else str(status)
     return name, str(cause)[:_CAUSE_LIMIT]
 
 
@@ -77,7 +83,8 @@ def commit(event: dict[str, Any], *, store: WatermarkStore) -> dict[str, Any]:
     if not de.incremental_column:
         high = Watermark()  # a full load has no watermark; only lastSuccessAt moves (the schedule)
     elif held:
-        high = Watermark(value=item.watermark.value, overflow=True)  # read the same range again next run
+        # Read the same range again next run, remembering nothing of it: every row is published again.
+        high = Watermark(value=item.watermark.value)
     else:
         high = item.progress.high
     result = store.commit(

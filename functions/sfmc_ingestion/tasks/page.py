@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import partial
 from typing import Any
 
@@ -24,10 +24,10 @@ from sfmc_ingestion import client as sfmc
 from sfmc_ingestion.landing import Lander, encode, object_key
 from sfmc_ingestion.models import Cursor, SfmcConnection, Watermark, WorkItem, parse_time_zone
 from sfmc_ingestion.publishing import EventPublisher
-from sfmc_ingestion.rows import RowResult, RowTransformer, iso, to_filter_literal
+from sfmc_ingestion.rows import RowResult, RowTransformer, iso, parse_iso, to_filter_literal
 from sfmc_ingestion.settings import IngestionSettings, ingestion_settings
 from sfmc_ingestion.tasks.errors import translate_errors
-from sfmc_ingestion.watermarks import BoundaryTracker, DuplicateFilter, WatermarkStore
+from sfmc_ingestion.watermarks import DuplicateFilter, RecentRows, WatermarkStore
 
 # A server whose links.next never ends must not page forever: a few pages beyond what `count` said.
 PAGE_SLACK = 5
@@ -54,7 +54,7 @@ class _Split:
     entries: list[dict[str, Any]]
     failed: int
     duplicate: int
-    tracker: BoundaryTracker
+    tracker: RecentRows
 
 
 def process_page(item: WorkItem, deps: PageDeps, *, now: datetime | None = None) -> WorkItem:
@@ -84,7 +84,8 @@ def process_page(item: WorkItem, deps: PageDeps, *, now: datetime | None = None)
     progress.pages += 1
     progress.high = split.tracker.watermark() if de.incremental_column else Watermark()
     done = not page.next_link or not page.items
-    item.cursor = Cursor(next=None if done else page.next_link, page=number, done=done)
+    more = not done and number % max(1, source.pages_per_execution) != 0
+    item.cursor = Cursor(next=None if done else page.next_link, page=number, done=done, more=more)
     logger.info(
         "page done",
         extra={
@@ -110,7 +111,9 @@ def _fetch(item: WorkItem, deps: PageDeps, zone: tzinfo) -> sfmc.RowsetPage:
         if de.incremental_column:
             order_by = f"{de.incremental_column} asc"
             if item.watermark.value:
-                literal = to_filter_literal(item.watermark.value, zone, item.source.filter_date_format)
+                # Look back: rows stamped a little before the watermark may have become visible since.
+                since = parse_iso(item.watermark.value) - timedelta(seconds=de.look_back_seconds)
+                literal = to_filter_literal(iso(since), zone, item.source.filter_date_format)
                 filter_expr = sfmc.build_filter(de.incremental_column, literal)
         else:
             order_by = f"{de.primary_key[0]} asc"  # full load: a stable order for paging
@@ -137,7 +140,8 @@ def _split(
 ) -> _Split:
     transformer = RowTransformer(item.data_extension, item.source, zone, item.run_id, item.started_at)
     duplicates = _duplicate_filter(item, deps.store)
-    split = _Split([], [], 0, 0, BoundaryTracker(item.progress.high))
+    window = timedelta(seconds=item.data_extension.look_back_seconds)
+    split = _Split([], [], 0, 0, RecentRows(item.progress.high, window))
     reasons = item.progress.failure_reasons
     for raw in page.items:
         result = transformer.transform(raw)
@@ -160,14 +164,9 @@ def _split(
 
 
 def _duplicate_filter(item: WorkItem, store: WatermarkStore) -> DuplicateFilter:
-    """The previous run's boundary keys, loaded only when there are some (and still current)."""
+    """The previous run's recent rows, loaded only when there are some (and still current)."""
     mark = item.watermark
-    if (
-        not mark.value
-        or mark.overflow
-        or mark.boundary_count == 0
-        or not item.data_extension.incremental_column
-    ):
+    if not mark.value or mark.recent_count == 0 or not item.data_extension.incremental_column:
         return DuplicateFilter(Watermark())
     stored = store.read(item.source.id, item.data_extension.key)
     if stored.version != mark.version:

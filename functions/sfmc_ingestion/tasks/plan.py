@@ -68,6 +68,7 @@ def plan(
             secret=source.secret,
             time_zone=source.time_zone,
             filter_date_format=source.filter_date_format,
+            pages_per_execution=source.pages_per_execution,
         )
         for de in source.data_extensions:
             if wanted_keys and de.key.lower() not in wanted_keys:
@@ -105,9 +106,9 @@ def _skip(source_id: str, key: str, reason: str) -> dict[str, str]:
 def _item(
     run_id: str, started_at: str, source: SourceRef, de: DataExtensionConfig, watermark: Watermark
 ) -> dict[str, Any]:
-    # Boundary digests stay in the state table (the page task loads them when it needs them): the
-    # Map's input must stay small whatever the number of data extensions.
-    travelling = watermark.model_copy(update={"boundary": []})
+    # Recent rows stay in the state table (the page task loads them when it needs them): the Map's
+    # input must stay small whatever the number of data extensions.
+    travelling = watermark.model_copy(update={"recent": {}})
     item = WorkItem(
         run_id=run_id,
         started_at=started_at,

@@ -22,6 +22,9 @@ def client(service: str) -> Any:
     import boto3
     from botocore.config import Config
 
+    from activation_core.observability import start_tracing
+
+    start_tracing()  # X-Ray patches botocore before the first AWS call (built lazily: cold import)
     return boto3.session.Session().client(service, config=Config(**_SDK_CONFIG_KWARGS))
 
 

@@ -20,6 +20,7 @@ from activation_core import aws, http, oauth
 from activation_core.observability import logger, metrics
 from activation_core.outcomes import BatchSummary, Kind, Outcome
 from activation_core.pipeline import RecordResult
+from activation_core.waiting import REQUEUES_ATTRIBUTE
 
 _SQS_MAX_VISIBILITY = 43_200
 _SQS_MAX_DELAY = 900
@@ -33,7 +34,6 @@ _BATCH_BYTES = 262_144
 # (more calls than a vendor allows per hour) waits rather than drains into the DLQ; at most
 # this many times per record, then the DLQ as usual.
 MAX_REQUEUES = 24
-REQUEUES_ATTRIBUTE = "activationRequeues"
 
 
 class RetryRecord(Exception):
@@ -283,6 +283,33 @@ def record_ledger(
                 counters[audience_key][_counter_name(o.outcome)] += 1
     for key, counts in counters.items():
         _add_to_ledger(key, counts, ctx, dynamodb)
+    for key, counts in _snapshot_counters(results).items():
+        _add_to_ledger(key, counts, ctx, dynamodb, pk=SNAPSHOT_LEDGER)
+
+
+SNAPSHOT_LEDGER = "snapshot-outcomes"
+
+
+def _snapshot_counters(results: Mapping[str, RecordResult]) -> dict[str, Counter[str]]:
+    """Outcomes of snapshot changes per (audience, snapshot, instance): what reconciliation reads.
+    Items `pk=snapshot-outcomes`, `sk=<audience>#<snapshot>#<instance>`."""
+    counters: dict[str, Counter[str]] = defaultdict(Counter)
+    for result in results.values():
+        if result.snapshot_id is None:
+            continue
+        for o in result.per_instance:
+            # A record that ran out of receives is rejected as a whole, whatever the instance said last.
+            outcome = (
+                result.outcome
+                if result.outcome.kind is Kind.REJECTED and o.outcome.kind is Kind.RETRY
+                else o.outcome
+            )
+            for audience_id in o.audience_ids:
+                key = f"{audience_id}#{result.snapshot_id}#{o.instance_id}"
+                counters[key][_counter_name(outcome)] += 1
+                if outcome.kind in (Kind.SKIPPED, Kind.REJECTED):
+                    counters[key][_reason_counter(outcome)] += 1
+    return counters
 
 
 def first_arrivals(records: Sequence[Mapping[str, Any]]) -> set[str]:
@@ -306,14 +333,16 @@ def _receive_count(record: Mapping[str, Any]) -> int:
         return 1
 
 
-def _add_to_ledger(key: str, counts: Counter[str], ctx: BatchContext, dynamodb: Any) -> None:
+def _add_to_ledger(
+    key: str, counts: Counter[str], ctx: BatchContext, dynamodb: Any, pk: str = "outcomes"
+) -> None:
     names = {f"#c{i}": name for i, name in enumerate(counts)}
     values = {f":v{i}": {"N": str(counts[name])} for i, name in enumerate(counts)}
     expression = "ADD " + ", ".join(f"#c{i} :v{i}" for i in range(len(counts)))
     try:
         dynamodb.update_item(
             TableName=ctx.state_table_name,
-            Key={"pk": {"S": "outcomes"}, "sk": {"S": key}},
+            Key={"pk": {"S": pk}, "sk": {"S": key}},
             UpdateExpression=expression,
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,

@@ -56,3 +56,8 @@ class InvalidRecordError(PermanentError):
     def __init__(self, field: str, detail: str) -> None:
         super().__init__(f"invalid_field:{field}", detail)
         self.field = field
+
+
+class MissingValueError(InvalidRecordError):
+    """A required mapping target has no value: rejected like any invalid field, unless the destination
+    declares the gap an ordinary one to skip (`Destination.skip_when_missing`)."""

@@ -9,9 +9,10 @@ from activation_core import deadline
 from activation_core.batch import BatchContext, reject_all, run_batch
 from activation_core.config_store import load_instances
 from activation_core.guards import DeliveryClaims, StaleGuard
-from activation_core.observability import logger, metrics, tracer
+from activation_core.observability import capture_lambda_handler, logger, metrics
 from activation_core.pipeline import Destination, Guards, Pipeline, RecordResult
 from activation_core.settings import function_settings
+from activation_core.waiting import WaitingChanges
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -36,6 +37,7 @@ def destination_handler(destination: Destination) -> LambdaHandler:
                         settings,
                         lambda: load_instances(settings.config_parameter_name, settings.config_cache_seconds),
                         guards,
+                        WaitingChanges(settings.state_table_name),
                     ),
                     guards,
                 )
@@ -65,9 +67,7 @@ def _entry(
     start: Callable[[Any], None] | None = None,
 ) -> LambdaHandler:
     @logger.inject_lambda_context(clear_state=True)
-    @tracer.capture_lambda_handler(
-        capture_response=False
-    )  # responses hold message ids only; keep traces lean
+    @capture_lambda_handler
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         settings = function_settings()

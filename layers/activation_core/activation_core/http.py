@@ -32,6 +32,7 @@ from activation_core.errors import (
     RetryableError,
     ThrottledError,
 )
+from activation_core.observability import start_tracing
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ def shared_client() -> httpx.Client:
     if _client is None:
         with _client_lock:
             if _client is None:
+                start_tracing()  # X-Ray instruments clients created after it patched httpx
                 _client = httpx.Client(
                     timeout=_timeout_from_env(),
                     limits=DEFAULT_LIMITS,

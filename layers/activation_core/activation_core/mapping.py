@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from activation_core.errors import InvalidRecordError
+from activation_core.errors import InvalidRecordError, MissingValueError
 from activation_core.hashing import email_lc_sha256, sha256_hex
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ class CompiledMapping:
                 value = None
             if value is None:
                 if row.required:
-                    raise InvalidRecordError(row.target, f"required target '{row.target}' has no value")
+                    raise MissingValueError(row.target, f"required target '{row.target}' has no value")
                 continue
             if row.transforms:  # most rows have none: skip building the zip (a quarter of apply's time)
                 for name, transform in zip(row.transform_names, row.transforms, strict=True):

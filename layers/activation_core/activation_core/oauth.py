@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -43,6 +43,9 @@ class TokenGrant:
     access_token: str
     expires_in: float
     refresh_token: str | None = None
+    # Facts about the connection the token endpoint returned (e.g. the tenant's API base URL), kept in
+    # the connection secret beside the credentials so every container uses them, not a stale copy.
+    connection_updates: Mapping[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         # A grant must never end up in a log line or traceback through repr().
@@ -289,8 +292,7 @@ class TokenProvider:
             document = self._read_secret()
             if pending is not None:
                 # The secret as it is now (credentials may have changed) with the grant's fields.
-                document[CACHED_TOKEN_FIELD] = pending[CACHED_TOKEN_FIELD]
-                document[self._refresh_token_field] = pending[self._refresh_token_field]
+                document.update(pending)
                 self._persist_grant(document, rotated=True)
                 _pending.pop(self.secret_id, None)
                 logger.info("saved a rotated refresh token kept in memory for %s", self.secret_id)
@@ -360,14 +362,18 @@ class TokenProvider:
 
         register_secret(grant.access_token, grant.refresh_token)
         token = _Token(grant.access_token, minted_at + grant.expires_in, minted_at)
-        updated = dict(document)
-        updated[CACHED_TOKEN_FIELD] = {
-            "accessToken": token.access_token,
-            "expiresAt": token.expires_at,
-            "mintedAt": minted_at,
+        # What this grant changes in the secret (saved later from memory if this write fails).
+        grant_fields: dict[str, Any] = {
+            CACHED_TOKEN_FIELD: {
+                "accessToken": token.access_token,
+                "expiresAt": token.expires_at,
+                "mintedAt": minted_at,
+            },
+            **grant.connection_updates,
         }
         if grant.refresh_token:
-            updated[self._refresh_token_field] = grant.refresh_token
+            grant_fields[self._refresh_token_field] = grant.refresh_token
+        updated = {**document, **grant_fields}
         rotated = bool(grant.refresh_token)
         self._renew(lease)
         # Persist first: a rotated refresh token that only lives in memory dies with this container.
@@ -375,7 +381,7 @@ class TokenProvider:
             self._persist_grant(updated, rotated=rotated)
         except RetryableError:
             if rotated:  # the only copy now: kept for the next get(), which saves it before anything else
-                _pending[self.secret_id] = updated
+                _pending[self.secret_id] = grant_fields
             raise
         self._remember(updated, token)
         logger.info("token minted for %s (expires in %.0fs)", self.secret_id, grant.expires_in)

@@ -2,18 +2,28 @@
 
 Every formatted log line passes through a redactor: plain emails and any registered secret value
 (credentials, access and refresh tokens) are masked, whatever code path produced the line (COM-06).
+
+The Tracer is built on first use (`start_tracing()`), not at import: building it imports the X-Ray SDK
+and patches botocore, which loads botocore's client, about a third of a handler's cold import
+(issue 18; see BENCHMARKS.md "Cold start"). The first AWS client, the first vendor HTTP client and the
+first invocation of a destination handler start it, so every outbound call is still traced.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Tracer
+
 _MIN_SECRET_LENGTH = 6
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
@@ -52,4 +62,42 @@ class RedactingFormatter(LambdaPowertoolsFormatter):
 
 logger = Logger(logger_formatter=RedactingFormatter())
 metrics = Metrics()
-tracer = Tracer()
+
+# Every outbound call is an AWS SDK call (botocore) or a vendor call (httpx): X-Ray patches those two
+# rather than its whole list (sqlite3, http.client, requests, ...), which would import them for nothing.
+TRACED_MODULES = ("botocore", "httpx")
+_tracer: list[Tracer] = []
+_tracer_lock = threading.Lock()
+
+
+def start_tracing() -> Tracer:
+    """The process's Powertools Tracer, built (and botocore and httpx patched) on the first call.
+
+    Call it before creating an AWS or HTTP client: X-Ray instruments httpx by replacing `httpx.Client`,
+    so only clients created afterwards are traced (botocore is patched on the class, whenever). Outside
+    Lambda, or with POWERTOOLS_TRACE_DISABLED, Powertools builds a disabled tracer that patches nothing.
+    """
+    if not _tracer:
+        with _tracer_lock:
+            if not _tracer:
+                from aws_lambda_powertools import Tracer
+
+                _tracer.append(Tracer(patch_modules=TRACED_MODULES))
+    return _tracer[0]
+
+
+def capture_lambda_handler(
+    handler: Callable[[Any, Any], Any],
+) -> Callable[[Any, Any], Any]:
+    """Powertools' `capture_lambda_handler` (ColdStart annotation, errors as metadata), applied on the
+    first invocation so the import does not build the Tracer. Responses are not captured: they hold
+    message ids only; keep traces lean."""
+    traced: list[Callable[[Any, Any], Any]] = []
+
+    @functools.wraps(handler)
+    def lambda_handler(event: Any, context: Any) -> Any:
+        if not traced:
+            traced.append(start_tracing().capture_lambda_handler(handler, capture_response=False))
+        return traced[0](event, context)
+
+    return lambda_handler

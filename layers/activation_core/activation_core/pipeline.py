@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 from pydantic import ValidationError
 
 from activation_core.config_store import InvalidInstance, LoadedConfig
-from activation_core.errors import ActivationError, AuthError, ConfigError, RetryableError
+from activation_core.errors import ActivationError, AuthError, ConfigError, MissingValueError, RetryableError
 from activation_core.guards import Claim, DeliveryClaims, StaleGuard, entity_key
 from activation_core.mapping import CompiledMapping, MappedRecord
 from activation_core.models.config import ActivatedAudience, DestinationInstance, DestinationsConfig
@@ -32,6 +32,7 @@ from activation_core.models.events import (
 from activation_core.observability import logger
 from activation_core.outcomes import Kind, Outcome, combine
 from activation_core.settings import FunctionSettings
+from activation_core.waiting import WaitingChanges, has_waited
 
 Entity = Literal["profile", "account"]
 _ENTITY_OF_TYPE: dict[str, Entity] = {
@@ -55,6 +56,15 @@ class InboundRecord:
     attributes: Mapping[str, Any]
     consents: Mapping[str, str]
     audiences: tuple[AudienceMembership, ...]
+    # None: every instance of the type; else only the named ones (a snapshot's backfill or resync).
+    target_instances: frozenset[str] | None = None
+    change_origin: str = "stream"
+    snapshot_id: str | None = None
+    # Received before, or a requeued copy: it may have waited for a rate limit (activation_core.waiting).
+    waited: bool = False
+
+    def targets(self, instance_id: str) -> bool:
+        return self.target_instances is None or instance_id in self.target_instances
 
     def source_document(self) -> dict[str, Any]:
         """What mapping rows' dotted source paths are looked up in."""
@@ -92,7 +102,12 @@ class Connector(Protocol):
 
 
 class Destination(Protocol):
-    """What a destination package provides to the pipeline."""
+    """What a destination package provides to the pipeline.
+
+    Optionally `skip_when_missing: Mapping[str, str]`: mapping targets whose missing value is an
+    ordinary gap in the data (target -> skip reason), skipped instead of rejected even when the row is
+    `required`. Optional (read with getattr) so that a destination without such targets declares nothing.
+    """
 
     destination_type: str
     entity: Entity
@@ -118,6 +133,8 @@ class RecordResult:
     receive_count: int = 1
     # Sent back to its queue as a new (delayed) message, still waiting: this copy is done with.
     requeued: bool = False
+    # A change computed from this audience snapshot: also counted per snapshot (reconciliation).
+    snapshot_id: str | None = None
 
 
 def _validation_summary(error: ValidationError) -> str:
@@ -206,6 +223,10 @@ def parse_record(record: Mapping[str, Any]) -> InboundRecord | Outcome:
         attributes=attrs,
         consents=consents,
         audiences=tuple(detail.audiences),
+        target_instances=None if detail.target_instances is None else frozenset(detail.target_instances),
+        change_origin=detail.change_origin,
+        snapshot_id=detail.snapshot_id if detail.change_origin == "snapshot" else None,
+        waited=has_waited(record),
     )
 
 
@@ -249,11 +270,13 @@ class Pipeline:
         settings: FunctionSettings,
         load_config: Callable[[], DestinationsConfig | LoadedConfig],
         guards: Guards | None = None,
+        waiting: WaitingChanges | None = None,
     ) -> None:
         self._destination = destination
         self._settings = settings
         self._load_config = load_config
         self._guards = guards or Guards()
+        self._waiting = waiting
         # Connectors and compiled mappings are built once per instance version, reused across invocations.
         self._prepared: dict[str, tuple[str, _Prepared]] = {}
 
@@ -321,25 +344,38 @@ class Pipeline:
 
         per_record: dict[str, list[InstanceOutcome]] = {r.message_id: [] for r in parsed}
         for prepared in instances:
-            for message_id, outcome in self._run_instance(prepared, parsed).items():
+            targeted = [r for r in parsed if r.targets(prepared.instance.id)]
+            if not targeted:
+                continue
+            for message_id, outcome in self._run_instance(prepared, targeted).items():
                 audience_ids = outcome[1]
                 per_record[message_id].append(InstanceOutcome(prepared.instance.id, audience_ids, outcome[0]))
         for broken in invalid:
-            failure = instance_failure(broken.id, broken.error).with_context(broken.id)
-            for record in parsed:
-                audience_ids = tuple(
-                    m.id
-                    for m in record.audiences
-                    if broken.audience_ids is None or m.id in broken.audience_ids
-                )
-                if record.entity == self._destination.entity and audience_ids:
-                    per_record[record.message_id].append(InstanceOutcome(broken.id, audience_ids, failure))
+            self._fail_broken_instance(broken, parsed, per_record)
         for record in parsed:
             outcomes = per_record[record.message_id]
             results[record.message_id] = RecordResult(
-                combine(o.outcome for o in outcomes), outcomes, record.receive_count
+                combine(o.outcome for o in outcomes),
+                outcomes,
+                record.receive_count,
+                snapshot_id=record.snapshot_id,
             )
         return results
+
+    def _fail_broken_instance(
+        self,
+        broken: InvalidInstance,
+        parsed: Sequence[InboundRecord],
+        per_record: dict[str, list[InstanceOutcome]],
+    ) -> None:
+        """A broken instance fails only the records of its own audiences (they retry, naming it)."""
+        failure = instance_failure(broken.id, broken.error).with_context(broken.id)
+        for record in parsed:
+            audience_ids = tuple(
+                m.id for m in record.audiences if broken.audience_ids is None or m.id in broken.audience_ids
+            )
+            if record.entity == self._destination.entity and audience_ids and record.targets(broken.id):
+                per_record[record.message_id].append(InstanceOutcome(broken.id, audience_ids, failure))
 
     def _run_instance(
         self, prepared: _Prepared, records: Sequence[InboundRecord]
@@ -364,6 +400,9 @@ class Pipeline:
             try:
                 mapped = prepared.mapping.apply(record.source_document())
                 guarded = self._guard(instance.id, record, activations, mapped)
+            except MissingValueError as exc:
+                decided[record.message_id] = (self._missing(exc), audience_ids)
+                continue
             except ActivationError as exc:
                 decided[record.message_id] = (Outcome.from_error(exc), audience_ids)
                 continue
@@ -372,11 +411,16 @@ class Pipeline:
                 continue
             work.append(WorkItem(record, guarded, mapped))
         if work:
-            delivered = self._deliver(connector, work)
+            delivered = self._deliver_newest(instance.id, connector, work)
             self._settle_claims(instance.id, work, delivered)
             for item in work:
                 decided[item.key] = (delivered[item.key], tuple(a.audience.id for a in item.activations))
         return {k: (_of_instance(o, instance.id), ids) for k, (o, ids) in decided.items()}
+
+    def _missing(self, error: MissingValueError) -> Outcome:
+        skips: Mapping[str, str] = getattr(self._destination, "skip_when_missing", {})
+        reason = skips.get(error.field)
+        return Outcome.from_error(error) if reason is None else Outcome.skipped(reason, error.detail)
 
     def _guard(
         self,
@@ -435,6 +479,18 @@ class Pipeline:
         if purpose and record.consents.get(purpose) == "n":
             return Outcome.skipped("consent", f"consent '{purpose}' is 'n'")
         return None
+
+    def _deliver_newest(
+        self, instance_id: str, connector: Connector, work: Sequence[WorkItem]
+    ) -> dict[str, Outcome]:
+        """Deliver `work` but the records a newer waiting change covers; remember what is told to wait."""
+        if self._waiting is None:
+            return self._deliver(connector, work)
+        superseded = self._waiting.superseded(instance_id, work)
+        rest = [item for item in work if item.key not in superseded]
+        delivered = self._deliver(connector, rest) if rest else {}
+        self._waiting.note(instance_id, rest, delivered)
+        return delivered | superseded
 
     def _deliver(self, connector: Connector, work: Sequence[WorkItem]) -> dict[str, Outcome]:
         """The connector's outcomes. When it raises for the call, the offender is isolated by splitting

@@ -9,6 +9,7 @@ from typing import Any
 from activation_core.config_store import parse_destinations
 from activation_core.pipeline import Pipeline
 from activation_core.settings import FunctionSettings
+from bombora.models import BomboraSettings
 from bombora.service import BomboraDestination
 from local.fakes.bombora import FakeBombora
 from tests.support import example_config, load_event
@@ -58,3 +59,9 @@ def account(
     detail["account"]["attributes"]["accountOrganization"]["domain"] = domain
     detail["audiences"] = [{"id": audience, "name": name, "status": status, "origin": origin}]
     return event
+
+
+def stack_made_list(fake: FakeBombora, domains: list[str] | None = None) -> str:
+    """The audience's list as this stack created it earlier (its description), though not recorded here."""
+    description = BomboraSettings().describe(AUDIENCE, AUDIENCE_NAME)
+    return fake.add_list(AUDIENCE_NAME, domains or [], description=description)

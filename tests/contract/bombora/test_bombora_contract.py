@@ -27,6 +27,7 @@ from tests.contract.bombora.helpers import (
     bombora_instance,
     pipeline,
     secret_for,
+    stack_made_list,
 )
 from tests.contract.conftest import STATE_TABLE, put_connection_secret, read_secret
 from tests.support import load_event, sqs_record
@@ -180,15 +181,39 @@ def test_bom_06_the_list_is_named_after_the_audience_created_once_and_recorded(
     assert fake.domains_of(AUDIENCE_NAME) == {"a.example", "b.example"}
 
 
-def test_bom_06_an_existing_list_of_that_name_is_found_not_duplicated(
+def test_bom_05_a_list_of_that_name_the_stack_did_not_create_is_an_error_naming_it(
+    connection: Any, fake: FakeBombora, function_settings: FunctionSettings
+) -> None:
+    existing = fake.add_list(AUDIENCE_NAME, ["already.example"])  # made by hand, or another tool
+    outcome = pipeline(function_settings).process(records(account("new.example")))["m-0"].outcome
+    assert outcome.kind is Kind.RETRY and outcome.reason.startswith("invalid_config:bombora-abm")
+    assert f"'{AUDIENCE_NAME}'" in outcome.detail and existing in outcome.detail
+    assert "adoptExistingLists" in outcome.detail
+    assert creates(fake) == [] and fake.requests_to(ADD) == []
+    assert fake.lists[existing].domains == {"already.example"}
+
+
+def test_bom_05_the_operator_may_allow_adopting_an_existing_list(
     connection: Any, fake: FakeBombora, function_settings: FunctionSettings
 ) -> None:
     existing = fake.add_list(AUDIENCE_NAME, ["already.example"])
     fake.add_list("Another list", ["other.example"])
-    pipeline(function_settings).process(records(account("new.example")))
+    pipeline(function_settings, bombora_instance(adoptExistingLists=True)).process(
+        records(account("new.example"))
+    )
     assert creates(fake) == []
     assert fake.lists[existing].domains == {"already.example", "new.example"}
     assert fake.duplicate_entities() == []
+
+
+def test_bom_06_a_list_this_stack_created_is_found_again_when_its_record_is_lost(
+    connection: Any, fake: FakeBombora, function_settings: FunctionSettings
+) -> None:
+    existing = stack_made_list(fake, ["already.example"])  # created, then the registry write failed
+    outcome = pipeline(function_settings).process(records(account("new.example")))["m-0"].outcome
+    assert outcome.kind is Kind.DELIVERED
+    assert creates(fake) == []
+    assert fake.lists[existing].domains == {"already.example", "new.example"}
 
 
 def test_bom_06_a_non_manual_list_of_that_name_is_a_config_error(
@@ -333,10 +358,18 @@ def test_bom_01_a_membership_of_another_origin_is_skipped_with_a_reason(
 # ---------------------------------------------------------------- membership: exits, order, errors
 
 
+def test_com_04_an_existing_member_account_is_added_like_a_realized_one(
+    connection: Any, fake: FakeBombora, function_settings: FunctionSettings
+) -> None:
+    results = pipeline(function_settings).process(records(account("kept.example", status="existing")))
+    assert results["m-0"].outcome.kind is Kind.DELIVERED
+    assert fake.domains_of(AUDIENCE_NAME) == {"kept.example"}
+
+
 def test_exited_accounts_are_deleted_from_the_list(
     connection: Any, fake: FakeBombora, function_settings: FunctionSettings
 ) -> None:
-    list_id = fake.add_list(AUDIENCE_NAME, ["stays.example", "leaves.example"])
+    list_id = stack_made_list(fake, ["stays.example", "leaves.example"])
     results = pipeline(function_settings).process(records(account("https://Leaves.example", status="exited")))
     assert results["m-0"].outcome.kind is Kind.DELIVERED
     (delete,) = fake.requests_to(DELETE)
@@ -355,7 +388,7 @@ def test_an_exit_for_an_audience_without_a_list_creates_nothing(
 def test_the_newest_change_of_an_account_in_a_batch_wins(
     connection: Any, fake: FakeBombora, function_settings: FunctionSettings
 ) -> None:
-    list_id = fake.add_list(AUDIENCE_NAME, ["churned.example"])
+    list_id = stack_made_list(fake, ["churned.example"])
     results = pipeline(function_settings).process(
         records(
             account("churned.example", status="exited", occurred_at="2026-11-28T10:00:05Z"),
@@ -376,7 +409,7 @@ def test_the_newest_change_of_an_account_in_a_batch_wins(
 def test_a_409_update_pending_is_retried_in_process_then_from_the_queue(
     connection: Any, fake: FakeBombora, function_settings: FunctionSettings
 ) -> None:
-    list_id = fake.add_list(AUDIENCE_NAME)
+    list_id = stack_made_list(fake)
     run = pipeline(function_settings)
     fake.set_pending(list_id, 1)
     assert run.process(records(account("a.example")))["m-0"].outcome.kind is Kind.DELIVERED
@@ -392,7 +425,7 @@ def test_a_409_update_pending_is_retried_in_process_then_from_the_queue(
 def test_transient_failures_leave_the_records_to_retry(
     connection: Any, fake: FakeBombora, function_settings: FunctionSettings, status: int, reason: str
 ) -> None:
-    fake.add_list(AUDIENCE_NAME)
+    stack_made_list(fake)
     fake.fail_next(ADD, 3, status, body={"message": "try later"})
     outcome = pipeline(function_settings).process(records(account("a.example")))["m-0"].outcome
     assert (outcome.kind, outcome.reason) == (Kind.RETRY, reason)
@@ -402,7 +435,7 @@ def test_transient_failures_leave_the_records_to_retry(
 def test_a_422_is_narrowed_down_to_the_accounts_it_is_about(
     connection: Any, fake: FakeBombora, function_settings: FunctionSettings
 ) -> None:
-    list_id = fake.add_list(AUDIENCE_NAME)
+    list_id = stack_made_list(fake)
     fake.rejected_domains = {"refused.example"}
     domains = [f"ok{i}.example" for i in range(7)] + ["refused.example"]
     results = pipeline(function_settings).process(records(*(account(d) for d in domains)))

@@ -108,6 +108,19 @@ def test_mkt_02_audience_and_profile_uses_the_lead_ids_the_sync_returned(
     assert len(fake.members(EXPO_LIST)) == 5
 
 
+@pytest.mark.parametrize("sync_type", ["audience_only", "audience_and_profile"])
+def test_com_04_an_existing_member_joins_the_list_like_a_realized_one(
+    fake: FakeMarketo, run_with: Callable[..., Run], sync_type: str
+) -> None:
+    lead = fake.add_lead(email="ada@example.com", firstName="Old")
+    run = run_with(
+        **settings_for(sync_type, None if sync_type == "audience_only" else "update_existing_only")
+    )
+    outcomes = run([profile("ada@example.com", status="existing")])
+    assert outcomes["m-0"].kind is Kind.DELIVERED
+    assert fake.members(EXPO_LIST) == {lead}
+
+
 def test_mkt_02_an_exit_removes_the_lead_from_that_audience_list_only(
     fake: FakeMarketo, run_with: Callable[..., Run]
 ) -> None:
@@ -329,17 +342,6 @@ def test_a_record_marketo_refuses_is_rejected_with_its_code_and_the_rest_deliver
     assert len(fake.members(EXPO_LIST)) == 1
 
 
-def test_an_invalid_dedupe_value_is_rejected_before_any_call(
-    fake: FakeMarketo, run_with: Callable[..., Run]
-) -> None:
-    run = run_with(**settings_for("profile_only", "update_and_create"))
-    event = profile("x@example.com")
-    event["detail"]["profile"]["identities"] = {"ecid": "123"}  # no email: nothing to match on
-    outcomes = run([event])
-    assert (outcomes["m-0"].kind, outcomes["m-0"].reason) == (Kind.REJECTED, "invalid_field:DedupeField")
-    assert fake.calls_to("sync") == []
-
-
 def test_the_fake_leads_have_the_shape_the_docs_show(fake: FakeMarketo, run_with: Callable[..., Any]) -> None:
     run = run_with(**settings_for("profile_only", "update_and_create"))
     run([profile("ada@example.com")])
@@ -357,4 +359,7 @@ def test_mkt_09_account_events_are_skipped_and_never_sent(
     account["detail"]["audiences"][0]["id"] = "aud-expo-invitees"  # even on an activated audience id
     outcomes = run([account])
     assert (outcomes["m-0"].kind, outcomes["m-0"].reason) == (Kind.SKIPPED, "unsupported_entity")
-    assert [r for r in fake.requests if r.path.startswith("/rest/")] == []
+    # Only the connection-time partition check (MKT-01) reached Marketo: nothing about the account.
+    assert [r.path for r in fake.requests if r.path.startswith("/rest/")] == [
+        "/rest/v1/leads/partitions.json"
+    ]

@@ -26,7 +26,7 @@ def run(fake: FakeMarketo, run_with: Callable[..., Run]) -> Run:
     return run_with(**settings_for("audience_and_profile", "update_and_create"))
 
 
-def test_mkt_01_identity_returns_the_same_token_until_it_expires(fake: FakeMarketo) -> None:
+def test_fake_identity_returns_the_same_token_until_it_expires(fake: FakeMarketo) -> None:
     import httpx
 
     now = [1_000_000.0]

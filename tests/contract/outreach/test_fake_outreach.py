@@ -55,7 +55,7 @@ def patch(fake: FakeOutreach, access_token: str, body: Any, content_type: str = 
     )
 
 
-def test_out_01_fake_code_exchange_then_rotating_refresh_tokens_capped_and_one_mint_per_minute(
+def test_fake_code_exchange_then_rotating_refresh_tokens_capped_and_one_mint_per_minute(
     fake: FakeOutreach, clock: Clock
 ) -> None:
     fake.max_refresh_tokens = 5  # 100 in the fake's default, like Outreach
@@ -83,9 +83,7 @@ def test_out_01_fake_code_exchange_then_rotating_refresh_tokens_capped_and_one_m
     assert token(fake, grant_type="refresh_token", refresh_token=refresh_tokens[-3]).status_code == 200
 
 
-def test_out_05_fake_rate_headers_on_every_response_and_the_documented_429(
-    fake: FakeOutreach, clock: Clock
-) -> None:
+def test_fake_rate_headers_on_every_response_and_the_documented_429(fake: FakeOutreach, clock: Clock) -> None:
     access = token(fake, grant_type="refresh_token", refresh_token=fake.issue_refresh_token()).json()[
         "access_token"
     ]
@@ -126,7 +124,7 @@ def test_out_05_fake_rate_headers_on_every_response_and_the_documented_429(
         ),
     ],
 )
-def test_out_03_fake_validates_the_json_api_body_and_custom_fields(
+def test_fake_validates_the_json_api_body_and_custom_fields(
     fake: FakeOutreach, body: Any, content_type: str, status: int, error_id: str | None
 ) -> None:
     fake.rate_limit = 100
@@ -140,7 +138,7 @@ def test_out_03_fake_validates_the_json_api_body_and_custom_fields(
     assert "X-RateLimit-Remaining" in response.headers
 
 
-def test_out_02_fake_unknown_prospect_is_the_documented_404(fake: FakeOutreach) -> None:
+def test_fake_unknown_prospect_is_the_documented_404(fake: FakeOutreach) -> None:
     access = token(fake, grant_type="refresh_token", refresh_token=fake.issue_refresh_token()).json()[
         "access_token"
     ]

@@ -26,8 +26,9 @@ from local.fakes.outreach import JSON_API, SAMPLE_PROSPECTS, FakeOutreach
 from outreach import authorize
 from outreach.client import BAD_REQUEST_MESSAGE
 from outreach.service import OutreachDestination
+from tests.bench import bench_outreach
 from tests.contract.conftest import STATE_TABLE, put_connection_secret, read_secret
-from tests.support import example_config, load_event, sqs_record
+from tests.support import Clock, example_config, load_event, sqs_record
 
 SECRET = "activation-local/outreach/sales"
 EXPO = {
@@ -42,22 +43,6 @@ WEBINAR = {
     "status": "realized",
     "origin": "upload",
 }
-T0 = 1_795_860_000.0
-
-
-class Clock:
-    """One clock for the fake vendor and the destination; `sleep` moves it instead of waiting."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture
@@ -369,6 +354,15 @@ def test_out_02_and_04_an_unknown_prospect_is_rejected_and_never_created(
     assert [r.path for r in fake.requests if r.method == "POST" and r.path.startswith("/api/")] == []
 
 
+def test_com_04_an_existing_member_is_a_current_member_and_its_status_is_written(
+    connection: Any, fake: FakeOutreach, function_settings: FunctionSettings
+) -> None:
+    # `existing`: already in the audience, as the platform reports it (the segmentation field group).
+    results = pipeline(function_settings).process(records(profile("1001", [dict(EXPO, status="existing")])))
+    assert kinds(results) == {"m-0": "delivered:delivered"}
+    assert fake.prospects[1001]["custom4"] == "existing"
+
+
 def test_out_03_one_patch_per_prospect_for_many_changes_in_a_batch(
     connection: Any, fake: FakeOutreach, function_settings: FunctionSettings
 ) -> None:
@@ -462,6 +456,16 @@ def test_out_05_the_hourly_budget_is_shared_across_invocations(
         o.reason == "rate_budget_exhausted" and o.retry_after and o.retry_after > 3000 for o in deferred
     )
     assert len(fake.patches()) == 5
+
+
+def test_out_05_changes_waiting_for_the_budget_cost_one_patch_per_prospect_across_batches() -> None:
+    """Issue 18: 300 changes on 60 prospects, interleaved over three batches that all wait for the hourly
+    reset, cost about one PATCH per prospect once the budget is back, not one per prospect per batch."""
+    run = bench_outreach.waiting_changes_run(merge_across_batches=True)
+    assert run.waited == 300, "every change first waited for the reset"
+    assert run.outcomes == {"delivered:delivered": 60, "skipped:superseded": 240}  # 300: every record
+    assert run.calls <= 66, f"{run.calls} PATCH calls (the 429 included) for 60 prospects: at most 1.1 each"
+    assert run.final == run.newest, "each prospect holds its newest change"
 
 
 class SqsSpy:

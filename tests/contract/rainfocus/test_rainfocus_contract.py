@@ -68,6 +68,16 @@ def test_rnf_05_creates_then_updates_the_same_attendee(
     assert attendee["firstname"] == "Ada" and attendee["countryid"] == "US" and attendee["state"] == "MA"
 
 
+def test_com_04_an_existing_member_is_stored_like_a_realized_one(
+    connection: Any, fake: FakeRainfocus, function_settings: FunctionSettings
+) -> None:
+    event = profile("ada@example.com")
+    event["detail"]["audiences"][0]["status"] = "existing"
+    results = pipeline(function_settings).process([sqs_record(event, "m-1")])
+    assert results["m-1"].outcome.kind is Kind.DELIVERED
+    assert list(fake.attendees) == [("expo2026", "ada@example.com")]
+
+
 def test_rnf_02_apply_transformation_sends_only_the_hash(
     connection: Any, fake: FakeRainfocus, function_settings: FunctionSettings
 ) -> None:

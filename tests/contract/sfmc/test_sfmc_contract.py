@@ -4,6 +4,7 @@ rows): tokens, paging with links.next over thousands of rows, throttling and err
 from __future__ import annotations
 
 import copy
+import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -28,7 +29,7 @@ from sfmc_ingestion.tasks import page as page_task
 from sfmc_ingestion.tasks import plan as plan_task
 from sfmc_ingestion.tasks.errors import SfmcAuthFailed, SfmcPermanent, SfmcThrottled
 from tests.contract.sfmc.conftest import Clock
-from tests.contract.sfmc.flow import SfmcEnv, single_source
+from tests.contract.sfmc.flow import SECRET, SfmcEnv, single_source
 
 
 def de_config(key: str, **overrides: Any) -> dict[str, Any]:
@@ -144,6 +145,36 @@ def test_sfmc_02_refused_credentials_fail_clearly(make_env: Any, fake: FakeSfmc)
     assert "refused the client credentials" in result["cause"]
 
 
+def test_sfmc_02_rows_are_read_from_the_rest_instance_url_returned_with_the_token(
+    make_env: Any, fake: FakeSfmc, aws_backend: Any
+) -> None:
+    fake.add(web_activity(3))
+    env = make_env(single_source(de_config("Web_Activity")))
+    # A base URL typed into the secret long ago, now wrong (nothing listens on port 9): it must not matter.
+    stale = {**env.connection(), "restBaseUri": "http://127.0.0.1:9"}
+    aws_backend.put_secret_value(SecretId=SECRET, SecretString=json.dumps(stale))
+    record = env.run()
+    assert record["status"] == "SUCCEEDED" and record["totals"]["eventsPublished"] == 3
+    assert len(fake.rowset_requests("Web_Activity")) == 1
+    # The URL is kept in the secret beside the credentials: a new container uses it at once.
+    kept = json.loads(aws_backend.get_secret_value(SecretId=SECRET)["SecretString"])
+    assert kept["restInstanceUrl"] == fake.base_url and kept["restBaseUri"] == "http://127.0.0.1:9"
+    page_task.reset_clients()
+    oauth.clear_memory_cache()
+    fake.add(web_activity(5))
+    assert env.run()["status"] == "SUCCEEDED" and fake.token_requests == 1
+
+
+def test_sfmc_02_a_rest_instance_url_on_another_domain_is_refused(make_env: Any, fake: FakeSfmc) -> None:
+    fake.add(web_activity(3))
+    fake.rest_instance_url = "https://api.example.com/"
+    env = make_env(single_source(de_config("Web_Activity")))
+    record = env.run()
+    (result,) = record["dataExtensions"]
+    assert (result["status"], result["error"]) == ("failed", "SfmcPermanent")
+    assert fake.rowset_requests() == []  # the bearer token never left for the other host
+
+
 def test_sfmc_429_is_a_typed_throttle_for_the_state_machine_not_an_in_process_wait(
     make_env: Any, fake: FakeSfmc
 ) -> None:
@@ -224,11 +255,11 @@ def test_sfmc_page_boundaries_rows_sharing_the_watermark_timestamp_are_neither_l
         row = activity_row(n)
         row["OccurredAt"] = sfmc_date(tie if n >= 4 else BASE_TIME + timedelta(minutes=n))
         activity.rows.append(row)
-    env = make_env(single_source(with_activity_id(de_config("Web_Activity", pageSize=4))))
+    env = make_env(single_source(with_activity_id(de_config("Web_Activity", pageSize=4, lookBackSeconds=0))))
     env.run()
     assert sorted(activity_ids(env)) == [f"ACT-{n:07d}" for n in range(1, 9)]
     watermark = env.store.read("sfmc-main", "Web_Activity")
-    assert (watermark.value, len(watermark.boundary)) == ("2026-11-20T14:05:00Z", 5)
+    assert (watermark.value, len(watermark.recent[watermark.value])) == ("2026-11-20T14:05:00Z", 5)
     # A row arrives AT the watermark's timestamp (after the run), and a later one.
     for n, minutes in ((9, 5), (10, 7)):
         row = activity_row(n)
@@ -239,6 +270,32 @@ def test_sfmc_page_boundaries_rows_sharing_the_watermark_timestamp_are_neither_l
     assert (run["rowsRead"], run["rowsDuplicate"], run["eventsPublished"]) == (7, 5, 2)
     # Every row exactly once over both runs: the re-read ties were recognised, the new tie was not lost.
     assert sorted(activity_ids(env)) == [f"ACT-{n:07d}" for n in range(1, 11)]
+
+
+def test_sfmc_a_row_visible_late_within_the_look_back_is_read_once_and_re_read_rows_are_not_republished(
+    make_env: Any, fake: FakeSfmc
+) -> None:
+    activity = fake.add(web_activity(0))
+    activity.rows.extend(activity_row(n) for n in range(1, 21))  # every 30 s: 14:00:30 .. 14:10:00
+    env = make_env(
+        single_source(with_activity_id(de_config("Web_Activity", pageSize=4, lookBackSeconds=300)))
+    )
+    env.run()
+    assert env.store.read("sfmc-main", "Web_Activity").value == "2026-11-20T14:10:00Z"
+    # Committed by an automation still running during the first run: stamped 4 minutes before its
+    # watermark, visible only now. And one new row after it.
+    late, new = activity_row(21), activity_row(22)
+    late["OccurredAt"] = sfmc_date(BASE_TIME + timedelta(minutes=6))
+    activity.rows.extend([late, new])
+    env.run()
+    run = env.records[-1]["dataExtensions"][0]
+    first = next(r for r in reversed(fake.requests_to("/key/Web_Activity/rowset")) if "$filter" in r.query)
+    # Read from 5 minutes before the watermark, in the account's time zone (14:05 UTC = 08:05 at -06:00).
+    assert first.query["$filter"] == ["OccurredAt gte '2026-11-20T08:05:00'"]
+    # The 11 rows of 14:05-14:10 are read again and recognised; the late row and the new one are published.
+    assert (run["rowsRead"], run["rowsDuplicate"], run["eventsPublished"]) == (13, 11, 2)
+    ids = activity_ids(env)
+    assert len(ids) == len(set(ids)) == 22  # every row exactly once over both runs
 
 
 def test_sfmc_a_rerun_after_a_mid_flow_failure_ingests_every_row(make_env: Any, fake: FakeSfmc) -> None:
@@ -365,9 +422,10 @@ def test_sfmc_05_each_run_records_rows_and_watermarks_per_data_extension(
     contacts_run = next(r for r in latest["dataExtensions"] if r["dataExtension"] == "Contacts")
     assert contacts_run["watermarkBefore"] == "2026-11-20T14:12:00Z"
     assert contacts_run["watermarkAfter"] == "2026-11-21T14:00:00Z"
+    # The 10-minute look-back re-reads the 11 contacts stamped 14:02-14:12 (recognised), plus the new one.
     assert (contacts_run["rowsRead"], contacts_run["rowsDuplicate"], contacts_run["eventsPublished"]) == (
-        2,
-        1,
+        12,
+        11,
         1,
     )
     for result in first["dataExtensions"] + latest["dataExtensions"]:

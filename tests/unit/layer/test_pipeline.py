@@ -169,6 +169,27 @@ def test_every_record_gets_exactly_one_outcome(count: int) -> None:
     assert sorted(results) == sorted(r["messageId"] for r in records)
 
 
+def test_com_03_a_targeted_event_reaches_only_the_named_instance() -> None:
+    """A snapshot's backfill names the instances that activate the audience: the others never see it."""
+    event = load_event("profile-membership-realized")
+    event["detail"].update(targetInstances=["two"], changeOrigin="snapshot", snapshotId="s-1")
+    destination = RecordingDestination()
+    results = run(destination, [sqs_record(event)], config("one", "two"))
+    assert results["m-1"].outcome.kind is Kind.DELIVERED
+    assert [o.instance_id for o in results["m-1"].per_instance] == ["two"]
+    assert destination.connectors.get("one") is None or destination.connectors["one"].seen == []
+    assert len(destination.connectors["two"].seen) == 1
+
+
+def test_an_event_targeted_at_no_configured_instance_is_skipped_not_lost() -> None:
+    event = load_event("profile-membership-realized")
+    event["detail"]["targetInstances"] = ["gone"]
+    results = run(RecordingDestination(), [sqs_record(event)], config("one"))
+    assert results["m-1"].outcome == Outcome.skipped(
+        "no_destination", "no enabled destination instance of this type"
+    )
+
+
 def test_com_09_whatever_a_connector_raises_for_one_record_only_that_record_fails() -> None:
     class ChokesOnGrace(RecordingConnector):
         def deliver(self, items: Any) -> Any:

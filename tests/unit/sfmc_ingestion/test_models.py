@@ -50,6 +50,31 @@ def test_sfmc_01_system_data_views_are_refused(document: dict[str, Any], key: st
     assert "system data views" in err.value.detail
 
 
+@pytest.mark.parametrize(
+    ("key", "words"),
+    [
+        ("Subscriber", "native object"),
+        ("ListSubscriber", "native object"),
+        ("sentevent", "native object"),
+        ("Contact_Salesforce", "synchronized data extensions"),
+        ("Lead_Salesforce_2", "synchronized data extensions"),
+    ],
+)
+def test_sfmc_01_native_objects_and_their_synchronized_copies_are_refused(
+    document: dict[str, Any], key: str, words: str
+) -> None:
+    contacts_de(document)["key"] = key
+    with pytest.raises(SourceConfigError) as err:
+        parse_ingestion_config(document)
+    assert err.value.field == f"dataExtensions.{key}.key" and words in err.value.detail
+
+
+@pytest.mark.parametrize("key", ["Contacts", "Subscribers_Extended", "Salesforce_Leads", "Purchases"])
+def test_sfmc_01_ordinary_data_extension_keys_are_accepted(document: dict[str, Any], key: str) -> None:
+    contacts_de(document)["key"] = key
+    parse_ingestion_config(document)
+
+
 def test_sfmc_03_the_incremental_column_must_be_a_declared_date_field(document: dict[str, Any]) -> None:
     contacts_de(document)["incrementalColumn"] = "LifecycleStage"
     with pytest.raises(SourceConfigError, match="must be declared as a Date field"):
@@ -189,11 +214,16 @@ def test_sfmc_01_the_client_never_requests_a_system_data_view() -> None:
         def call_with_token(self, fn: Any) -> Any:
             return fn("token")
 
+        def connection(self) -> dict[str, str]:
+            return {"clientId": "i", "clientSecret": "s", "authBaseUri": "mcabc"}
+
     transport = httpx.MockTransport(lambda r: requests.append(r) or httpx.Response(200, json={"items": []}))
     connection = SfmcConnection.model_validate({"clientId": "i", "clientSecret": "s", "authBaseUri": "mcabc"})
     client = SfmcClient(connection, Tokens(), allow_loopback=False, client=httpx.Client(transport=transport))  # type: ignore[arg-type]
     with pytest.raises(PermanentError, match="system data views"):
         client.first_page("_Subscribers", page_size=10, filter_expr=None, order_by=None)
+    with pytest.raises(PermanentError, match="native object"):
+        client.first_page("Subscriber", page_size=10, filter_expr=None, order_by=None)
     assert requests == []
     client.first_page(
         "Contacts",

@@ -190,3 +190,23 @@ def test_sfmc_to_filter_literal_is_account_local_time() -> None:
     assert to_filter_literal("2026-11-20T14:30:00Z", timezone(timedelta(0)), "%m/%d/%Y %I:%M:%S %p") == (
         "11/20/2026 02:30:00 PM"
     )
+
+
+@pytest.mark.parametrize(
+    "values", [["SK-1"], ["a b", "CMP-2026"], ['quo"te'], ["back\\slash"], ["é"], ["tab\t"]]
+)
+def test_the_fast_primary_key_digest_is_the_documented_digest(values: list[str]) -> None:
+    from sfmc_ingestion.rows import _digest_of_text, _plain, digest
+
+    if all(_plain(v) for v in values):
+        assert _digest_of_text('["' + '","'.join(values) + '"]') == digest(values)
+    assert not _plain('quo"te') and not _plain("é") and not _plain("tab\t")
+
+
+def test_the_event_id_is_the_digest_of_source_key_primary_key_and_version() -> None:
+    from sfmc_ingestion.rows import digest
+
+    result = transformer().transform(contact())
+    assert result.event is not None and result.incremental == "2026-11-20T14:00:00Z"
+    expected = digest(["sfmc-main", "Contacts", digest(["SK-1"]), "2026-11-20T14:00:00Z"])
+    assert result.event["eventId"] == "sfmc-" + expected

@@ -89,7 +89,7 @@ def test_sfmc_03_a_scheduled_run_takes_only_the_data_extensions_that_are_due(sto
     )
     assert len(manual["items"]) == 3 and manual["maxConcurrency"] == 3
     item = WorkItem.model_validate(manual["items"][0])
-    assert item.watermark.version == 1 and item.watermark.boundary == []
+    assert item.watermark.version == 1 and item.watermark.recent == {}
 
 
 def test_sfmc_03_an_on_demand_run_names_its_data_extensions(store: WatermarkStore) -> None:
@@ -149,7 +149,7 @@ def test_commit_holds_the_watermark_when_pages_came_from_different_result_sets(s
     done["progress"]["consistent"] = False
     result = commit_task.commit(done, store=store)
     assert result["watermarkHeld"] is True and result["watermarkAfter"] is None
-    assert store.read("sfmc-main", "Web_Activity").overflow  # rows at the old value are re-read, not skipped
+    assert store.read("sfmc-main", "Web_Activity").recent == {}  # the range is re-read: nothing skipped
 
 
 def test_summary_fails_the_run_when_a_data_extension_or_the_plan_failed() -> None:
@@ -242,3 +242,32 @@ def test_the_page_task_stops_a_paging_that_never_ends(store: WatermarkStore) -> 
     with pytest.raises(SfmcPermanent, match="paging_runaway"):
         for _ in range(10):
             item = page_task.run_page(item, deps)
+
+
+def test_an_execution_reads_at_most_its_pages_then_hands_the_rest_to_the_next(store: WatermarkStore) -> None:
+    link = "/v1/customobjectdata/token/t1/rowset?$page={}"
+    pages = [RowsetPage([row(n)], 5, n, 1, link.format(n + 1) if n < 5 else None, "t1") for n in range(1, 6)]
+    deps = page_task.PageDeps(client=ScriptedClient(*pages), lander=Sink(), publisher=Sink(), store=store)  # type: ignore[arg-type]
+    item = payload("page-first.json")
+    item["source"]["pagesPerExecution"] = 2
+    flags = []
+    for _ in pages:
+        item = page_task.run_page(item, deps)
+        flags.append((item["cursor"]["more"], item["cursor"]["done"]))
+    # pages 1-2 in the first execution, 3-4 in the next, 5 in the last (which ends the data extension)
+    assert flags == [(True, False), (False, False), (True, False), (False, False), (False, True)]
+
+
+def test_a_pages_execution_that_timed_out_is_recorded_with_its_status() -> None:
+    cause = json.dumps(
+        {"ExecutionArn": "arn:x", "Status": "TIMED_OUT", "Error": "States.Timeout", "Cause": ""}
+    )
+    name, text = commit_task.describe_error({"Error": "States.TaskFailed", "Cause": cause})
+    assert name == "PagesExecutionTimedOut" and text.startswith("States.Timeout")
+    lambda_cause = json.dumps(
+        {"errorMessage": "data extension 'Contacts' page 3: sfmc_403_20002", "errorType": "SfmcPermanent"}
+    )
+    assert commit_task.describe_error({"Error": "SfmcPermanent", "Cause": lambda_cause}) == (
+        "SfmcPermanent",
+        "data extension 'Contacts' page 3: sfmc_403_20002",
+    )

@@ -40,10 +40,13 @@ def test_the_state_machine_gets_its_tasks_and_an_hourly_schedule(resources: dict
     machine = resources["SfmcIngestionStateMachine"]["Properties"]
     assert set(machine["DefinitionSubstitutions"]) == {
         "PlanFunctionArn",
-        "PageFunctionArn",
+        "PagesStateMachineArn",
         "CommitFunctionArn",
         "SummaryFunctionArn",
     }
+    assert machine["DefinitionSubstitutions"]["PagesStateMachineArn"] == {"Ref": "SfmcPagesStateMachine"}
+    pages = resources["SfmcPagesStateMachine"]["Properties"]
+    assert set(pages["DefinitionSubstitutions"]) == {"PageFunctionArn"}
     (schedule,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Scheduler::Schedule"]
     assert schedule["ScheduleExpression"] == "rate(1 hour)"
     assert schedule["Target"]["Arn"] == {"Ref": "SfmcIngestionStateMachine"}
@@ -69,6 +72,21 @@ def test_the_page_task_reads_only_sfmc_secrets_and_writes_only_its_prefix(resour
     assert not any("secretsmanager" in json.dumps(s) for s in plan)
 
 
+def test_the_pages_machine_may_start_only_itself_and_the_run_only_it(resources: dict[str, Any]) -> None:
+    own = statements(resources, "SfmcPagesStateMachine")
+    (start,) = [s for s in own if s["Action"] == ["states:StartExecution"]]
+    assert "stateMachine:${AWS::StackName}-sfmc-pages" in json.dumps(start["Resource"])
+    name = resources["SfmcPagesStateMachine"]["Properties"]["StateMachineName"]
+    assert "${AWS::StackName}-sfmc-pages" in json.dumps(name)
+    run = statements(resources, "SfmcIngestionStateMachine")
+    (start,) = [s for s in run if s["Action"] == ["states:StartExecution"]]
+    assert start["Resource"] == {"Ref": "SfmcPagesStateMachine"}
+    for role in (own, run):
+        watch = next(s for s in role if "states:DescribeExecution" in s["Action"])
+        assert "execution:${AWS::StackName}-sfmc-pages:*" in json.dumps(watch["Resource"])
+        assert all(s.get("Resource") != "*" for s in role)
+
+
 def test_the_functions_are_configured_by_environment(resources: dict[str, Any]) -> None:
     page = resources["SfmcPageFunction"]["Properties"]
     env = page["Environment"]["Variables"]
@@ -82,6 +100,7 @@ def test_the_outputs_name_what_operators_and_tests_need() -> None:
     text = TEMPLATE.read_text()
     for output in (
         "SfmcIngestionStateMachineArn",
+        "SfmcPagesStateMachineArn",
         "SfmcLandingBucketName",
         "SfmcIngestionConfigParameterName",
         "SfmcPlanFunctionName",

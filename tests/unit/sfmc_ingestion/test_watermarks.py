@@ -24,7 +24,7 @@ from sfmc_ingestion.tasks import commit as commit_task
 from sfmc_ingestion.tasks import page as page_task
 from sfmc_ingestion.tasks import plan as plan_task
 from sfmc_ingestion.tasks.errors import SfmcPermanent
-from sfmc_ingestion.watermarks import BOUNDARY_LIMIT, BoundaryTracker, DuplicateFilter, WatermarkStore, merge
+from sfmc_ingestion.watermarks import DuplicateFilter, RecentRows, WatermarkStore, merge
 from tests.support import create_state_table
 
 T0 = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
@@ -34,36 +34,58 @@ def at(minutes: int) -> str:
     return iso(T0 + timedelta(minutes=minutes))
 
 
-def test_the_tracker_follows_the_highest_value_and_the_keys_sharing_it() -> None:
-    tracker = BoundaryTracker(Watermark(value=at(1)))
-    for minutes, key in ((1, "a"), (3, "b"), (2, "c"), (3, "d"), (3, "b"), (None, "e")):
+def test_the_tracker_follows_the_highest_value_and_the_rows_within_the_window() -> None:
+    tracker = RecentRows(Watermark(value=at(1)), window=timedelta(minutes=2))
+    for minutes, key in ((1, "a"), (3, "b"), (2, "c"), (3, "d"), (3, "b"), (None, "e"), (4, "f")):
         tracker.see(None if minutes is None else at(minutes), key)
-    assert tracker.watermark() == Watermark(value=at(3), boundary=["b", "d"])
+    # The window is [4 - 2, 4]: "a" (at 1) was forgotten when the value moved to 4.
+    assert tracker.watermark() == Watermark(
+        value=at(4), recent={at(2): ["c"], at(3): ["b", "d"], at(4): ["f"]}, recent_from=at(2)
+    )
 
 
-def test_the_tracker_overflows_rather_than_forgets() -> None:
-    tracker = BoundaryTracker(Watermark())
-    for n in range(BOUNDARY_LIMIT + 5):
-        tracker.see(at(5), f"k{n}")
+def test_without_a_window_the_tracker_keeps_the_rows_at_the_value() -> None:
+    tracker = RecentRows(Watermark(value=at(1)))
+    for minutes, key in ((1, "a"), (3, "b"), (2, "c"), (3, "d")):
+        tracker.see(at(minutes), key)
+    assert tracker.watermark() == Watermark(value=at(3), recent={at(3): ["b", "d"]}, recent_from=at(3))
+
+
+def test_the_tracker_forgets_whole_values_oldest_first_rather_than_overflow() -> None:
+    tracker = RecentRows(Watermark(), window=timedelta(hours=1), limit=4)
+    for minutes, key in ((1, "a"), (2, "b"), (2, "c"), (3, "d"), (3, "e")):
+        tracker.see(at(minutes), key)
     mark = tracker.watermark()
-    assert mark.overflow and len(mark.boundary) == BOUNDARY_LIMIT
+    assert mark.recent == {at(2): ["b", "c"], at(3): ["d", "e"]}
+    assert mark.recent_from == at(2)
     duplicates = DuplicateFilter(mark)
-    assert not duplicates.seen(at(5), "k1")  # overflowed: re-publish rather than risk a loss
+    assert duplicates.seen(at(2), "b") and not duplicates.seen(at(1), "a")  # forgotten: re-published
+    crowded = RecentRows(Watermark(), window=timedelta(hours=1), limit=2)
+    for key in "xyz":
+        crowded.see(at(5), key)
+    assert not DuplicateFilter(crowded.watermark()).seen(at(5), "x")  # nothing known: re-publish
 
 
-def test_duplicates_are_the_previous_boundary_at_the_previous_value_only() -> None:
-    duplicates = DuplicateFilter(Watermark(value=at(5), boundary=["a", "b"]))
+def test_duplicates_are_the_previous_runs_rows_in_its_window_only() -> None:
+    duplicates = DuplicateFilter(
+        Watermark(value=at(5), recent={at(4): ["z"], at(5): ["a", "b"]}, recent_from=at(3))
+    )
     assert duplicates.seen(iso(T0 + timedelta(minutes=5)), "a")
+    assert duplicates.seen(at(4), "z")
     assert not duplicates.seen(at(5), "c")  # same timestamp, new row: not lost
+    assert not duplicates.seen(at(3), "y")  # stamped in the window, seen late: new, not lost
     assert not duplicates.seen(at(6), "a")  # modified since: a new version
+    assert not duplicates.seen(at(2), "z")  # below the window: not known
     assert not DuplicateFilter(Watermark()).seen(at(5), "a")
 
 
 def test_merge_never_moves_a_watermark_back() -> None:
-    low, high = Watermark(value=at(1), boundary=["a"]), Watermark(value=at(2), boundary=["b"])
+    low = Watermark(value=at(1), recent={at(1): ["a"]}, recent_from=at(1))
+    high = Watermark(value=at(2), recent={at(2): ["b"]}, recent_from=at(1))
     assert merge(low, high) == high
     assert merge(high, low) == high
-    assert merge(Watermark(value=at(2), boundary=["a"]), high).boundary == ["a", "b"]
+    same = merge(Watermark(value=at(2), recent={at(2): ["a"]}, recent_from=at(2)), high)
+    assert (same.recent, same.recent_from) == ({at(2): ["a", "b"]}, at(2))  # complete from the later
     assert merge(high, Watermark()) == high
 
 
@@ -181,6 +203,7 @@ CONFIG = {
                     "primaryKey": ["Id"],
                     "incrementalColumn": "Ts",
                     "fields": {"Ts": "Date"},
+                    "lookBackSeconds": 600,
                     "mapping": [{"column": "SubscriberKey", "target": "identities.sfmcSubscriberKey"}],
                 }
             ],
@@ -188,10 +211,12 @@ CONFIG = {
     ],
 }
 
+LOOK_BACK_MINUTES = 10
 steps = st.lists(
     st.tuples(
-        # Rows inserted or modified before the run: minutes after the newest existing value (0: a tie).
-        st.dictionaries(st.sampled_from("abcdefghijkl"), st.integers(0, 2), max_size=6),
+        # Rows inserted or modified before the run: minutes after the newest existing value (0: a tie;
+        # negative: stamped before it but visible only now, within the look-back window).
+        st.dictionaries(st.sampled_from("abcdefghijkl"), st.integers(-LOOK_BACK_MINUTES, 2), max_size=6),
         st.one_of(st.none(), st.integers(1, 4)),  # the page that fails in this run, if any
         st.integers(1, 5),  # page size
     ),
@@ -203,17 +228,24 @@ steps = st.lists(
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps)
 def test_the_watermark_never_advances_past_unprocessed_rows(store: WatermarkStore, runs: list[Any]) -> None:
+    """Nothing lost (late rows within the look-back included) and, when no run failed, nothing
+    published twice: the re-read rows are recognised."""
     source_rows = MemorySfmc()
     sink = Collect()
     config_doc: dict[str, Any] = {**CONFIG}
     source_id = f"s{next(_examples)}"
     config_doc["sources"] = [{**CONFIG["sources"][0], "id": source_id}]
     clock = itertools.count(10)
+    failed_runs = 0
     for upserts, fail_at, page_size in [*runs, ({}, None, 3)]:  # a last clean run settles everything
         newest = max(source_rows.rows.values(), default=0)
         for key, offset in upserts.items():
-            # The delta column's contract: a change is stamped with its time, never before what exists.
-            source_rows.rows[key] = newest + offset
+            # The delta column's contract: a change is stamped with its time, so a row's new version is
+            # later than its previous one; it may become visible up to the look-back after that time.
+            previous = source_rows.rows.get(key)
+            source_rows.rows[key] = max(
+                newest + offset, previous + 1 if previous is not None else newest + offset
+            )
         source_rows.fail_at_page = fail_at
         config_doc["sources"][0]["dataExtensions"][0]["pageSize"] = page_size
         config = parse_ingestion_config(config_doc)
@@ -236,23 +268,26 @@ def test_the_watermark_never_advances_past_unprocessed_rows(store: WatermarkStor
             if item["cursor"]["done"]:
                 break
         commit_task.commit({**item, "error": error} if error else item, store=store)
+        failed_runs += error is not None
 
         mark = store.read(source_id, "DE")
         published = set(sink.published)
         for key, minutes in source_rows.rows.items():
             version = (key, at(minutes))
-            if mark.value is None:
-                continue
+            if mark.value is None or error is not None:
+                continue  # after a failed run, rows that became visible late are still pending
             if T0 + timedelta(minutes=minutes) < parse_iso(mark.value):
                 assert version in published, (
                     f"{version} is below the watermark {mark.value} but was never published"
                 )
-            elif at(minutes) == mark.value and _digest(key) in mark.boundary:
+            elif _digest(key) in mark.recent.get(at(minutes), []):
                 assert version in published, (
-                    f"{version} is in the boundary of {mark.value} but was never published"
+                    f"{version} is among the recent rows of {mark.value} but was never published"
                 )
     # After the clean run, every current row version has been published at least once.
     assert {(k, at(m)) for k, m in source_rows.rows.items()} <= set(sink.published)
+    if not failed_runs:
+        assert len(sink.published) == len(set(sink.published)), "a re-read row was published twice"
 
 
 _examples = itertools.count()

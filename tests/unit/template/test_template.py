@@ -71,6 +71,35 @@ def test_event_source_reports_partial_failures_with_a_window_and_bounded_concurr
     assert "MaximumConcurrency" in mapping["ScalingConfig"]
 
 
+@pytest.mark.parametrize("destination", DESTINATION_TYPES)
+def test_com_01_destination_functions_stream_from_their_queue_and_run_on_no_schedule(
+    resources: dict[str, Any], destination: str
+) -> None:
+    function = f"{destination.capitalize()}Function"
+    function_ref = [{"Ref": function}, {"Fn::GetAtt": [function, "Arn"]}]
+    # The one trigger is the queue's event source mapping, batching within seconds (never a nightly job).
+    (mapping,) = [
+        r["Properties"]
+        for r in of_type(resources, "AWS::Lambda::EventSourceMapping").values()
+        if r["Properties"]["FunctionName"] in function_ref
+    ]
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": [f"{destination.capitalize()}Queue", "Arn"]}
+    assert 0 < mapping["MaximumBatchingWindowInSeconds"] <= 20
+    # Nothing invokes it on a schedule: no EventBridge scheduled rule, no Scheduler schedule, no
+    # permission for the events or scheduler services to invoke it.
+    for rule in of_type(resources, "AWS::Events::Rule").values():
+        targets = [t["Arn"] for t in rule["Properties"].get("Targets", [])]
+        assert not ("ScheduleExpression" in rule["Properties"] and any(t in function_ref for t in targets))
+    for schedule in of_type(resources, "AWS::Scheduler::Schedule").values():
+        assert schedule["Properties"]["Target"]["Arn"] not in function_ref
+    for permission in of_type(resources, "AWS::Lambda::Permission").values():
+        if permission["Properties"]["FunctionName"] in function_ref:
+            assert permission["Properties"]["Principal"] not in (
+                "events.amazonaws.com",
+                "scheduler.amazonaws.com",
+            )
+
+
 def test_the_functions_know_the_queues_max_receive_count() -> None:
     text = TEMPLATE.read_text()
     assert "MAX_RECEIVE_COUNT: !Ref MaxReceiveCount" in text

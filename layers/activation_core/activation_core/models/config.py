@@ -30,7 +30,10 @@ class MappingRow(_Strict):
         default=(), description=f"Applied in order; one of {sorted(TRANSFORMS)}"
     )
     identity: bool = Field(default=False, description="The target is an identity of the destination")
-    required: bool = Field(default=False, description="A record without a value is rejected")
+    required: bool = Field(
+        default=False,
+        description="A record without a value is rejected (skipped instead where the destination declares the gap ordinary)",
+    )
 
     @field_validator("source")
     @classmethod

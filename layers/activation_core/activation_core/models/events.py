@@ -21,12 +21,20 @@ EVENT_SOURCE = "activation.profiles"
 
 
 class _Contract(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, defer_build=True)
 
 
 class MembershipStatus(StrEnum):
+    """The platform's segment membership statuses: `existing` is a member that was already in the
+    audience (reported again, e.g. on re-evaluation); it is a current member, like `realized`."""
+
     REALIZED = "realized"
+    EXISTING = "existing"
     EXITED = "exited"
+
+    @property
+    def is_member(self) -> bool:
+        return self is not MembershipStatus.EXITED
 
 
 class AudienceMembership(_Contract):
@@ -54,6 +62,26 @@ class _DetailBase(_Contract):
     # Time-zone aware only: a naive time cannot be ordered against another event (issue 14).
     occurred_at: AwareDatetime = Field(alias="occurredAt")
     audiences: list[AudienceMembership] = Field(default_factory=list, max_length=1000)
+    change_origin: Literal["stream", "snapshot"] = Field(
+        default="stream",
+        alias="changeOrigin",
+        description="'snapshot': the change was computed from an audience snapshot (backfill, diff, resync)",
+    )
+    snapshot_id: str | None = Field(default=None, alias="snapshotId", max_length=128)
+    target_instances: tuple[str, ...] | None = Field(
+        default=None,
+        alias="targetInstances",
+        min_length=1,
+        max_length=100,
+        description="Only these destination instances receive the event; default: every instance",
+    )
+    target_types: tuple[str, ...] | None = Field(
+        default=None,
+        alias="targetTypes",
+        min_length=1,
+        max_length=20,
+        description="Destination types the bus routes the event to (set with targetInstances)",
+    )
 
 
 class ProfileEventDetail(_DetailBase):

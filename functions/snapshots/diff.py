@@ -1,0 +1,79 @@
+"""Merge-diff of one sorted new partition against the previous membership's rows in the same key range.
+
+Memory: the new partition (bounded by the partition target) plus one previous row at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from snapshots.partitions import Row
+
+
+class ChangeKind(StrEnum):
+    ADDED = "added"  # in this snapshot, not in the previous one: realized
+    CHANGED = "changed"  # in both, its line changed: realized (an update)
+    UNCHANGED = "unchanged"  # in both, identical: sent only to instances being backfilled or resynced
+    REMOVED = "removed"  # in the previous snapshot only: exited
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    kind: ChangeKind
+    row: Row
+
+
+@dataclass(slots=True)
+class DiffCounts:
+    added: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    duplicates: int = (
+        0  # the same member twice in one snapshot: the first line wins, the others are bad lines
+    )
+
+    def add(self, kind: ChangeKind) -> None:
+        setattr(self, kind.value, getattr(self, kind.value) + 1)
+
+    @property
+    def members(self) -> int:
+        return self.added + self.changed + self.unchanged
+
+
+def diff(new_sorted: Sequence[Row], previous: Iterable[Row], counts: DiffCounts) -> Iterator[Change]:
+    """Every member of `new_sorted` (sorted by key) and every previous row missing from it, in key order."""
+    prev_iter = iter(previous)
+    prev = next(prev_iter, None)
+    last_key: str | None = None
+    for row in new_sorted:
+        if row.key == last_key:
+            counts.duplicates += 1
+            continue
+        last_key = row.key
+        while prev is not None and prev.key < row.key:
+            counts.add(ChangeKind.REMOVED)
+            yield Change(ChangeKind.REMOVED, prev)
+            prev = next(prev_iter, None)
+        if prev is not None and prev.key == row.key:
+            kind = ChangeKind.UNCHANGED if prev.digest == row.digest else ChangeKind.CHANGED
+            prev = next(prev_iter, None)
+        else:
+            kind = ChangeKind.ADDED
+        counts.add(kind)
+        yield Change(kind, row)
+    while prev is not None:
+        counts.add(ChangeKind.REMOVED)
+        yield Change(ChangeKind.REMOVED, prev)
+        prev = next(prev_iter, None)
+
+
+def unique(rows: Sequence[Row]) -> Iterator[Row]:
+    """The sorted rows without repeated keys (what becomes the next previous membership)."""
+    last: str | None = None
+    for row in rows:
+        if row.key != last:
+            last = row.key
+            yield row

@@ -1,0 +1,309 @@
+"""The three steps of a snapshot run, independent of Lambda and Step Functions (tasks/ wraps them).
+
+1. `prepare`: check the manifest, the audience, the order; stream the members file once (checksum,
+   count, bad lines) into hash partitions under the run's prefix. A refused snapshot changes nothing:
+   it only ever wrote under its own run prefix.
+2. `diff_partition` (one per partition, in parallel): merge-diff against the previous membership,
+   publish the changes, write the partition of the new membership; a done marker makes it idempotent.
+3. `commit`: sum the partitions, move the audience's pointer (conditionally: never backwards),
+   record the run, drop the superseded membership.
+
+Every step can be run again with the same input and gives the same result: that is how an
+interrupted run resumes without losing or duplicating a member.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from activation_core.models.config import DestinationsConfig
+from activation_core.models.snapshots import MANIFEST_SUFFIX, SnapshotManifest
+from snapshots.diff import DiffCounts, diff, unique
+from snapshots.events import entries
+from snapshots.members import ReadReport, read_members
+from snapshots.partitions import (
+    DEFAULT_TARGET,
+    PartitionWriter,
+    bits_for,
+    load_sorted,
+    partition_name,
+    previous_rows,
+    write_sorted,
+)
+from snapshots.plan import RunPlan, Targets, run_prefix, state_prefix
+from snapshots.state import Pointer, SnapshotState
+from snapshots.store import NotFound, ObjectStore
+
+PUBLISH_CHUNK = 500  # entries held before a PutEvents round: memory stays flat in the partition size
+Publish = Callable[[Sequence[dict[str, Any]]], int]
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A snapshot that is not applied, and why (the run record and the failed execution say it)."""
+
+    reason: str
+    detail: str
+    audience_id: str | None = None
+    snapshot_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": "REFUSED",
+            "reason": self.reason,
+            "detail": self.detail,
+            "audienceId": self.audience_id,
+            "snapshotId": self.snapshot_id,
+        }
+
+
+def _validation(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
+        for e in exc.errors(include_input=False, include_url=False)[:3]
+    )
+
+
+def members_key_of(manifest_key: str, manifest: SnapshotManifest) -> str:
+    if manifest.members_key:
+        return manifest.members_key
+    return manifest_key.removesuffix(MANIFEST_SUFFIX)
+
+
+def targets_for(
+    config: DestinationsConfig, audience_id: str, previous: Pointer | None, full: bool
+) -> Targets:
+    activating = [d for d in config.destinations if d.enabled and d.audience(audience_id) is not None]
+    current = tuple(sorted(d.id for d in activating))
+    prior = set(previous.instances) if previous else set()
+    return Targets(
+        current=current,
+        full=current if full else tuple(i for i in current if i not in prior),
+        removal=tuple(i for i in current if i in prior),
+        types={d.id: d.type for d in activating},
+    )
+
+
+def _read_manifest(store: ObjectStore, manifest_key: str) -> SnapshotManifest | Refusal:
+    try:
+        return SnapshotManifest.model_validate(store.get_json(manifest_key))
+    except NotFound:
+        return Refusal("manifest_not_found", f"no object '{manifest_key}'")
+    except ValidationError as exc:
+        return Refusal("invalid_manifest", _validation(exc))
+    except ValueError:
+        return Refusal("invalid_manifest", "the manifest is not JSON")
+
+
+def _check_order(manifest: SnapshotManifest, previous: Pointer | None) -> Refusal | None:
+    if previous is None:
+        return None
+    if previous.snapshot_id == manifest.snapshot_id:
+        return Refusal("already_applied", f"snapshot '{manifest.snapshot_id}' is the one applied")
+    if previous.snapshot_at >= manifest.snapshot_at:
+        return Refusal(
+            "older_than_applied",
+            f"snapshotAt {manifest.snapshot_at.isoformat()} is not later than the applied snapshot "
+            f"'{previous.snapshot_id}' ({previous.snapshot_at.isoformat()})",
+        )
+    return None
+
+
+def _partition(
+    store: ObjectStore, members_key: str, manifest: SnapshotManifest, writer: PartitionWriter
+) -> ReadReport | Refusal:
+    """One pass over the members file into local partitions; the file's checksum and count decide."""
+    report = ReadReport()
+    try:
+        with store.open(members_key) as stream:
+            for member in read_members(stream, manifest, members_key.endswith(".gz"), report):
+                writer.add(member)
+    except NotFound:
+        return Refusal("members_not_found", f"no object '{members_key}'")
+    if report.sha256 != manifest.checksum:
+        return Refusal(
+            "checksum_mismatch",
+            f"the members file's SHA-256 is {report.sha256}, the manifest says {manifest.checksum}",
+        )
+    if report.lines != manifest.member_count:
+        return Refusal(
+            "count_mismatch",
+            f"the members file has {report.lines} lines, the manifest says {manifest.member_count}",
+        )
+    return report
+
+
+def prepare(
+    store: ObjectStore,
+    bucket: str,
+    manifest_key: str,
+    config: DestinationsConfig,
+    state: SnapshotState,
+    *,
+    target: int = DEFAULT_TARGET,
+    workdir: Path | None = None,
+) -> RunPlan | Refusal:
+    manifest = _read_manifest(store, manifest_key)
+    if isinstance(manifest, Refusal):
+        return manifest
+    result = _prepare(store, bucket, manifest_key, manifest, config, state, target, workdir)
+    if isinstance(result, Refusal):
+        return replace(result, audience_id=manifest.audience_id, snapshot_id=manifest.snapshot_id)
+    return result
+
+
+def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
+    store: ObjectStore,
+    bucket: str,
+    manifest_key: str,
+    manifest: SnapshotManifest,
+    config: DestinationsConfig,
+    state: SnapshotState,
+    target: int,
+    workdir: Path | None,
+) -> RunPlan | Refusal:
+    if not targets_for(config, manifest.audience_id, None, manifest.full).current:
+        return Refusal(
+            "unknown_audience",
+            f"audience '{manifest.audience_id}' is activated on no enabled destination instance",
+        )
+    previous = state.pointer(manifest.audience_id)
+    refused = _check_order(manifest, previous)
+    if refused is not None:
+        return refused
+    bits = bits_for(manifest.member_count, target)
+    prefix = run_prefix(manifest.audience_id, manifest.snapshot_id)
+    writer = PartitionWriter(bits, workdir)
+    try:
+        report = _partition(store, members_key_of(manifest_key, manifest), manifest, writer)
+        if isinstance(report, Refusal):
+            return report  # nothing was written anywhere
+        indexes = writer.upload(store, f"{prefix}new/")
+    finally:
+        writer.close()
+    store.put_json(f"{prefix}partitions.json", [{"partition": i} for i in indexes])
+    store.put_json(f"{prefix}read-report.json", report.as_dict())
+    return RunPlan(
+        bucket=bucket,
+        audience_id=manifest.audience_id,
+        audience_name=manifest.audience_name,
+        origin=manifest.origin,
+        entity=manifest.entity,
+        snapshot_id=manifest.snapshot_id,
+        snapshot_at=manifest.snapshot_at,
+        bits=bits,
+        run_prefix=prefix,
+        state_prefix=state_prefix(manifest.audience_id, manifest.snapshot_id),
+        previous_snapshot_id=previous.snapshot_id if previous else None,
+        previous_prefix=previous.prefix if previous else None,
+        previous_bits=previous.bits if previous else 0,
+        targets=targets_for(config, manifest.audience_id, previous, manifest.full),
+        members=report.members,
+        lines=report.lines,
+        bad_lines=report.bad,
+    )
+
+
+@dataclass(slots=True)
+class PartitionResult:
+    partition: int
+    counts: DiffCounts = field(default_factory=DiffCounts)
+    sent: dict[str, int] = field(default_factory=dict)  # events per instance
+    published: int = 0
+    resumed: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        c = self.counts
+        return {
+            "partition": self.partition,
+            "added": c.added,
+            "changed": c.changed,
+            "unchanged": c.unchanged,
+            "removed": c.removed,
+            "duplicates": c.duplicates,
+            "sent": self.sent,
+            "published": self.published,
+        }
+
+
+def diff_partition(
+    store: ObjectStore, plan: RunPlan, index: int, publish: Publish, bus_name: str
+) -> dict[str, Any]:
+    done_key = f"{plan.run_prefix}done/{index:04d}.json"
+    if store.exists(done_key):  # this partition finished in an earlier attempt: publish nothing again
+        result: dict[str, Any] = store.get_json(done_key)
+        return result | {"resumed": True}
+    rows = load_sorted(store, f"{plan.run_prefix}new/{partition_name(index)}")
+    outcome = PartitionResult(index)
+    previous = previous_rows(store, plan.previous_prefix, plan.previous_bits, index, plan.bits)
+    chunk: list[dict[str, Any]] = []
+    for item in entries(plan, diff(rows, previous, outcome.counts), bus_name, outcome.sent):
+        chunk.append(item)
+        if len(chunk) >= PUBLISH_CHUNK:
+            outcome.published += publish(chunk)
+            chunk = []
+    if chunk:
+        outcome.published += publish(chunk)
+    write_sorted(store, f"{plan.state_prefix}{partition_name(index)}", unique(rows))
+    record = outcome.as_dict()
+    store.put_json(done_key, record)
+    return record
+
+
+def totals(store: ObjectStore, plan: RunPlan) -> dict[str, Any]:
+    """The run's counts, summed from the partitions' done markers (missing ones are listed)."""
+    sums = dict.fromkeys(("added", "changed", "unchanged", "removed", "duplicates", "published"), 0)
+    sent: dict[str, int] = {}
+    missing: list[int] = []
+    for index in range(1 << plan.bits):
+        try:
+            done = store.get_json(f"{plan.run_prefix}done/{index:04d}.json")
+        except NotFound:
+            missing.append(index)
+            continue
+        for key in sums:
+            sums[key] += int(done.get(key, 0))
+        for instance, count in done.get("sent", {}).items():
+            sent[instance] = sent.get(instance, 0) + int(count)
+    return sums | {"sent": sent, "missingPartitions": missing}
+
+
+def commit(
+    store: ObjectStore, plan: RunPlan, state: SnapshotState, now: datetime | None = None
+) -> dict[str, Any]:
+    summed = totals(store, plan)
+    record: dict[str, Any] = {
+        "audienceId": plan.audience_id,
+        "snapshotId": plan.snapshot_id,
+        "snapshotAt": plan.snapshot_at.isoformat(),
+        "previousSnapshotId": plan.previous_snapshot_id,
+        "finishedAt": (now or datetime.now(UTC)).isoformat(),
+        "lines": plan.lines,
+        "members": plan.members - summed["duplicates"],
+        "badLines": plan.bad_lines + summed["duplicates"],
+        "targets": plan.targets.model_dump(),
+        **{k: v for k, v in summed.items() if k != "missingPartitions"},
+    }
+    if summed["missingPartitions"]:
+        record |= {
+            "status": "FAILED",
+            "reason": "partitions_not_done",
+            "detail": str(summed["missingPartitions"][:20]),
+        }
+        state.put_run(plan.audience_id, plan.snapshot_id, record)
+        return record
+    state.advance(
+        plan.audience_id,
+        Pointer(plan.snapshot_id, plan.snapshot_at, plan.bits, plan.state_prefix, plan.targets.current),
+    )
+    record["status"] = "APPLIED"
+    state.put_run(plan.audience_id, plan.snapshot_id, record)
+    if plan.previous_prefix and plan.previous_prefix != plan.state_prefix:
+        store.delete_prefix(plan.previous_prefix)  # the superseded membership: personal data kept no longer
+    return record

@@ -1,0 +1,53 @@
+"""Prepare task: check a snapshot and split it into partitions (or refuse it, changing nothing)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from activation_core.config_store import load_destinations
+from activation_core.models.snapshots import SnapshotReadyDetail
+from activation_core.observability import logger
+from snapshots import runner
+from snapshots.settings import snapshot_settings
+from snapshots.state import SnapshotState
+from snapshots.store import S3Store
+from snapshots.tasks.errors import transient_errors
+
+
+@transient_errors
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    settings = snapshot_settings()
+    request = SnapshotReadyDetail.model_validate(event)
+    state = SnapshotState(settings.state_table_name)
+    if request.bucket != settings.bucket:
+        refusal = runner.Refusal("foreign_bucket", "snapshots are read from the stack's snapshot bucket only")
+        logger.warning("snapshot refused", extra={"reason": refusal.reason})
+        return refusal.as_dict()
+    config = load_destinations(settings.config_parameter_name, settings.config_cache_seconds)
+    result = runner.prepare(
+        S3Store(request.bucket),
+        request.bucket,
+        request.manifest_key,
+        config,
+        state,
+        target=settings.partition_target,
+    )
+    if isinstance(result, runner.Refusal):
+        logger.warning("snapshot refused", extra={"reason": result.reason, "detail": result.detail})
+        record = result.as_dict() | {"manifestKey": request.manifest_key}
+        # Its own key: a refused copy of the applied snapshot must not overwrite that run's record.
+        state.put_run(result.audience_id or "unknown", f"{result.snapshot_id or 'unknown'}#refused", record)
+        return result.as_dict()
+    logger.info(
+        "snapshot prepared",
+        extra={
+            "audience": result.audience_id,
+            "snapshot": result.snapshot_id,
+            "partitions": 1 << result.bits,
+        },
+    )
+    return {
+        "status": "PREPARED",
+        "plan": result.model_dump(mode="json"),
+        "partitionsKey": f"{result.run_prefix}partitions.json",
+    }

@@ -1,0 +1,36 @@
+"""`activation config push` names the (instance, audience) pairs that need a backfill."""
+
+from __future__ import annotations
+
+from activation_cli.config import newly_activated
+from activation_core.models.config import DestinationsConfig
+
+
+def config(*pairs: tuple[str, str]) -> DestinationsConfig:
+    instances: dict[str, list[str]] = {}
+    for instance, audience in pairs:
+        instances.setdefault(instance, []).append(audience)
+    return DestinationsConfig.model_validate(
+        {
+            "destinations": [
+                {
+                    "id": i,
+                    "type": "marketo",
+                    "secret": f"s/{i}",
+                    "audiences": [{"id": a, "name": a} for a in auds],
+                }
+                for i, auds in instances.items()
+            ]
+        }
+    )
+
+
+def test_com_03_config_push_names_each_newly_activated_audience_as_needing_a_backfill() -> None:
+    current = config(("m1", "a1"))
+    new = config(("m1", "a1"), ("m1", "a2"), ("m2", "a1"))
+    assert newly_activated(current, new) == [
+        {"instance": "m1", "audience": "a2"},
+        {"instance": "m2", "audience": "a1"},
+    ]
+    assert newly_activated(None, current) == [{"instance": "m1", "audience": "a1"}]
+    assert newly_activated(new, new) == []

@@ -1,0 +1,263 @@
+"""Audience snapshots end to end in the local stack: members file + manifest written to the snapshot
+bucket (S3 -> EventBridge -> Step Functions), the real statemachine.asl.json with its Distributed Map in
+moto's interpreter, its tasks in warm Lambda subprocesses, the changes on the bus, the destinations'
+queues, functions and fake vendors.
+
+The runs build on each other (module-scoped fixtures, in order): a backfill of `SNAPSHOT_MEMBERS`
+members of the expo audience (activated on RainFocus, Marketo and Outreach; a second Marketo instance
+does not activate it); then a snapshot with 10% removed and 10% added.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local import sfn_fast_time
+from local.harness import STACK_NAME, ActivationHarness
+from snapshots.files import manifest_for, write_manifest, write_members
+from snapshots.state import SnapshotState
+from tests.support import example_config, instance_of
+
+pytestmark = pytest.mark.integration
+
+AUDIENCE = "aud-expo-invitees"
+SNAPSHOT_MEMBERS = int(os.environ.get("SNAPSHOT_MEMBERS", "300"))  # 10,000 in make soak
+T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+INSTANCES = ("rainfocus-expo2026", "marketo-expo2026", "outreach-sales")
+
+
+def member(n: int) -> dict[str, Any]:
+    return {
+        "identities": {"email": f"member{n}@example.com", "crmId": f"CRM-{n}", "outreachId": str(50_000 + n)},
+        "attributes": {
+            "person": {"name": {"firstName": f"M{n}", "lastName": "Snapshot"}, "jobTitle": "Engineer"},
+            "organization": {"name": "Example Ltd"},
+            "workAddress": {"city": "Boston", "countryCode": "US", "stateProvince": "MA"},
+        },
+        "consents": {"marketing.email": "y"},
+    }
+
+
+def config_with_a_second_marketo() -> dict[str, Any]:
+    config = example_config()
+    other = json.loads(json.dumps(instance_of(config, "marketo")))
+    other.update(
+        id="marketo-other", audiences=[{"id": "aud-other", "name": "Other", "extras": {"listId": 1002}}]
+    )
+    config["destinations"].append(other)
+    return config
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ActivationHarness]:
+    applied = sfn_fast_time.applied()
+    sfn_fast_time.apply()
+    config = config_with_a_second_marketo()
+    with ActivationHarness(workdir=tmp_path_factory.mktemp("snapshots"), config=config) as harness:
+        outreach = harness.fake("outreach")
+        for n in range(SNAPSHOT_MEMBERS * 2):
+            outreach.add_prospect(50_000 + n)
+        yield harness
+    if not applied:
+        sfn_fast_time.restore()
+
+
+def upload(harness: ActivationHarness, tmp: Path, snapshot_id: str, members: list[int], hours: int) -> str:
+    """Members file, then its manifest (the manifest's arrival starts the run), under incoming/."""
+    path = tmp / f"{snapshot_id}.jsonl.gz"
+    write_members(path, (member(n) for n in members))
+    manifest = manifest_for(
+        path, audience_id=AUDIENCE, audience_name="Expo 2026 invitees", snapshot_id=snapshot_id,
+        snapshot_at=T0 + timedelta(hours=hours), identity_namespace="email",
+    )  # fmt: skip
+    manifest_file = write_manifest(path, manifest)
+    s3 = harness.stack.client("s3")
+    bucket = harness.outputs["SnapshotBucketName"]
+    s3.upload_file(str(path), bucket, f"incoming/{AUDIENCE}/{path.name}")
+    s3.upload_file(str(manifest_file), bucket, f"incoming/{AUDIENCE}/{manifest_file.name}")
+    return snapshot_id
+
+
+def run_to_end(harness: ActivationHarness, started_before: int) -> dict[str, Any]:
+    sfn = harness.stack.client("stepfunctions")
+    executions = sfn.list_executions(stateMachineArn=harness.outputs["SnapshotStateMachineArn"])["executions"]
+    assert len(executions) == started_before + 1, "the manifest's upload started exactly one execution"
+    newest = max(executions, key=lambda e: e["startDate"])
+    execution = harness.stack.wait_execution(newest["executionArn"], max_rounds=12_000)
+    harness.drain()
+    return execution
+
+
+def reconcile_now(harness: ActivationHarness) -> list[dict[str, Any]]:
+    """What the 15-minute schedule does (moto does not fire schedules)."""
+    response = harness.stack.client("lambda").invoke(
+        FunctionName=harness.outputs["SnapshotReconcileFunctionName"], Payload=b"{}"
+    )
+    assert "FunctionError" not in response, response["Payload"].read()
+    final: list[dict[str, Any]] = json.loads(response["Payload"].read())["final"]
+    return final
+
+
+def run_record(harness: ActivationHarness, snapshot_id: str) -> dict[str, Any]:
+    state = SnapshotState(harness.outputs["StateTableName"], harness.stack.client("dynamodb"))
+    (record,) = [
+        r for r in state.runs(AUDIENCE) if r.get("snapshotId") == snapshot_id and r["status"] != "REFUSED"
+    ]
+    return record
+
+
+def ledger_totals(harness: ActivationHarness) -> dict[str, dict[str, int]]:
+    out = {}
+    for instance in (*INSTANCES, "marketo-other"):
+        kind = instance.split("-")[0]
+        out[instance] = harness.ledger(kind, f"{kind}#{instance}#{AUDIENCE}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def backfill(stack: ActivationHarness, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("files")
+    before = ledger_totals(stack)
+    upload(stack, tmp, "s1", list(range(SNAPSHOT_MEMBERS)), 0)
+    execution = run_to_end(stack, 0)
+    final = reconcile_now(stack)
+    return {
+        "execution": execution,
+        "final": final,
+        "record": run_record(stack, "s1"),
+        "before": before,
+        "after": ledger_totals(stack),
+        "tmp": tmp,
+    }
+
+
+@pytest.fixture(scope="module")
+def second(stack: ActivationHarness, backfill: dict[str, Any]) -> dict[str, Any]:
+    tenth = SNAPSHOT_MEMBERS // 10
+    members = list(range(tenth, SNAPSHOT_MEMBERS + tenth))
+    before = ledger_totals(stack)
+    upload(stack, backfill["tmp"], "s2", members, 1)
+    execution = run_to_end(stack, 1)
+    return {
+        "execution": execution,
+        "record": run_record(stack, "s2"),
+        "before": before,
+        "after": ledger_totals(stack),
+    }
+
+
+def settled(counts: dict[str, int]) -> int:
+    return counts.get("delivered", 0) + counts.get("skipped", 0) + counts.get("rejected", 0)
+
+
+def test_com_08_a_backfill_reaches_every_activating_instance_one_outcome_per_member(
+    backfill: dict[str, Any],
+) -> None:
+    assert backfill["execution"]["status"] == "SUCCEEDED", backfill["execution"]
+    record = backfill["record"]
+    assert record["status"] == "APPLIED"
+    assert record["members"] == SNAPSHOT_MEMBERS
+    assert record["sent"] == dict.fromkeys(INSTANCES, SNAPSHOT_MEMBERS)
+    for instance in INSTANCES:
+        assert settled(backfill["after"][instance]) == SNAPSHOT_MEMBERS, (
+            instance,
+            backfill["after"][instance],
+        )
+
+
+def test_com_02_only_the_instance_that_activates_the_audience_receives_its_backfill(
+    stack: ActivationHarness, backfill: dict[str, Any]
+) -> None:
+    assert backfill["after"]["marketo-other"] == {}
+    assert record_instances(backfill["record"]) == set(INSTANCES)
+    assert settled(backfill["after"]["marketo-expo2026"]) == SNAPSHOT_MEMBERS
+
+
+def test_com_08_the_backfill_reconciles_members_against_what_reached_each_destination(
+    backfill: dict[str, Any],
+) -> None:
+    assert [(f["snapshotId"], f["undeliveredShare"]) for f in backfill["final"]] == [("s1", 0.0)]
+    reconciliation = backfill["record"]["reconciliation"]
+    assert {i["instance"] for i in reconciliation["instances"]} == set(INSTANCES)
+    for instance in reconciliation["instances"]:
+        assert instance["members"] == instance["sent"] == SNAPSHOT_MEMBERS
+        assert instance["delivered"] + instance["skipped"] + instance["rejected"] == SNAPSHOT_MEMBERS
+        assert instance["pending"] == 0
+    assert backfill["record"]["reconciledAt"]
+
+
+def record_instances(record: dict[str, Any]) -> set[str]:
+    return set(record["targets"]["current"])
+
+
+def test_com_08_a_second_snapshot_sends_exactly_the_10_percent_exits_and_adds(second: dict[str, Any]) -> None:
+    tenth = SNAPSHOT_MEMBERS // 10
+    assert second["execution"]["status"] == "SUCCEEDED", second["execution"]
+    record = second["record"]
+    assert (record["added"], record["removed"], record["changed"]) == (tenth, tenth, 0)
+    assert record["sent"] == dict.fromkeys(INSTANCES, 2 * tenth)
+    for instance in INSTANCES:
+        delta = settled(second["after"][instance]) - settled(second["before"][instance])
+        assert delta == 2 * tenth, instance
+
+
+@pytest.fixture(scope="module")
+def pushed_by_the_cli(
+    stack: ActivationHarness, second: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """`activation snapshot push` of the same membership as s2: a snapshot that changes nothing."""
+    from typer.testing import CliRunner
+
+    from activation_cli.main import app
+
+    tenth = SNAPSHOT_MEMBERS // 10
+    path = tmp_path_factory.mktemp("cli") / "members.jsonl"
+    write_members(path, (member(n) for n in range(tenth, SNAPSHOT_MEMBERS + tenth)))
+    runner = CliRunner()
+    args = [
+        "snapshot",
+        "push",
+        str(path),
+        "--audience",
+        AUDIENCE,
+        "--identity",
+        "email",
+        "--snapshot-id",
+        "s3",
+    ]
+    pushed = runner.invoke(app, [*args, "--stack", STACK_NAME, "--wait", "--json"], catch_exceptions=False)
+    status = runner.invoke(
+        app, ["snapshot", "status", "--stack", STACK_NAME, "--json"], catch_exceptions=False
+    )
+    overall = runner.invoke(app, ["status", "--stack", STACK_NAME, "--json"], catch_exceptions=False)
+    return {
+        "push": (pushed.exit_code, json.loads(pushed.stdout)),
+        "status": json.loads(status.stdout),
+        "overall": json.loads(overall.stdout),
+    }
+
+
+def test_com_08_cli_push_of_an_unchanged_membership_sends_nothing(pushed_by_the_cli: dict[str, Any]) -> None:
+    code, pushed = pushed_by_the_cli["push"]
+    assert code == 0, pushed
+    assert pushed["status"] == "SUCCEEDED"
+    assert pushed["record"]["status"] == "APPLIED"
+    assert (pushed["record"]["published"], pushed["record"]["unchanged"]) == (0, SNAPSHOT_MEMBERS)
+
+
+def test_com_08_cli_status_shows_every_run_and_audience_size_next_to_deliveries(
+    pushed_by_the_cli: dict[str, Any],
+) -> None:
+    runs = {(r["snapshotId"], r["status"]) for r in pushed_by_the_cli["status"]["runs"]}
+    assert {("s1", "APPLIED"), ("s2", "APPLIED"), ("s3", "APPLIED")} <= runs
+    marketo = next(d for d in pushed_by_the_cli["overall"]["destinations"] if d["type"] == "marketo")
+    instance = next(i for i in marketo["instances"] if i["id"] == "marketo-expo2026")
+    (audience,) = [a for a in instance["audiences"] if a["id"] == AUDIENCE]
+    assert audience["members"] == SNAPSHOT_MEMBERS

@@ -1,0 +1,127 @@
+"""The snapshot workflow against AWS's documented limits, which moto does not enforce.
+
+- Step Functions: a state's input/output at most 256 KB; a Standard execution's history at most 25,000
+  events; a Distributed Map's MaxConcurrency at most 10,000 (and ours bounded, so the bus and the
+  destinations' queues are not flooded); a Map child's failure fails the run (no silent loss).
+- Lambda: timeout at most 900 s, ephemeral storage at most 10,240 MB.
+- EventBridge: an entry at most 256 KB.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local.sam_translate import translate
+from sfmc_ingestion.publishing import EventPublisher
+from snapshots.diff import Change, ChangeKind
+from snapshots.events import entry
+from snapshots.members import MAX_LINE_BYTES
+from snapshots.partitions import MAX_BITS, Row
+from snapshots.plan import RunPlan, Targets
+
+ROOT = Path(__file__).resolve().parents[3]
+PAYLOAD_LIMIT = 256 * 1024
+HISTORY_LIMIT = 25_000
+
+
+@pytest.fixture(scope="module")
+def resources() -> dict[str, Any]:
+    cfn = translate(
+        ROOT / "template.yaml",
+        region="us-east-1",
+        parameters={},
+        upload=lambda logical_id, path: f"s3://b/{logical_id}",
+    )
+    return dict(cfn["Resources"])
+
+
+@pytest.fixture(scope="module")
+def definition() -> dict[str, Any]:
+    return dict(json.loads((ROOT / "functions" / "snapshots" / "statemachine.asl.json").read_text()))
+
+
+def largest_plan() -> RunPlan:
+    """100 instances activating one audience (far beyond any config seen), the longest ids allowed."""
+    instances = tuple(f"instance-{i:03d}-{'x' * 50}" for i in range(100))
+    return RunPlan(
+        bucket="b" * 63, audience_id="a" * 256, audience_name="n" * 512, origin="o" * 64, entity="profile",
+        snapshot_id="s" * 128, snapshot_at=datetime(2026, 12, 1, tzinfo=UTC), bits=MAX_BITS,
+        run_prefix="r" * 400, state_prefix="p" * 400, previous_snapshot_id="s" * 128, previous_prefix="p" * 400,
+        previous_bits=MAX_BITS, targets=Targets(current=instances, full=instances, removal=instances,
+        types={i: "marketo" for i in instances}), members=10**9, lines=10**9, bad_lines=10**9,
+    )  # fmt: skip
+
+
+def test_every_state_payload_stays_under_256_kb() -> None:
+    plan = largest_plan().model_dump(mode="json")
+    prepared = {"status": "PREPARED", "plan": plan, "partitionsKey": "k" * 1024}
+    execution_input = {"bucket": "b" * 63, "manifestKey": "k" * 1024}
+    item = {"partition": 4095, "plan": plan}
+    done = {"partition": 4095, "sent": {i: 10**9 for i in plan["targets"]["current"]}, "added": 10**9}
+    for payload in (execution_input | {"prepared": prepared, "summary": done}, item, done):
+        assert len(json.dumps(payload).encode()) <= PAYLOAD_LIMIT
+
+
+def test_the_map_is_distributed_bounded_and_a_failed_partition_fails_the_run(
+    definition: dict[str, Any],
+) -> None:
+    diff = definition["States"]["DiffPartitions"]
+    assert diff["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+    assert 1 <= diff["MaxConcurrency"] <= 10_000
+    assert diff["ToleratedFailureCount"] == 0 and "ToleratedFailurePercentage" not in diff
+    assert diff["ItemReader"]["ReaderConfig"]["InputType"] == "JSON"
+    assert diff["Catch"][0]["Next"] == "RecordFailure"
+    assert definition["States"]["RecordFailure"]["Next"] == "RunFailed"
+
+
+def test_execution_history_does_not_grow_with_the_snapshot(definition: dict[str, Any]) -> None:
+    """Each partition runs as a child execution (Distributed Map): the parent's history holds a fixed
+    number of states; a child holds one task and its retries."""
+    parent_states = len(definition["States"])
+    worst_retries = sum(r["MaxAttempts"] for s in definition["States"].values() for r in s.get("Retry", []))
+    assert (parent_states + worst_retries) * 5 <= HISTORY_LIMIT  # ~5 history events per state or attempt
+    child = definition["States"]["DiffPartitions"]["ItemProcessor"]["States"]["DiffPartition"]
+    assert (1 + sum(r["MaxAttempts"] for r in child["Retry"])) * 5 <= HISTORY_LIMIT
+
+
+def test_task_lambdas_fit_lambda_limits_and_prepare_has_disk_for_the_partitions(
+    resources: dict[str, Any],
+) -> None:
+    for name in ("SnapshotPrepareFunction", "SnapshotDiffFunction", "SnapshotCommitFunction"):
+        props = resources[name]["Properties"]
+        assert props.get("Timeout", 30) <= 900
+        assert props.get("EphemeralStorage", {"Size": 512})["Size"] <= 10_240
+    assert resources["SnapshotPrepareFunction"]["Properties"]["EphemeralStorage"]["Size"] == 10_240
+
+
+def test_an_event_built_from_the_largest_allowed_line_fits_an_eventbridge_entry() -> None:
+    line = json.dumps(
+        {"identities": {"email": "a@example.com"}, "attributes": {"x": "y" * (MAX_LINE_BYTES - 80)}}
+    )
+    assert len(line.encode()) <= MAX_LINE_BYTES
+    change = Change(ChangeKind.ADDED, Row("0" * 64, "0" * 32, line))
+    assert EventPublisher.fits(entry(largest_plan(), change, "bus", largest_plan().targets.current))
+
+
+def test_the_snapshot_bucket_is_encrypted_private_and_expires_personal_data(
+    resources: dict[str, Any],
+) -> None:
+    bucket = resources["SnapshotBucket"]["Properties"]
+    assert set(bucket["PublicAccessBlockConfiguration"].values()) == {True}
+    assert bucket["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+    expiry = {r.get("Prefix"): r.get("ExpirationInDays") for r in bucket["LifecycleConfiguration"]["Rules"]}
+    assert expiry["incoming/"] <= 30 and expiry["runs/"] <= 7
+
+
+def test_destination_rules_route_targeted_events_only_to_their_type(resources: dict[str, Any]) -> None:
+    for kind in ("Bombora", "Marketo", "Outreach", "Rainfocus"):
+        pattern = resources[f"{kind}Rule"]["Properties"]["EventPattern"]
+        assert pattern["$or"] == [
+            {"detail": {"targetTypes": [{"exists": False}]}},
+            {"detail": {"targetTypes": [kind.lower()]}},
+        ]

@@ -1,0 +1,207 @@
+"""prepare -> diff_partition (every partition) -> commit, on a directory bucket and a moto state table."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from activation_core.models.config import DestinationsConfig
+from snapshots import runner
+from snapshots.plan import RunPlan
+from snapshots.state import SnapshotState
+from snapshots.store import DirStore
+from tests.unit.snapshots.conftest import AUDIENCE, SnapshotWriter, config, profile
+
+TWO_OF_A_TYPE = config(
+    ("marketo-a", "marketo", True), ("marketo-b", "marketo", False), ("rf", "rainfocus", True)
+)
+
+
+class Bus:
+    """Records PutEvents entries (the publisher's side of the contract); can fail after n entries."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.entries: list[dict[str, Any]] = []
+        self.fail_after = fail_after
+
+    def __call__(self, chunk: Sequence[dict[str, Any]]) -> int:
+        if self.fail_after is not None and len(self.entries) + len(chunk) > self.fail_after:
+            raise RuntimeError("interrupted")
+        self.entries += chunk
+        return len(chunk)
+
+    def details(self) -> list[dict[str, Any]]:
+        return [json.loads(e["Detail"]) for e in self.entries]
+
+    def by_status(self, status: str) -> set[str]:
+        return {
+            d["profile"]["identities"]["email"]
+            for d in self.details()
+            if d["audiences"][0]["status"] == status
+        }
+
+
+def run(
+    store: DirStore,
+    state: SnapshotState,
+    key: str,
+    bus: Bus,
+    *,
+    cfg: DestinationsConfig = TWO_OF_A_TYPE,
+    target: int = 64,
+) -> dict[str, Any]:
+    plan = runner.prepare(store, "bucket", key, cfg, state, target=target)
+    assert isinstance(plan, RunPlan), plan
+    for index in range(1 << plan.bits):
+        runner.diff_partition(store, plan, index, bus, "bus")
+    return runner.commit(store, plan, state)
+
+
+def test_com_08_first_snapshot_is_a_backfill_for_the_activating_instances_only(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    bus = Bus()
+    record = run(store, state, put_snapshot("s1", [profile(n) for n in range(300)]), bus)
+    assert record["status"] == "APPLIED"
+    assert bus.by_status("realized") == {f"person{n}@example.com" for n in range(300)}
+    assert {tuple(d["targetInstances"]) for d in bus.details()} == {("marketo-a", "rf")}
+    assert {tuple(d["targetTypes"]) for d in bus.details()} == {("marketo", "rainfocus")}
+    assert all(d["changeOrigin"] == "snapshot" and d["snapshotId"] == "s1" for d in bus.details())
+    assert record["sent"] == {"marketo-a": 300, "rf": 300}
+    assert state.pointer(AUDIENCE).snapshot_id == "s1"  # type: ignore[union-attr]
+
+
+def test_second_snapshot_with_10_percent_removed_and_added_sends_exactly_those(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(1000)]), Bus())
+    bus = Bus()
+    second = [profile(n) for n in range(100, 1100)]
+    # the second snapshot is split differently (target 128 -> 8 partitions vs 16): the diff still lines up
+    record = run(store, state, put_snapshot("s2", second, hours=1), bus, target=128)
+    assert bus.by_status("exited") == {f"person{n}@example.com" for n in range(100)}
+    assert bus.by_status("realized") == {f"person{n}@example.com" for n in range(1000, 1100)}
+    assert len(bus.entries) == 200
+    assert (record["added"], record["removed"], record["unchanged"], record["changed"]) == (100, 100, 900, 0)
+
+
+def test_a_changed_member_is_sent_again_as_realized(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(50)]), Bus())
+    bus = Bus()
+    members = [profile(n) for n in range(50)]
+    members[7] = profile(7, title="CTO")
+    run(store, state, put_snapshot("s2", members, hours=1), bus)
+    assert bus.by_status("realized") == {"person7@example.com"}
+    assert len(bus.entries) == 1
+
+
+def test_full_resync_sends_every_member_and_still_the_exits(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(100)]), Bus())
+    bus = Bus()
+    run(store, state, put_snapshot("s2", [profile(n) for n in range(10, 100)], hours=1, full=True), bus)
+    assert len(bus.by_status("realized")) == 90
+    assert len(bus.by_status("exited")) == 10
+
+
+def test_an_instance_that_starts_activating_gets_a_backfill_the_others_a_diff(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    only_a = config(("marketo-a", "marketo", True), ("marketo-b", "marketo", False))
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(100)]), Bus(), cfg=only_a)
+    both = config(("marketo-a", "marketo", True), ("marketo-b", "marketo", True))
+    bus = Bus()
+    record = run(
+        store, state, put_snapshot("s2", [profile(n) for n in range(1, 101)], hours=1), bus, cfg=both
+    )
+    assert record["sent"] == {"marketo-a": 2, "marketo-b": 100}  # a: person0 exited, person100 joined
+
+
+def test_a_bad_line_is_counted_and_reported_never_silently_dropped(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    lines = [json.dumps(profile(n)) for n in range(20)]
+    lines[3] = "{not json"
+    lines[9] = json.dumps({"identities": {}})
+    lines[11] = json.dumps({"identites": {"email": "typo@example.com"}})
+    bus = Bus()
+    record = run(store, state, put_snapshot("s1", lines, gz=False), bus)
+    assert record["status"] == "APPLIED"
+    assert (record["lines"], record["members"], record["badLines"]) == (20, 17, 3)
+    report = store.get_json(f"runs/{AUDIENCE}/s1/read-report.json")
+    assert report["badLineSamples"] == [
+        {"line": 4, "reason": "not_json"},
+        {"line": 10, "reason": "invalid:identities"},
+        {"line": 12, "reason": "invalid:identities"},
+    ]
+    assert "typo@example.com" not in json.dumps(report)
+    assert len(bus.entries) == 17
+
+
+@pytest.mark.parametrize(
+    ("tamper", "reason"),
+    [
+        (lambda m: m.update(checksum="sha256:" + "0" * 64), "checksum_mismatch"),
+        (lambda m: m.update(memberCount=m["memberCount"] + 1), "count_mismatch"),
+        (lambda m: m.update(audienceId="aud-nobody-activates"), "unknown_audience"),
+        (lambda m: m.update(snapshotAt="2026-11-30T10:00:00Z"), "older_than_applied"),
+        (lambda m: m.update(snapshotId="s1"), "already_applied"),
+        (lambda m: m.pop("checksum"), "invalid_manifest"),
+    ],
+)
+def test_an_invalid_snapshot_is_refused_with_a_reason_and_changes_nothing(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter, tamper: Any, reason: str
+) -> None:
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(30)]), Bus())
+    before = sorted(p.relative_to(store.root).as_posix() for p in (store.root / "state").rglob("*"))
+    result = runner.prepare(
+        store,
+        "bucket",
+        put_snapshot("s2", [profile(n) for n in range(5)], hours=1, tamper=tamper),
+        TWO_OF_A_TYPE,
+        state,
+    )
+    assert isinstance(result, runner.Refusal)
+    assert result.reason == reason
+    assert state.pointer(AUDIENCE).snapshot_id == "s1"  # type: ignore[union-attr]
+    assert sorted(p.relative_to(store.root).as_posix() for p in (store.root / "state").rglob("*")) == before
+    assert not (store.root / "runs" / AUDIENCE / "s2").exists()
+
+
+def test_an_interrupted_run_resumed_loses_nothing_and_resends_only_the_unfinished_partition(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "PUBLISH_CHUNK", 5)
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(600)]), Bus())
+    key = put_snapshot("s2", [profile(n) for n in range(60, 660)], hours=1)
+    plan = runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, state, target=64)
+    assert isinstance(plan, RunPlan) and plan.bits >= 3
+    first = Bus(fail_after=72)  # dies part-way through a partition, after some of its chunks went out
+    with pytest.raises(RuntimeError):
+        for index in range(1 << plan.bits):
+            runner.diff_partition(store, plan, index, first, "bus")
+    finished = len(list((store.root / plan.run_prefix / "done").glob("*.json")))
+    sent_by_finished = sum(
+        store.get_json(f"{plan.run_prefix}done/{i:04d}.json")["published"] for i in range(finished)
+    )
+    assert 0 < sent_by_finished < len(first.entries)  # the crash left a partition half sent
+
+    again = Bus()  # resumed from the start: a new execution with the same input
+    plan = runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, state, target=64)
+    assert isinstance(plan, RunPlan)
+    for index in range(1 << plan.bits):
+        runner.diff_partition(store, plan, index, again, "bus")
+    record = runner.commit(store, plan, state)
+
+    ids = [json.loads(e["Detail"])["eventId"] for e in first.entries + again.entries]
+    assert len(set(ids)) == 120 == record["published"]  # 60 exits + 60 joins: nothing lost
+    resent = {i for i in ids if ids.count(i) > 1}
+    half_sent = {json.loads(e["Detail"])["eventId"] for e in first.entries[sent_by_finished:]}
+    assert resent == half_sent  # only the unfinished partition's events come again, with the same ids
+    assert state.pointer(AUDIENCE).snapshot_id == "s2"  # type: ignore[union-attr]
