@@ -197,7 +197,7 @@ def _list_ids(instance: DestinationInstance, settings: MarketoSettings) -> dict[
 @dataclass
 class _Membership:
     at: datetime
-    realized: bool
+    member: bool  # realized or existing: a current member (joins the list); exited leaves it
     item: WorkItem
 
 
@@ -212,8 +212,8 @@ class _Profile:
     items: list[WorkItem] = field(default_factory=list)
 
     @property
-    def any_realized(self) -> bool:
-        return any(m.realized for m in self.memberships.values())
+    def any_member(self) -> bool:
+        return any(m.member for m in self.memberships.values())
 
 
 @dataclass
@@ -337,9 +337,9 @@ class MarketoConnector:
             for activation in item.activations:
                 previous = profile.memberships.get(activation.audience.id)
                 if previous is None or item.record.occurred_at >= previous.at:
-                    realized = activation.membership.status.is_member
+                    member = activation.membership.status.is_member
                     profile.memberships[activation.audience.id] = _Membership(
-                        item.record.occurred_at, realized, item
+                        item.record.occurred_at, member, item
                     )
         return profiles
 
@@ -384,12 +384,12 @@ class MarketoConnector:
     # -- profile sync (MKT-02, 03, 07, 08) ------------------------------------------------------------
 
     def _sync_profiles(self, profiles: Mapping[str, _Profile], collected: _Outcomes) -> dict[str, int]:
-        """Sync Leads for every profile with a realized membership; returns lead ids by dedupe key."""
+        """Sync Leads for every profile with a current membership; returns lead ids by dedupe key."""
         creates = self.settings.person_action is PersonAction.UPDATE_AND_CREATE
-        to_sync = [k for k, p in profiles.items() if p.any_realized]
+        to_sync = [k for k, p in profiles.items() if p.any_member]
         if self.settings.sync_type is SyncType.PROFILE_ONLY:
             for profile in profiles.values():
-                if not profile.any_realized:
+                if not profile.any_member:
                     # No list to leave in a profile-only sync; the lead itself stays (nothing to undo).
                     for membership in profile.memberships.values():
                         collected.add(
@@ -550,7 +550,7 @@ class MarketoConnector:
         syncs = self.settings.sync_type.syncs_profiles
         # Audience only: every lead comes from a lookup. With a profile sync, only profiles that
         # were not synced (exited everywhere) are looked up: the sync already returned the others' ids.
-        lookup_keys = [k for k, p in profiles.items() if p.memberships and (not syncs or not p.any_realized)]
+        lookup_keys = [k for k, p in profiles.items() if p.memberships and (not syncs or not p.any_member)]
         found = self._lookup(profiles, lookup_keys) if lookup_keys else {}
         adds: dict[int, dict[int, list[_Membership]]] = {}
         removes: dict[int, dict[int, list[_Membership]]] = {}
@@ -580,12 +580,12 @@ class MarketoConnector:
                     # Joining: the most recently updated lead (MKT-08); leaving: every matching lead.
                     ids = (
                         [max(leads, key=updated_instant).lead_id]
-                        if membership.realized
+                        if membership.member
                         else [lead.lead_id for lead in leads]
                     )
                 else:
                     continue  # the sync decided this membership's outcome (no lead to list)
-                target = adds if membership.realized else removes
+                target = adds if membership.member else removes
                 for lead_id in ids:
                     target.setdefault(list_id, {}).setdefault(lead_id, []).append(membership)
         audience_of = {v: k for k, v in list_ids.items() if isinstance(v, int)}

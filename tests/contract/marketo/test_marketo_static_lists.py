@@ -79,7 +79,7 @@ def test_mkt_01_the_folder_must_exist_in_the_workspace(
 ) -> None:
     instance = named_lists_instance(workspace="Europe")  # the folder is in Default
     outcomes = make_run(function_settings, recorder, instance)([profile("ada@example.com")])
-    assert outcomes["m-0"].reason.startswith("invalid_config:")
+    assert outcomes["m-0"].reason == "invalid_config"
     assert "settings.listFolder" in outcomes["m-0"].detail and "Europe" in outcomes["m-0"].detail
     assert fake.calls_to("create_list") == [] and fake.calls_to("list_add") == []
 
@@ -125,4 +125,6 @@ def test_mkt_01_an_audience_without_list_id_needs_a_list_folder(
     instance = named_lists_instance()
     del instance["settings"]["listFolder"]
     outcomes = make_run(function_settings, recorder, instance)([profile("ada@example.com")])
-    assert outcomes["m-0"].reason.startswith("invalid_config:") and "listFolder" in outcomes["m-0"].detail
+    assert (
+        outcomes["m-0"].reason == "invalid_config:marketo-expo2026" and "listFolder" in outcomes["m-0"].detail
+    )
