@@ -42,7 +42,7 @@ soak: $(STAMP)
 soak-snapshots: $(STAMP)
 	SNAPSHOT_MEMBERS=$${SNAPSHOT_MEMBERS:-10000} $(PY) -m pytest -q tests/integration/test_snapshots_e2e.py
 
-## Benchmarks (never part of make test); writes BENCHMARKS.md.
+## Benchmarks (never part of make test); writes BENCHMARKS.md and docs/capacity.md (the cost model).
 bench: $(STAMP)
 	$(PY) -m tests.bench.run
 

@@ -1,6 +1,7 @@
 """`make demo`: the whole stack on this machine, the sample events through it, an outcome table.
 
-Starts moto with template.yaml deployed, the fake vendors, publishes events/eventbridge/*.json to the
+Starts moto with template.yaml deployed, the fake vendors (with LAMBDA_RUNNER=sam the functions run
+in `sam local start-lambda`; see local/sam_local/moto_runner.py), publishes events/eventbridge/*.json to the
 bus (one RainFocus call made to fail three times so its record goes back to the queue and is
 delivered on the next receive), waits until every record has an outcome, prints one table per
 destination, then backfills the sample audience snapshots (events/snapshots/: the expo invitees to
@@ -20,6 +21,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "activation_core"), str(ROOT / 
 
 from local.examples import sample_events  # noqa: E402
 from local.harness import DESTINATION_TYPES, ActivationHarness, DestinationReport  # noqa: E402
+from local.sam_local import moto_runner as sam_runner  # noqa: E402
 
 COLUMNS = ("received", "delivered", "skipped", "rejected", "retried")
 
@@ -81,6 +83,10 @@ def main() -> int:
     with ActivationHarness() as harness:
         print(f"local stack up in {time.monotonic() - started:.1f} s: template.yaml deployed into moto at "
               f"{harness.stack.endpoint_url}, fake RainFocus at {harness.fake('rainfocus').base_url}")  # fmt: skip
+        if sam_runner.requested():
+            print(
+                "functions run in `sam local start-lambda` (LAMBDA_RUNNER=sam), the Lambda runtime emulator"
+            )
         # A transient vendor failure: Grace's attendee call fails 3 times (every in-process attempt), so
         # her record returns to the queue and is delivered on its second receive.
         harness.fake("rainfocus").fail_next(
