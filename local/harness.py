@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from activation_core import naming
 from local import moto_speedups
 from local.examples import example_config
 from local.fakes.base import FakeServer
@@ -182,7 +183,7 @@ class ActivationHarness:
         routes: dict[str, set[str]] = {}
         for rule in rules:
             destination_type = next(
-                (t for t in DESTINATION_TYPES if t.capitalize() + "Rule" in rule["Name"]), None
+                (t for t in DESTINATION_TYPES if naming.logical_id(t, "Rule") in rule["Name"]), None
             )
             if destination_type is not None:  # other rules (e.g. the snapshot workflow's) feed no queue
                 routes[destination_type] = set(json.loads(rule["EventPattern"])["detail-type"])
@@ -206,7 +207,7 @@ class ActivationHarness:
     def dlq_messages(self, destination_type: str) -> list[dict[str, Any]]:
         """Every message in the destination's DLQ, left in place (made visible again afterwards)."""
         sqs = self.stack.client("sqs")
-        url = self.outputs[f"{destination_type.capitalize()}DeadLetterQueueUrl"]
+        url = self.outputs[naming.output_name(destination_type, "DeadLetterQueueUrl")]
         seen: dict[str, dict[str, Any]] = {}
         while True:  # each receive hides what it returned, so the next one gets the following messages
             batch = sqs.receive_message(

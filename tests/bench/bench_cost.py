@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from activation_core import naming
 from tests.bench import bench_core as core
 from tests.bench.run import Figure
 
@@ -194,7 +195,7 @@ def _account_events(count: int) -> list[dict[str, Any]]:
 
 
 def _function(destination: str) -> str:
-    return f"{destination.capitalize()}Function"
+    return naming.logical_id(destination, "Function")
 
 
 def template_memory_mb(function: str) -> int:

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from activation_core import naming
 from local import moto_speedups, sfn_fast_time
 from local.fakes.sfmc import (
     BASE_TIME,
@@ -89,7 +90,7 @@ def queue_depths(harness: ActivationHarness) -> dict[str, int]:
     sqs = harness.stack.client("sqs")
     depths = {}
     for destination in DESTINATION_TYPES:
-        url = harness.outputs[f"{destination.capitalize()}QueueUrl"]
+        url = harness.outputs[naming.output_name(destination, "QueueUrl")]
         attrs = sqs.get_queue_attributes(
             QueueUrl=url,
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
@@ -105,7 +106,7 @@ def profile_destinations(harness: ActivationHarness) -> list[str]:
     routed = []
     for rule in rules:
         if "Profile Updated" in json.loads(rule["EventPattern"]).get("detail-type", []):
-            routed.append(next(t for t in DESTINATION_TYPES if t.capitalize() + "Rule" in rule["Name"]))
+            routed.append(next(t for t in DESTINATION_TYPES if naming.logical_id(t, "Rule") in rule["Name"]))
     return sorted(routed)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from activation_core import naming
 from local.sam_translate import translate
 
 TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
@@ -59,8 +60,8 @@ def test_each_function_reads_only_its_own_secrets_and_queues(resources: dict[str
         for other in ("bombora", "marketo", "outreach", "rainfocus"):
             if other != own:
                 assert f"/{other}/" not in text, (name, other)
-                assert f"{other.capitalize()}DeadLetterQueue" not in text, (name, other)
-                assert f"{other.capitalize()}Queue" not in text, (name, other)
+                assert naming.logical_id(other, "DeadLetterQueue") not in text, (name, other)
+                assert naming.logical_id(other, "Queue") not in text, (name, other)
 
 
 def test_every_queue_is_encrypted_and_every_dlq_keeps_14_days(resources: dict[str, Any]) -> None:
