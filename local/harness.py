@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from activation_core import naming
+from activation_core import manifest, naming
 from local import moto_speedups
 from local.examples import example_config
 from local.fakes.base import FakeServer
@@ -22,7 +22,8 @@ from local.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK_NAME = "activation-local"  # the example config's secret names live under this prefix
-DESTINATION_TYPES = ("bombora", "marketo", "outreach", "rainfocus")
+MANIFEST = manifest.load(ROOT / "functions")  # the one list of destinations
+DESTINATION_TYPES = MANIFEST.types
 
 
 class VendorPlug(Protocol):

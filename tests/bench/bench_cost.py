@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from activation_core import naming
 from tests.bench import bench_core as core
 from tests.bench.run import Figure
 
@@ -195,6 +194,8 @@ def _account_events(count: int) -> list[dict[str, Any]]:
 
 
 def _function(destination: str) -> str:
+    from activation_core import naming  # the layer joins sys.path in __main__ / the bench runner
+
     return naming.logical_id(destination, "Function")
 
 
