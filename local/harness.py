@@ -26,6 +26,13 @@ MANIFEST = manifest.load(ROOT / "functions")  # the one list of destinations
 DESTINATION_TYPES = MANIFEST.types
 
 
+def rule_destination(rule_name: str) -> str | None:
+    """The destination whose rule this is (CloudFormation names it `<stack>-<Prefix>Rule-<suffix>`);
+    the longest prefix wins, so `GoogleAdsRule` is never taken for an `AdsRule`."""
+    owners = [t for t in DESTINATION_TYPES if naming.logical_id(t, "Rule") in rule_name]
+    return max(owners, key=lambda t: len(naming.logical_prefix(t)), default=None)
+
+
 class VendorPlug(Protocol):
     """A fake vendor and the connection secret that points a destination at it."""
 
@@ -183,9 +190,7 @@ class ActivationHarness:
         rules = self.stack.client("events").list_rules(EventBusName=self.outputs["EventBusName"])["Rules"]
         routes: dict[str, set[str]] = {}
         for rule in rules:
-            destination_type = next(
-                (t for t in DESTINATION_TYPES if naming.logical_id(t, "Rule") in rule["Name"]), None
-            )
+            destination_type = rule_destination(rule["Name"])
             if destination_type is not None:  # other rules (e.g. the snapshot workflow's) feed no queue
                 routes[destination_type] = set(json.loads(rule["EventPattern"])["detail-type"])
         return routes

@@ -35,7 +35,7 @@ from local.fakes.sfmc import (
     throttle_response,
     web_activity,
 )
-from local.harness import DESTINATION_TYPES, MANIFEST, STACK_NAME, ActivationHarness
+from local.harness import DESTINATION_TYPES, MANIFEST, STACK_NAME, ActivationHarness, rule_destination
 from sfmc_ingestion import cli
 from tests.unit.sfmc_ingestion.history import pages_execution_events, run_execution_events
 
@@ -103,11 +103,12 @@ def profile_destinations(harness: ActivationHarness) -> list[str]:
     """Destinations whose rule (as deployed) routes `Profile Updated` events to their queue."""
     events = harness.stack.client("events")
     rules = events.list_rules(EventBusName=harness.outputs["EventBusName"])["Rules"]
-    routed = []
-    for rule in rules:
-        if "Profile Updated" in json.loads(rule["EventPattern"]).get("detail-type", []):
-            routed.append(next(t for t in DESTINATION_TYPES if naming.logical_id(t, "Rule") in rule["Name"]))
-    return sorted(routed)
+    routed = [
+        rule_destination(rule["Name"])
+        for rule in rules
+        if "Profile Updated" in json.loads(rule["EventPattern"]).get("detail-type", [])
+    ]
+    return sorted(t for t in routed if t)
 
 
 @pytest.fixture(scope="module")
