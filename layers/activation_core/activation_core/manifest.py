@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -17,9 +17,10 @@ from activation_core import naming
 
 MANIFEST_FILE = "destinations.json"
 Entity = Literal["profile", "account"]
-Alarm = Literal["DeadLetter", "Errors", "Backlog", "DailyQuota"]
-# Every destination alarms on these; a destination may add its own (Marketo: DailyQuota).
-REQUIRED_ALARMS: tuple[Alarm, ...] = ("DeadLetter", "Errors", "Backlog")
+# Every destination alarms on these; a destination may add its own (`<Prefix><Name>Alarm` in the
+# template, e.g. a vendor's daily quota), named here in PascalCase.
+REQUIRED_ALARMS: tuple[str, ...] = ("DeadLetter", "Errors", "Backlog")
+ALARM_NAME = r"^[A-Z][A-Za-z0-9]*$"
 
 
 class _Entry(BaseModel):
@@ -37,7 +38,7 @@ class DestinationSpec(_Entry):
     batch_window_seconds: int = Field(alias="batchWindowSeconds", ge=0, le=300)
     timeout_seconds: int = Field(alias="timeoutSeconds", ge=1, le=900)
     visibility_timeout_seconds: int = Field(alias="visibilityTimeoutSeconds", ge=0, le=43200)
-    alarms: tuple[Alarm, ...] = Field(default=REQUIRED_ALARMS)
+    alarms: tuple[Annotated[str, Field(pattern=ALARM_NAME)], ...] = Field(default=REQUIRED_ALARMS)
 
     @field_validator("type")
     @classmethod

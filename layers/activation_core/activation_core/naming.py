@@ -1,7 +1,7 @@
 """The one naming rule from a destination type to its names in the stack.
 
-A type is a snake_case Python package name (`rainfocus`, `google_ads`); the template names its
-resources and outputs after the PascalCase prefix (`RainfocusQueue`, `GoogleAdsDeadLetterQueueUrl`)
+A type is a snake_case Python package name (`webhook`, `google_ads`); the template names its
+resources and outputs after the PascalCase prefix (`WebhookQueue`, `GoogleAdsDeadLetterQueueUrl`)
 and its connection secrets under `<stack>/<type>/`. The CLI, the local stack, the tests and the
 template drift test all build names here, so a multi-word type never yields `Google_adsQueue`.
 """
@@ -23,7 +23,7 @@ def check_type(destination_type: str) -> str:
 
 
 def logical_prefix(destination_type: str) -> str:
-    """`rainfocus` -> `Rainfocus`, `google_ads` -> `GoogleAds`: logical ids and output names start so."""
+    """`webhook` -> `Webhook`, `google_ads` -> `GoogleAds`: logical ids and output names start so."""
     return "".join(part[:1].upper() + part[1:] for part in check_type(destination_type).split("_"))
 
 
@@ -35,12 +35,12 @@ def type_of_prefix(prefix: str) -> str | None:
 
 
 def logical_id(destination_type: str, resource: str) -> str:
-    """`("marketo", "Function")` -> `MarketoFunction` (also `Queue`, `DeadLetterQueue`, `Rule`...)."""
+    """`("webhook", "Function")` -> `WebhookFunction` (also `Queue`, `DeadLetterQueue`, `Rule`...)."""
     return f"{logical_prefix(destination_type)}{resource}"
 
 
 def output_name(destination_type: str, output: str) -> str:
-    """`("outreach", "QueueUrl")` -> `OutreachQueueUrl`: the stack output the CLI and harness read."""
+    """`("webhook", "QueueUrl")` -> `WebhookQueueUrl`: the stack output the CLI and harness read."""
     return logical_id(destination_type, output)
 
 
