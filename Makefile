@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SAM_VENV ?= .sam-venv
 STACK ?= activation-dev
 
-.PHONY: install demo test test-fast lint soak bench schemas build validate deploy clean sam-local sam-base-image test-sam-local
+.PHONY: install demo test test-fast lint soak soak-snapshots bench schemas build validate deploy clean sam-local sam-base-image test-sam-local
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,7 +36,13 @@ lint: $(STAMP)
 soak: $(STAMP)
 	SOAK_EVENTS=$${SOAK_EVENTS:-10000} SOAK_REPORT=soak-report.json $(PY) -m pytest -q tests/integration/test_soak.py
 
-## Benchmarks (never part of make test); writes BENCHMARKS.md.
+## Audience snapshots at 10,000 members through the local stack (a backfill, a 10%/10% diff, a CLI push,
+## an interrupted run): delivered + skipped + rejected = members per instance. Outreach's 10,000 calls an
+## hour make it long; not in make test (which runs the same tests at 200 members).
+soak-snapshots: $(STAMP)
+	SNAPSHOT_MEMBERS=$${SNAPSHOT_MEMBERS:-10000} $(PY) -m pytest -q tests/integration/test_snapshots_e2e.py
+
+## Benchmarks (never part of make test); writes BENCHMARKS.md and docs/capacity.md (the cost model).
 bench: $(STAMP)
 	$(PY) -m tests.bench.run
 

@@ -25,10 +25,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from local.sam_local import base_image
-from local.sam_local.sam import Case, SamCli, SamLambdaEndpoint, env_vars_document, function_names
+from local.sam_local.sam import Case, SamCli, SamLambdaEndpoint, function_names, write_env_vars_file
+
+if TYPE_CHECKING:
+    from local.harness import ActivationHarness
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -104,7 +107,7 @@ def differences(reference: Observation, emulated: Observation, event_text: str) 
     return problems
 
 
-def observe(harness: Any, invoke: Callable[[], tuple[str | None, Any]]) -> Observation:
+def observe(harness: ActivationHarness, invoke: Callable[[], tuple[str | None, Any]]) -> Observation:
     from activation_core import naming
     from local.harness import DESTINATION_TYPES
 
@@ -154,8 +157,7 @@ def emulator_run(
 
     observations = []
     with ActivationHarness(workdir=workdir) as harness:
-        env_file = workdir / "sam-env-vars.json"
-        env_file.write_text(json.dumps(env_vars_document(harness, function_names(harness)), indent=1))
+        env_file = write_env_vars_file(harness)
         endpoint = None
         if via == "start-lambda":
             endpoint = SamLambdaEndpoint(sam, env_file, workdir / "logs" / "sam-start-lambda.log")
@@ -189,17 +191,20 @@ class Report:
     def render(self) -> str:
         lines = [f"sam local ({self.arch}, {self.image}); sam build {self.build_seconds:.0f} s"]
         for case, seen, problems in self.rows:
-            outcome = seen.error_type or _summary(seen.result)
+            outcome = seen.error_type or _summary(case, seen)
             verdict = "matches the local stack's runner" if not problems else "; ".join(problems)
-            lines.append(f"  {case.name:<55} {seen.seconds:5.1f} s  {outcome:<28} {verdict}")
+            lines.append(f"  {case.name:<52} {seen.seconds:5.1f} s  {outcome:<46} {verdict}")
         matched = sum(not p for _, _, p in self.rows)
         lines.append(f"{matched} of {len(self.rows)} invocations match")
         return "\n".join(lines)
 
 
-def _summary(result: Any) -> str:
-    if isinstance(result, dict) and "batchItemFailures" in result:
-        return f"{len(result['batchItemFailures'])} batch item failures"
+def _summary(case: Case, seen: Observation) -> str:
+    """A destination batch: its destination's ledger so far and the failures; a task: ok."""
+    if isinstance(seen.result, dict) and "batchItemFailures" in seen.result:
+        ledger = seen.ledgers.get(case.function.removesuffix("Function").lower(), {})
+        counts = " ".join(f"{ledger.get(k, 0)} {k}" for k in ("delivered", "skipped", "rejected"))
+        return f"{counts}, {len(seen.result['batchItemFailures'])} failures"
     return "ok"
 
 

@@ -416,3 +416,40 @@ def test_sfmc_05_rows_per_data_extension_are_emitted_as_metrics(
             assert (key, name) in emitted
     failed = [d for d in documents if d.get("DataExtensionFailed") == [1.0]]
     assert [d["DataExtension"] for d in failed] == ["Campaign_Engagement"]
+
+
+@pytest.fixture(scope="module")
+def deletion_runs(stack: ActivationHarness, failing_run: dict[str, Any]) -> list[dict[str, Any]]:
+    """Contacts gets a daily deletion check: a first check records the keys, two contacts are deleted in
+    SFMC, the next check turns them into exits."""
+    config = example_ingestion_config()
+    contacts_de = next(d for d in config["sources"][0]["dataExtensions"] if d["key"] == "Contacts")
+    contacts_de["deletionCheck"] = {"frequency": "day", "interval": 1}
+    stack.stack.client("ssm").put_parameter(
+        Name=stack.outputs["SfmcIngestionConfigParameterName"],
+        Value=json.dumps(config),
+        Type="String",
+        Overwrite=True,
+    )
+    sfn, dynamodb = stack.stack.client("stepfunctions"), stack.stack.client("dynamodb")
+    records = []
+    for delete in (False, True):
+        if delete:
+            sfmc(stack).delete("Contacts", lambda row: row["SubscriberKey"] in {"SK-000002", "SK-000004"})
+        arn = cli.start_run(stack.outputs, data_extensions=["Contacts"], sfn=sfn, check_deletions=True)
+        execution = stack.stack.wait_execution(arn, max_rounds=6000)
+        runs = cli.status(stack.outputs, runs=30, dynamodb=dynamodb)["runs"]
+        (record,) = [r for r in runs if r["runId"] == arn.rsplit(":", 1)[1]]
+        records.append({"execution": execution, "record": record})
+    return records
+
+
+def test_sfmc_rows_deleted_in_sfmc_become_exits_in_the_run_record(
+    deletion_runs: list[dict[str, Any]],
+) -> None:
+    first, second = deletion_runs
+    assert first["execution"]["status"] == second["execution"]["status"] == "SUCCEEDED"
+    (baseline,) = [r for r in first["record"]["dataExtensions"] if r["mode"] == "keys"]
+    (check,) = [r for r in second["record"]["dataExtensions"] if r["mode"] == "keys"]
+    assert (baseline["rowsDeleted"], check["rowsDeleted"], check["exitsPublished"]) == (0, 2, 2)
+    assert second["record"]["totals"]["exitsPublished"] == 2

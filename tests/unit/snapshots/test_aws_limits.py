@@ -127,3 +127,10 @@ def test_destination_rules_route_targeted_events_only_to_their_type(resources: d
             {"detail": {"targetTypes": [{"exists": False}]}},
             {"detail": {"targetTypes": [destination_type]}},
         ]
+
+
+def test_the_same_manifest_twice_is_not_a_failed_run(definition: dict[str, Any]) -> None:
+    """S3 and EventBridge deliver at least once: a second event for an applied snapshot must not alarm."""
+    choices = definition["States"]["Accepted"]["Choices"]
+    assert {"Variable": "$.prepared.reason", "StringEquals": "already_applied"}.items() <= choices[1].items()
+    assert choices[1]["Next"] == "Done" and definition["States"]["Accepted"]["Default"] == "Refused"
