@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -415,7 +415,7 @@ class Pipeline:
             self._settle_claims(instance.id, work, delivered)
             for item in work:
                 decided[item.key] = (delivered[item.key], tuple(a.audience.id for a in item.activations))
-        return {k: (o.with_context(instance.id) if o.detail else o, ids) for k, (o, ids) in decided.items()}
+        return {k: (_of_instance(o, instance.id), ids) for k, (o, ids) in decided.items()}
 
     def _missing(self, error: MissingValueError) -> Outcome:
         skips: Mapping[str, str] = getattr(self._destination, "skip_when_missing", {})
@@ -516,6 +516,14 @@ class Pipeline:
             return {item.key: outcome for item in work}
         missing = Outcome.retry("no_outcome", "the connector returned no outcome for this record")
         return {item.key: outcomes.get(item.key, missing) for item in work}
+
+
+def _of_instance(outcome: Outcome, instance_id: str) -> Outcome:
+    """An instance's outcome as the record carries it: the instance in the detail, and in the reason of
+    a config problem (`invalid_config:<instance>`, wherever the connector found it)."""
+    if outcome.reason == "invalid_config":
+        outcome = replace(outcome, reason=f"invalid_config:{instance_id}")
+    return outcome.with_context(instance_id) if outcome.detail else outcome
 
 
 def _by_entity(work: Sequence[WorkItem]) -> list[list[WorkItem]]:

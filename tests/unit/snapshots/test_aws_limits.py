@@ -118,6 +118,8 @@ def test_the_snapshot_bucket_is_encrypted_private_and_expires_personal_data(
     assert bucket["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
     expiry = {r.get("Prefix"): r.get("ExpirationInDays") for r in bucket["LifecycleConfiguration"]["Rules"]}
     assert expiry["incoming/"] <= 30 and expiry["runs/"] <= 7
+    (tls,) = resources["SnapshotBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert tls["Effect"] == "Deny" and tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
 def test_destination_rules_route_targeted_events_only_to_their_type(resources: dict[str, Any]) -> None:
