@@ -59,8 +59,10 @@ class Observation:
 
 def cases(smoke: bool = False) -> list[Case]:
     """Every function's sample events in events/ (with --smoke: the first one of each function)."""
+    from activation_core import naming  # the layer joins sys.path in __main__
+
     found = [
-        Case(f"{path.name.removesuffix('-batch.json').capitalize()}Function", path)
+        Case(naming.logical_id(path.name.removesuffix("-batch.json"), "Function"), path)
         for path in sorted((EVENTS / "sqs").glob("*-batch.json"))
     ]
     for folder, task, function in WORKFLOW_TASKS:
@@ -112,6 +114,7 @@ def differences(reference: Observation, emulated: Observation, event_text: str) 
 
 
 def observe(harness: ActivationHarness, invoke: Callable[[], tuple[str | None, Any]]) -> Observation:
+    from activation_core import naming
     from local.harness import DESTINATION_TYPES
 
     started = time.monotonic()
@@ -120,7 +123,7 @@ def observe(harness: ActivationHarness, invoke: Callable[[], tuple[str | None, A
     sqs = harness.stack.client("sqs")
     depths = {}
     for destination in DESTINATION_TYPES:
-        url = harness.outputs[f"{destination.capitalize()}DeadLetterQueueUrl"]
+        url = harness.outputs[naming.output_name(destination, "DeadLetterQueueUrl")]
         attrs = sqs.get_queue_attributes(
             QueueUrl=url,
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],

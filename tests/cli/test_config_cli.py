@@ -40,7 +40,7 @@ def _bombora_name_twice(doc: dict[str, Any]) -> None:
 
 
 def _unknown_type(doc: dict[str, Any]) -> None:
-    _instance(doc, "rainfocus")["type"] = "hubspot"
+    _instance(doc, "rainfocus")["type"] = "no_such_destination"  # never a real type: no manifest entry
 
 
 def _duplicate_ids(doc: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from local.examples import example_config, sample_events
 from local.fakes.base import FaultProfile
-from local.harness import STACK_NAME, ActivationHarness
+from local.harness import MANIFEST, STACK_NAME, ActivationHarness
 
 pytestmark = pytest.mark.integration
 
@@ -166,7 +166,7 @@ def test_mkt_01_the_rest_of_a_batch_with_bad_numbers_is_delivered_at_once(
 def test_rnf_05_a_naive_timestamp_is_rejected_and_the_same_person_s_other_event_delivered(
     bad_values: ActivationHarness,
 ) -> None:
-    for destination_type in ("rainfocus", "marketo", "outreach"):
+    for destination_type in (d.type for d in MANIFEST.destinations if d.entity == "profile"):
         reasons = {
             json.loads(m["Body"])["detail"]["eventId"]: m["MessageAttributes"]["reason"]["StringValue"]
             for m in bad_values.dlq_messages(destination_type)

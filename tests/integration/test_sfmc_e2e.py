@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from activation_core import naming
 from local import moto_speedups, sfn_fast_time
 from local.fakes.sfmc import (
     BASE_TIME,
@@ -34,7 +35,7 @@ from local.fakes.sfmc import (
     throttle_response,
     web_activity,
 )
-from local.harness import DESTINATION_TYPES, STACK_NAME, ActivationHarness
+from local.harness import DESTINATION_TYPES, MANIFEST, STACK_NAME, ActivationHarness, rule_destination
 from sfmc_ingestion import cli
 from tests.support import keys_no_role_may_write
 from tests.unit.sfmc_ingestion.history import pages_execution_events, run_execution_events
@@ -90,7 +91,7 @@ def queue_depths(harness: ActivationHarness) -> dict[str, int]:
     sqs = harness.stack.client("sqs")
     depths = {}
     for destination in DESTINATION_TYPES:
-        url = harness.outputs[f"{destination.capitalize()}QueueUrl"]
+        url = harness.outputs[naming.output_name(destination, "QueueUrl")]
         attrs = sqs.get_queue_attributes(
             QueueUrl=url,
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
@@ -103,11 +104,12 @@ def profile_destinations(harness: ActivationHarness) -> list[str]:
     """Destinations whose rule (as deployed) routes `Profile Updated` events to their queue."""
     events = harness.stack.client("events")
     rules = events.list_rules(EventBusName=harness.outputs["EventBusName"])["Rules"]
-    routed = []
-    for rule in rules:
-        if "Profile Updated" in json.loads(rule["EventPattern"]).get("detail-type", []):
-            routed.append(next(t for t in DESTINATION_TYPES if t.capitalize() + "Rule" in rule["Name"]))
-    return sorted(routed)
+    routed = [
+        rule_destination(rule["Name"])
+        for rule in rules
+        if "Profile Updated" in json.loads(rule["EventPattern"]).get("detail-type", [])
+    ]
+    return sorted(t for t in routed if t)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +139,7 @@ def test_sfmc_04_every_published_profile_reached_every_person_destination(
 ) -> None:
     published = first_run["record"]["totals"]["eventsPublished"]
     routed = profile_destinations(stack)
-    assert {"rainfocus", "marketo", "outreach"} <= set(routed)
+    assert {d.type for d in MANIFEST.destinations if d.entity == "profile"} <= set(routed)
     assert {t: first_run["queued"][t] for t in routed} == dict.fromkeys(routed, published)
     for destination in routed:
         report = stack.report(destination)

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from activation_core import naming
+from local.harness import DESTINATION_TYPES
 from local.sam_translate import translate
 from sfmc_ingestion.publishing import EventPublisher
 from snapshots.diff import Change, ChangeKind
@@ -121,11 +123,11 @@ def test_the_snapshot_bucket_is_encrypted_private_and_expires_personal_data(
 
 
 def test_destination_rules_route_targeted_events_only_to_their_type(resources: dict[str, Any]) -> None:
-    for kind in ("Bombora", "Marketo", "Outreach", "Rainfocus"):
-        pattern = resources[f"{kind}Rule"]["Properties"]["EventPattern"]
+    for destination_type in DESTINATION_TYPES:
+        pattern = resources[naming.logical_id(destination_type, "Rule")]["Properties"]["EventPattern"]
         assert pattern["$or"] == [
             {"detail": {"targetTypes": [{"exists": False}]}},
-            {"detail": {"targetTypes": [kind.lower()]}},
+            {"detail": {"targetTypes": [destination_type]}},
         ]
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from activation_core import naming
+from local.harness import DESTINATION_TYPES
 from local.sam_translate import translate
 
 TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
@@ -52,16 +54,19 @@ def test_no_wildcard_action_or_resource_on_data_services(resources: dict[str, An
 
 
 def test_each_function_reads_only_its_own_secrets_and_queues(resources: dict[str, Any]) -> None:
-    for name, role in of_type(resources, "AWS::IAM::Role").items():
+    roles = of_type(resources, "AWS::IAM::Role")
+    # Every destination of the manifest has its function (a missing one fails here, it is not skipped).
+    assert {naming.logical_id(t, "FunctionRole") for t in DESTINATION_TYPES} <= set(roles)
+    for name, role in roles.items():
         if not name.endswith("FunctionRole"):
             continue
-        own = name.removesuffix("FunctionRole").lower()
+        own = naming.type_of_prefix(name.removesuffix("FunctionRole"))
         text = json.dumps(statements(role))
-        for other in ("bombora", "marketo", "outreach", "rainfocus"):
+        for other in DESTINATION_TYPES:
             if other != own:
                 assert f"/{other}/" not in text, (name, other)
-                assert f"{other.capitalize()}DeadLetterQueue" not in text, (name, other)
-                assert f"{other.capitalize()}Queue" not in text, (name, other)
+                assert naming.logical_id(other, "DeadLetterQueue") not in text, (name, other)
+                assert naming.logical_id(other, "Queue") not in text, (name, other)
 
 
 def test_every_queue_is_encrypted_and_every_dlq_keeps_14_days(resources: dict[str, Any]) -> None:
