@@ -4,9 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SAM_VENV ?= .sam-venv
+CHECKOV_VENV ?= .checkov-venv
 STACK ?= activation-dev
 
-.PHONY: install demo test test-fast lint soak bench schemas build validate deploy clean sam-local sam-base-image test-sam-local
+.PHONY: install demo test test-fast lint scan soak soak-snapshots bench schemas build validate deploy clean sam-local sam-base-image test-sam-local
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,8 +21,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m local.demo
 
-## Lint, type-check and run the whole test suite.
-test: $(STAMP) lint
+## Lint, type-check, scan the template and run the whole test suite.
+test: $(STAMP) lint scan
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)
@@ -32,11 +33,26 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy layers/activation_core/activation_core functions local activation_cli
 
+## Infrastructure-as-code scan of template.yaml (checkov, in its own venv: its pins clash with the
+## project's). Accepted findings and their reasons: .checkov.yaml; any other finding fails.
+$(CHECKOV_VENV)/bin/checkov:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet "checkov==3.3.30"
+
+scan: $(CHECKOV_VENV)/bin/checkov
+	$(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml
+
 ## Soak: 10,000 events through every destination with ~20% injected vendor faults (not in make test).
 soak: $(STAMP)
 	SOAK_EVENTS=$${SOAK_EVENTS:-10000} SOAK_REPORT=soak-report.json $(PY) -m pytest -q tests/integration/test_soak.py
 
-## Benchmarks (never part of make test); writes BENCHMARKS.md.
+## Audience snapshots at 10,000 members through the local stack (a backfill, a 10%/10% diff, a CLI push,
+## an interrupted run): delivered + skipped + rejected = members per instance. Outreach's 10,000 calls an
+## hour make it long; not in make test (which runs the same tests at 200 members).
+soak-snapshots: $(STAMP)
+	SNAPSHOT_MEMBERS=$${SNAPSHOT_MEMBERS:-10000} $(PY) -m pytest -q tests/integration/test_snapshots_e2e.py
+
+## Benchmarks (never part of make test); writes BENCHMARKS.md and docs/capacity.md (the cost model).
 bench: $(STAMP)
 	$(PY) -m tests.bench.run
 

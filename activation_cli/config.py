@@ -66,6 +66,7 @@ def check(document: Any) -> tuple[Any, list[Problem]]:
     """(the parsed DestinationsConfig or None, every problem found: one per instance at most)."""
     from activation_core.config_store import parse_destinations
     from activation_core.errors import ConfigError
+    from activation_core.usage_policy import check_instance
 
     try:
         config = parse_destinations(document if isinstance(document, dict) else json.dumps(document))
@@ -83,6 +84,7 @@ def check(document: Any) -> tuple[Any, list[Problem]]:
         try:
             validator(instance)
             _check_peers(instance, config)
+            check_instance(config.usage_policies, instance)
         except ConfigError as exc:
             problems.append(_problem(exc))
     return config, problems

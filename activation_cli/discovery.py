@@ -1,6 +1,8 @@
-"""What the CLI learns from the code by convention, so a new destination needs no CLI change:
+"""What the CLI learns from the manifest and the code by convention, so a new destination needs no
+CLI change:
 
-- a destination type is a package `functions/<type>/` whose `service.py` defines `validate_instance`;
+- a destination type is an entry of `functions/destinations.json` (the manifest) whose package
+  `functions/<type>/` has a `service.py` that defines `validate_instance`;
 - its `service.py` holds a class with `destination_type == <type>` and `connect()` (the pipeline's
   Destination);
 - every package's `models.py` may publish `JSON_SCHEMAS`; a `<name>-connection-secret` entry is the
@@ -18,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from activation_cli import ROOT
+from activation_core import manifest
 
 FUNCTIONS = ROOT / "functions"
 CONNECTION_SUFFIX = "-connection-secret"
@@ -27,9 +30,13 @@ def _packages() -> list[str]:
     return sorted(p.parent.name for p in FUNCTIONS.glob("*/__init__.py"))
 
 
+def destinations() -> manifest.Manifest:
+    return manifest.load(FUNCTIONS)
+
+
 def destination_types() -> list[str]:
-    """Types whose service module validates instances (every built destination)."""
-    return [name for name in _packages() if (FUNCTIONS / name / "service.py").exists()]
+    """The manifest's types (a package missing for one of them fails the tests, not the CLI)."""
+    return list(destinations().types)
 
 
 def source_packages() -> list[str]:

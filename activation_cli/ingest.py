@@ -39,6 +39,10 @@ def run(
         list[str] | None, typer.Option("--source", metavar="ID", help="Only this source (repeatable)")
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the run and print its result")] = False,
+    check_deletions: Annotated[
+        bool,
+        typer.Option("--check-deletions", help="Also run the deletion checks (rows deleted -> exits) now"),
+    ] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="With --wait: give up after N seconds")] = 900.0,
     poll: Annotated[
         float, typer.Option("--poll", min=0.01, help="With --wait: seconds between checks")
@@ -51,7 +55,11 @@ def run(
     outputs = _outputs(stack_name)
     with aws_errors():
         arn = cli.start_run(
-            outputs, data_extensions=data_extensions or (), sources=sources or (), sfn=client("stepfunctions")
+            outputs,
+            data_extensions=data_extensions or (),
+            sources=sources or (),
+            sfn=client("stepfunctions"),
+            check_deletions=check_deletions,
         )
         if not wait:
             if as_json:

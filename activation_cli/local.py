@@ -38,6 +38,7 @@ def up(
     """Start the local stack and keep it running; prints the exports for another shell."""
     from local.examples import sample_events as load_samples
     from local.harness import STACK_NAME, ActivationHarness
+    from local.sam_local.sam import write_env_vars_file
 
     started = time.monotonic()
     with ActivationHarness(workdir=workdir) as harness:
@@ -56,6 +57,8 @@ def up(
         out.print(
             f"fakes: {json.dumps({t: p.fake.base_url for t, p in harness.plugs.items()})}", markup=False
         )
+        env_vars = write_env_vars_file(harness)
+        out.print(f"sam local --env-vars {env_vars} (README: SAM local)", markup=False)
         if sample_events:
             published = harness.publish(load_samples())
             out.print(f"published {published} sample events to {harness.outputs['EventBusName']}")

@@ -8,7 +8,19 @@ from typing import Annotated
 
 import typer
 
-from activation_cli import config, connect, dlq, ingest, local, preview, snapshot, stack, status
+from activation_cli import (
+    config,
+    connect,
+    dlq,
+    erasure,
+    ingest,
+    local,
+    preview,
+    sfmc,
+    snapshot,
+    stack,
+    status,
+)
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -28,8 +40,10 @@ def _session(
 app.add_typer(config.app, name="config")
 app.add_typer(connect.app, name="connect")
 app.add_typer(dlq.app, name="dlq")
+app.add_typer(erasure.app, name="erasure")
 app.add_typer(ingest.app, name="ingest")
 app.add_typer(local.app, name="local")
+app.add_typer(sfmc.app, name="sfmc")
 app.add_typer(snapshot.app, name="snapshot")
 app.command(name="preview")(preview.preview)
 app.command(name="status")(status.status)

@@ -6,15 +6,16 @@ stack (moto server) alike. Resources are always found through the stack's Output
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from activation_cli.console import fail
+from activation_core import naming
 
 STACK_ENV = "ACTIVATION_STACK"
+DLQ_OUTPUT = "DeadLetterQueueUrl"
 
 
 @dataclass
@@ -77,18 +78,18 @@ class Stack:
         return value
 
     def destination_types(self) -> list[str]:
-        """Types with a queue and DLQ in this stack (from `<Type>DeadLetterQueueUrl` outputs)."""
-        found = (re.fullmatch(r"([A-Z][a-z0-9]*)DeadLetterQueueUrl", key) for key in self.outputs)
-        return sorted(m.group(1).lower() for m in found if m)
+        """Types with a queue and DLQ in this stack (from `<Prefix>DeadLetterQueueUrl` outputs)."""
+        prefixes = (key.removesuffix(DLQ_OUTPUT) for key in self.outputs if key.endswith(DLQ_OUTPUT))
+        return sorted(t for t in map(naming.type_of_prefix, prefixes) if t)
 
     def queue_url(self, destination_type: str) -> str:
-        return self.output(f"{output_prefix(destination_type)}QueueUrl")
+        return self.output(naming.output_name(destination_type, "QueueUrl"))
 
     def dead_letter_queue_url(self, destination_type: str) -> str:
-        return self.output(f"{output_prefix(destination_type)}DeadLetterQueueUrl")
+        return self.output(naming.output_name(destination_type, DLQ_OUTPUT))
 
     def secret_prefix(self, name: str) -> str | None:
-        return self.outputs.get(f"{output_prefix(name)}SecretPrefix")
+        return self.outputs.get(naming.output_name(name, "SecretPrefix"))
 
     def known_type(self, destination_type: str) -> str:
         """The type, checked against the stack (a typo names the known ones)."""
@@ -96,11 +97,6 @@ class Stack:
         if destination_type not in types:
             fail(f"no destination '{destination_type}' in stack {self.name}; known: {', '.join(types)}")
         return destination_type
-
-
-def output_prefix(name: str) -> str:
-    """`rainfocus` -> `Rainfocus`: the template's logical-id and output naming."""
-    return name[:1].upper() + name[1:]
 
 
 def load_stack(name: str) -> Stack:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from activation_core import manifest, naming
 from local import moto_speedups
 from local.examples import example_config
 from local.fakes.base import FakeServer
@@ -21,7 +22,15 @@ from local.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK_NAME = "activation-local"  # the example config's secret names live under this prefix
-DESTINATION_TYPES = ("bombora", "marketo", "outreach", "rainfocus")
+MANIFEST = manifest.load(ROOT / "functions")  # the one list of destinations
+DESTINATION_TYPES = MANIFEST.types
+
+
+def rule_destination(rule_name: str) -> str | None:
+    """The destination whose rule this is (CloudFormation names it `<stack>-<Prefix>Rule-<suffix>`);
+    the longest prefix wins, so `GoogleAdsRule` is never taken for an `AdsRule`."""
+    owners = [t for t in DESTINATION_TYPES if naming.logical_id(t, "Rule") in rule_name]
+    return max(owners, key=lambda t: len(naming.logical_prefix(t)), default=None)
 
 
 class VendorPlug(Protocol):
@@ -181,9 +190,7 @@ class ActivationHarness:
         rules = self.stack.client("events").list_rules(EventBusName=self.outputs["EventBusName"])["Rules"]
         routes: dict[str, set[str]] = {}
         for rule in rules:
-            destination_type = next(
-                (t for t in DESTINATION_TYPES if t.capitalize() + "Rule" in rule["Name"]), None
-            )
+            destination_type = rule_destination(rule["Name"])
             if destination_type is not None:  # other rules (e.g. the snapshot workflow's) feed no queue
                 routes[destination_type] = set(json.loads(rule["EventPattern"])["detail-type"])
         return routes
@@ -206,7 +213,7 @@ class ActivationHarness:
     def dlq_messages(self, destination_type: str) -> list[dict[str, Any]]:
         """Every message in the destination's DLQ, left in place (made visible again afterwards)."""
         sqs = self.stack.client("sqs")
-        url = self.outputs[f"{destination_type.capitalize()}DeadLetterQueueUrl"]
+        url = self.outputs[naming.output_name(destination_type, "DeadLetterQueueUrl")]
         seen: dict[str, dict[str, Any]] = {}
         while True:  # each receive hides what it returned, so the next one gets the following messages
             batch = sqs.receive_message(

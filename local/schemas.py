@@ -21,7 +21,7 @@ SCHEMA_DIR = ROOT / "shared" / "schemas"
 def _models() -> dict[str, type[BaseModel]]:
     """The layer's contracts, plus each destination's `JSON_SCHEMAS` (in `functions/<type>/models.py`)."""
     from activation_core.models.config import DestinationsConfig
-    from activation_core.models.events import AccountEventDetail, ProfileEventDetail
+    from activation_core.models.events import AccountEventDetail, ErasureRequestDetail, ProfileEventDetail
     from activation_core.models.snapshots import (
         SnapshotAccountMember,
         SnapshotManifest,
@@ -32,6 +32,7 @@ def _models() -> dict[str, type[BaseModel]]:
     models: dict[str, type[BaseModel]] = {
         "profile-event-detail": ProfileEventDetail,
         "account-event-detail": AccountEventDetail,
+        "profile-erasure-request-detail": ErasureRequestDetail,
         "destinations-config": DestinationsConfig,
         "snapshot-manifest": SnapshotManifest,
         "snapshot-profile-member": SnapshotProfileMember,

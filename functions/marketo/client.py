@@ -35,6 +35,7 @@ from marketo.models import BATCH_LIMIT, MarketoConnection
 
 IDENTITY_PATH = "/identity/oauth/token"
 LEADS_PATH = "/rest/v1/leads.json"
+DELETE_LEADS_PATH = "/rest/v1/leads/delete.json"
 DESCRIBE2_PATH = "/rest/v1/leads/describe2.json"
 PARTITIONS_PATH = "/rest/v1/leads/partitions.json"
 LIST_LEADS_PATH = "/rest/v1/lists/{list_id}/leads.json"
@@ -330,6 +331,21 @@ class MarketoClient:
                 pass  # a proxy counted differently: resend as below
         # Documented workaround for long URIs: POST with _method=GET, the query form-encoded in the body.
         return self._call("find_leads", "POST", LEADS_PATH, params={"_method": "GET"}, data=query)
+
+    # -- erasure ------------------------------------------------------------------------------------
+
+    def delete_leads(self, lead_ids: Sequence[int]) -> dict[int, RecordStatus]:
+        """`POST /rest/v1/leads/delete.json` (<= 300 ids): `deleted`, or `skipped` (1004: not found)."""
+        if len(lead_ids) > BATCH_LIMIT:
+            raise ValueError(f"at most {BATCH_LIMIT} lead ids per call")
+        payload = {"input": [{"id": int(i)} for i in lead_ids]}
+        body = self._call("delete_leads", "POST", DELETE_LEADS_PATH, json=payload)
+        statuses: dict[int, RecordStatus] = {}
+        for item in body.get("result") or []:
+            status = _record_status(item)
+            if status.lead_id is not None:
+                statuses[status.lead_id] = status
+        return statuses
 
     # -- static lists -------------------------------------------------------------------------------
 

@@ -399,6 +399,25 @@ class OutreachClient:
             return RetryableError(f"http_{status}", detail or response.reason_phrase, retry_after=wait)
         return http.classify_response(response)  # other 4xx: permanent
 
+    def delete_prospect(self, prospect_id: int) -> bool:
+        """`DELETE /api/v2/prospects/{id}` (204 Deleted); False when Outreach has no such prospect (404)."""
+        url = self._base + PROSPECT_PATH.format(id=prospect_id)
+
+        def call(token: str) -> httpx.Response:
+            headers = {"Authorization": f"Bearer {token}", "Accept": JSON_API}
+            return http.send(
+                "DELETE", url, client=self._client, classify=self.classify, policy=RETRY_POLICY,
+                sleep=self._sleep, on_attempt=self._attempt, headers=headers,
+            )  # fmt: skip
+
+        try:
+            self._tokens.call_with_token(call)
+        except PermanentError as exc:
+            if exc.reason == "prospect_not_found":
+                return False
+            raise
+        return True
+
     def update_prospect(self, prospect_id: int, attributes: Mapping[str, Any]) -> None:
         """Update one existing prospect (never creates one): OUT-02..04."""
         url = self._base + PROSPECT_PATH.format(id=prospect_id)

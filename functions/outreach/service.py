@@ -157,6 +157,31 @@ class OutreachConnector:
                 outcomes.update(result)
         return outcomes
 
+    def erase(self, items: Sequence[WorkItem]) -> Mapping[str, Outcome]:
+        """A data subject request: delete the prospect (by its OutreachId), one DELETE per prospect."""
+        outcomes: dict[str, Outcome] = {}
+        per_prospect: dict[int, list[WorkItem]] = {}
+        for item in items:
+            try:
+                per_prospect.setdefault(prospect_id(item.mapped.value(IDENTITY_TARGET)), []).append(item)
+            except ActivationError as exc:
+                outcomes[item.key] = Outcome.from_error(exc)
+        if per_prospect:
+            self.client.gate.plan(len(per_prospect))
+        for prospect, group in per_prospect.items():
+            try:
+                deleted = self.client.delete_prospect(prospect)
+            except ActivationError as exc:
+                outcome = Outcome.from_error(exc)
+            else:
+                outcome = (
+                    Outcome.delivered(f"erased: prospect {prospect} deleted")
+                    if deleted
+                    else Outcome.skipped("erasure_not_found", f"Outreach has no prospect {prospect}")
+                )
+            outcomes.update((item.key, outcome) for item in group)
+        return outcomes
+
     def _change(self, item: WorkItem) -> _Change:
         prospect = prospect_id(item.mapped.value(IDENTITY_TARGET))  # OUT-02
         fields = {target: attribute_value(target, value) for target, value in item.mapped.fields.items()}

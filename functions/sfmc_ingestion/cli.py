@@ -1,6 +1,7 @@
 """On-demand trigger and operator view of the SFMC ingestion (a later project CLI wraps it).
 
     python -m sfmc_ingestion run    --stack NAME [--data-extension KEY ...] [--source ID ...] [--wait]
+                                    [--check-deletions]
     python -m sfmc_ingestion status --stack NAME [--runs N] [--json]
     python -m sfmc_ingestion validate FILE
     python -m sfmc_ingestion push-config --stack NAME FILE
@@ -46,9 +47,13 @@ def start_run(
     sources: Sequence[str] = (),
     sfn: Any | None = None,
     name: str | None = None,
+    check_deletions: bool = False,
 ) -> str:
-    """Start a manual run (every named data extension, whatever its schedule); returns the execution ARN."""
+    """Start a manual run (every named data extension, whatever its schedule); returns the execution ARN.
+    `check_deletions`: also run the deletion check of data extensions that have one, even if not due."""
     request: dict[str, Any] = {"trigger": "manual"}
+    if check_deletions:
+        request["checkDeletions"] = True
     if data_extensions:
         request["dataExtensions"] = list(data_extensions)
     if sources:
@@ -139,6 +144,7 @@ def main(argv: Sequence[str] | None = None, out: Any = None) -> int:
     run.add_argument("--data-extension", action="append", default=[], dest="data_extensions", metavar="KEY")
     run.add_argument("--source", action="append", default=[], dest="sources", metavar="ID")
     run.add_argument("--wait", action="store_true", help="wait for the run and print its status")
+    run.add_argument("--check-deletions", action="store_true", help="also run the deletion checks now")
     run.add_argument("--timeout", type=float, default=900.0)
     show = commands.add_parser("status", help="recent runs and watermarks")
     show.add_argument("--stack", required=True)
@@ -166,7 +172,12 @@ def main(argv: Sequence[str] | None = None, out: Any = None) -> int:
             )
             return 0
         if args.command == "run":
-            arn = start_run(outputs, data_extensions=args.data_extensions, sources=args.sources)
+            arn = start_run(
+                outputs,
+                data_extensions=args.data_extensions,
+                sources=args.sources,
+                check_deletions=args.check_deletions,
+            )
             print(f"started {arn}", file=out)
             if not args.wait:
                 return 0

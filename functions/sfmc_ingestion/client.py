@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
+from xml.etree import ElementTree
+from xml.sax.saxutils import escape
 
 import httpx
 
@@ -38,7 +40,9 @@ AUTH_DOMAIN = ".auth.marketingcloudapis.com"
 REST_DOMAIN = ".rest.marketingcloudapis.com"
 AUTH_HOST_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}\.auth\.marketingcloudapis\.com"
 REST_HOST_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}\.rest\.marketingcloudapis\.com"
+SOAP_HOST_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}\.soap\.marketingcloudapis\.com"
 TOKEN_PATH = "/v2/token"  # noqa: S105 - a path
+SOAP_PATH = "/Service.asmx"
 ROWSET_PATH = "/data/v1/customobjectdata/key/{key}/rowset"
 _SUBDOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _LOOPBACK = frozenset({"127.0.0.1", "localhost"})
@@ -197,12 +201,16 @@ def fetch_token(
     if not isinstance(expires_in, int | float) or isinstance(expires_in, bool):
         expires_in = 1200
     updates: dict[str, str] = {}
-    instance = payload.get("rest_instance_url")
-    if isinstance(instance, str) and instance:
-        # Checked like a typed URL: a token answer must not send the bearer token to another host.
-        rest = http.validate_base_url(instance, host_pattern=REST_HOST_PATTERN, allow_loopback=allow_loopback)
-        if rest != parsed.rest_instance_url:
-            updates["restInstanceUrl"] = rest
+    for field, name, pattern, known in (
+        ("rest_instance_url", "restInstanceUrl", REST_HOST_PATTERN, parsed.rest_instance_url),
+        ("soap_instance_url", "soapInstanceUrl", SOAP_HOST_PATTERN, parsed.soap_instance_url),
+    ):
+        instance = payload.get(field)
+        if isinstance(instance, str) and instance:
+            # Checked like a typed URL: a token answer must not send the bearer token to another host.
+            url = http.validate_base_url(instance, host_pattern=pattern, allow_loopback=allow_loopback)
+            if url != known:
+                updates[name] = url
     return TokenGrant(
         access_token=payload["access_token"], expires_in=float(expires_in), connection_updates=updates
     )
@@ -250,7 +258,13 @@ class SfmcClient:
         self.api_calls += 1
 
     def first_page(
-        self, key: str, *, page_size: int, filter_expr: str | None, order_by: str | None
+        self,
+        key: str,
+        *,
+        page_size: int,
+        filter_expr: str | None,
+        order_by: str | None,
+        fields: Sequence[str] = (),
     ) -> RowsetPage:
         reason = system_object_reason(key)
         if reason is not None:
@@ -261,6 +275,8 @@ class SfmcClient:
             query.append(("$orderBy", order_by))
         if filter_expr:
             query.append(("$filter", filter_expr))
+        if fields:
+            query.append(("$fields", ",".join(fields)))
         # Spaces as %20 (the documented form), '$' and quotes kept literal.
         encoded = "&".join(f"{k}={quote(v, safe=chr(39) + ',')}" for k, v in query)
         path = ROWSET_PATH.format(key=quote(key, safe="")) + "?" + encoded
@@ -334,3 +350,91 @@ def parse_page(body: Any, raw_bytes: int = 0) -> RowsetPage:
         request_token=str(token) if token else None,
         raw_bytes=raw_bytes,
     )
+
+
+# --- discovery: SOAP Retrieve of DataExtension / DataExtensionField (apis.md 3.2, option B) ----------
+
+SOAP_ENVELOPE = "http://schemas.xmlsoap.org/soap/envelope/"
+PARTNER_API = "http://exacttarget.com/wsdl/partnerAPI"
+MAX_RETRIEVE_PAGES = 1000  # 2,500 objects a page: far more data extensions than an account holds
+_MAX_SOAP_BYTES = 20 * 2**20
+
+
+def _retrieve_body(token: str, object_type: str, properties: Sequence[str], continue_id: str | None) -> str:
+    if continue_id:
+        request = f"<ContinueRequest>{escape(continue_id)}</ContinueRequest>"
+    else:
+        props = "".join(f"<Properties>{escape(p)}</Properties>" for p in properties)
+        request = f"<ObjectType>{escape(object_type)}</ObjectType>{props}"
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><s:Envelope xmlns:s="{SOAP_ENVELOPE}">'
+        f'<s:Header><fueloauth xmlns="http://exacttarget.com">{escape(token)}</fueloauth></s:Header>'
+        f'<s:Body><RetrieveRequestMsg xmlns="{PARTNER_API}"><RetrieveRequest>{request}</RetrieveRequest>'
+        "</RetrieveRequestMsg></s:Body></s:Envelope>"
+    )
+
+
+def _flatten(element: Any, prefix: str = "") -> dict[str, str]:
+    """A Results element -> {"CustomerKey": ..., "DataExtension.CustomerKey": ...} (local names)."""
+    out: dict[str, str] = {}
+    for child in element:
+        name = prefix + child.tag.rsplit("}", 1)[-1]
+        if len(child):
+            out.update(_flatten(child, name + "."))
+        elif child.text is not None:
+            out[name] = child.text
+    return out
+
+
+def parse_retrieve(body: bytes) -> tuple[str, str | None, list[dict[str, str]]]:
+    """(OverallStatus, RequestID, results) of a RetrieveResponseMsg; a SOAP fault is an error."""
+    if len(body) > _MAX_SOAP_BYTES:
+        raise PermanentError("sfmc_soap_too_large", "the Retrieve response is larger than expected")
+    # The answer of SFMC's own endpoint (TLS, checked host); ElementTree expands no external entity.
+    root = ElementTree.fromstring(body)  # noqa: S314
+    fault = root.find(f".//{{{SOAP_ENVELOPE}}}Fault")
+    if fault is not None:
+        text = " ".join((fault.findtext("faultstring") or "").split())
+        raise PermanentError("sfmc_soap_fault", http.safe_excerpt(text or "SOAP fault"))
+    message = root.find(f".//{{{PARTNER_API}}}RetrieveResponseMsg")
+    if message is None:
+        raise RetryableError("sfmc_soap_invalid", "no RetrieveResponseMsg in the answer")
+    status = message.findtext(f"{{{PARTNER_API}}}OverallStatus") or ""
+    if status.startswith("Error"):
+        # e.g. "Error: API Permission Failed" (TAP-ET treats these as failures)
+        raise PermanentError("sfmc_retrieve_failed", http.safe_excerpt(status))
+    results = [_flatten(r) for r in message.findall(f"{{{PARTNER_API}}}Results")]
+    return status, message.findtext(f"{{{PARTNER_API}}}RequestID"), results
+
+
+def retrieve(
+    soap_base: str,
+    token: str,
+    object_type: str,
+    properties: Sequence[str],
+    *,
+    client: httpx.Client | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[dict[str, str]]:
+    """Every object of a type, following `MoreDataAvailable` with `ContinueRequest`."""
+    objects: list[dict[str, str]] = []
+    continue_id: str | None = None
+    for _ in range(MAX_RETRIEVE_PAGES):
+        response = http.send(
+            "POST", soap_base + SOAP_PATH, client=client, classify=_classify_soap, policy=RETRY_POLICY,
+            sleep=sleep, content=_retrieve_body(token, object_type, properties, continue_id).encode(),
+            headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": "Retrieve"},
+        )  # fmt: skip
+        status, request_id, results = parse_retrieve(response.content)
+        objects.extend(results)
+        if status != "MoreDataAvailable" or not request_id:
+            return objects
+        continue_id = request_id
+    raise PermanentError("sfmc_paging_runaway", f"more than {MAX_RETRIEVE_PAGES} Retrieve pages")
+
+
+def _classify_soap(response: httpx.Response) -> ActivationError | None:
+    """SOAP answers faults with HTTP 500 (a body to read, not a retry); throttling is also a 500."""
+    if response.status_code == 500 and b"Fault" in response.content:
+        return None
+    return classify(response)

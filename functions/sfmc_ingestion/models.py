@@ -170,6 +170,12 @@ class DataExtensionConfig(_Strict):
     audiences: tuple[AudienceRef, ...] = ()
     schedule: Schedule = Schedule()
     page_size: int = Field(default=MAX_PAGE_SIZE, alias="pageSize", ge=1, le=MAX_PAGE_SIZE)
+    deletion_check: Schedule | None = Field(
+        default=None,
+        alias="deletionCheck",
+        description="How often every primary key is compared with the previous check's: rows deleted in SFMC "
+        "become exits of this data extension's audiences (null: never)",
+    )
     look_back_seconds: int = Field(
         default=DEFAULT_LOOK_BACK_SECONDS,
         alias="lookBackSeconds",
@@ -327,6 +333,11 @@ class SfmcConnection(BaseModel):
         alias="restBaseUri",
         description="Only until the first token: then the REST instance URL SFMC returns with it is used",
     )
+    soap_instance_url: str | None = Field(
+        default=None,
+        alias="soapInstanceUrl",
+        description="Written by the stack: the SOAP instance URL the token endpoint returned (discovery)",
+    )
     rest_instance_url: str | None = Field(
         default=None,
         alias="restInstanceUrl",
@@ -387,6 +398,7 @@ class Progress(_Payload):
     request_token: str | None = Field(default=None, alias="requestToken")
     consistent: bool = True
     failure_reasons: dict[str, int] = Field(default_factory=dict, alias="failureReasons")
+    keys_seen: int = Field(default=0, alias="keysSeen")  # a deletion check: primary keys recorded
 
 
 class WorkItem(_Payload):
@@ -399,6 +411,9 @@ class WorkItem(_Payload):
     watermark: Watermark = Field(default_factory=Watermark)
     cursor: Cursor = Field(default_factory=Cursor)
     progress: Progress = Field(default_factory=Progress)
+    # "rows": read new and changed rows (incremental or full load); "keys": a deletion check, reading
+    # every primary key (and the identities) to find the rows deleted since the previous check.
+    mode: Literal["rows", "keys"] = "rows"
 
     def dump(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, mode="json")

@@ -80,10 +80,10 @@ class EventPublisher:
             self._events = aws.client("events")
         return self._events
 
-    def entry(self, detail: dict[str, Any]) -> dict[str, Any]:
+    def entry(self, detail: dict[str, Any], detail_type: str = DETAIL_TYPE) -> dict[str, Any]:
         return {
             "Source": EVENT_SOURCE,
-            "DetailType": DETAIL_TYPE,
+            "DetailType": detail_type,
             # pydantic-core's serialiser (already in the layer): the same compact JSON as
             # json.dumps(separators=(",", ":"), ensure_ascii=False), at a third of its CPU.
             "Detail": to_json(detail).decode(),

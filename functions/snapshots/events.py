@@ -21,6 +21,16 @@ from activation_core.models.snapshots import SNAPSHOT_SOURCE
 from snapshots.diff import Change, ChangeKind
 from snapshots.plan import RunPlan
 
+# A member new since the previous snapshot joined (`realized`); one that was in it already and is sent
+# again (changed, or to an instance being backfilled or resynced) is `existing`, as the platform reports
+# members it re-evaluates; a member gone `exited`.
+STATUS = {
+    ChangeKind.ADDED: MembershipStatus.REALIZED,
+    ChangeKind.CHANGED: MembershipStatus.EXISTING,
+    ChangeKind.UNCHANGED: MembershipStatus.EXISTING,
+    ChangeKind.REMOVED: MembershipStatus.EXITED,
+}
+
 
 def event_id(plan: RunPlan, key: str, status: MembershipStatus) -> str:
     material = f"{plan.audience_id}|{plan.snapshot_id}|{key}|{status.value}"
@@ -36,7 +46,7 @@ def targets_of(plan: RunPlan, kind: ChangeKind) -> tuple[str, ...]:
 
 
 def entry(plan: RunPlan, change: Change, bus_name: str, instances: tuple[str, ...]) -> dict[str, Any]:
-    status = MembershipStatus.EXITED if change.kind is ChangeKind.REMOVED else MembershipStatus.REALIZED
+    status = STATUS[change.kind]
     at = plan.snapshot_at.isoformat().replace("+00:00", "Z")
     detail: dict[str, Any] = {
         "schemaVersion": "1",

@@ -185,7 +185,10 @@ class FakeServer:
                 if response.status == CONNECTION_RESET:
                     self.close_connection = True
                     return
-                payload = b"" if response.body is None else json.dumps(response.body).encode()
+                if isinstance(response.body, bytes):  # already encoded (e.g. a SOAP answer)
+                    payload = response.body
+                else:
+                    payload = b"" if response.body is None else json.dumps(response.body).encode()
                 self.send_response(response.status)
                 self.send_header("Content-Type", response.headers.pop("Content-Type", "application/json"))
                 for name, value in response.headers.items():

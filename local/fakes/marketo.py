@@ -215,6 +215,7 @@ class FakeMarketo(FakeServer):
         self.route("POST", "/identity/oauth/token", self._identity)
         self.route("GET", r"/rest/v1/leads\.json", self._api(self._lookup_route))
         self.route("POST", r"/rest/v1/leads\.json", self._api(self._sync_or_lookup))
+        self.route("POST", r"/rest/v1/leads/delete\.json", self._api(self._delete_leads))
         self.route("GET", r"/rest/v1/leads/describe\.json", self._api(self._describe))
         self.route("GET", r"/rest/v1/leads/describe2\.json", self._api(self._describe2))
         self.route("GET", r"/rest/v1/leads/partitions\.json", self._api(self._partitions))
@@ -811,6 +812,39 @@ class FakeMarketo(FakeServer):
                 for i in ids
             ]
         )
+
+    def _delete_leads(self, request: Request, _: re.Match[str]) -> Response:
+        """Delete Leads (`POST /rest/v1/leads/delete.json`, body `{"input": [{"id": ..}]}`, <= 300): per
+        id `deleted`, or `skipped` 1004 for an unknown id (as list operations answer). The lead leaves
+        every static list too."""
+        try:
+            body = request.json()
+        except ValueError:
+            return self._error("609", "Invalid JSON")
+        refused = self._check_spec("POST", request.path, dict(request.query), body, True)
+        if refused is not None:
+            return refused
+        items = body.get("input") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not all(
+            isinstance(i, dict) and _is_int(i.get("id")) for i in items
+        ):
+            return self._error("609", "Invalid JSON")
+        if len(items) > 300:
+            return self._error("1003", "Invalid data: more than 300 records")  # [INFER] as Sync Leads
+        result: list[dict[str, Any]] = []
+        for lead_id in (int(i["id"]) for i in items):
+            lead = self.leads.pop(lead_id, None)
+            if lead is None:
+                result.append(
+                    {"id": lead_id, "status": "skipped", "reasons": [_reason("1004", "Lead not found")]}
+                )
+                continue
+            for name, value in lead.items():
+                self._index.get(name, {}).get(_norm(value), set()).discard(lead_id)
+            for members in self.lists.values():
+                members.discard(lead_id)
+            result.append({"id": lead_id, "status": "deleted"})
+        return self._ok(result)
 
     def _store(self, lead: dict[str, Any]) -> None:
         """Insert or replace a lead, keeping the per-field index in step (lookups stay O(1) at 10k leads)."""

@@ -105,6 +105,7 @@ class FakeOutreach(FakeServer):
         self.route("POST", "/oauth/token", self._token)
         self.route("PATCH", r"/api/v2/prospects/(?P<id>[^/]+)", self._patch)
         self.route("GET", r"/api/v2/prospects/(?P<id>[^/]+)", self._get)
+        self.route("DELETE", r"/api/v2/prospects/(?P<id>[^/]+)", self._delete)
         self.route("POST", "/api/v2/prospects", self._create)
 
     def start(self) -> str:
@@ -304,6 +305,16 @@ class FakeOutreach(FakeServer):
         if prospect is None:
             return _not_found(match["id"])
         return Response(200, {"data": {"type": "prospect", "id": int(match["id"]), "attributes": prospect}})
+
+    def _delete(self, request: Request, match: re.Match[str]) -> Response:
+        """Delete an Existing Prospect by ID: 204, or 404 for an unknown id (outreach-v2.json)."""
+        if not self._authorized(request):
+            return _errors(401, "unauthorized", "Unauthorized", "Invalid or expired access token.")
+        with self._state:
+            prospect = self.prospects.pop(int(match["id"]), None) if match["id"].isdigit() else None
+        if prospect is None:
+            return _not_found(match["id"])
+        return Response(204)
 
     def _create(self, request: Request, _: re.Match[str]) -> Response:
         """Present so that a destination creating prospects would be caught doing it."""

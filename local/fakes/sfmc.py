@@ -4,7 +4,7 @@
 - `POST /v2/token` (JSON client credentials, optional `account_id`) -> `{access_token, expires_in,
   rest_instance_url, soap_instance_url, ...}`; 401 for unknown credentials. Tokens expire after
   `token_ttl` seconds of the fake's clock, or at once with `expire_tokens()`.
-- `GET /data/v1/customobjectdata/key/{key}/rowset?$page&$pageSize&$filter&$orderBy`: the matching rows
+- `GET /data/v1/customobjectdata/key/{key}/rowset?$page&$pageSize&$filter&$orderBy&$fields`: the matching rows
   are snapshotted under a `requestToken`; the response carries `count` (total matches), `page`,
   `pageSize` (at most 2500 **[INFER]**), `links.self` and, while more pages exist, `links.next`
   (`/v1/customobjectdata/token/{requestToken}/rowset?$page=N&$pageSize=M`, the captured form, without
@@ -13,6 +13,9 @@
   `forbidden`, 404/10000 for unknown keys, 400/10000 for system data views (`_...`); plus
   `fail_next(...)` for 429/50100 with Retry-After or 5xx.
 - `on_page(key, page, callback)` runs a callback after a page is served (a row modified mid-run).
+- `POST /Service.asmx`: SOAP `Retrieve` of `DataExtension` and `DataExtensionField` (discovery),
+  `soap_page_size` objects an answer with `MoreDataAvailable` / `ContinueRequest`; a fault (HTTP 500)
+  for a bad token.
 
 The fake's account time zone is the fixed UTC-6 SFMC uses.
 """
@@ -30,6 +33,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
+from xml.sax.saxutils import escape as xml_escape
 
 from local.fakes.base import FakeServer, Request, Response
 
@@ -91,6 +96,8 @@ class DataExtension:
     fields: dict[str, str]  # name -> SFMC FieldType
     rows: list[dict[str, str]] = field(default_factory=list)
     object_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    name: str = ""  # the display name (SOAP `Name`); defaults to the key
+    required: tuple[str, ...] = ()  # fields other than the primary key that are IsRequired
 
     def upsert(self, row: dict[str, str]) -> None:
         key = tuple(row[k] for k in self.primary_key)
@@ -135,6 +142,9 @@ class FakeSfmc(FakeServer):
         self.route("POST", "/v2/token", self._token)
         self.route("GET", r"/data/v1/customobjectdata/key/(?P<key>[^/]+)/rowset", self._rowset_by_key)
         self.route("GET", r"/data/v1/customobjectdata/token/(?P<token>[^/]+)/rowset", self._rowset_by_token)
+        self.route("POST", r"/Service\.asmx", self._soap)
+        self.soap_page_size = 2500  # objects per Retrieve answer (RetrieveOptions.BatchSize in TAP-ET)
+        self._continuations: dict[str, list[tuple[str, dict[str, Any]]]] = {}
 
     # ------------------------------------------------------------------ set-up and assertions
     def add(self, de: DataExtension) -> DataExtension:
@@ -148,6 +158,14 @@ class FakeSfmc(FakeServer):
     def upsert(self, key: str, row: dict[str, str]) -> None:
         with self._state:
             self.de(key).upsert(row)
+
+    def delete(self, key: str, predicate: Callable[[dict[str, str]], bool]) -> int:
+        """Delete the rows of data extension `key` for which `predicate` holds; returns how many."""
+        with self._state:
+            de = self.de(key)
+            kept = [row for row in de.rows if not predicate(row)]
+            deleted, de.rows = len(de.rows) - len(kept), kept
+        return deleted
 
     def on_page(self, key: str, page: int, callback: Callable[[FakeSfmc], None]) -> None:
         """Run `callback(fake)` right after page `page` of `key` is served (once)."""
@@ -241,6 +259,7 @@ class FakeSfmc(FakeServer):
         start = (page - 1) * size
         chunk = snapshot.rows[start : start + size]
         pk = {k.lower() for k in snapshot.de.primary_key}
+        wanted = {f.strip().lower() for f in (_first(request, "$fields") or "").split(",") if f.strip()}
         links = {"self": f"/v1/customobjectdata/token/{token}/rowset?$page={page}"}
         if start + size < len(snapshot.rows):
             links["next"] = f"/v1/customobjectdata/token/{token}/rowset?$page={page + 1}&$pageSize={size}"
@@ -259,7 +278,11 @@ class FakeSfmc(FakeServer):
             "items": [
                 {
                     "keys": {k.lower(): v for k, v in row.items() if k.lower() in pk},
-                    "values": {k.lower(): v for k, v in row.items() if k.lower() not in pk},
+                    "values": {
+                        k.lower(): v
+                        for k, v in row.items()
+                        if k.lower() not in pk and (not wanted or k.lower() in wanted)
+                    },
                 }
                 for row in chunk
             ],
@@ -268,6 +291,62 @@ class FakeSfmc(FakeServer):
         if hook is not None:
             hook(self)
         return Response(200, body)
+
+    def _soap(self, request: Request, _: re.Match[str]) -> Response:
+        """SOAP `Retrieve` of `DataExtension` and `DataExtensionField` (apis.md 3.2, option B), paged
+        with `MoreDataAvailable` / `ContinueRequest`; the token in the `fueloauth` header."""
+        try:
+            root = ElementTree.fromstring(request.body)  # noqa: S314 - the project's own requests
+        except ElementTree.ParseError:
+            return _soap_fault("Client", "Malformed request")
+        token = next((e.text or "" for e in root.iter() if e.tag.endswith("fueloauth")), "")
+        with self._state:
+            expires_at = self.tokens.get(token)
+        if expires_at is None or expires_at <= self.clock():
+            return _soap_fault("Client", "Login Failed")
+        continue_id = next((e.text or "" for e in root.iter() if e.tag.endswith("ContinueRequest")), "")
+        if continue_id:
+            with self._state:
+                results = self._continuations.pop(continue_id, None)
+            if results is None:
+                return _soap_fault("Client", "Invalid ContinueRequest")
+        else:
+            object_type = next((e.text or "" for e in root.iter() if e.tag.endswith("ObjectType")), "")
+            results = self._objects(object_type)
+            if results is None:
+                return _soap_fault("Client", f"Unsupported ObjectType {object_type[:40]}")
+        page, rest = results[: self.soap_page_size], results[self.soap_page_size :]
+        request_id = str(uuid.uuid4())
+        if rest:
+            with self._state:
+                self._continuations[request_id] = rest
+        return Response(200, _retrieve_response("MoreDataAvailable" if rest else "OK", request_id, page),
+                        {"Content-Type": "text/xml; charset=utf-8"})  # fmt: skip
+
+    def _objects(self, object_type: str) -> list[tuple[str, dict[str, Any]]] | None:
+        with self._state:
+            extensions = sorted(self.data_extensions.values(), key=lambda d: d.key.lower())
+        if object_type == "DataExtension":
+            return [
+                ("DataExtension", {"CustomerKey": de.key, "Name": de.name or de.key, "CategoryID": "1001"})
+                for de in extensions
+            ]
+        if object_type == "DataExtensionField":
+            return [
+                (
+                    "DataExtensionField",
+                    {
+                        "Name": name,
+                        "FieldType": kind,
+                        "IsPrimaryKey": str(name in de.primary_key).lower(),
+                        "IsRequired": str(name in de.primary_key or name in de.required).lower(),
+                        "DataExtension": {"CustomerKey": de.key},
+                    },
+                )
+                for de in extensions
+                for name, kind in de.fields.items()
+            ]
+        return None
 
     def _select(
         self, de: DataExtension, filter_expr: str | None, order_by: str | None
@@ -299,6 +378,36 @@ class FakeSfmc(FakeServer):
 
                 rows.sort(key=sort_key, reverse=direction.strip().lower() == "desc")
         return rows
+
+
+_SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
+_PARTNER_NS = "http://exacttarget.com/wsdl/partnerAPI"
+_XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+
+
+def _xml_fields(values: dict[str, Any]) -> str:
+    return "".join(
+        f"<{k}>{_xml_fields(v) if isinstance(v, dict) else xml_escape(str(v))}</{k}>"
+        for k, v in values.items()
+    )
+
+
+def _retrieve_response(status: str, request_id: str, results: list[tuple[str, dict[str, Any]]]) -> bytes:
+    items = "".join(f'<Results xsi:type="{kind}">{_xml_fields(values)}</Results>' for kind, values in results)
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="{_SOAP_NS}" xmlns:xsi="{_XSI_NS}">'
+        f'<soap:Body><RetrieveResponseMsg xmlns="{_PARTNER_NS}"><OverallStatus>{status}</OverallStatus>'
+        f"<RequestID>{request_id}</RequestID>{items}</RetrieveResponseMsg></soap:Body></soap:Envelope>"
+    ).encode()
+
+
+def _soap_fault(code: str, message: str) -> Response:
+    body = (
+        f'<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="{_SOAP_NS}"><soap:Body><soap:Fault>'
+        f"<faultcode>soap:{code}</faultcode><faultstring>{xml_escape(message)}</faultstring>"
+        "</soap:Fault></soap:Body></soap:Envelope>"
+    ).encode()
+    return Response(500, body, {"Content-Type": "text/xml; charset=utf-8"})
 
 
 def _first(request: Request, name: str) -> str | None:

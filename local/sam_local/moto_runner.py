@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from moto.awslambda.models import LambdaFunction
 
@@ -21,10 +21,13 @@ from local.sam_local.sam import (
     ROOT,
     SamCli,
     SamLambdaEndpoint,
-    env_vars_document,
     error_type,
     function_names,
+    write_env_vars_file,
 )
+
+if TYPE_CHECKING:
+    from local.harness import ActivationHarness
 
 
 def requested() -> bool:
@@ -63,7 +66,7 @@ def _json_or_none(body: str) -> Any:
         return None
 
 
-def attach(harness: Any, arch: str | None = None) -> SamRunner:
+def attach(harness: ActivationHarness, arch: str | None = None) -> SamRunner:
     """Build, start `sam local start-lambda` pointed at the harness's stack, route moto to it."""
     arch = arch or os.environ.get("SAM_ARCH", "x86_64")
     problem = base_image.docker_available() or base_image.emulation_missing(arch)
@@ -73,8 +76,7 @@ def attach(harness: Any, arch: str | None = None) -> SamRunner:
     sam = SamCli(arch, ROOT / ".aws-sam" / f"sam-local-{arch}")
     sam.build()
     names = function_names(harness)
-    env_file = Path(harness.stack.workdir) / "sam-env-vars.json"
-    env_file.write_text(json.dumps(env_vars_document(harness, names), indent=1))
+    env_file = write_env_vars_file(harness)
     endpoint = SamLambdaEndpoint(sam, env_file, Path(harness.stack.log_dir) / "sam-start-lambda.log")
     endpoint.start()
     runner = SamRunner(endpoint, {name: logical_id for logical_id, name in names.items()})

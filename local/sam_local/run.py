@@ -6,7 +6,8 @@
    env-vars file that points each function at it: the deployed environment of the function (its
    tables, queues, parameters, as CloudFormation resolved them in moto) plus AWS_ENDPOINT_URL;
 4. `sam local invoke <Function> -e <event>` for every sample event of every function
-   (events/sqs/<destination>-batch.json, events/sfmc/<task>-*.json), on the host network;
+   (events/sqs/<destination>-batch.json, events/sfmc/<task>-*.json, events/snapshots/tasks/<task>-*.json),
+   on the host network;
 5. the same events, in the same order, invoked through the local stack's own runner (moto's Invoke
    API, as the integration tests run them) on a fresh stack: each emulator response (batch item
    failures, error type, SFMC task result) and the outcomes it left (ledger counters per destination,
@@ -25,15 +26,24 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from local.sam_local import base_image
-from local.sam_local.sam import Case, SamCli, SamLambdaEndpoint, env_vars_document, function_names
+from local.sam_local.sam import Case, SamCli, SamLambdaEndpoint, function_names, write_env_vars_file
+
+if TYPE_CHECKING:
+    from local.harness import ActivationHarness
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
-SFMC_TASKS = {"plan": "SfmcPlanFunction", "page": "SfmcPageFunction", "commit": "SfmcCommitFunction"}
-SFMC_TASKS["summary"] = "SfmcSummaryFunction"
+# Step Functions tasks, in a run's order: (folder of their sample payloads, task, function).
+WORKFLOW_TASKS = [
+    *(("sfmc", task, f"Sfmc{task.capitalize()}Function") for task in ("plan", "page", "commit", "summary")),
+    *(
+        ("snapshots/tasks", task, f"Snapshot{task.capitalize()}Function")
+        for task in ("prepare", "diff", "commit", "reconcile")
+    ),
+]
 
 
 @dataclass
@@ -49,13 +59,14 @@ class Observation:
 
 def cases(smoke: bool = False) -> list[Case]:
     """Every function's sample events in events/ (with --smoke: the first one of each function)."""
+    from activation_core import naming  # the layer joins sys.path in __main__
+
     found = [
-        Case(f"{path.name.removesuffix('-batch.json').capitalize()}Function", path)
+        Case(naming.logical_id(path.name.removesuffix("-batch.json"), "Function"), path)
         for path in sorted((EVENTS / "sqs").glob("*-batch.json"))
     ]
-    # The SFMC tasks in a run's order: plan, pages, commit, summary.
-    for task, function in SFMC_TASKS.items():
-        found += [Case(function, path) for path in sorted((EVENTS / "sfmc").glob(f"{task}*.json"))]
+    for folder, task, function in WORKFLOW_TASKS:
+        found += [Case(function, path) for path in sorted((EVENTS / folder).glob(f"{task}*.json"))]
     if smoke:
         firsts: dict[str, Case] = {}
         for case in found:
@@ -102,7 +113,8 @@ def differences(reference: Observation, emulated: Observation, event_text: str) 
     return problems
 
 
-def observe(harness: Any, invoke: Callable[[], tuple[str | None, Any]]) -> Observation:
+def observe(harness: ActivationHarness, invoke: Callable[[], tuple[str | None, Any]]) -> Observation:
+    from activation_core import naming
     from local.harness import DESTINATION_TYPES
 
     started = time.monotonic()
@@ -111,7 +123,7 @@ def observe(harness: Any, invoke: Callable[[], tuple[str | None, Any]]) -> Obser
     sqs = harness.stack.client("sqs")
     depths = {}
     for destination in DESTINATION_TYPES:
-        url = harness.outputs[f"{destination.capitalize()}DeadLetterQueueUrl"]
+        url = harness.outputs[naming.output_name(destination, "DeadLetterQueueUrl")]
         attrs = sqs.get_queue_attributes(
             QueueUrl=url,
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
@@ -151,8 +163,7 @@ def emulator_run(
 
     observations = []
     with ActivationHarness(workdir=workdir) as harness:
-        env_file = workdir / "sam-env-vars.json"
-        env_file.write_text(json.dumps(env_vars_document(harness, function_names(harness)), indent=1))
+        env_file = write_env_vars_file(harness)
         endpoint = None
         if via == "start-lambda":
             endpoint = SamLambdaEndpoint(sam, env_file, workdir / "logs" / "sam-start-lambda.log")
@@ -186,28 +197,37 @@ class Report:
     def render(self) -> str:
         lines = [f"sam local ({self.arch}, {self.image}); sam build {self.build_seconds:.0f} s"]
         for case, seen, problems in self.rows:
-            outcome = seen.error_type or _summary(seen.result)
+            outcome = seen.error_type or _summary(case, seen)
             verdict = "matches the local stack's runner" if not problems else "; ".join(problems)
-            lines.append(f"  {case.name:<55} {seen.seconds:5.1f} s  {outcome:<28} {verdict}")
+            lines.append(f"  {case.name:<70} {seen.seconds:5.1f} s  {outcome:<46} {verdict}")
         matched = sum(not p for _, _, p in self.rows)
         lines.append(f"{matched} of {len(self.rows)} invocations match")
         return "\n".join(lines)
 
 
-def _summary(result: Any) -> str:
-    if isinstance(result, dict) and "batchItemFailures" in result:
-        return f"{len(result['batchItemFailures'])} batch item failures"
+def _summary(case: Case, seen: Observation) -> str:
+    """A destination batch: its destination's ledger so far and the failures; a task: ok."""
+    if isinstance(seen.result, dict) and "batchItemFailures" in seen.result:
+        ledger = seen.ledgers.get(case.function.removesuffix("Function").lower(), {})
+        counts = " ".join(f"{ledger.get(k, 0)} {k}" for k in ("delivered", "skipped", "rejected"))
+        return f"{counts}, {len(seen.result['batchItemFailures'])} failures"
     return "ok"
 
 
-def run(arch: str, smoke: bool = False, workdir: Path | None = None, via: str = "invoke") -> Report:
+def run(
+    arch: str,
+    smoke: bool = False,
+    workdir: Path | None = None,
+    via: str = "invoke",
+    only: set[str] | None = None,
+) -> Report:
     """Everything `make sam-local` does; the report says whether every invocation matched. The two
     stacks' logs stay in `workdir` when one is given (else in .local-stack/sam-local)."""
     problem = base_image.docker_available() or base_image.emulation_missing(arch)
     if problem:
         raise SystemExit(f"sam local needs Docker: {problem}")
     print(base_image.ensure(arch), flush=True)
-    selected = cases(smoke)
+    selected = [case for case in cases(smoke) if not only or case.function in only]
     root = workdir or ROOT / ".local-stack" / "sam-local"
     sam = SamCli(arch, ROOT / ".aws-sam" / f"sam-local-{arch}")
     build_seconds = sam.build()
@@ -228,8 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", choices=sorted(base_image.ARCHITECTURES), default="x86_64")
     parser.add_argument("--smoke", action="store_true", help="one sample event per function")
     parser.add_argument("--via", choices=["invoke", "start-lambda"], default="invoke")
+    parser.add_argument("--only", action="append", metavar="FUNCTION", help="a logical id (repeatable)")
     args = parser.parse_args(argv)
-    report = run(args.arch, smoke=args.smoke, via=args.via)
+    report = run(args.arch, smoke=args.smoke, via=args.via, only=set(args.only or []))
     print(report.render())
     return 0 if report.ok else 1
 

@@ -11,7 +11,10 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from local.harness import ActivationHarness
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -89,10 +92,12 @@ class SamCli:
         return error_type(payload), payload
 
 
-def function_names(harness: Any) -> dict[str, str]:
+def function_names(harness: ActivationHarness) -> dict[str, str]:
     """Logical id -> the deployed function's name in moto."""
+    from local.harness import STACK_NAME  # local.harness imports this package: not at module level
+
     cfn = harness.stack.client("cloudformation")
-    resources = cfn.describe_stack_resources(StackName=harness_stack_name())["StackResources"]
+    resources = cfn.describe_stack_resources(StackName=STACK_NAME)["StackResources"]
     return {
         r["LogicalResourceId"]: r["PhysicalResourceId"]
         for r in resources
@@ -100,13 +105,7 @@ def function_names(harness: Any) -> dict[str, str]:
     }
 
 
-def harness_stack_name() -> str:
-    from local.harness import STACK_NAME
-
-    return STACK_NAME
-
-
-def env_vars_document(harness: Any, names: dict[str, str]) -> dict[str, dict[str, str]]:
+def env_vars_document(harness: ActivationHarness, names: dict[str, str]) -> dict[str, dict[str, str]]:
     """The `--env-vars` document: each function's deployed environment, plus the local stack's endpoint
     (not declared in the template, so passed by host_network.py, not by SAM itself)."""
     lambda_client = harness.stack.client("lambda")
@@ -122,8 +121,16 @@ def env_vars_document(harness: Any, names: dict[str, str]) -> dict[str, dict[str
     for logical_id, name in names.items():
         config = lambda_client.get_function_configuration(FunctionName=name)
         variables = config.get("Environment", {}).get("Variables", {})
+        # The deployed name, as in Lambda (SAM would set the logical id): Powertools and logs use it.
         document[logical_id] = {**variables, **stack_env, "AWS_LAMBDA_FUNCTION_NAME": name}
     return document
+
+
+def write_env_vars_file(harness: ActivationHarness) -> Path:
+    """The `--env-vars` file for the running local stack: `<workdir>/sam-env-vars.json`."""
+    path = Path(harness.stack.workdir) / "sam-env-vars.json"
+    path.write_text(json.dumps(env_vars_document(harness, function_names(harness)), indent=1))
+    return path
 
 
 class SamLambdaEndpoint:

@@ -443,31 +443,33 @@ def cold_import_figures() -> tuple[list[Figure], str]:
     cpu = {m: statistics.median(p.cpu for p in probes) * 1000 for m, probes in runs.items()}
     count = {m: len(probes[0].modules) for m, probes in runs.items()}
     figures: list[Figure] = []
+    # Judged on CPU time (`time.process_time` in the fresh interpreter, as issue 18 asks): on this shared
+    # 2-core machine the wall time mostly measures the wait for a core (load averages of 10-18 seen).
     for module in modules:
         figures.append(
             Figure(
                 "Cold start",
-                f"import {module} (wall, median of {IMPORT_RUNS} fresh processes)",
-                wall[module],
-                wall["boto3"],
+                f"import {module} (CPU time, median of {IMPORT_RUNS} fresh processes)",
+                cpu[module],
+                cpu["boto3"],
                 "import boto3 alone",
                 "ms",
                 COMMAND,
                 "<= 1.5",
-                wall[module] / wall["boto3"] <= 1.5,
+                cpu[module] / cpu["boto3"] <= 1.5,
             )
         )
     for module in modules:
         figures.append(
             Figure(
                 "Cold start",
-                f"import {module} (CPU time, median of {IMPORT_RUNS}; the same runs, without the waits for a core)",
-                cpu[module],
-                cpu["boto3"],
+                f"import {module} (wall, median of {IMPORT_RUNS}; the same runs, waits for a core included)",
+                wall[module],
+                wall["boto3"],
                 "import boto3 alone",
                 "ms",
                 COMMAND,
-                "<= 1.5 (judged on wall time above)",
+                "<= 1.5 (judged on CPU time above)",
             )
         )
     # A before/after comparison of two near-equal costs: best of the runs, the least disturbed by load.

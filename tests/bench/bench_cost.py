@@ -194,7 +194,9 @@ def _account_events(count: int) -> list[dict[str, Any]]:
 
 
 def _function(destination: str) -> str:
-    return f"{destination.capitalize()}Function"
+    from activation_core import naming  # the layer joins sys.path in __main__ / the bench runner
+
+    return naming.logical_id(destination, "Function")
 
 
 def template_memory_mb(function: str) -> int:

@@ -83,7 +83,7 @@ def test_com_09_dlq_list_shows_each_message_with_its_reason_and_leaves_it_there(
 
     table = cli("dlq", "list", "--stack", STACK_NAME, "-d", "rainfocus")
     assert "rainfocus_103" in table.stdout and "evt-" in table.stdout
-    assert cli("dlq", "list", "--stack", STACK_NAME, "-d", "hubspot").exit_code == 1
+    assert cli("dlq", "list", "--stack", STACK_NAME, "-d", "no_such_destination").exit_code == 1
 
 
 def test_com_09_replay_after_the_fix_gives_the_record_an_outcome_and_the_books_still_balance(

@@ -40,7 +40,7 @@ def _bombora_name_twice(doc: dict[str, Any]) -> None:
 
 
 def _unknown_type(doc: dict[str, Any]) -> None:
-    _instance(doc, "rainfocus")["type"] = "hubspot"
+    _instance(doc, "rainfocus")["type"] = "no_such_destination"  # never a real type: no manifest entry
 
 
 def _duplicate_ids(doc: dict[str, Any]) -> None:
@@ -113,3 +113,22 @@ def test_config_example_prints_a_valid_document(cli: Invoke, tmp_path: Path) -> 
     path = tmp_path / "example.json"
     path.write_text(printed.stdout)
     assert cli("config", "validate", path).exit_code == 0
+
+
+def test_com_06_config_validate_refuses_a_labelled_attribute_sent_to_a_forbidden_use(
+    cli: Invoke, tmp_path: Path
+) -> None:
+    document = example_config()
+    document["usagePolicies"] = {
+        "labels": {"no-third-party-export": {"forbids": ["third_party_export"]}},
+        "attributes": {"attributes.person.jobTitle": ["no-third-party-export"]},
+    }
+    _instance(document, "outreach")["marketingActions"] = ["sales_outreach", "third_party_export"]
+    result = cli("config", "validate", write_json(tmp_path / "config.json", document), "--json")
+    assert result.exit_code == 1
+    (error,) = stdout_json(result)["errors"]
+    assert (error["instance"], error["field"]) == ("outreach-sales", "mapping.title")
+    assert "'no-third-party-export'" in error["message"] and "'third_party_export'" in error["message"]
+
+    _instance(document, "outreach")["marketingActions"] = ["sales_outreach"]
+    assert cli("config", "validate", write_json(tmp_path / "ok.json", document), "--json").exit_code == 0

@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 import typer
 
-from activation_cli import docs
+from activation_cli import discovery, docs
 from activation_cli.main import app
+from activation_core import naming
 
 ROOT = Path(__file__).resolve().parents[2]
-DESTINATIONS = ("Bombora", "Marketo", "Outreach", "Rainfocus")
+DESTINATION_TYPES = discovery.destination_types()  # the manifest
 RECORD_METRICS = {f"Records{n}" for n in ("Received", "Delivered", "Skipped", "Rejected", "Retried")}
 
 
@@ -33,13 +34,9 @@ def test_configuration_reference_matches_the_models() -> None:
 
 def test_the_configuration_reference_covers_every_destination_and_setting() -> None:
     text = docs.OUTPUT.read_text()
-    for heading in (
-        "`rainfocus-settings`",
-        "`marketo-settings`",
-        "`outreach-settings`",
-        "`bombora-settings`",
-    ):
-        assert heading in text
+    for destination_type in DESTINATION_TYPES:
+        assert f"## Destination `{destination_type}`" in text
+        assert f"`{destination_type}-settings`" in text
     assert "| `eventCode` | string | yes |" in text  # a required RainFocus setting, from the model
     assert "| `AlarmEmail` |" in text
 
@@ -56,7 +53,12 @@ def test_every_cli_command_is_documented() -> None:
         for line in (ROOT / "docs" / "cli.md").read_text().splitlines()
         if line.startswith("| `activation")
     ]
-    paths = _command_paths(typer.main.get_command(app))
+    kinds = set(discovery.connection_kinds())
+    # `activation connect <kind>` is one command per connection kind, documented once as `connect KIND`.
+    paths = [
+        ("connect", "KIND") if len(p) == 2 and p[0] == "connect" and p[1] in kinds else p
+        for p in _command_paths(typer.main.get_command(app))
+    ]
     assert len(paths) >= 17
     missing = [p for p in paths if not any(all(re.search(rf"\b{w}\b", line) for w in p) for line in lines)]
     assert missing == []
@@ -66,7 +68,7 @@ def test_com_07_the_runbook_covers_every_alarm(resources: dict[str, Any]) -> Non
     runbook = (ROOT / "docs" / "operations.md").read_text()
     alarms = [name for name, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"]
     assert len(alarms) >= 14
-    per_destination = re.compile(f"^({'|'.join(DESTINATIONS)})")
+    per_destination = re.compile(f"^({'|'.join(map(naming.logical_prefix, DESTINATION_TYPES))})")
     undocumented = [
         name
         for name in alarms
@@ -75,13 +77,13 @@ def test_com_07_the_runbook_covers_every_alarm(resources: dict[str, Any]) -> Non
     assert undocumented == []
 
 
-@pytest.mark.parametrize("name", DESTINATIONS)
+@pytest.mark.parametrize("destination", DESTINATION_TYPES)
 def test_com_07_each_destination_has_a_dashboard_of_outcomes_dlq_and_backlog(
-    resources: dict[str, Any], name: str
+    resources: dict[str, Any], destination: str
 ) -> None:
+    name = naming.logical_prefix(destination)
     body = json.loads(resources[f"{name}Dashboard"]["Properties"]["DashboardBody"])
     metrics = [m for w in body["widgets"] if w["type"] == "metric" for m in w["properties"]["metrics"]]
-    destination = name.lower()
     records = {
         m[1]
         for m in metrics
@@ -99,10 +101,11 @@ def test_com_07_each_destination_has_a_dashboard_of_outcomes_dlq_and_backlog(
     assert f"${{{name}DeadLetterAlarm.Arn}}" in alarms
 
 
-@pytest.mark.parametrize("name", DESTINATIONS)
+@pytest.mark.parametrize("destination", DESTINATION_TYPES)
 def test_com_07_a_backlog_older_than_30_minutes_alarms_the_topic(
-    resources: dict[str, Any], name: str
+    resources: dict[str, Any], destination: str
 ) -> None:
+    name = naming.logical_prefix(destination)
     alarm = resources[f"{name}BacklogAlarm"]["Properties"]
     assert (alarm["MetricName"], alarm["Threshold"]) == ("ApproximateAgeOfOldestMessage", 1800)
     assert alarm["Dimensions"][0]["Value"] == f"{name}Queue.QueueName"

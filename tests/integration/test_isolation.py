@@ -8,10 +8,12 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from local.examples import example_config, sample_events
 from local.fakes.base import FaultProfile
-from local.harness import STACK_NAME, ActivationHarness
+from local.harness import MANIFEST, STACK_NAME, ActivationHarness
 
 pytestmark = pytest.mark.integration
 
@@ -164,7 +166,7 @@ def test_mkt_01_the_rest_of_a_batch_with_bad_numbers_is_delivered_at_once(
 def test_rnf_05_a_naive_timestamp_is_rejected_and_the_same_person_s_other_event_delivered(
     bad_values: ActivationHarness,
 ) -> None:
-    for destination_type in ("rainfocus", "marketo", "outreach"):
+    for destination_type in (d.type for d in MANIFEST.destinations if d.entity == "profile"):
         reasons = {
             json.loads(m["Body"])["detail"]["eventId"]: m["MessageAttributes"]["reason"]["StringValue"]
             for m in bad_values.dlq_messages(destination_type)
@@ -229,3 +231,67 @@ def test_com_09_a_vendor_slower_than_the_function_s_time_limit_leaves_every_reco
     assert set(reasons) <= {"retries_exhausted:deadline", "retries_exhausted:timeout"}
     assert harness.ledger("rainfocus").get("reason:retried:deadline", 0) >= 1
     assert not [line for line in harness.stack.log_lines() if "Task timed out" in line]
+
+
+_HOSTILE_NUMBERS = ["NaN", "Infinity", "-Infinity", "1e400", "-1e999", "1" + "0" * 400]
+_TIMESTAMPS = {
+    "2026-11-28T10:00:00Z": True,
+    "2026-11-28T12:00:00+02:00": True,
+    "2026-11-28T10:00:00": False,  # naive
+    "2026-11-28 10:00:00": False,  # naive
+}
+_NUMBER_PATHS = ["organization.employees", "person.score", "workAddress.geo.lat"]
+_sequence = iter(range(10_000))
+
+
+@st.composite
+def hostile_event(draw: st.DrawFn) -> tuple[dict[str, Any], str | None]:
+    """A profile event with maybe one hostile number and a maybe-naive occurredAt, and the rejection
+    reason the boundary must give it (None: a valid event)."""
+    index = next(_sequence)
+    event = _person(600 + index, ["aud-expo-invitees"])
+    event["detail"]["eventId"] = f"evt-prop-{index}"
+    occurred_at = draw(st.sampled_from(sorted(_TIMESTAMPS)))
+    event["detail"]["occurredAt"] = occurred_at
+    path = draw(st.sampled_from(_NUMBER_PATHS))
+    number = draw(st.sampled_from(_HOSTILE_NUMBERS) | st.integers(-(10**6), 10**6).map(str))
+    node = event["detail"]["profile"]["attributes"]
+    *parents, leaf = path.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = "__NUMBER__"
+    event["detail"] = json.dumps(event["detail"]).replace('"__NUMBER__"', number)
+    expected = None  # the event model (its timestamps) is checked before the attribute values
+    if not _TIMESTAMPS[occurred_at]:
+        expected = "invalid_field:occurredAt"
+    elif number in _HOSTILE_NUMBERS:
+        expected = f"invalid_field:profile.attributes.{path}"
+    return event, expected
+
+
+@settings(max_examples=4, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(hostile_event(), min_size=3, max_size=6))
+def test_com_09_property_hostile_values_are_rejected_at_the_boundary_by_every_real_handler(
+    broken_instances: ActivationHarness, batch: list[tuple[dict[str, Any], str | None]]
+) -> None:
+    """Through the deployed functions with their guards: a hostile number or a naive timestamp is
+    rejected naming the field, nothing else is failed by it, and every destination's books balance."""
+    harness = broken_instances
+    harness.publish([event for event, _ in batch])
+    harness.drain()
+    for destination_type in ("rainfocus", "marketo", "outreach"):
+        reasons = {
+            json.loads(m["Body"])["detail"]["eventId"]: m.get("MessageAttributes", {})
+            .get("reason", {})
+            .get("StringValue", "<none: SQS redrive>")
+            for m in harness.dlq_messages(destination_type)
+        }
+        for event, expected in batch:
+            event_id = json.loads(event["detail"])["eventId"]
+            if expected is not None:
+                assert reasons.get(event_id) == expected, (destination_type, event_id)
+            else:
+                assert event_id not in reasons or not reasons[event_id].startswith(
+                    ("retries_exhausted", "<none")
+                ), (destination_type, event_id, reasons.get(event_id))
+        assert harness.report(destination_type).balanced, destination_type

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from activation_core import naming
+from local.harness import DESTINATION_TYPES
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +65,8 @@ def test_sam_build_without_docker_builds_every_function_and_the_arm64_layer(
     layer = build / "ActivationCoreLayer" / "python"
     assert (layer / "activation_core" / "pipeline.py").exists()
     assert list(layer.glob("pydantic_core/_pydantic_core.cpython-313-aarch64-linux-gnu.so"))
-    for function in ("Bombora", "Marketo", "Outreach", "Rainfocus"):
-        package = function.lower()
-        assert (build / f"{function}Function" / package / "handler.py").exists()
+    for destination_type in DESTINATION_TYPES:  # the manifest: a destination without a function fails
+        assert (
+            build / naming.logical_id(destination_type, "Function") / destination_type / "handler.py"
+        ).exists()
     assert (build / "template.yaml").exists()

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from activation_core import naming
 from local import moto_speedups, sfn_fast_time
 from local.fakes.sfmc import (
     BASE_TIME,
@@ -34,8 +35,9 @@ from local.fakes.sfmc import (
     throttle_response,
     web_activity,
 )
-from local.harness import DESTINATION_TYPES, STACK_NAME, ActivationHarness
+from local.harness import DESTINATION_TYPES, MANIFEST, STACK_NAME, ActivationHarness, rule_destination
 from sfmc_ingestion import cli
+from tests.support import keys_no_role_may_write
 from tests.unit.sfmc_ingestion.history import pages_execution_events, run_execution_events
 
 pytestmark = [
@@ -89,7 +91,7 @@ def queue_depths(harness: ActivationHarness) -> dict[str, int]:
     sqs = harness.stack.client("sqs")
     depths = {}
     for destination in DESTINATION_TYPES:
-        url = harness.outputs[f"{destination.capitalize()}QueueUrl"]
+        url = harness.outputs[naming.output_name(destination, "QueueUrl")]
         attrs = sqs.get_queue_attributes(
             QueueUrl=url,
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
@@ -102,11 +104,12 @@ def profile_destinations(harness: ActivationHarness) -> list[str]:
     """Destinations whose rule (as deployed) routes `Profile Updated` events to their queue."""
     events = harness.stack.client("events")
     rules = events.list_rules(EventBusName=harness.outputs["EventBusName"])["Rules"]
-    routed = []
-    for rule in rules:
-        if "Profile Updated" in json.loads(rule["EventPattern"]).get("detail-type", []):
-            routed.append(next(t for t in DESTINATION_TYPES if t.capitalize() + "Rule" in rule["Name"]))
-    return sorted(routed)
+    routed = [
+        rule_destination(rule["Name"])
+        for rule in rules
+        if "Profile Updated" in json.loads(rule["EventPattern"]).get("detail-type", [])
+    ]
+    return sorted(t for t in routed if t)
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +139,7 @@ def test_sfmc_04_every_published_profile_reached_every_person_destination(
 ) -> None:
     published = first_run["record"]["totals"]["eventsPublished"]
     routed = profile_destinations(stack)
-    assert {"rainfocus", "marketo", "outreach"} <= set(routed)
+    assert {d.type for d in MANIFEST.destinations if d.entity == "profile"} <= set(routed)
     assert {t: first_run["queued"][t] for t in routed} == dict.fromkeys(routed, published)
     for destination in routed:
         report = stack.report(destination)
@@ -414,3 +417,46 @@ def test_sfmc_05_rows_per_data_extension_are_emitted_as_metrics(
             assert (key, name) in emitted
     failed = [d for d in documents if d.get("DataExtensionFailed") == [1.0]]
     assert [d["DataExtension"] for d in failed] == ["Campaign_Engagement"]
+
+
+@pytest.fixture(scope="module")
+def deletion_runs(stack: ActivationHarness, failing_run: dict[str, Any]) -> list[dict[str, Any]]:
+    """Contacts gets a daily deletion check: a first check records the keys, two contacts are deleted in
+    SFMC, the next check turns them into exits."""
+    config = example_ingestion_config()
+    contacts_de = next(d for d in config["sources"][0]["dataExtensions"] if d["key"] == "Contacts")
+    contacts_de["deletionCheck"] = {"frequency": "day", "interval": 1}
+    stack.stack.client("ssm").put_parameter(
+        Name=stack.outputs["SfmcIngestionConfigParameterName"],
+        Value=json.dumps(config),
+        Type="String",
+        Overwrite=True,
+    )
+    sfn, dynamodb = stack.stack.client("stepfunctions"), stack.stack.client("dynamodb")
+    records = []
+    for delete in (False, True):
+        if delete:
+            sfmc(stack).delete("Contacts", lambda row: row["SubscriberKey"] in {"SK-000002", "SK-000004"})
+        arn = cli.start_run(stack.outputs, data_extensions=["Contacts"], sfn=sfn, check_deletions=True)
+        execution = stack.stack.wait_execution(arn, max_rounds=6000)
+        runs = cli.status(stack.outputs, runs=30, dynamodb=dynamodb)["runs"]
+        (record,) = [r for r in runs if r["runId"] == arn.rsplit(":", 1)[1]]
+        records.append({"execution": execution, "record": record})
+    return records
+
+
+def test_sfmc_rows_deleted_in_sfmc_become_exits_in_the_run_record(
+    deletion_runs: list[dict[str, Any]],
+) -> None:
+    first, second = deletion_runs
+    assert first["execution"]["status"] == second["execution"]["status"] == "SUCCEEDED"
+    (baseline,) = [r for r in first["record"]["dataExtensions"] if r["mode"] == "keys"]
+    (check,) = [r for r in second["record"]["dataExtensions"] if r["mode"] == "keys"]
+    assert (baseline["rowsDeleted"], check["rowsDeleted"], check["exitsPublished"]) == (0, 2, 2)
+    assert second["record"]["totals"]["exitsPublished"] == 2
+
+
+def test_every_key_the_ingestion_and_destinations_wrote_is_one_their_roles_may_write(
+    first_run: dict[str, Any], stack: ActivationHarness
+) -> None:
+    assert keys_no_role_may_write(stack) == []

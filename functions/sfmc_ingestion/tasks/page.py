@@ -21,6 +21,7 @@ from activation_core.locks import LeaseLock
 from activation_core.oauth import TokenProvider
 from activation_core.observability import logger
 from sfmc_ingestion import client as sfmc
+from sfmc_ingestion.deletions import KeyStore, KnownKey
 from sfmc_ingestion.landing import Lander, encode, object_key
 from sfmc_ingestion.models import Cursor, SfmcConnection, Watermark, WorkItem, parse_time_zone
 from sfmc_ingestion.publishing import EventPublisher
@@ -44,6 +45,7 @@ class PageDeps:
     lander: Lander
     publisher: EventPublisher
     store: WatermarkStore
+    keys: KeyStore | None = None  # deletion checks only
 
 
 @dataclass
@@ -62,6 +64,9 @@ def process_page(item: WorkItem, deps: PageDeps, *, now: datetime | None = None)
     zone = parse_time_zone(source.time_zone)
     page = _fetch(item, deps, zone)
     number = item.cursor.page + 1
+    if item.mode == "keys":
+        _record_keys(item, page, deps, zone)
+        return _advance(item, page, number)
     split = _split(
         item,
         page,
@@ -81,11 +86,8 @@ def process_page(item: WorkItem, deps: PageDeps, *, now: datetime | None = None)
     progress.events_published += published
     progress.rows_failed += split.failed
     progress.rows_duplicate += split.duplicate
-    progress.pages += 1
     progress.high = split.tracker.watermark() if de.incremental_column else Watermark()
-    done = not page.next_link or not page.items
-    more = not done and number % max(1, source.pages_per_execution) != 0
-    item.cursor = Cursor(next=None if done else page.next_link, page=number, done=done, more=more)
+    _advance(item, page, number)
     logger.info(
         "page done",
         extra={
@@ -95,10 +97,37 @@ def process_page(item: WorkItem, deps: PageDeps, *, now: datetime | None = None)
             "published": published,
             "failed": split.failed,
             "duplicates": split.duplicate,
-            "done": done,
+            "done": item.cursor.done,
         },
     )
     return item
+
+
+def _advance(item: WorkItem, page: sfmc.RowsetPage, number: int) -> WorkItem:
+    """Count the page and point the cursor at the next one (in this execution or the next range's)."""
+    item.progress.pages += 1
+    done = not page.next_link or not page.items
+    more = not done and number % max(1, item.source.pages_per_execution) != 0
+    item.cursor = Cursor(next=None if done else page.next_link, page=number, done=done, more=more)
+    return item
+
+
+def _record_keys(item: WorkItem, page: sfmc.RowsetPage, deps: PageDeps, zone: tzinfo) -> None:
+    """A deletion check's page: every primary key read, with the profile's identities, is recorded
+    as seen by this check (deletions.py); nothing is landed or published."""
+    if deps.keys is None:
+        raise PermanentError("deletion_check_unavailable", "no key store for a deletion check")
+    transformer = RowTransformer(item.data_extension, item.source, zone, item.run_id, item.started_at)
+    seen: list[KnownKey] = []
+    for raw in page.items:
+        result = transformer.transform(raw)
+        if any(e.startswith("missing_primary_key") for e in result.errors):
+            continue  # no key: nothing to compare
+        identities = result.event["profile"]["identities"] if result.ok and result.event else {}
+        seen.append(KnownKey(result.pk_digest, identities))
+    deps.keys.record(item.source.id, item.data_extension.key, item.run_id, seen)
+    item.progress.rows_read += len(page.items)
+    item.progress.keys_seen += len(seen)
 
 
 def _fetch(item: WorkItem, deps: PageDeps, zone: tzinfo) -> sfmc.RowsetPage:
@@ -108,7 +137,12 @@ def _fetch(item: WorkItem, deps: PageDeps, zone: tzinfo) -> sfmc.RowsetPage:
         page = deps.client.next_page(item.cursor.next)
     else:
         filter_expr = None
-        if de.incremental_column:
+        fields: tuple[str, ...] = ()
+        if item.mode == "keys":
+            # Every row, in a stable order; only the columns the key and the mapping need.
+            order_by = f"{de.primary_key[0]} asc"
+            fields = tuple(dict.fromkeys([*de.primary_key, *(rule.column for rule in de.mapping)]))
+        elif de.incremental_column:
             order_by = f"{de.incremental_column} asc"
             if item.watermark.value:
                 # Look back: rows stamped a little before the watermark may have become visible since.
@@ -118,7 +152,7 @@ def _fetch(item: WorkItem, deps: PageDeps, zone: tzinfo) -> sfmc.RowsetPage:
         else:
             order_by = f"{de.primary_key[0]} asc"  # full load: a stable order for paging
         page = deps.client.first_page(
-            de.key, page_size=de.page_size, filter_expr=filter_expr, order_by=order_by
+            de.key, page_size=de.page_size, filter_expr=filter_expr, order_by=order_by, fields=fields
         )
         progress.rows_expected = page.count
         progress.request_token = page.request_token
@@ -253,6 +287,7 @@ def default_deps(event: dict[str, Any], settings: IngestionSettings) -> PageDeps
         lander=Lander(settings.landing_bucket_name),
         publisher=EventPublisher(settings.event_bus_name, workers=settings.publish_workers),
         store=WatermarkStore(settings.state_table_name),
+        keys=KeyStore(settings.state_table_name),
     )
 
 

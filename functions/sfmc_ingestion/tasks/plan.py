@@ -1,18 +1,21 @@
 """Plan task: which data extensions this run reads, each with its watermark (the Map's items).
 
 Input (from EventBridge Scheduler or the CLI): `{"trigger": "schedule" | "manual", "sources"?: [ids],
-"dataExtensions"?: [keys], "force"?: bool}` plus `runId` (the execution name) added by the state
+"dataExtensions"?: [keys], "force"?: bool, "checkDeletions"?: bool}` plus `runId` (the execution name) added by the state
 machine. A scheduled run takes the data extensions that are due by their schedule; a manual run
-takes the ones named (or all) whatever their schedule.
+takes the ones named (or all) whatever their schedule. A data extension with a `deletionCheck` also gets
+a second item (`mode: keys`) when its check is due (or `checkDeletions` is asked): its primary keys
+are compared with the previous check's, and deleted rows become exits (deletions.py).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from activation_core.observability import logger
 from sfmc_ingestion.config import SourceConfigError, load_ingestion_config
+from sfmc_ingestion.deletions import KeyStore
 from sfmc_ingestion.models import (
     DataExtensionConfig,
     IngestionConfig,
@@ -40,10 +43,17 @@ def is_due(schedule: Schedule, last_success_at: str | None, now: datetime) -> bo
 
 @translate_errors(lambda event, *args, **kwargs: "plan")
 def plan(
-    event: dict[str, Any], *, config: IngestionConfig, store: WatermarkStore, now: datetime, run_id: str
+    event: dict[str, Any],
+    *,
+    config: IngestionConfig,
+    store: WatermarkStore,
+    now: datetime,
+    run_id: str,
+    keys: KeyStore | None = None,
 ) -> dict[str, Any]:
     request = event.get("input", event)
     trigger = str(request.get("trigger") or "schedule")
+    check_deletions = bool(request.get("checkDeletions"))
     force = bool(request.get("force")) or trigger == "manual"
     wanted_sources = set(request.get("sources") or [])
     wanted_keys = {str(k).lower() for k in request.get("dataExtensions") or []}
@@ -80,8 +90,12 @@ def plan(
             watermark = store.read(source.id, de.key)
             if not force and not is_due(de.schedule, watermark.last_success_at, now):
                 skipped.append(_skip(source.id, de.key, "not_due"))
-                continue
-            items.append(_item(run_id, started_at, ref, de, watermark))
+            else:
+                items.append(_item(run_id, started_at, ref, de, watermark))
+            if de.deletion_check is not None and keys is not None:
+                checked_at = keys.checked_at(source.id, de.key)
+                if check_deletions or is_due(de.deletion_check, checked_at, now):
+                    items.append(_item(run_id, started_at, ref, de, Watermark(), mode="keys"))
             concurrency.append(source.max_concurrency)
     missing = wanted_keys - found
     if missing:
@@ -104,7 +118,13 @@ def _skip(source_id: str, key: str, reason: str) -> dict[str, str]:
 
 
 def _item(
-    run_id: str, started_at: str, source: SourceRef, de: DataExtensionConfig, watermark: Watermark
+    run_id: str,
+    started_at: str,
+    source: SourceRef,
+    de: DataExtensionConfig,
+    watermark: Watermark,
+    *,
+    mode: Literal["rows", "keys"] = "rows",
 ) -> dict[str, Any]:
     # Recent rows stay in the state table (the page task loads them when it needs them): the Map's
     # input must stay small whatever the number of data extensions.
@@ -116,6 +136,7 @@ def _item(
         data_extension=de,
         watermark=travelling,
         progress=Progress(high=Watermark(value=watermark.value) if de.incremental_column else Watermark()),
+        mode=mode,
     )
     return item.dump()
 
@@ -133,4 +154,5 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         store=WatermarkStore(settings.state_table_name),
         now=datetime.now(UTC),
         run_id=run_id,
+        keys=KeyStore(settings.state_table_name),
     )

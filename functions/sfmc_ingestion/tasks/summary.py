@@ -31,6 +31,8 @@ METRICS = {
     "eventsPublished": "EventsPublished",
     "rowsFailed": "RowsFailed",
     "rowsDuplicate": "RowsDuplicate",
+    "rowsDeleted": "RowsDeleted",
+    "exitsPublished": "ExitsPublished",
 }
 
 

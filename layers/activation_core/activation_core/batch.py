@@ -16,13 +16,19 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from activation_core import aws, http, oauth
+from activation_core import aws, erasure, http, oauth
 from activation_core.observability import logger, metrics
 from activation_core.outcomes import BatchSummary, Kind, Outcome
 from activation_core.pipeline import RecordResult
 from activation_core.waiting import REQUEUES_ATTRIBUTE
 
-_SQS_MAX_VISIBILITY = 43_200
+# SQS refuses a visibility that ends more than 12 hours after the message was received.
+# A record was received at most its mapping's batching window before the invocation began and the
+# invocation runs at most its timeout: the margin covers both (a template test keeps every destination's
+# timeout + window under it), so the longest wait asked for is always accepted.
+SQS_MAX_VISIBILITY = 43_200
+VISIBILITY_RECEIPT_MARGIN = 900
+_LONGEST_DELAY_AFTER_RECEIPT = SQS_MAX_VISIBILITY - VISIBILITY_RECEIPT_MARGIN
 _SQS_MAX_DELAY = 900
 _ATTRIBUTE_LIMIT = 1000
 # SendMessageBatch: at most 10 entries and a total payload (bodies + attribute names, types and values)
@@ -283,10 +289,43 @@ def delay_throttled(
             sqs.change_message_visibility(
                 QueueUrl=queue_url_of(str(record.get("eventSourceARN", ""))),
                 ReceiptHandle=record["receiptHandle"],
-                VisibilityTimeout=min(_SQS_MAX_VISIBILITY, max(1, int(outcome.retry_after + 0.999))),
+                VisibilityTimeout=min(_LONGEST_DELAY_AFTER_RECEIPT, max(1, int(outcome.retry_after + 0.999))),
             )
         except Exception as exc:  # the queue's own visibility timeout still applies
             logger.warning("could not delay a throttled record", extra={"error_type": type(exc).__name__})
+
+
+def record_erasures(results: Mapping[str, RecordResult], ctx: BatchContext, dynamodb: Any) -> None:
+    """Each instance's final answer to an erasure request, listable per request id (the erasure ledger).
+    A retry is not final; on the last receive the DLQ reason is the answer (`failed`)."""
+    now = time.time()
+    entries: list[erasure.ErasureOutcome] = []
+    for result in results.values():
+        if result.erasure_request is None:
+            continue
+        for answer in result.per_instance:
+            outcome = answer.outcome
+            if outcome.kind is Kind.RETRY:
+                if result.outcome.kind is not Kind.REJECTED:
+                    continue
+                outcome = result.outcome
+            entries.append(
+                erasure.ErasureOutcome(
+                    result.erasure_request,
+                    ctx.destination_type,
+                    answer.instance_id,
+                    erasure.classify(outcome),
+                    outcome.reason,
+                    outcome.detail,
+                    now,
+                )
+            )
+    if not entries:
+        return
+    try:
+        erasure.record(dynamodb, ctx.state_table_name, entries, now=now)
+    except Exception as exc:  # the vendor call is done; the counters still count it
+        logger.error("erasure outcomes not recorded", extra={"error_type": type(exc).__name__})
 
 
 def summarize(results: Mapping[str, RecordResult]) -> BatchSummary:
@@ -455,6 +494,7 @@ def run_batch(
     exhaust_retries(records, results, ctx.max_receive_count)
     send_rejections_to_dlq(records, results, ctx, sqs)
     delay_throttled(records, results, sqs)
+    record_erasures(results, ctx, dynamodb)
 
     response = partial_batch_response(records, results) if records else _empty_batch_response(event, context)
     summary = summarize(results)

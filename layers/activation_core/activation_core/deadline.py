@@ -12,7 +12,10 @@ worker threads) is the deadline of the current invocation.
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from activation_core.errors import RetryableError
@@ -23,6 +26,7 @@ RESERVE_SECONDS = 3.0
 CALL_MARGIN_SECONDS = 1.0
 
 _deadline: float | None = None  # time.monotonic() value
+_local = threading.local()  # a tighter bound for the work of one thread (`bounded`)
 
 
 class DeadlineError(RetryableError):
@@ -50,8 +54,24 @@ def end() -> None:
 
 
 def remaining() -> float:
-    """Seconds left for vendor work in this invocation (infinite outside an invocation)."""
-    return math.inf if _deadline is None else _deadline - time.monotonic()
+    """Seconds left for vendor work in this invocation and thread (infinite when nothing bounds it)."""
+    now = time.monotonic()
+    invocation = math.inf if _deadline is None else _deadline - now
+    bound: float | None = getattr(_local, "until", None)
+    return invocation if bound is None else min(invocation, bound - now)
+
+
+@contextmanager
+def bounded(seconds: float) -> Iterator[None]:
+    """Within the block, this thread's vendor calls must also finish within `seconds` (e.g. a token
+    request within its lease)."""
+    previous: float | None = getattr(_local, "until", None)
+    until = time.monotonic() + seconds
+    _local.until = until if previous is None else min(previous, until)
+    try:
+        yield
+    finally:
+        _local.until = previous
 
 
 def ensure(seconds: float, what: str = "a vendor call") -> None:

@@ -61,3 +61,11 @@ class InvalidRecordError(PermanentError):
 class MissingValueError(InvalidRecordError):
     """A required mapping target has no value: rejected like any invalid field, unless the destination
     declares the gap an ordinary one to skip (`Destination.skip_when_missing`)."""
+
+
+class UsagePolicyRefusal(PermanentError):
+    """A labelled value would leave for a marketing action its label forbids: refused, never sent."""
+
+    def __init__(self, target: str, detail: str) -> None:
+        super().__init__(f"usage_policy:{target}", detail)
+        self.target = target

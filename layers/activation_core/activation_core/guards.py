@@ -170,7 +170,12 @@ class OrderGuard:
         return self._dynamodb
 
     def _key(self, instance_id: str, entity: str) -> dict[str, Any]:
-        return {"pk": {"S": f"guard#{instance_id}#{entity}"}, "sk": {"S": _SORT_KEY}}
+        # The `order#` partitions the destination roles may write (template.yaml, LeadingKeys).
+        return {"pk": {"S": f"order#{instance_id}#{entity}"}, "sk": {"S": _SORT_KEY}}
+
+    def forget(self, instance_id: str, entity: str) -> None:
+        """Drop the order-and-idempotency item of one entity on one instance (an erasure request)."""
+        self._client.delete_item(TableName=self._table, Key=self._key(instance_id, entity))
 
     # ------------------------------------------------------------------ before delivery
     def read(self, instance_id: str, entities: Collection[str]) -> dict[str, EntityState]:
@@ -188,7 +193,7 @@ class OrderGuard:
         return states
 
     def _read_chunk(self, instance_id: str, entities: Sequence[str]) -> dict[str, EntityState]:
-        by_pk = {f"guard#{instance_id}#{entity}": entity for entity in entities}
+        by_pk = {self._key(instance_id, entity)["pk"]["S"]: entity for entity in entities}
         request: dict[str, Any] = {
             self._table: {"Keys": [self._key(instance_id, e) for e in entities], "ConsistentRead": True}
         }

@@ -96,6 +96,31 @@ class LeaseLock:
             raise RetryableError("lock_unavailable", code) from exc
         return lease
 
+    def renew(self, lease: Lease, lease_seconds: float) -> Lease | None:
+        """Extend a lease we still hold to `lease_seconds` from now; None when it is no longer ours
+        (it expired and another holder took it): the caller is fenced off and should not assume it."""
+        now = self._clock()
+        renewed = Lease(key=lease.key, owner=lease.owner, expires_at=now + lease_seconds)
+        try:
+            self._client.update_item(
+                TableName=self._table_name,
+                Key=self._item_key(lease.key),
+                UpdateExpression="SET expiresAt = :expires, #ttl = :ttl",
+                ConditionExpression="#owner = :owner",
+                ExpressionAttributeNames={"#owner": "owner", "#ttl": "ttl"},
+                ExpressionAttributeValues={
+                    ":owner": {"S": lease.owner},
+                    ":expires": {"N": _number(renewed.expires_at)},
+                    ":ttl": {"N": str(math.ceil(renewed.expires_at))},
+                },
+            )
+        except (BotoCoreError, ClientError) as exc:
+            code = _error_code(exc)
+            if code == _CONDITION_FAILED:
+                return None
+            raise RetryableError("lock_unavailable", code) from exc
+        return renewed
+
     def release(self, lease: Lease) -> None:
         """Give the lease back if we still own it; best effort (it expires by itself anyway)."""
         try:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from activation_core.errors import InvalidRecordError, MissingValueError
+from activation_core.errors import InvalidRecordError, MissingValueError, UsagePolicyRefusal
 from activation_core.hashing import email_lc_sha256, sha256_hex
 
 if TYPE_CHECKING:
@@ -65,6 +65,7 @@ class _CompiledRow:
     transform_names: tuple[str, ...]
     identity: bool
     required: bool
+    withheld: str | None  # why this row's value may not leave for this instance (usage policy)
 
 
 def _lookup(document: Mapping[str, Any], path: Sequence[str]) -> Any:
@@ -80,9 +81,14 @@ def _lookup(document: Mapping[str, Any], path: Sequence[str]) -> Any:
 
 
 class CompiledMapping:
-    """Applies mapping rows to a source document `{"identities": {...}, "attributes": {...}}`."""
+    """Applies mapping rows to a source document `{"identities": {...}, "attributes": {...}}`.
 
-    def __init__(self, rows: Sequence[MappingRow]) -> None:
+    `withheld` (target -> reason) names rows whose values a usage policy forbids for this instance: a
+    record carrying such a value is refused (`UsagePolicyRefusal`), so it never reaches a connector.
+    """
+
+    def __init__(self, rows: Sequence[MappingRow], withheld: Mapping[str, str] | None = None) -> None:
+        withheld = withheld or {}
         self._rows = tuple(
             _CompiledRow(
                 path=tuple(row.source.split(".")),
@@ -91,6 +97,7 @@ class CompiledMapping:
                 transform_names=tuple(row.transforms),
                 identity=row.identity,
                 required=row.required,
+                withheld=withheld.get(row.target),
             )
             for row in rows
         )
@@ -109,6 +116,8 @@ class CompiledMapping:
                 if row.required:
                     raise MissingValueError(row.target, f"required target '{row.target}' has no value")
                 continue
+            if row.withheld is not None:
+                raise UsagePolicyRefusal(row.target, row.withheld)
             if row.transforms:  # most rows have none: skip building the zip (a quarter of apply's time)
                 for name, transform in zip(row.transform_names, row.transforms, strict=True):
                     try:

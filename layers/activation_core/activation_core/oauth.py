@@ -15,18 +15,20 @@ import copy
 import json
 import logging
 import math
+import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from activation_core import aws
+from activation_core import aws, deadline
 from activation_core.errors import AuthError, PermanentError, RetryableError, ThrottledError
 from activation_core.locks import Lease, LeaseLock
-from activation_core.observability import register_secret
+from activation_core.observability import IDENTIFIER_MIN_LENGTH, register_secret
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +83,9 @@ class _Entry:
 # Module level so a warm container reuses them across invocations; keyed by secret id.
 _memory: dict[str, _Entry] = {}
 _memory_lock = threading.Lock()
+# A minted grant with a rotated refresh token whose write to the secret failed: the only copy of the
+# connection's refresh token. The next get() saves it before anything else (and mints with it).
+_pending: dict[str, dict[str, Any]] = {}
 _total_token_requests = 0
 
 
@@ -88,6 +93,7 @@ def clear_memory_cache() -> None:
     """Forget every cached token and connection (tests: simulates a new container)."""
     with _memory_lock:
         _memory.clear()
+        _pending.clear()
 
 
 def total_token_requests() -> int:
@@ -124,13 +130,23 @@ def _connection_of(document: Mapping[str, Any]) -> dict[str, Any]:
     return {key: copy.deepcopy(value) for key, value in document.items() if key != CACHED_TOKEN_FIELD}
 
 
+_CREDENTIAL_FIELD = re.compile(r"secret|token|password|passphrase|key", re.IGNORECASE)
+
+
 def _mask_in_logs(document: Mapping[str, Any]) -> None:
-    """Every credential and token read from a connection secret is masked in all later log lines."""
-    values: list[object] = [v for k, v in document.items() if k != "baseUrl"]
+    """Every credential and token read from a connection secret is masked in all later log lines: a
+    field named like a credential whatever its length or type, any other (org or profile ids) once it
+    is long enough not to be ordinary text."""
+    credentials: list[object] = []
+    others: list[object] = []
+    for key, value in document.items():
+        if key != "baseUrl":
+            (credentials if _CREDENTIAL_FIELD.search(key) else others).append(value)
     cached = document.get(CACHED_TOKEN_FIELD)
     if isinstance(cached, Mapping):
-        values.append(cached.get("accessToken"))
-    register_secret(*values)
+        credentials.append(cached.get("accessToken"))
+    register_secret(*credentials)
+    register_secret(*others, min_length=IDENTIFIER_MIN_LENGTH)
 
 
 class TokenProvider:
@@ -146,7 +162,9 @@ class TokenProvider:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         refresh_margin: float = 60.0,
-        lock_lease: float = 30.0,
+        # A token request may use half of it (`deadline.bounded`), so it ends well within the lease; the
+        # lease is renewed before the grant is saved.
+        lock_lease: float = 60.0,
         wait_timeout: float = 15.0,
         min_mint_interval: float = 0.0,
         refresh_token_field: str = "refreshToken",  # noqa: S107 - a field name
@@ -259,6 +277,9 @@ class TokenProvider:
         if entry is not None and entry.token is not None and self._usable(entry.token, avoid):
             return entry.token.access_token
 
+        if self.secret_id in _pending:
+            return self._save_pending(avoid)
+
         document = self._read_secret()
         token = _parse_token(document.get(CACHED_TOKEN_FIELD))
         if token is not None and self._usable(token, avoid):
@@ -269,6 +290,30 @@ class TokenProvider:
         if lease is not None:
             return self._refresh_holding(lease, avoid)
         return self._wait_for_refresh(avoid)
+
+    def _save_pending(self, avoid: str | None) -> str:
+        """Save the rotated refresh token a failed write left in memory, first, under the lease."""
+        lease = self._lock.try_acquire(self._lock_key, self._lock_lease)
+        if lease is None:
+            raise RetryableError(
+                "token_unavailable", "a rotated refresh token waits for the lease to be saved"
+            )
+        try:
+            pending = _pending.get(self.secret_id)
+            document = self._read_secret()
+            if pending is not None:
+                # The secret as it is now (credentials may have changed) with the grant's fields.
+                document.update(pending)
+                self._persist_grant(document, rotated=True)
+                _pending.pop(self.secret_id, None)
+                logger.info("saved a rotated refresh token kept in memory for %s", self.secret_id)
+            token = _parse_token(document.get(CACHED_TOKEN_FIELD))
+            if token is not None and self._usable(token, avoid):
+                self._remember(document, token)
+                return token.access_token
+            return self._mint(document, lease)
+        finally:
+            self._lock.release(lease)
 
     def _wait_for_refresh(self, avoid: str | None) -> str:
         """Another invocation is refreshing: poll the secret until its token lands, bounded."""
@@ -298,7 +343,7 @@ class TokenProvider:
                 self._remember(document, token)
                 return token.access_token
             self._respect_min_mint_interval(token)
-            return self._mint(document)
+            return self._mint(document, lease)
         finally:
             self._lock.release(lease)
 
@@ -314,46 +359,69 @@ class TokenProvider:
             )
         self._sleep(wait)
 
-    def _mint(self, document: dict[str, Any]) -> str:
+    def _mint(self, document: dict[str, Any], lease: Lease) -> str:
         global _total_token_requests
         credentials = _connection_of(document)
         with self._counter_lock:
             self.token_requests += 1
             _total_token_requests += 1
         minted_at = self._clock()
-        grant = self._fetcher(credentials)  # vendor errors propagate: they already are errors.* types
+        with deadline.bounded(self._lock_lease / 2):  # the request ends well within the lease
+            grant = self._fetcher(credentials)  # vendor errors propagate: they already are errors.* types
         if not grant.access_token or not math.isfinite(grant.expires_in) or grant.expires_in <= 0:
             raise PermanentError("invalid_token_grant", "token endpoint returned no usable access token")
 
         register_secret(grant.access_token, grant.refresh_token)
         token = _Token(grant.access_token, minted_at + grant.expires_in, minted_at)
-        updated = dict(document)
-        updated[CACHED_TOKEN_FIELD] = {
-            "accessToken": token.access_token,
-            "expiresAt": token.expires_at,
-            "mintedAt": minted_at,
+        # What this grant changes in the secret (saved later from memory if this write fails).
+        grant_fields: dict[str, Any] = {
+            CACHED_TOKEN_FIELD: {
+                "accessToken": token.access_token,
+                "expiresAt": token.expires_at,
+                "mintedAt": minted_at,
+            },
+            **grant.connection_updates,
         }
         if grant.refresh_token:
-            updated[self._refresh_token_field] = grant.refresh_token
-        updated.update(grant.connection_updates)
+            grant_fields[self._refresh_token_field] = grant.refresh_token
+        updated = {**document, **grant_fields}
+        rotated = bool(grant.refresh_token)
+        self._renew(lease)
         # Persist first: a rotated refresh token that only lives in memory dies with this container.
-        self._persist_grant(updated, rotated=bool(grant.refresh_token))
+        try:
+            self._persist_grant(updated, rotated=rotated)
+        except RetryableError:
+            if rotated:  # the only copy now: kept for the next get(), which saves it before anything else
+                _pending[self.secret_id] = grant_fields
+            raise
         self._remember(updated, token)
         logger.info("token minted for %s (expires in %.0fs)", self.secret_id, grant.expires_in)
         return token.access_token
 
+    def _renew(self, lease: Lease) -> None:
+        """Extend the lease for the save that follows; a lost lease (fenced off) is logged, and the grant
+        is saved all the same: it is the newest the vendor issued."""
+        try:
+            renewed = self._lock.renew(lease, self._lock_lease)
+        except RetryableError:
+            renewed = lease
+        if renewed is None:
+            logger.warning("token lease for %s expired while minting; saving the new grant", self.secret_id)
+
     def _persist_grant(self, document: dict[str, Any], *, rotated: bool) -> None:
         attempts = 3
+        # One version for all attempts: a write that succeeded but whose answer was lost is not doubled.
+        request_token = str(uuid.uuid4())
         for attempt in range(1, attempts + 1):
             try:
-                self._write_secret(document)
+                self._write_secret(document, request_token)
                 return
             except RetryableError:
                 if attempt == attempts:
                     if rotated:
                         logger.error(
-                            "could not persist a rotated refresh token for %s; the connection may need"
-                            " re-authorisation",
+                            "could not persist a rotated refresh token for %s; kept in memory, the next"
+                            " token request saves it first",
                             self.secret_id,
                         )
                     raise
@@ -375,8 +443,9 @@ class TokenProvider:
         _mask_in_logs(document)
         return document
 
-    def _write_secret(self, document: Mapping[str, Any]) -> None:
+    def _write_secret(self, document: Mapping[str, Any], request_token: str | None = None) -> None:
+        extra = {"ClientRequestToken": request_token} if request_token else {}
         try:
-            self._client.put_secret_value(SecretId=self.secret_id, SecretString=json.dumps(document))
+            self._client.put_secret_value(SecretId=self.secret_id, SecretString=json.dumps(document), **extra)
         except (BotoCoreError, ClientError) as exc:
             raise _secret_error(exc) from None

@@ -10,7 +10,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -23,16 +23,19 @@ from activation_core.mapping import CompiledMapping, MappedRecord
 from activation_core.models.config import ActivatedAudience, DestinationInstance, DestinationsConfig
 from activation_core.models.events import (
     ACCOUNT_MEMBERSHIP_CHANGED,
+    PROFILE_ERASURE_REQUESTED,
     PROFILE_MEMBERSHIP_CHANGED,
     PROFILE_UPDATED,
     AccountEventDetail,
     AudienceMembership,
+    ErasureRequestDetail,
     EventEnvelope,
     ProfileEventDetail,
 )
 from activation_core.observability import logger
 from activation_core.outcomes import Kind, Outcome, combine
 from activation_core.settings import FunctionSettings
+from activation_core.usage_policy import check_instance, withheld_targets
 from activation_core.waiting import WaitingChanges, has_waited
 
 Entity = Literal["profile", "account"]
@@ -40,6 +43,7 @@ _ENTITY_OF_TYPE: dict[str, Entity] = {
     PROFILE_MEMBERSHIP_CHANGED: "profile",
     PROFILE_UPDATED: "profile",
     ACCOUNT_MEMBERSHIP_CHANGED: "account",
+    PROFILE_ERASURE_REQUESTED: "profile",
 }
 
 
@@ -63,6 +67,8 @@ class InboundRecord:
     snapshot_id: str | None = None
     # Received before, or a requeued copy: it may have waited for a rate limit (activation_core.waiting).
     waited: bool = False
+    # Set on a `Profile Erasure Requested` record: the data subject request it belongs to.
+    erasure_request: str | None = None
 
     def targets(self, instance_id: str) -> bool:
         return self.target_instances is None or instance_id in self.target_instances
@@ -96,10 +102,22 @@ class WorkItem:
         return self.record.message_id
 
 
+# One connector call: `deliver`, or `erase` for erasure requests.
+Send = Callable[[Sequence[WorkItem]], Mapping[str, Outcome]]
+
+
 class Connector(Protocol):
     """A configured destination instance: delivers work items, one outcome per item key."""
 
     def deliver(self, items: Sequence[WorkItem]) -> Mapping[str, Outcome]: ...
+
+
+class Eraser(Protocol):
+    """A connector whose vendor API can delete a person: one outcome per item key (delivered = erased,
+    skipped `erasure_not_found`, or an error's outcome). A connector without `erase` is reported
+    `erasure_unsupported`."""
+
+    def erase(self, items: Sequence[WorkItem]) -> Mapping[str, Outcome]: ...
 
 
 class Destination(Protocol):
@@ -134,6 +152,7 @@ class RecordResult:
     receive_count: int = 1
     # Sent back to its queue as a new (delayed) message, still waiting: this copy is done with.
     requeued: bool = False
+    erasure_request: str | None = None  # the data subject request of an erasure record
     # A change computed from this audience snapshot: also counted per snapshot (reconciliation).
     snapshot_id: str | None = None
 
@@ -200,6 +219,8 @@ def parse_record(
     if entity is None:
         return Outcome.rejected("unsupported_event_type", f"detail-type '{envelope.detail_type[:100]}'")
     try:
+        if envelope.detail_type == PROFILE_ERASURE_REQUESTED:
+            return _erasure_record(message_id, receive_count, envelope)
         if entity == "profile":
             profile_detail = ProfileEventDetail.model_validate(envelope.detail)
             subject = profile_detail.profile
@@ -212,15 +233,11 @@ def parse_record(
             consents = {}
     except ValidationError as exc:
         return _invalid_value(exc) or Outcome.rejected("malformed_event", _validation_summary(exc))
-    if detail.occurred_at.timestamp() > (time.time() if now is None else now) + clock_skew_seconds:
-        return Outcome.rejected(
-            "invalid_field:occurredAt", f"more than {clock_skew_seconds:g} s in the future"
-        )
     identities = subject.identities if entity == "profile" else subject_account.identities
     attrs = subject.attributes if entity == "profile" else subject_account.attributes
-    bad_number = non_finite_path(attrs, f"{entity}.attributes")
-    if bad_number is not None:
-        return Outcome.rejected(f"invalid_field:{bad_number}", f"{bad_number}: not a finite number")
+    bad_value = _from_the_future(detail.occurred_at, clock_skew_seconds, now) or _non_finite(attrs, entity)
+    if bad_value is not None:
+        return bad_value
     return InboundRecord(
         message_id=message_id,
         receive_count=receive_count,
@@ -236,6 +253,38 @@ def parse_record(
         change_origin=detail.change_origin,
         snapshot_id=detail.snapshot_id if detail.change_origin == "snapshot" else None,
         waited=has_waited(record),
+    )
+
+
+def _from_the_future(occurred_at: datetime, clock_skew_seconds: float, now: float | None) -> Outcome | None:
+    if occurred_at.timestamp() > (time.time() if now is None else now) + clock_skew_seconds:
+        return Outcome.rejected(
+            "invalid_field:occurredAt", f"more than {clock_skew_seconds:g} s in the future"
+        )
+    return None
+
+
+def _non_finite(attributes: Mapping[str, Any], entity: str) -> Outcome | None:
+    bad_number = non_finite_path(attributes, f"{entity}.attributes")
+    if bad_number is None:
+        return None
+    return Outcome.rejected(f"invalid_field:{bad_number}", f"{bad_number}: not a finite number")
+
+
+def _erasure_record(message_id: str, receive_count: int, envelope: EventEnvelope) -> InboundRecord:
+    detail = ErasureRequestDetail.model_validate(envelope.detail)
+    return InboundRecord(
+        message_id=message_id,
+        receive_count=receive_count,
+        event_id=detail.event_id,
+        detail_type=envelope.detail_type,
+        occurred_at=detail.occurred_at,
+        entity="profile",
+        identities=detail.profile.identities,
+        attributes={},
+        consents={},
+        audiences=(),
+        erasure_request=detail.request_id,
     )
 
 
@@ -263,6 +312,7 @@ class _Prepared:
     connector: Connector | None
     # Why the instance cannot run (its config, its connection): its records retry with this.
     failure: Outcome | None = None
+    identities: CompiledMapping | None = None  # the identity rows only: what an erasure looks up
 
 
 def instance_failure(instance_id: str, error: Exception) -> Outcome:
@@ -309,10 +359,14 @@ class Pipeline:
                 # The very config object of the last batch (config_store caches it): nothing to compare.
                 prepared.append(cached[1])
                 continue
-            version = instance.model_dump_json()
+            policies = loaded.config.usage_policies
+            version = instance.model_dump_json() + policies.model_dump_json()
             if cached is None or cached[0] != version:
                 try:
-                    mapping = CompiledMapping(instance.mapping)
+                    # A labelled attribute mapped to a forbidden use is a config error of this instance
+                    # (names field, label and action); the compiled mapping withholds it at send time.
+                    check_instance(policies, instance)
+                    mapping = CompiledMapping(instance.mapping, withheld_targets(policies, instance))
                     connector = self._destination.connect(instance, self._settings)
                 except Exception as exc:  # this instance only: the others of the type still run
                     failure = instance_failure(instance.id, exc)
@@ -323,7 +377,8 @@ class Pipeline:
                     # Not kept: the next batch tries again (a secret or config fixed meanwhile).
                     prepared.append(_Prepared(instance, None, None, failure))
                     continue
-                cached = (version, _Prepared(instance, mapping, connector))
+                identities = CompiledMapping([row for row in instance.mapping if row.identity])
+                cached = (version, _Prepared(instance, mapping, connector, identities=identities))
                 self._prepared[instance.id] = cached
             prepared.append(cached[1])
         invalid = loaded.invalid_of_type(self._destination.destination_type)
@@ -376,6 +431,7 @@ class Pipeline:
                 combine(o.outcome for o in outcomes),
                 outcomes,
                 record.receive_count,
+                erasure_request=record.erasure_request,
                 snapshot_id=record.snapshot_id,
             )
         return results
@@ -400,6 +456,10 @@ class Pipeline:
     ) -> dict[str, tuple[Outcome, tuple[str, ...]]]:
         instance = prepared.instance
         decided: dict[str, tuple[Outcome, tuple[str, ...]]] = {}
+        erasures = [r for r in records if r.erasure_request is not None]
+        if erasures:
+            decided.update(self._erase(prepared, erasures))
+            records = [r for r in records if r.erasure_request is None]
         candidates: list[_Candidate] = []
         for record in records:
             activations = tuple(
@@ -433,7 +493,61 @@ class Pipeline:
             self._commit(instance.id, work, delivered, applied, entities)
             for item in work:
                 decided[item.key] = (delivered[item.key], tuple(a.audience.id for a in item.activations))
-        return {k: (o.with_context(instance.id) if o.detail else o, ids) for k, (o, ids) in decided.items()}
+        return {k: (_of_instance(o, instance.id), ids) for k, (o, ids) in decided.items()}
+
+    def _erase(
+        self, prepared: _Prepared, records: Sequence[InboundRecord]
+    ) -> dict[str, tuple[Outcome, tuple[str, ...]]]:
+        """Erasure requests: no audience, consent or order screening (a legal obligation, idempotent).
+        The stack forgets what it holds of the person on this instance, then the vendor is asked to."""
+        if prepared.failure is not None or prepared.identities is None:
+            failure = prepared.failure or Outcome.retry("internal_error", "instance not prepared")
+            return {r.message_id: (failure, ()) for r in records}
+        erase = getattr(prepared.connector, "erase", None)
+        unsupported = (
+            Outcome.skipped(
+                "erasure_unsupported",
+                f"no way to delete a person through the {self._destination.destination_type} API is known: "
+                "erase the person there by hand",
+            )
+            if erase is None
+            else None
+        )
+        not_found = Outcome.skipped(
+            "erasure_not_found", "the request has no identity this destination matches on"
+        )
+        decided: dict[str, tuple[Outcome, tuple[str, ...]]] = {}
+        work: list[WorkItem] = []
+        for record in records:
+            try:
+                mapped = prepared.identities.apply(record.source_document())
+            except ActivationError as exc:
+                decided[record.message_id] = (unsupported or Outcome.from_error(exc), ())
+                continue
+            if not mapped.identities:
+                decided[record.message_id] = (unsupported or not_found, ())
+                continue
+            outcome = self._forget(prepared.instance.id, mapped) or unsupported
+            if outcome is not None:
+                decided[record.message_id] = (outcome, ())
+                continue
+            work.append(WorkItem(record, (), mapped))
+        if work and erase is not None:
+            for key, delivered in self._deliver(erase, work).items():
+                decided[key] = (delivered, ())
+        return decided
+
+    def _forget(self, instance_id: str, mapped: MappedRecord) -> Outcome | None:
+        """The stack forgets the person too: its order records on this instance (keyed by the same
+        hash of the mapped identities as the guard's key). A failure retries the erasure before any vendor call."""
+        order = self._guards.order
+        if order is None:
+            return None
+        try:
+            order.forget(instance_id, entity_key(mapped.identities or mapped.fields))
+        except Exception as exc:
+            return Outcome.retry("order_guard_unavailable", type(exc).__name__)
+        return None
 
     def _missing(self, error: MissingValueError) -> Outcome:
         skips: Mapping[str, str] = getattr(self._destination, "skip_when_missing", {})
@@ -518,8 +632,14 @@ class Pipeline:
         if not activations:
             return Outcome.skipped("audience_not_activated")
         purpose = instance.consent_purpose
-        if purpose and record.consents.get(purpose) == "n":
-            return Outcome.skipped("consent", f"consent '{purpose}' is 'n'")
+        if purpose:
+            consent = record.consents.get(purpose)
+            if consent == "n":
+                return Outcome.skipped("consent", f"consent '{purpose}' is 'n'")
+            if consent is None and instance.missing_consent == "block":
+                return Outcome.skipped(
+                    "consent", f"consent '{purpose}' is missing and this destination blocks that"
+                )
         return None
 
     def _deliver_newest(
@@ -527,19 +647,19 @@ class Pipeline:
     ) -> dict[str, Outcome]:
         """Deliver `work` but the records a newer waiting change covers; remember what is told to wait."""
         if self._waiting is None:
-            return self._deliver(connector, work)
+            return self._deliver(connector.deliver, work)
         superseded = self._waiting.superseded(instance_id, work)
         rest = [item for item in work if item.key not in superseded]
-        delivered = self._deliver(connector, rest) if rest else {}
+        delivered = self._deliver(connector.deliver, rest) if rest else {}
         self._waiting.note(instance_id, rest, delivered)
         return delivered | superseded
 
-    def _deliver(self, connector: Connector, work: Sequence[WorkItem]) -> dict[str, Outcome]:
+    def _deliver(self, send: Send, work: Sequence[WorkItem]) -> dict[str, Outcome]:
         """The connector's outcomes. When it raises for the call, the offender is isolated by splitting
         the work in halves (a person's records stay together, so their order holds) until only the
         records it raises for fail; a transient error (outage, throttle) fails the whole call as is."""
         try:
-            outcomes = dict(connector.deliver(work))
+            outcomes = dict(send(work))
         except (RetryableError, AuthError) as exc:
             outcome = Outcome.from_error(exc)
             return {item.key: outcome for item in work}
@@ -549,7 +669,7 @@ class Pipeline:
                 half = len(groups) // 2
                 first = [item for group in groups[:half] for item in group]
                 rest = [item for group in groups[half:] for item in group]
-                return {**self._deliver(connector, first), **self._deliver(connector, rest)}
+                return {**self._deliver(send, first), **self._deliver(send, rest)}
             if isinstance(exc, ActivationError):
                 outcome = Outcome.from_error(exc)
             else:  # it retries, then reaches the DLQ with this reason
@@ -558,6 +678,14 @@ class Pipeline:
             return {item.key: outcome for item in work}
         missing = Outcome.retry("no_outcome", "the connector returned no outcome for this record")
         return {item.key: outcomes.get(item.key, missing) for item in work}
+
+
+def _of_instance(outcome: Outcome, instance_id: str) -> Outcome:
+    """An instance's outcome as the record carries it: the instance in the detail, and in the reason of
+    a config problem (`invalid_config:<instance>`, wherever the connector found it)."""
+    if outcome.reason == "invalid_config":
+        outcome = replace(outcome, reason=f"invalid_config:{instance_id}")
+    return outcome.with_context(instance_id) if outcome.detail else outcome
 
 
 def _by_entity(work: Sequence[WorkItem]) -> list[list[WorkItem]]:

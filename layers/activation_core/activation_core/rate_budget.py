@@ -24,7 +24,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from activation_core import aws
+from activation_core import aws, deadline
 from activation_core.errors import RetryableError, ThrottledError
 
 _MAX_CONFLICTS = 50
@@ -81,7 +81,8 @@ class RateBudget:
                 return
             if wait == 0.0:
                 continue  # lost a race with another invocation: read again
-            if waited + wait > max_wait:
+            # Never wait past the invocation's deadline either: the record comes back after `wait`.
+            if waited + wait > max_wait or wait >= deadline.remaining():
                 raise ThrottledError(
                     "rate_budget_exhausted", "shared rate budget exhausted", retry_after=wait
                 )
@@ -215,7 +216,7 @@ class ConcurrencySlots:
                 if self._write(live, version, now):
                     return holder
                 continue
-            if waited >= max_wait:
+            if waited >= max_wait or self._poll >= deadline.remaining():
                 raise ThrottledError(
                     "concurrency_limit", f"{self.limit} calls already in flight", retry_after=1.0
                 )

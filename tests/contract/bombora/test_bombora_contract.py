@@ -186,7 +186,7 @@ def test_bom_05_a_list_of_that_name_the_stack_did_not_create_is_an_error_naming_
 ) -> None:
     existing = fake.add_list(AUDIENCE_NAME, ["already.example"])  # made by hand, or another tool
     outcome = pipeline(function_settings).process(records(account("new.example")))["m-0"].outcome
-    assert (outcome.kind, outcome.reason) == (Kind.RETRY, "invalid_config")
+    assert outcome.kind is Kind.RETRY and outcome.reason.startswith("invalid_config:bombora-abm")
     assert f"'{AUDIENCE_NAME}'" in outcome.detail and existing in outcome.detail
     assert "adoptExistingLists" in outcome.detail
     assert creates(fake) == [] and fake.requests_to(ADD) == []
@@ -222,7 +222,7 @@ def test_bom_06_a_non_manual_list_of_that_name_is_a_config_error(
     fake.add_list(AUDIENCE_NAME, list_type="Surge")
     results = pipeline(function_settings).process(records(account("a.example")))
     outcome = results["m-0"].outcome
-    assert (outcome.kind, outcome.reason) == (Kind.RETRY, "invalid_config")
+    assert outcome.kind is Kind.RETRY and outcome.reason.startswith("invalid_config:bombora-abm")
     assert "Manual lists only" in outcome.detail
     assert creates(fake) == [] and fake.requests_to(ADD) == []
 
@@ -317,7 +317,7 @@ def test_bom_05_a_second_dataflow_on_the_same_bombora_account_is_refused_naming_
     run = pipeline(function_settings, bombora_instance(), second)
     results = run.process(records(account("a.example")))
     outcome = results["m-0"].outcome
-    assert (outcome.kind, outcome.reason) == (Kind.RETRY, "invalid_config")
+    assert outcome.kind is Kind.RETRY and outcome.reason.startswith("invalid_config:bombora-abm")
     assert "'bombora-abm'" in outcome.detail and "'bombora-abm-copy'" in outcome.detail
     assert len(fake.named(AUDIENCE_NAME)) == 1
 

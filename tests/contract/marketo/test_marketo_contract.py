@@ -224,7 +224,7 @@ def test_mkt_05_a_dedupe_field_that_is_not_searchable_stops_delivery(
     fake.add_field("nickname")  # a field, but not searchable in this instance
     run = run_with(dedupeField="nickname", **settings_for("profile_only", "update_existing_only"))
     outcomes = run([profile("ada@example.com")])
-    assert outcomes["m-0"].kind is Kind.RETRY and outcomes["m-0"].reason == "invalid_config"
+    assert outcomes["m-0"].kind is Kind.RETRY and outcomes["m-0"].reason == "invalid_config:marketo-expo2026"
     assert "settings.dedupeField" in outcomes["m-0"].detail and "searchable" in outcomes["m-0"].detail
     assert fake.calls_to("sync") == [] and fake.calls_to("lookup") == []
 
@@ -265,7 +265,10 @@ def test_mkt_05_a_mapped_target_marketo_does_not_know_stops_delivery(
     instance = marketo_instance()
     instance["mapping"].append({"source": "attributes.person.shoeSize", "target": "shoeSize"})
     outcomes = make_run(function_settings, recorder, instance)([profile("ada@example.com")])
-    assert outcomes["m-0"].reason == "invalid_config" and "mapping.shoeSize" in outcomes["m-0"].detail
+    assert (
+        outcomes["m-0"].reason == "invalid_config:marketo-expo2026"
+        and "mapping.shoeSize" in outcomes["m-0"].detail
+    )
 
 
 def test_describe_and_partitions_are_read_once_per_container(

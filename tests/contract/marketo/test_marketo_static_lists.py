@@ -79,7 +79,7 @@ def test_mkt_01_the_folder_must_exist_in_the_workspace(
 ) -> None:
     instance = named_lists_instance(workspace="Europe")  # the folder is in Default
     outcomes = make_run(function_settings, recorder, instance)([profile("ada@example.com")])
-    assert outcomes["m-0"].reason == "invalid_config"
+    assert outcomes["m-0"].reason == "invalid_config:marketo-expo2026"
     assert "settings.listFolder" in outcomes["m-0"].detail and "Europe" in outcomes["m-0"].detail
     assert fake.calls_to("create_list") == [] and fake.calls_to("list_add") == []
 

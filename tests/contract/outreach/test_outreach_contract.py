@@ -576,3 +576,33 @@ def test_the_vendor_base_url_must_be_outreach_unless_loopback_is_allowed(
     )
     with pytest.raises(PermanentError, match=r"base_url|loopback|https"):
         OutreachDestination().connect(instance, strict)
+
+
+def erasure(outreach_id: str, request_id: str) -> dict[str, Any]:
+    return {
+        "detail-type": "Profile Erasure Requested",
+        "source": "privacy.requests",
+        "id": f"e-{request_id}",
+        "detail": {
+            "schemaVersion": "1",
+            "eventId": f"evt-{request_id}",
+            "requestId": request_id,
+            "occurredAt": "2026-12-07T10:00:00Z",
+            "profile": {"identities": {"outreachId": outreach_id, "email": "x@example.org"}},
+        },
+    }
+
+
+def test_erasure_deletes_the_prospect_and_an_unknown_one_is_not_found(
+    connection: Any, fake: FakeOutreach, function_settings: FunctionSettings
+) -> None:
+    prospect = next(iter(SAMPLE_PROSPECTS))
+    results = pipeline(function_settings).process(
+        records(erasure(str(prospect), "dsr-1"), erasure("424242", "dsr-2"))
+    )
+    assert kinds(results) == {"m-0": "delivered:delivered", "m-1": "skipped:erasure_not_found"}
+    assert prospect not in fake.prospects
+    assert [r.method for r in fake.requests if r.path.startswith("/api/v2/prospects/")] == [
+        "DELETE",
+        "DELETE",
+    ]

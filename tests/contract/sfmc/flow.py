@@ -25,6 +25,7 @@ from activation_core.oauth import TokenProvider
 from local.fakes.sfmc import FakeSfmc
 from sfmc_ingestion import client as sfmc
 from sfmc_ingestion.config import parse_ingestion_config
+from sfmc_ingestion.deletions import KeyStore
 from sfmc_ingestion.landing import Lander
 from sfmc_ingestion.models import SfmcConnection
 from sfmc_ingestion.publishing import EventPublisher
@@ -104,6 +105,7 @@ class SfmcEnv:
         events.create_event_bus(Name=BUS)
         self.events = RecordingEvents(events)
         self.store = WatermarkStore(STATE_TABLE, dynamodb=self.dynamodb)
+        self.keys = KeyStore(STATE_TABLE, dynamodb=self.dynamodb, sleep=lambda _: None)
 
     def connection(self) -> dict[str, Any]:
         return {
@@ -132,6 +134,7 @@ class SfmcEnv:
             lander=Lander(BUCKET, s3=self.s3),
             publisher=EventPublisher(BUS, events=self.events, sleep=lambda _: None),
             store=self.store,
+            keys=self.keys,
         )
 
     def run(
@@ -143,7 +146,9 @@ class SfmcEnv:
         state: dict[str, Any] = {"input": request or {"trigger": "manual"}}
         config = parse_ingestion_config(self.config_document)
         try:
-            planned = plan_task.plan(state, config=config, store=self.store, now=moment, run_id=run_id)
+            planned = plan_task.plan(
+                state, config=config, store=self.store, now=moment, run_id=run_id, keys=self.keys
+            )
         except SfmcTaskError as exc:
             state["planError"] = {"Error": type(exc).__name__, "Cause": str(exc)}
         else:
@@ -173,11 +178,13 @@ class SfmcEnv:
                     self.page_errors.append(exc)
                     break
             if error is not None:
-                return commit_task.commit(
-                    {**item, "error": {"Error": type(error).__name__, "Cause": str(error)}}, store=self.store
-                )
+                return self._commit({**item, "error": {"Error": type(error).__name__, "Cause": str(error)}})
             if item["cursor"]["done"]:
-                return commit_task.commit(item, store=self.store)
+                return self._commit(item)
+
+    def _commit(self, item: dict[str, Any]) -> dict[str, Any]:
+        publisher = EventPublisher(BUS, events=self.events, sleep=lambda _: None)
+        return commit_task.commit(item, store=self.store, keys=self.keys, publisher=publisher)
 
     def landed_rows(self) -> list[dict[str, Any]]:
         s3 = self.s3

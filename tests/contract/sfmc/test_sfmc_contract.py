@@ -469,3 +469,43 @@ def test_sfmc_failed_put_events_entries_are_sent_again(make_env: Any, fake: Fake
     assert record["status"] == "SUCCEEDED"
     assert published_keys(env).count("SK-000004") == 1
     assert len(published_keys(env)) == 11
+
+
+def test_sfmc_rows_deleted_in_sfmc_become_exits_counted_in_the_run_record(
+    make_env: Any, fake: FakeSfmc
+) -> None:
+    fake.add(contacts(12))
+    env = make_env(single_source(de_config("Contacts", deletionCheck={"frequency": "day", "interval": 1})))
+    first = env.run()  # the first check only records the keys
+    check = next(r for r in first["dataExtensions"] if r["mode"] == "keys")
+    assert (check["status"], check["rowsRead"], check["rowsDeleted"], check["exitsPublished"]) == (
+        "succeeded",
+        12,
+        0,
+        0,
+    )
+    keys_read = next(r for r in fake.requests_to("/key/Contacts/rowset") if "$fields" in r.query)
+    assert keys_read.query["$fields"][0].startswith("SubscriberKey,")  # only what the key and identities need
+    gone = {"SK-000003", "SK-000007"}
+    assert fake.delete("Contacts", lambda row: row["SubscriberKey"] in gone) == 2
+    second = env.run({"trigger": "manual", "checkDeletions": True})
+    check = next(r for r in second["dataExtensions"] if r["mode"] == "keys")
+    assert (check["rowsRead"], check["rowsDeleted"], check["exitsPublished"]) == (10, 2, 2)
+    assert second["totals"]["rowsDeleted"] == 2 and second["totals"]["exitsPublished"] == 2
+    exits = env.events.details("Profile Audience Membership Changed")
+    assert {e["profile"]["identities"]["sfmcSubscriberKey"] for e in exits} == gone
+    for detail in exits:
+        event = ProfileEventDetail.model_validate(detail)  # the event contract, as destinations read it
+        assert {a.status for a in event.audiences} == {"exited"} and event.audiences
+    third = env.run({"trigger": "manual", "checkDeletions": True})
+    check = next(r for r in third["dataExtensions"] if r["mode"] == "keys")
+    assert (check["rowsDeleted"], check["exitsPublished"]) == (0, 0)  # each deletion exits once
+    assert len(env.events.details("Profile Audience Membership Changed")) == 2
+
+
+def test_sfmc_a_deletion_check_is_due_on_its_own_schedule(make_env: Any, fake: FakeSfmc) -> None:
+    fake.add(contacts(3))
+    env = make_env(single_source(de_config("Contacts", deletionCheck={"frequency": "week", "interval": 1})))
+    env.run()
+    again = env.run()  # a manual run re-reads rows, but the weekly check is not due yet
+    assert [r["mode"] for r in again["dataExtensions"]] == ["rows"]

@@ -256,6 +256,26 @@ def test_a_failed_record_told_when_to_retry_is_only_hidden(queues: dict[str, str
     )
 
 
+def test_a_wait_longer_than_sqs_allows_stays_within_12_hours_of_the_receipt(queues: dict[str, str]) -> None:
+    """SQS refuses a visibility ending more than 12 h after the receipt (moto too): a Marketo daily
+    quota reset 20 h away hides the record for the longest wait SQS accepts, not for one it refuses."""
+    sqs = aws.client("sqs")
+    asked: list[int] = []
+    sqs.meta.events.register(
+        "provide-client-params.sqs.ChangeMessageVisibility",
+        lambda params, **_: asked.append(params["VisibilityTimeout"]),
+    )
+    sqs.send_message(QueueUrl=queues["source"], MessageBody="{}")
+    (received,) = sqs.receive_message(QueueUrl=queues["source"], VisibilityTimeout=0)["Messages"]
+    record = sqs_record("{}", received["MessageId"])
+    record["receiptHandle"] = received["ReceiptHandle"]
+    outcome = {received["MessageId"]: Outcome.retry("marketo_607", retry_after=20 * 3600)}
+    run_batch({"Records": [record]}, None, decided(outcome), BatchContext("marketo", queues["dlq"], "state"))
+    assert len(asked) == 1
+    assert asked[0] <= batch.SQS_MAX_VISIBILITY - batch.VISIBILITY_RECEIPT_MARGIN
+    assert sqs.receive_message(QueueUrl=queues["source"]).get("Messages", []) == []
+
+
 def test_com_09_dlq_sends_are_split_by_total_size_as_well_as_count() -> None:
     from activation_core.batch import _dlq_entry, sized_batches
 

@@ -136,3 +136,19 @@ def test_lease_must_be_positive(dynamodb: Any, state_table: str) -> None:
 def test_default_client_comes_from_the_layer(dynamodb: Any, state_table: str) -> None:
     lock = LeaseLock(state_table)
     assert lock.try_acquire("k", 30) is not None
+
+
+def test_a_lease_is_renewed_only_by_its_holder(dynamodb: Any, state_table: str) -> None:
+    clock = [1000.0]
+    lock = LeaseLock(state_table, dynamodb=dynamodb, clock=lambda: clock[0])
+    lease = lock.try_acquire("k", 30)
+    assert lease is not None
+    clock[0] += 25
+    renewed = lock.renew(lease, 30)
+    assert renewed is not None and renewed.expires_at == 1055.0
+    clock[0] += 10  # past the first expiry, within the renewed one: still held
+    assert lock.try_acquire("k", 30) is None
+    clock[0] += 30  # expired: another holder takes it, and the first one is fenced off
+    other = lock.try_acquire("k", 30)
+    assert other is not None
+    assert lock.renew(lease, 30) is None

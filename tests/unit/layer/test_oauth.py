@@ -241,7 +241,11 @@ def test_rotating_refresh_token_is_persisted(
     assert _secret(secrets)["refreshToken"] == "rt-2-VALUE"
 
 
-def test_token_is_not_returned_unless_persisted(make_provider: Factory, secrets: CountingSecrets) -> None:
+def test_a_rotated_refresh_token_survives_a_failed_secret_write(
+    make_provider: Factory, secrets: CountingSecrets, clock: Clock
+) -> None:
+    """Issue 14 item 5: the vendor rotated the refresh token but the secret write failed: the grant is
+    kept in memory and saved before anything else on the next get(), never lost to a second mint."""
     fetcher = Fetcher(rotate=True)
     provider = make_provider(fetcher)
     secrets.fail_writes = True
@@ -250,9 +254,69 @@ def test_token_is_not_returned_unless_persisted(make_provider: Factory, secrets:
     assert caught.value.reason == "secret_unavailable"
     assert secrets.writes == 3  # retried in-process before giving up
     assert oauth._memory.get(SECRET_ID) is None or oauth._memory[SECRET_ID].token is None
-    # The lease was released: a later attempt can mint.
+    with pytest.raises(RetryableError):  # still failing: still kept, still no second mint
+        provider.get()
     secrets.fail_writes = False
-    assert provider.get() == "at-2-VALUE"
+    assert provider.get() == "at-1-VALUE"  # saved first, then used: no new token request
+    assert fetcher.calls == 1
+    assert _secret(secrets)["refreshToken"] == "rt-1-VALUE"
+    # The next mint (another container) refreshes with the rotated token.
+    clear_memory_cache()
+    clock.now += 3600
+    assert make_provider(fetcher).get() == "at-2-VALUE"
+    assert fetcher.seen[1]["refreshToken"] == "rt-1-VALUE"
+
+
+def test_a_retried_secret_write_is_one_version(
+    make_provider: Factory, secrets: CountingSecrets, secretsmanager: Any
+) -> None:
+    """A write whose answer was lost is retried with the same ClientRequestToken (no second version)."""
+    tokens: list[str] = []
+    write = secrets.put_secret_value
+
+    def lost_answer_once(**kwargs: Any) -> Any:
+        tokens.append(kwargs["ClientRequestToken"])
+        response = write(**kwargs)
+        if len(tokens) == 1:
+            raise ClientError({"Error": {"Code": "InternalServiceError", "Message": "x"}}, "PutSecretValue")
+        return response
+
+    secrets.put_secret_value = lost_answer_once  # type: ignore[method-assign]
+    assert make_provider(Fetcher(rotate=True)).get() == "at-1-VALUE"
+    assert len(tokens) == 2 and tokens[0] == tokens[1]
+
+
+def test_a_token_request_ends_well_within_its_lease_and_the_lease_is_renewed(
+    secrets: CountingSecrets, dynamodb: Any, state_table: str, clock: Clock, waits: list[float]
+) -> None:
+    from activation_core import deadline
+    from activation_core.locks import Lease
+
+    renewals: list[float] = []
+
+    class RecordingLock(LeaseLock):
+        def renew(self, lease: Lease, lease_seconds: float) -> Lease | None:
+            renewed = super().renew(lease, lease_seconds)
+            renewals.append(renewed.expires_at if renewed else -1.0)
+            return renewed
+
+    lock = RecordingLock(state_table, dynamodb=dynamodb, clock=clock)
+    budgets: list[float] = []
+    fetcher = Fetcher(rotate=True)
+
+    def timed(connection: Mapping[str, Any]) -> TokenGrant:
+        budgets.append(deadline.remaining())
+        clock.now += 20  # a slow token endpoint: the lease must not lapse before the grant is saved
+        return fetcher(connection)
+
+    provider = TokenProvider(
+        SECRET_ID, timed, lock=lock, secrets=secrets, clock=clock, sleep=waits.append, lock_lease=30.0
+    )
+    assert provider.get() == "at-1-VALUE"
+    assert budgets and budgets[0] <= 15.0  # half the lease at most
+    # After the slow request and before saving, the holder renewed its lease: 30 s from then.
+    assert renewals == [NOW + 20 + 30]
+    assert deadline.remaining() == float("inf")  # the bound ends with the request
 
 
 # -- invalidation and refresh once ------------------------------------------------------------------------
@@ -519,6 +583,7 @@ def test_no_token_or_secret_in_errors_or_logs(
     capture(lambda: make_provider(Fetcher(), wait_timeout=0.5).get())  # token_unavailable
     assert held is not None
     lock.release(held)
+    clear_memory_cache()  # a new container: the grant kept in memory above is not there
 
     empty = Fetcher()
     empty.expires_in = 0.0

@@ -240,3 +240,29 @@ def test_sfmc_01_the_client_never_requests_a_system_data_view() -> None:
     assert client.resolve_link("/v1/customobjectdata/token/t/rowset?$page=2") == (
         "https://mcabc.rest.marketingcloudapis.com/data/v1/customobjectdata/token/t/rowset?$page=2"
     )
+
+
+def test_a_retrieve_error_status_or_soap_fault_is_a_permanent_error() -> None:
+    from sfmc_ingestion.client import parse_retrieve
+
+    envelope = (
+        '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>{}</soap:Body>'
+        "</soap:Envelope>"
+    )
+    denied = envelope.format(
+        '<RetrieveResponseMsg xmlns="http://exacttarget.com/wsdl/partnerAPI"><OverallStatus>Error: API '
+        "Permission Failed</OverallStatus></RetrieveResponseMsg>"
+    )
+    with pytest.raises(PermanentError, match="API Permission Failed"):
+        parse_retrieve(denied.encode())
+    fault = envelope.format(
+        "<soap:Fault><faultcode>soap:Client</faultcode><faultstring>Login Failed</faultstring></soap:Fault>"
+    )
+    with pytest.raises(PermanentError, match="Login Failed"):
+        parse_retrieve(fault.encode())
+    ok = envelope.format(
+        '<RetrieveResponseMsg xmlns="http://exacttarget.com/wsdl/partnerAPI"><OverallStatus>OK</OverallStatus>'
+        "<RequestID>r1</RequestID><Results><Name>Email</Name><DataExtension><CustomerKey>C</CustomerKey>"
+        "</DataExtension></Results></RetrieveResponseMsg>"
+    )
+    assert parse_retrieve(ok.encode()) == ("OK", "r1", [{"Name": "Email", "DataExtension.CustomerKey": "C"}])

@@ -271,3 +271,27 @@ def test_a_pages_execution_that_timed_out_is_recorded_with_its_status() -> None:
         "SfmcPermanent",
         "data extension 'Contacts' page 3: sfmc_403_20002",
     )
+
+
+def test_an_incomplete_deletion_check_concludes_nothing(store: WatermarkStore) -> None:
+    from sfmc_ingestion.deletions import KeyStore, KnownKey
+
+    keys = KeyStore("state", dynamodb=store._client, sleep=lambda _: None)
+    keys.record("sfmc-main", "Web_Activity", "run-0", [KnownKey("d1", {"email": "x@example.com"})])
+    item = payload("commit-succeeded.json")
+    item["mode"] = "keys"
+    item["progress"].update(consistent=False)  # pages from two result sets: a key may have been skipped
+    published: list[Any] = []
+
+    class Publisher:
+        def entry(self, detail: dict[str, Any], detail_type: str = "") -> dict[str, Any]:
+            return detail
+
+        def publish(self, entries: list[Any]) -> int:
+            published.extend(entries)
+            return len(entries)
+
+    result = commit_task.commit(item, store=store, keys=keys, publisher=Publisher())  # type: ignore[arg-type]
+    assert result["deletionCheckHeld"] is True and result["rowsDeleted"] == 0 and published == []
+    assert keys.checked_at("sfmc-main", "Web_Activity") is None  # due again: the next check reads again
+    assert [k.pk_digest for page in keys.unseen("sfmc-main", "Web_Activity", "run-1") for k in page] == ["d1"]

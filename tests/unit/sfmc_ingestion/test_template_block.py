@@ -47,9 +47,13 @@ def test_the_state_machine_gets_its_tasks_and_an_hourly_schedule(resources: dict
     assert machine["DefinitionSubstitutions"]["PagesStateMachineArn"] == {"Ref": "SfmcPagesStateMachine"}
     pages = resources["SfmcPagesStateMachine"]["Properties"]
     assert set(pages["DefinitionSubstitutions"]) == {"PageFunctionArn"}
-    (schedule,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Scheduler::Schedule"]
+    (schedule,) = [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Scheduler::Schedule"
+        and r["Properties"]["Target"]["Arn"] == {"Ref": "SfmcIngestionStateMachine"}
+    ]
     assert schedule["ScheduleExpression"] == "rate(1 hour)"
-    assert schedule["Target"]["Arn"] == {"Ref": "SfmcIngestionStateMachine"}
     assert json.loads(schedule["Target"]["Input"]) == {"trigger": "schedule"}
 
 

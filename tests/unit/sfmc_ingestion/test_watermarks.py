@@ -134,7 +134,7 @@ class MemorySfmc:
     _ids: Iterator[int] = field(default_factory=itertools.count)
 
     def first_page(
-        self, key: str, *, page_size: int, filter_expr: str | None, order_by: str | None
+        self, key: str, *, page_size: int, filter_expr: str | None, order_by: str | None, fields: Any = ()
     ) -> RowsetPage:
         rows = sorted(self.rows.items(), key=lambda kv: kv[1])  # stable: ties keep insertion order
         if filter_expr:

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from activation_core import naming
+from local.harness import DESTINATION_TYPES
 from local.sam_translate import translate
 from sfmc_ingestion.publishing import EventPublisher
 from snapshots.diff import Change, ChangeKind
@@ -116,12 +118,21 @@ def test_the_snapshot_bucket_is_encrypted_private_and_expires_personal_data(
     assert bucket["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
     expiry = {r.get("Prefix"): r.get("ExpirationInDays") for r in bucket["LifecycleConfiguration"]["Rules"]}
     assert expiry["incoming/"] <= 30 and expiry["runs/"] <= 7
+    (tls,) = resources["SnapshotBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert tls["Effect"] == "Deny" and tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
 def test_destination_rules_route_targeted_events_only_to_their_type(resources: dict[str, Any]) -> None:
-    for kind in ("Bombora", "Marketo", "Outreach", "Rainfocus"):
-        pattern = resources[f"{kind}Rule"]["Properties"]["EventPattern"]
+    for destination_type in DESTINATION_TYPES:
+        pattern = resources[naming.logical_id(destination_type, "Rule")]["Properties"]["EventPattern"]
         assert pattern["$or"] == [
             {"detail": {"targetTypes": [{"exists": False}]}},
-            {"detail": {"targetTypes": [kind.lower()]}},
+            {"detail": {"targetTypes": [destination_type]}},
         ]
+
+
+def test_the_same_manifest_twice_is_not_a_failed_run(definition: dict[str, Any]) -> None:
+    """S3 and EventBridge deliver at least once: a second event for an applied snapshot must not alarm."""
+    choices = definition["States"]["Accepted"]["Choices"]
+    assert {"Variable": "$.prepared.reason", "StringEquals": "already_applied"}.items() <= choices[1].items()
+    assert choices[1]["Next"] == "Done" and definition["States"]["Accepted"]["Default"] == "Refused"

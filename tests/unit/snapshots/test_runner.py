@@ -88,7 +88,7 @@ def test_second_snapshot_with_10_percent_removed_and_added_sends_exactly_those(
     assert (record["added"], record["removed"], record["unchanged"], record["changed"]) == (100, 100, 900, 0)
 
 
-def test_a_changed_member_is_sent_again_as_realized(
+def test_a_changed_member_is_sent_again_as_an_existing_member(
     store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
 ) -> None:
     run(store, state, put_snapshot("s1", [profile(n) for n in range(50)]), Bus())
@@ -96,7 +96,7 @@ def test_a_changed_member_is_sent_again_as_realized(
     members = [profile(n) for n in range(50)]
     members[7] = profile(7, title="CTO")
     run(store, state, put_snapshot("s2", members, hours=1), bus)
-    assert bus.by_status("realized") == {"person7@example.com"}
+    assert bus.by_status("existing") == {"person7@example.com"}
     assert len(bus.entries) == 1
 
 
@@ -106,7 +106,7 @@ def test_full_resync_sends_every_member_and_still_the_exits(
     run(store, state, put_snapshot("s1", [profile(n) for n in range(100)]), Bus())
     bus = Bus()
     run(store, state, put_snapshot("s2", [profile(n) for n in range(10, 100)], hours=1, full=True), bus)
-    assert len(bus.by_status("realized")) == 90
+    assert len(bus.by_status("existing")) == 90  # members since s1, sent again
     assert len(bus.by_status("exited")) == 10
 
 

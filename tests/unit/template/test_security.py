@@ -4,11 +4,14 @@ only the ones named here, so a new destination or source is covered the day it i
 from __future__ import annotations
 
 import json
+from fnmatch import fnmatch, fnmatchcase
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from activation_core import naming
+from local.harness import DESTINATION_TYPES
 from local.sam_translate import translate
 
 TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
@@ -51,16 +54,19 @@ def test_no_wildcard_action_or_resource_on_data_services(resources: dict[str, An
 
 
 def test_each_function_reads_only_its_own_secrets_and_queues(resources: dict[str, Any]) -> None:
-    for name, role in of_type(resources, "AWS::IAM::Role").items():
+    roles = of_type(resources, "AWS::IAM::Role")
+    # Every destination of the manifest has its function (a missing one fails here, it is not skipped).
+    assert {naming.logical_id(t, "FunctionRole") for t in DESTINATION_TYPES} <= set(roles)
+    for name, role in roles.items():
         if not name.endswith("FunctionRole"):
             continue
-        own = name.removesuffix("FunctionRole").lower()
+        own = naming.type_of_prefix(name.removesuffix("FunctionRole"))
         text = json.dumps(statements(role))
-        for other in ("bombora", "marketo", "outreach", "rainfocus"):
+        for other in DESTINATION_TYPES:
             if other != own:
                 assert f"/{other}/" not in text, (name, other)
-                assert f"{other.capitalize()}DeadLetterQueue" not in text, (name, other)
-                assert f"{other.capitalize()}Queue" not in text, (name, other)
+                assert naming.logical_id(other, "DeadLetterQueue") not in text, (name, other)
+                assert naming.logical_id(other, "Queue") not in text, (name, other)
 
 
 def test_every_queue_is_encrypted_and_every_dlq_keeps_14_days(resources: dict[str, Any]) -> None:
@@ -78,8 +84,9 @@ def test_every_table_bucket_topic_and_secret_is_encrypted(resources: dict[str, A
     for name, bucket in of_type(resources, "AWS::S3::Bucket").items():
         assert bucket.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration"), name
         assert bucket.get("PublicAccessBlockConfiguration", {}).get("BlockPublicAcls") is True, name
-    for name, topic in of_type(resources, "AWS::SNS::Topic").items():
-        assert topic.get("KmsMasterKeyId"), name
+    for name in of_type(resources, "AWS::SNS::Topic"):
+        # A customer-managed key: an AWS-managed one (alias/aws/sns) cannot let CloudWatch publish.
+        assert _key_of_topic(resources, name), name
     # Secrets Manager always encrypts (with aws/secretsmanager unless KmsKeyId is set): nothing to assert
     # beyond the secrets never being created with a literal value in the template.
     for name, secret in of_type(resources, "AWS::SecretsManager::Secret").items():
@@ -103,3 +110,215 @@ def test_each_function_times_out_before_its_queue_shows_the_message_again(resour
         function = functions[mapping["FunctionName"]["Ref"]]
         queue = queues[mapping["EventSourceArn"]["Fn::GetAtt"][0]]
         assert function["Timeout"] < queue["VisibilityTimeout"]
+
+
+# Who publishes to a topic, by the resource that names it as a target: an alarm's actions are
+# published by CloudWatch, a rule's targets by EventBridge, a schedule's by EventBridge Scheduler.
+PUBLISHERS = {
+    "AWS::CloudWatch::Alarm": (
+        "cloudwatch.amazonaws.com",
+        ("AlarmActions", "OKActions", "InsufficientDataActions"),
+    ),
+    "AWS::Events::Rule": ("events.amazonaws.com", ("Targets",)),
+    "AWS::Scheduler::Schedule": ("scheduler.amazonaws.com", ("Target",)),
+}
+KMS_USE_FOR_PUBLISHING = ("kms:Decrypt", "kms:GenerateDataKey")
+
+
+def _ref(value: Any) -> str | None:
+    if isinstance(value, dict):
+        if "Ref" in value:
+            return str(value["Ref"])
+        if "Fn::GetAtt" in value:
+            return str(value["Fn::GetAtt"][0])
+    return None
+
+
+def _key_of_topic(resources: dict[str, Any], topic: str) -> str | None:
+    """The customer-managed AWS::KMS::Key resource that encrypts the topic (None: none or AWS-managed)."""
+    key = _ref(resources[topic]["Properties"].get("KmsMasterKeyId"))
+    if key is not None and resources[key]["Type"] == "AWS::KMS::Alias":
+        key = _ref(resources[key]["Properties"]["TargetKeyId"])
+    return key if key is not None and resources[key]["Type"] == "AWS::KMS::Key" else None
+
+
+def _topics_targeted(resources: dict[str, Any], props: dict[str, Any], fields: tuple[str, ...]) -> list[str]:
+    refs = []
+    for field in fields:
+        for target in as_list(props.get(field, [])):
+            value = target.get("Arn") if isinstance(target, dict) and "Arn" in target else target
+            name = _ref(value)
+            if name is not None and resources.get(name, {}).get("Type") == "AWS::SNS::Topic":
+                refs.append(name)
+    return refs
+
+
+def _service_may(policy: dict[str, Any], service: str, action: str) -> bool:
+    for statement in as_list(policy["Statement"]):
+        principals = as_list(statement.get("Principal", {}).get("Service", []))
+        allowed = [a for a in as_list(statement.get("Action", [])) if fnmatch(action, a)]
+        if (
+            statement["Effect"] == "Allow"
+            and service in principals
+            and allowed
+            and statement["Resource"] == "*"
+        ):
+            return True
+    return False
+
+
+def test_com_07_every_alarm_publishes_to_a_topic_whose_key_cloudwatch_may_use(
+    resources: dict[str, Any],
+) -> None:
+    """AWS refuses what moto accepts: a publisher without kms:Decrypt/GenerateDataKey* on the topic's
+    key cannot publish, so no alarm would ever reach anyone (alias/aws/sns allows no service)."""
+    alarms = of_type(resources, "AWS::CloudWatch::Alarm")
+    assert alarms
+    checked = 0
+    for kind, (service, fields) in PUBLISHERS.items():
+        for name, props in of_type(resources, kind).items():
+            topics = _topics_targeted(resources, props, fields)
+            if kind == "AWS::CloudWatch::Alarm":
+                assert topics, f"{name} notifies no topic"
+            for topic in topics:
+                key = _key_of_topic(resources, topic)
+                assert key is not None, f"{name} -> {topic}: not encrypted with a customer-managed key"
+                key_props = resources[key]["Properties"]
+                assert key_props["EnableKeyRotation"] is True, key
+                for action in KMS_USE_FOR_PUBLISHING:
+                    assert _service_may(key_props["KeyPolicy"], service, action), (name, topic, key, action)
+                checked += 1
+    assert checked >= len(alarms)
+
+
+# AWS-managed policies a role may carry: CloudWatch Logs and X-Ray writes only (no data service).
+ALLOWED_MANAGED_POLICIES = {
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+}
+DESTINATIONS = ("bombora", "marketo", "outreach", "rainfocus")
+STACK = "stk"
+# The state-table partition keys each destination writes (formats from the code that writes them:
+# oauth.TokenProvider, rate_budget, bombora.lists); "outcomes" (ledger) and "order#..." are shared.
+OWN_STATE_KEYS = {
+    "bombora": [
+        "erasure#bombora#dsr-1",
+        "bombora#lists#acct-1",
+        "lock#bombora-list#acct-1#aud-1",
+        f"lock#token#{STACK}/bombora/conn",
+    ],
+    "marketo": [
+        "erasure#marketo#dsr-1",
+        "rate#marketo#123-ABC-456",
+        "slots#marketo#123-ABC-456",
+        f"lock#token#{STACK}/marketo/conn",
+    ],
+    "outreach": ["erasure#outreach#dsr-1", "rate#outreach#conn", f"lock#token#{STACK}/outreach/conn"],
+    "rainfocus": [
+        "erasure#rainfocus#dsr-1",
+        f"lock#token#{STACK}/rainfocus/conn",
+        f"lock#token#arn:aws:secretsmanager:us-east-1:123456789012:secret:{STACK}/rainfocus/conn-AbCdEf",
+    ],
+}
+SHARED_STATE_KEYS = ["outcomes", "snapshot-outcomes", "order#inst-1#3f2a", "waiting#inst-1#3f2a"]
+OTHER_STATE_KEYS = [
+    "sfmc#watermark",
+    "sfmc#runs",
+    f"lock#token#{STACK}/sfmc/conn",
+    "snapshot",
+    "snapshot-run",
+]
+
+
+def test_no_role_carries_a_managed_policy_on_data(resources: dict[str, Any]) -> None:
+    """SAM's SQS event source attaches AWSLambdaSQSQueueExecutionRole (receive/delete on every queue):
+    the translated template, managed policies included, must carry none beyond logs and tracing."""
+    for name, role in of_type(resources, "AWS::IAM::Role").items():
+        assert set(role.get("ManagedPolicyArns", [])) <= ALLOWED_MANAGED_POLICIES, name
+
+
+@pytest.mark.parametrize("destination", DESTINATIONS)
+def test_each_destination_consumes_only_its_own_queue_and_sends_only_to_its_own_dlq(
+    resources: dict[str, Any], destination: str
+) -> None:
+    name = destination.capitalize()
+    own = {
+        json.dumps({"Fn::GetAtt": [f"{name}Queue", "Arn"]}),
+        json.dumps({"Fn::GetAtt": [f"{name}DeadLetterQueue", "Arn"]}),
+    }
+    sqs_statements = [
+        s
+        for s in statements(resources[f"{name}FunctionRole"]["Properties"])
+        if "sqs" in json.dumps(s.get("Action"))
+    ]
+    consumed = {a for s in sqs_statements for a in as_list(s["Action"])}
+    assert {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"} <= consumed
+    for statement in sqs_statements:
+        for resource in as_list(statement["Resource"]):
+            text = json.dumps(resource)
+            assert text in own or f"{name}DeadLetterQueue" in text, (destination, statement.get("Sid"))
+
+
+def _resolve(value: Any) -> str:
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        return str(value["Fn::Sub"]).replace("${AWS::StackName}", STACK)
+    return str(value)
+
+
+def _leading_key_patterns(statement: dict[str, Any]) -> list[str] | None:
+    condition = statement.get("Condition", {}).get("ForAllValues:StringLike", {})
+    if "dynamodb:LeadingKeys" not in condition:
+        return None
+    return [_resolve(v) for v in as_list(condition["dynamodb:LeadingKeys"])]
+
+
+def _table_statements(role: dict[str, Any], table: str) -> list[dict[str, Any]]:
+    target = json.dumps({"Fn::GetAtt": [table, "Arn"]})
+    return [s for s in statements(role) if target in json.dumps(s.get("Resource"))]
+
+
+def test_every_table_statement_is_limited_to_leading_keys(resources: dict[str, Any]) -> None:
+    for name, role in of_type(resources, "AWS::IAM::Role").items():
+        for table in ("StateTable", "IdempotencyTable"):
+            for statement in _table_statements(role, table):
+                assert _leading_key_patterns(statement), (name, statement.get("Sid"))
+
+
+@pytest.mark.parametrize("destination", DESTINATIONS)
+def test_each_destination_writes_only_its_own_state_keys(resources: dict[str, Any], destination: str) -> None:
+    role = resources[f"{destination.capitalize()}FunctionRole"]["Properties"]
+    (statement,) = _table_statements(role, "StateTable")
+    patterns = _leading_key_patterns(statement) or []
+
+    def allowed(key: str) -> bool:  # IAM StringLike: * and ? wildcards, case-sensitive
+        return any(fnmatchcase(key, pattern) for pattern in patterns)
+
+    assert all(allowed(k) for k in OWN_STATE_KEYS[destination] + SHARED_STATE_KEYS)
+    others = [k for d, keys in OWN_STATE_KEYS.items() if d != destination for k in keys] + OTHER_STATE_KEYS
+    assert [k for k in others if allowed(k)] == []
+
+
+def test_no_function_needs_a_lambda_dead_letter_queue(resources: dict[str, Any]) -> None:
+    """Why checkov's CKV_AWS_116 is accepted (.checkov.yaml): a Lambda DLQ catches failed asynchronous
+    invocations only. Each function runs from an SQS mapping whose queue redrives to a DLQ, as a task
+    of a state machine (which retries, catches and alarms), or from a recurring schedule whose next
+    tick does the work of a failed one (snapshot reconciliation)."""
+    queues = of_type(resources, "AWS::SQS::Queue")
+    from_queues = {
+        m["FunctionName"]["Ref"]: queues[m["EventSourceArn"]["Fn::GetAtt"][0]]
+        for m in of_type(resources, "AWS::Lambda::EventSourceMapping").values()
+    }
+    machines = json.dumps(of_type(resources, "AWS::StepFunctions::StateMachine"))
+    recurring = json.dumps(
+        [
+            s
+            for s in of_type(resources, "AWS::Scheduler::Schedule").values()
+            if "rate(" in str(s["ScheduleExpression"])
+        ]
+    )
+    for name in of_type(resources, "AWS::Lambda::Function"):
+        target = json.dumps({"Fn::GetAtt": [name, "Arn"]})
+        if name in from_queues:
+            assert "deadLetterTargetArn" in from_queues[name]["RedrivePolicy"], name
+        else:  # a task of a state machine, or a recurring schedule's (the next tick redoes a failed one)
+            assert target in machines or target in recurring, name

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from activation_core import naming
 from local.harness import DESTINATION_TYPES
 from local.sam_translate import translate
 
@@ -41,7 +42,7 @@ def test_cfn_lint_passes() -> None:
 def test_each_destination_has_queue_dlq_rule_and_function(
     resources: dict[str, Any], destination: str
 ) -> None:
-    name = destination.capitalize()
+    name = naming.logical_prefix(destination)
     queue = resources[f"{name}Queue"]["Properties"]
     dlq = resources[f"{name}DeadLetterQueue"]["Properties"]
     assert queue["RedrivePolicy"]["maxReceiveCount"] == {"Ref": "MaxReceiveCount"}
@@ -64,7 +65,7 @@ def test_event_source_reports_partial_failures_with_a_window_and_bounded_concurr
     (mapping,) = [
         r["Properties"]
         for r in of_type(resources, "AWS::Lambda::EventSourceMapping").values()
-        if r["Properties"]["FunctionName"] == {"Ref": f"{destination.capitalize()}Function"}
+        if r["Properties"]["FunctionName"] == {"Ref": naming.logical_id(destination, "Function")}
     ]
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["MaximumBatchingWindowInSeconds"] > 0
@@ -75,7 +76,7 @@ def test_event_source_reports_partial_failures_with_a_window_and_bounded_concurr
 def test_com_01_destination_functions_stream_from_their_queue_and_run_on_no_schedule(
     resources: dict[str, Any], destination: str
 ) -> None:
-    function = f"{destination.capitalize()}Function"
+    function = naming.logical_id(destination, "Function")
     function_ref = [{"Ref": function}, {"Fn::GetAtt": [function, "Arn"]}]
     # The one trigger is the queue's event source mapping, batching within seconds (never a nightly job).
     (mapping,) = [
@@ -83,7 +84,7 @@ def test_com_01_destination_functions_stream_from_their_queue_and_run_on_no_sche
         for r in of_type(resources, "AWS::Lambda::EventSourceMapping").values()
         if r["Properties"]["FunctionName"] in function_ref
     ]
-    assert mapping["EventSourceArn"] == {"Fn::GetAtt": [f"{destination.capitalize()}Queue", "Arn"]}
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": [naming.logical_id(destination, "Queue"), "Arn"]}
     assert 0 < mapping["MaximumBatchingWindowInSeconds"] <= 20
     # Nothing invokes it on a schedule: no EventBridge scheduled rule, no Scheduler schedule, no
     # permission for the events or scheduler services to invoke it.
@@ -110,7 +111,7 @@ def test_every_dlq_and_function_has_an_alarm_to_the_topic(resources: dict[str, A
     alarms = of_type(resources, "AWS::CloudWatch::Alarm").values()
     watched = {json.dumps(a["Properties"]["Dimensions"][0]["Value"]) for a in alarms}
     for destination in DESTINATION_TYPES:
-        name = destination.capitalize()
+        name = naming.logical_prefix(destination)
         assert json.dumps({"Fn::GetAtt": [f"{name}DeadLetterQueue", "QueueName"]}) in watched
         assert json.dumps({"Ref": f"{name}Function"}) in watched
     assert all(a["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms)
@@ -124,7 +125,7 @@ def test_tables_are_encrypted_and_expire_items(resources: dict[str, Any]) -> Non
 
 @pytest.mark.parametrize("destination", DESTINATION_TYPES)
 def test_functions_read_only_their_own_secrets(resources: dict[str, Any], destination: str) -> None:
-    role = resources[f"{destination.capitalize()}FunctionRole"]["Properties"]
+    role = resources[naming.logical_id(destination, "FunctionRole")]["Properties"]
     statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
     secret_statements = [s for s in statements if any("secretsmanager" in a for a in _actions(s))]
     assert secret_statements
@@ -142,7 +143,7 @@ def _actions(statement: dict[str, Any]) -> list[str]:
 def test_outputs_name_every_queue_table_bus_and_function() -> None:
     text = TEMPLATE.read_text()
     for destination in DESTINATION_TYPES:
-        name = destination.capitalize()
+        name = naming.logical_prefix(destination)
         for output in ("QueueUrl", "DeadLetterQueueUrl", "FunctionName"):
             assert f"  {name}{output}:" in text
     for output in (
@@ -156,7 +157,7 @@ def test_outputs_name_every_queue_table_bus_and_function() -> None:
 
 @pytest.mark.parametrize("destination", DESTINATION_TYPES)
 def test_functions_may_delay_their_own_throttled_records(resources: dict[str, Any], destination: str) -> None:
-    name = destination.capitalize()
+    name = naming.logical_prefix(destination)
     role = resources[f"{name}FunctionRole"]["Properties"]
     statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
     delay = [s for s in statements if "sqs:ChangeMessageVisibility" in _actions(s)]
@@ -181,7 +182,7 @@ def test_timeouts_batch_windows_and_vendor_timeouts_are_consistent(
     """The arithmetic stated above VendorTimeoutSeconds in template.yaml (issue 14 item 4)."""
     from activation_core import deadline
 
-    name = destination.capitalize()
+    name = naming.logical_prefix(destination)
     function = resources[f"{name}Function"]["Properties"]
     queue = resources[f"{name}Queue"]["Properties"]
     (mapping,) = [

@@ -7,7 +7,7 @@ The layer validates what is common to every destination; each destination valida
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -57,6 +57,52 @@ class ActivatedAudience(_Strict):
     extras: dict[str, Any] = Field(default_factory=dict)
 
 
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def _names(value: tuple[str, ...], what: str) -> tuple[str, ...]:
+    bad = [v for v in value if not _NAME.match(v)]
+    if bad:
+        raise ValueError(f"{what} must be 1-63 lower-case letters, digits, '-' or '_': {bad}")
+    return value
+
+
+class UsageLabel(_Strict):
+    """A data usage label (AEP: a DULE label) and the marketing actions it forbids."""
+
+    forbids: tuple[str, ...] = Field(description="Marketing actions a labelled attribute may not be used for")
+    description: str = ""
+
+    @field_validator("forbids")
+    @classmethod
+    def _action_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _names(value, "marketing actions")
+
+
+class UsagePolicies(_Strict):
+    """Labels on attributes, checked against each instance's marketing actions before anything leaves."""
+
+    labels: dict[str, UsageLabel] = Field(
+        default_factory=dict, description="Label name -> the marketing actions it forbids"
+    )
+    attributes: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="Source path (identities.<ns>, attributes.<path>, account.<path>) -> its labels; a label "
+        "on a path covers everything under it",
+    )
+
+    @model_validator(mode="after")
+    def _labels_are_defined(self) -> UsagePolicies:
+        _names(tuple(self.labels), "label names")
+        for path, labels in self.attributes.items():
+            if not path.startswith(_SOURCE_ROOTS) or path.endswith(".") or ".." in path:
+                raise ValueError(f"labelled path '{path}' must start with one of {_SOURCE_ROOTS}")
+            unknown = sorted(set(labels) - set(self.labels))
+            if unknown:
+                raise ValueError(f"path '{path}' has undefined label(s) {unknown}")
+        return self
+
+
 class DestinationInstance(_Strict):
     """A connection plus its activation (AEP's destination connection + dataflow)."""
 
@@ -70,6 +116,17 @@ class DestinationInstance(_Strict):
         default="marketing.email",
         alias="consentPurpose",
         description="profile.consents key that must not be 'n' for a profile to leave the platform (COM-06)",
+    )
+    missing_consent: Literal["allow", "block"] = Field(
+        default="allow",
+        alias="missingConsent",
+        description="A profile without an answer for consentPurpose: sent ('allow') or skipped as consent ('block')",
+    )
+    marketing_actions: tuple[str, ...] = Field(
+        default=(),
+        alias="marketingActions",
+        description="What this instance uses data for (e.g. email_marketing, advertising, third_party_export); "
+        "a mapped attribute whose label forbids one of them is refused",
     )
     settings: dict[str, Any] = Field(default_factory=dict, description="Validated by the destination's model")
     audiences: tuple[ActivatedAudience, ...] = ()
@@ -98,6 +155,11 @@ class DestinationInstance(_Strict):
             raise ValueError("a target field is mapped twice")
         return value
 
+    @field_validator("marketing_actions")
+    @classmethod
+    def _action_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _names(value, "marketing actions")
+
     def audience(self, audience_id: str) -> ActivatedAudience | None:
         return next((a for a in self.audiences if a.id == audience_id), None)
 
@@ -106,6 +168,7 @@ class DestinationsConfig(_Strict):
     """The whole document stored in Parameter Store (and in `shared/config/*.json` examples)."""
 
     schema_version: str = Field(default="1", alias="schemaVersion")
+    usage_policies: UsagePolicies = Field(default_factory=UsagePolicies, alias="usagePolicies")
     destinations: tuple[DestinationInstance, ...] = ()
 
     @model_validator(mode="after")

@@ -17,6 +17,7 @@ SCHEMA_VERSION = "1"
 PROFILE_MEMBERSHIP_CHANGED = "Profile Audience Membership Changed"
 PROFILE_UPDATED = "Profile Updated"
 ACCOUNT_MEMBERSHIP_CHANGED = "Account Audience Membership Changed"
+PROFILE_ERASURE_REQUESTED = "Profile Erasure Requested"
 EVENT_SOURCE = "activation.profiles"
 
 
@@ -94,6 +95,17 @@ class AccountEventDetail(_DetailBase):
     """`detail` of `Account Audience Membership Changed`."""
 
     account: Account
+
+
+class ErasureRequestDetail(_DetailBase):
+    """`detail` of `Profile Erasure Requested`: remove the person from every destination (GDPR art. 17).
+
+    `requestId` names the data subject request; outcomes are listed per request id
+    (`activation erasure status REQUEST_ID`). Only identities are needed, and only they are read.
+    """
+
+    request_id: str = Field(alias="requestId", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+    profile: Profile
 
 
 class EventEnvelope(_Contract):

@@ -1,0 +1,146 @@
+"""Deletion checks: rows deleted in SFMC become exits (a full primary-key comparison on a schedule).
+
+SFMC keeps no trace of a deleted row, so the source keeps one: every check records each primary key
+(digest) it reads with the profile's identities and the check's run id, in the state table; the keys
+not seen by a completed check are the rows deleted since the previous one. For each, an exit of the
+data extension's audiences is published (the identities kept from the last check), then the key is
+forgotten. The first check of a data extension only records.
+
+Retention: a key's identities are kept while its row exists in SFMC (the next check after its
+deletion removes them), at most `KEY_RETENTION_DAYS` without a check (TTL).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from activation_core import aws
+from activation_core.errors import RetryableError
+
+KEYS_PK = "sfmc#keys#{source}#{key}"
+CHECKS_PK = "sfmc#deletion-check"
+KEY_RETENTION_DAYS = 400  # a year of daily/weekly checks, and then some
+_BATCH = 25  # BatchWriteItem limit
+_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class KnownKey:
+    pk_digest: str
+    identities: dict[str, str]
+
+
+class KeyStore:
+    """The primary keys of one data extension as the last deletion check saw them."""
+
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        dynamodb: Any | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._table = table_name
+        self._dynamodb = dynamodb
+        self._clock = clock
+        self._sleep = sleep
+
+    @property
+    def _client(self) -> Any:
+        if self._dynamodb is None:
+            self._dynamodb = aws.client("dynamodb")
+        return self._dynamodb
+
+    def record(self, source_id: str, de_key: str, run_id: str, keys: Sequence[KnownKey]) -> None:
+        pk = KEYS_PK.format(source=source_id, key=de_key)
+        ttl = str(math.ceil(self._clock() + KEY_RETENTION_DAYS * 86400))
+        requests = [
+            {
+                "PutRequest": {
+                    "Item": {
+                        "pk": {"S": pk},
+                        "sk": {"S": key.pk_digest},
+                        "seen": {"S": run_id},
+                        "identities": {"S": json.dumps(key.identities, separators=(",", ":"))},
+                        "ttl": {"N": ttl},
+                    }
+                }
+            }
+            for key in {k.pk_digest: k for k in keys}.values()  # one request per key in a batch
+        ]
+        self._write(requests)
+
+    def unseen(self, source_id: str, de_key: str, run_id: str) -> Iterator[list[KnownKey]]:
+        """Pages of the keys the check `run_id` did not see: rows deleted since the previous check."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "FilterExpression": "seen <> :run",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": KEYS_PK.format(source=source_id, key=de_key)},
+                ":run": {"S": run_id},
+            },
+        }
+        while True:
+            try:
+                page = self._client.query(**kwargs)
+            except (BotoCoreError, ClientError) as exc:
+                raise RetryableError("state_unavailable", type(exc).__name__) from exc
+            items = page.get("Items", [])
+            if items:
+                yield [KnownKey(i["sk"]["S"], json.loads(i["identities"]["S"])) for i in items]
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def forget(self, source_id: str, de_key: str, digests: Sequence[str]) -> None:
+        pk = KEYS_PK.format(source=source_id, key=de_key)
+        self._write([{"DeleteRequest": {"Key": {"pk": {"S": pk}, "sk": {"S": d}}}} for d in digests])
+
+    def checked_at(self, source_id: str, de_key: str) -> str | None:
+        try:
+            item = self._client.get_item(
+                TableName=self._table,
+                Key={"pk": {"S": CHECKS_PK}, "sk": {"S": f"{source_id}#{de_key}"}},
+                ConsistentRead=True,
+            ).get("Item")
+        except (BotoCoreError, ClientError) as exc:
+            raise RetryableError("state_unavailable", type(exc).__name__) from exc
+        return item["checkedAt"]["S"] if item else None
+
+    def mark_checked(self, source_id: str, de_key: str, started_at: str, run_id: str) -> None:
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item={
+                    "pk": {"S": CHECKS_PK},
+                    "sk": {"S": f"{source_id}#{de_key}"},
+                    "checkedAt": {"S": started_at},
+                    "runId": {"S": run_id},
+                },
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise RetryableError("state_unavailable", type(exc).__name__) from exc
+
+    def _write(self, requests: list[dict[str, Any]]) -> None:
+        for start in range(0, len(requests), _BATCH):
+            pending = requests[start : start + _BATCH]
+            for attempt in range(_ATTEMPTS):
+                try:
+                    response = self._client.batch_write_item(RequestItems={self._table: pending})
+                except (BotoCoreError, ClientError) as exc:
+                    raise RetryableError("state_unavailable", type(exc).__name__) from exc
+                pending = response.get("UnprocessedItems", {}).get(self._table, [])
+                if not pending:
+                    break
+                self._sleep(0.05 * 2**attempt)
+            if pending:
+                raise RetryableError("state_throttled", f"{len(pending)} key writes left unprocessed")

@@ -1,0 +1,101 @@
+"""The erasure ledger: what each destination instance did with a data subject's erasure request.
+
+One item per (request, destination type, instance) in the state table: `pk=erasure#<type>#<request id>`
+(the type in the key lets each function write only its own, `dynamodb:LeadingKeys`), `sk=<instance>`,
+with the outcome, its reason and detail, and when it was recorded. The first final outcome stays (a
+redelivered request then finds nothing to delete, which must not overwrite "erased"). Items hold no
+personal value (the request id, names and outcome codes) and expire after `RETENTION_DAYS`, the time
+they are kept as proof that the request was carried out.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from activation_core.outcomes import Kind, Outcome
+
+RETENTION_DAYS = 3 * 365
+_PREFIX = "erasure#"
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureOutcome:
+    """One destination instance's answer to one erasure request."""
+
+    request_id: str
+    destination_type: str
+    instance_id: str
+    outcome: str  # erased | not_found | unsupported | failed
+    reason: str
+    detail: str
+    recorded_at: float
+
+
+def classify(outcome: Outcome) -> str:
+    """The operator's word for an outcome: erased, not_found, unsupported or failed."""
+    if outcome.kind is Kind.DELIVERED:
+        return "erased"
+    if outcome.reason == "erasure_unsupported":
+        return "unsupported"
+    if outcome.kind is Kind.SKIPPED:
+        return "not_found"
+    return "failed"
+
+
+def partition(destination_type: str, request_id: str) -> str:
+    return f"{_PREFIX}{destination_type}#{request_id}"
+
+
+def record(dynamodb: Any, table: str, entries: Iterable[ErasureOutcome], *, now: float | None = None) -> None:
+    """Keep the first final outcome of each (request, instance)."""
+    now = time.time() if now is None else now
+    for entry in entries:
+        try:
+            dynamodb.put_item(
+                TableName=table,
+                Item={
+                    "pk": {"S": partition(entry.destination_type, entry.request_id)},
+                    "sk": {"S": entry.instance_id},
+                    "outcome": {"S": entry.outcome},
+                    "reason": {"S": entry.reason},
+                    "detail": {"S": entry.detail},
+                    "recordedAt": {"N": str(int(entry.recorded_at))},
+                    "ttl": {"N": str(int(now + RETENTION_DAYS * 86400))},
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+
+
+def read(
+    dynamodb: Any, table: str, request_id: str, destination_types: Sequence[str]
+) -> list[ErasureOutcome]:
+    """Every recorded outcome of a request, across the destination types."""
+    found: list[ErasureOutcome] = []
+    for destination_type in destination_types:
+        pages = dynamodb.get_paginator("query").paginate(
+            TableName=table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": partition(destination_type, request_id)}},
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                found.append(
+                    ErasureOutcome(
+                        request_id=request_id,
+                        destination_type=destination_type,
+                        instance_id=item["sk"]["S"],
+                        outcome=item["outcome"]["S"],
+                        reason=item["reason"]["S"],
+                        detail=item.get("detail", {}).get("S", ""),
+                        recorded_at=float(item["recordedAt"]["N"]),
+                    )
+                )
+    return found

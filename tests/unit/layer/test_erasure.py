@@ -1,0 +1,51 @@
+"""The erasure ledger: one final answer per (request, destination instance), the first one kept, no
+personal value stored, and a stated end (activation_core.erasure)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from activation_core import erasure
+from activation_core.outcomes import Outcome
+from tests.support import create_state_table
+
+
+@pytest.fixture
+def dynamodb() -> Iterator[Any]:
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_state_table(client, "state")
+        yield client
+
+
+def answer(outcome: Outcome, instance: str = "mkto-1") -> erasure.ErasureOutcome:
+    return erasure.ErasureOutcome(
+        "dsr-1", "marketo", instance, erasure.classify(outcome), outcome.reason, outcome.detail, 1_800_000_000
+    )
+
+
+def test_a_redelivered_request_does_not_overwrite_erased_with_not_found(dynamodb: Any) -> None:
+    erasure.record(dynamodb, "state", [answer(Outcome.delivered("erased: 1 Marketo lead(s) deleted"))], now=0)
+    erasure.record(dynamodb, "state", [answer(Outcome.skipped("erasure_not_found"))], now=0)
+    (kept,) = erasure.read(dynamodb, "state", "dsr-1", ["marketo", "outreach"])
+    assert (kept.outcome, kept.instance_id) == ("erased", "mkto-1")
+
+
+def test_answers_are_classified_for_the_operator() -> None:
+    assert erasure.classify(Outcome.delivered()) == "erased"
+    assert erasure.classify(Outcome.skipped("erasure_not_found")) == "not_found"
+    assert erasure.classify(Outcome.skipped("erasure_unsupported")) == "unsupported"
+    assert erasure.classify(Outcome.rejected("retries_exhausted:http_503")) == "failed"
+
+
+def test_entries_expire_after_the_stated_retention_and_hold_no_identity(dynamodb: Any) -> None:
+    erasure.record(dynamodb, "state", [answer(Outcome.delivered("erased"))], now=1_000)
+    (item,) = dynamodb.scan(TableName="state")["Items"]
+    assert int(item["ttl"]["N"]) == 1_000 + erasure.RETENTION_DAYS * 86400
+    assert set(item) == {"pk", "sk", "outcome", "reason", "detail", "recordedAt", "ttl"}
+    assert item["pk"]["S"] == "erasure#marketo#dsr-1"

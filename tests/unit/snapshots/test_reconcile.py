@@ -1,0 +1,66 @@
+"""Reconciliation arithmetic, and the pipeline's per-snapshot counters it reads."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from activation_core.batch import _snapshot_counters
+from activation_core.outcomes import Outcome
+from activation_core.pipeline import InstanceOutcome, RecordResult
+from snapshots.reconcile import due, reconcile
+
+RECORD = {
+    "audienceId": "a",
+    "snapshotId": "s",
+    "members": 10,
+    "sent": {"i1": 10, "i2": 4},
+    "finishedAt": "2026-12-01T10:00:00+00:00",
+}
+
+
+def test_com_08_reconciliation_accounts_for_every_change_sent_per_instance() -> None:
+    outcomes = {
+        "i1": {
+            "delivered": 7,
+            "skipped": 1,
+            "rejected": 1,
+            "reason:skipped:consent": 1,
+            "reason:rejected:http_4xx": 1,
+        },
+        "i2": {"delivered": 4},
+    }
+    result = reconcile(RECORD, outcomes)
+    i1, i2 = result["instances"]
+    assert (i1["sent"], i1["delivered"], i1["skipped"], i1["rejected"], i1["pending"]) == (10, 7, 1, 1, 1)
+    assert i1["skippedByReason"] == {"consent": 1} and i1["rejectedByReason"] == {"http_4xx": 1}
+    assert i2["pending"] == 0
+    assert result["undeliveredShare"] == round(2 / 14, 6)  # 1 rejected + 1 pending of 14 sent
+
+
+def test_a_reconciliation_is_final_when_nothing_is_pending_or_the_deadline_passed() -> None:
+    finished = datetime(2026, 12, 1, 10, tzinfo=UTC)
+    pending = reconcile(RECORD, {})
+    assert not due(RECORD, pending, finished + timedelta(hours=1), timedelta(hours=24))
+    assert due(RECORD, pending, finished + timedelta(hours=24), timedelta(hours=24))
+    settled = reconcile(RECORD, {"i1": {"delivered": 10}, "i2": {"skipped": 4}})
+    assert due(RECORD, settled, finished, timedelta(hours=24))
+
+
+def test_snapshot_changes_are_counted_per_audience_snapshot_and_instance() -> None:
+    results = {
+        "m1": RecordResult(
+            Outcome.delivered(), [InstanceOutcome("i1", ("a",), Outcome.delivered())], snapshot_id="s"
+        ),
+        "m2": RecordResult(
+            Outcome.rejected("retries_exhausted:http_503"),
+            [InstanceOutcome("i1", ("a",), Outcome.retry("http_503"))],
+            snapshot_id="s",
+        ),
+        "m3": RecordResult(
+            Outcome.delivered(), [InstanceOutcome("i1", ("a",), Outcome.delivered())]
+        ),  # live event
+    }
+    counters = _snapshot_counters(results)
+    assert dict(counters) == {
+        "a#s#i1": {"delivered": 1, "rejected": 1, "reason:rejected:retries_exhausted:http_503": 1}
+    }

@@ -1,0 +1,95 @@
+"""Retention: every stored copy of personal data has a stated end, and deleting or replacing the stack
+loses no undelivered record or watermark by accident (docs/decisions.md, 2026-12-07)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from samtranslator.yaml_helper import yaml_parse
+
+from local.sam_translate import translate
+
+TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
+# Undelivered records (queues, DLQs) and watermarks (state table) must survive a deleted stack.
+KEEP_ON_DELETE = ("AWS::SQS::Queue", "AWS::DynamoDB::Table.StateTable", "AWS::S3::Bucket")
+
+
+@pytest.fixture(scope="module")
+def cfn() -> dict[str, Any]:
+    return dict(
+        translate(
+            TEMPLATE,
+            region="us-east-1",
+            parameters={},
+            upload=lambda logical_id, path: f"s3://b/{logical_id}",
+        )
+    )
+
+
+def test_every_stateful_resource_declares_what_happens_on_delete_and_replace() -> None:
+    """cfn-lint's I3011 lists the stateful resources (tables, queues, log groups, buckets ...) without
+    an explicit DeletionPolicy and UpdateReplacePolicy: none may be left to the default."""
+    from cfnlint.api import lint_all
+
+    assert [str(m) for m in lint_all(TEMPLATE.read_text()) if m.rule.id == "I3011"] == []
+
+
+def test_undelivered_records_and_watermarks_survive_a_deleted_or_replaced_stack(cfn: dict[str, Any]) -> None:
+    for name, resource in cfn["Resources"].items():
+        if resource["Type"] in KEEP_ON_DELETE or f"{resource['Type']}.{name}" in KEEP_ON_DELETE:
+            assert resource.get("DeletionPolicy") == "Retain", name
+            assert resource.get("UpdateReplacePolicy") == "Retain", name
+
+
+def test_landed_sfmc_rows_expire_after_a_configurable_time_and_access_is_logged(cfn: dict[str, Any]) -> None:
+    resources = cfn["Resources"]
+    bucket = resources["SfmcLandingBucket"]["Properties"]
+    rules = {r["Id"]: r for r in bucket["LifecycleConfiguration"]["Rules"]}
+    assert rules["ExpireLandedRows"]["Status"] == "Enabled"
+    assert rules["ExpireLandedRows"]["ExpirationInDays"] == {"Ref": "LandingRetentionDays"}
+    assert (
+        "Prefix" not in rules["ExpireLandedRows"] and "Filter" not in rules["ExpireLandedRows"]
+    )  # every object
+    parameters = yaml_parse(TEMPLATE.read_text())["Parameters"]
+    assert 1 <= parameters["LandingRetentionDays"]["Default"] <= 90
+    log_bucket = bucket["LoggingConfiguration"]["DestinationBucketName"]["Ref"]
+    logs = resources[log_bucket]["Properties"]
+    # S3 delivers server access logs only to an SSE-S3 bucket, and they expire too.
+    assert logs["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+        "ServerSideEncryptionByDefault"
+    ] == {"SSEAlgorithm": "AES256"}
+    assert [r["ExpirationInDays"] for r in logs["LifecycleConfiguration"]["Rules"]] == [
+        {"Ref": "AccessLogRetentionDays"}
+    ]
+    policies = [
+        r["Properties"]["PolicyDocument"]
+        for r in resources.values()
+        if r["Type"] == "AWS::S3::BucketPolicy" and r["Properties"]["Bucket"] == {"Ref": log_bucket}
+    ]
+    sources = [
+        s["Condition"]["ArnLike"]["aws:SourceArn"]
+        for p in policies
+        for s in p["Statement"]
+        if s.get("Principal") == {"Service": "logging.s3.amazonaws.com"}
+    ]
+    # Every bucket that logs there may deliver, and only those (the snapshot bucket logs there too).
+    logging_buckets = [
+        {"Fn::GetAtt": [name, "Arn"]}
+        for name, r in resources.items()
+        if r["Type"] == "AWS::S3::Bucket"
+        and r["Properties"].get("LoggingConfiguration", {}).get("DestinationBucketName")
+        == {"Ref": log_bucket}
+    ]
+    assert {"Fn::GetAtt": ["SfmcLandingBucket", "Arn"]} in sources
+    assert sorted(map(str, sources)) == sorted(map(str, logging_buckets))
+
+
+def test_every_queue_log_group_and_table_item_has_a_stated_end(cfn: dict[str, Any]) -> None:
+    for name, resource in cfn["Resources"].items():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::Logs::LogGroup":
+            assert props["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
+        if resource["Type"] == "AWS::DynamoDB::Table":
+            assert props["TimeToLiveSpecification"]["Enabled"] is True, name
