@@ -457,6 +457,14 @@ def run() -> list[Figure]:
         oauth.clear_memory_cache()
         logger.setLevel(logging.WARNING)  # one "batch done" line per batch, as deployed, but not on screen
         create_state_table(boto3.client("dynamodb"), STATE_TABLE)
+        # Connectors read Parameter Store too (through Powertools, whose provider an earlier bench module
+        # may have bound to another endpoint: forget it).
+        from aws_lambda_powertools.utilities.parameters import base as parameters_base
+
+        from local.examples import example_config
+
+        parameters_base.DEFAULT_PROVIDERS.clear()
+        boto3.client("ssm").put_parameter(Name=PARAMETER, Type="String", Value=json.dumps(example_config()))
         dlq = boto3.client("sqs").create_queue(QueueName="bench-guards-dlq")["QueueUrl"]
         calls = DynamoCalls()
         _instrument(calls)
