@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tests.bench.run import Figure
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,17 +25,9 @@ STATE_TABLE = "state"
 
 
 def template_batch_size() -> int:
-    """BatchSize of the Bombora function's SQS event source in template.yaml."""
+    from tests.bench.bench_core import template_batch_size as batch_size_of
 
-    class Loader(yaml.SafeLoader):
-        pass
-
-    # CloudFormation short forms (!Ref, !GetAtt, ...) as plain values: only the numbers matter here.
-    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
-    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=Loader)  # noqa: S506 - SafeLoader subclass
-    return int(
-        template["Resources"]["BomboraFunction"]["Properties"]["Events"]["Queue"]["Properties"]["BatchSize"]
-    )
+    return batch_size_of("BomboraFunction")
 
 
 def _events() -> list[dict[str, Any]]:

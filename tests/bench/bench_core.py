@@ -772,10 +772,14 @@ def cpu_figures() -> tuple[list[Figure], str]:
 
 
 def template_batch_size(function: str) -> int:
-    """BatchSize of a function's SQS event source in template.yaml."""
-    text = (ROOT / "template.yaml").read_text()
-    block = text.split(f"  {function}:", 1)[1]
-    return int(re.search(r"BatchSize:\s*(\d+)", block)[1])  # type: ignore[index]
+    """BatchSize of a destination function's SQS event source, from the destinations manifest (the
+    template's drift test keeps template.yaml equal to it)."""
+    from activation_core import manifest
+
+    for spec in manifest.load(FUNCTIONS).destinations:
+        if f"{spec.logical_prefix}Function" == function:
+            return spec.batch_size
+    raise KeyError(f"{function} is not a destination function of the manifest")
 
 
 # ------------------------------------------------------------------ peak memory

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -26,15 +25,9 @@ SETUP = ("describe2", "partitions")
 
 
 def template_batch_size() -> int:
-    """The Marketo event source's BatchSize, as deployed."""
-    block = (
-        ROOT.joinpath("template.yaml")
-        .read_text()
-        .split("# ---------------------------------------------------------------- marketo")[1]
-    )
-    match = re.search(r"Queue: !GetAtt MarketoQueue\.Arn\s+(?:#[^\n]*\s+)*BatchSize: (\d+)", block)
-    assert match, "no BatchSize in the Marketo block of template.yaml"
-    return int(match.group(1))
+    from tests.bench.bench_core import template_batch_size as batch_size_of
+
+    return batch_size_of("MarketoFunction")
 
 
 def measure(
