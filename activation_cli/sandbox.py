@@ -271,7 +271,6 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         destination_type=instance.type,
         config_parameter_name=PARAMETER,
         state_table_name=STATE_TABLE,
-        idempotency_table_name="",
         dead_letter_queue_url=DLQ_URL,
         config_cache_seconds=0,
         allow_loopback_urls=False,

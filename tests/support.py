@@ -80,7 +80,6 @@ def keys_no_role_may_write(harness: Any) -> list[str]:
     cfn = translate(ROOT / "template.yaml", region="us-east-1", parameters={}, upload=lambda *_: "s3://b/k")
     tables = {
         "StateTable": harness.outputs["StateTableName"],
-        "IdempotencyTable": harness.outputs["IdempotencyTableName"],
     }
     patterns: dict[str, list[str]] = {name: [] for name in tables.values()}
     for resource in cfn["Resources"].values():
@@ -98,7 +97,7 @@ def keys_no_role_may_write(harness: Any) -> list[str]:
                     patterns[table].append(text.replace("${AWS::StackName}", stack_name))
     dynamodb = harness.stack.client("dynamodb")
     outside = []
-    for table, key in ((tables["StateTable"], "pk"), (tables["IdempotencyTable"], "id")):
+    for table, key in ((tables["StateTable"], "pk"),):
         for page in dynamodb.get_paginator("scan").paginate(TableName=table, ProjectionExpression=key):
             for item in page["Items"]:
                 value = item[key]["S"]

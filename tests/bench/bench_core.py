@@ -517,7 +517,7 @@ def cold_import_figures() -> tuple[list[Figure], str]:
 
 
 # The clients a destination's first invocation creates: config (Parameter Store, through Powertools'
-# parameters utility), connection secret, state and idempotency tables.
+# parameters utility), connection secret, state table.
 COLD_PATH_SERVICES = ("ssm", "secretsmanager", "dynamodb")
 _COLD_PATH_PROBE = """
 import json, sys, time
@@ -878,7 +878,6 @@ def memory_figures() -> tuple[list[Figure], str]:
                 "DESTINATION_TYPE": "rainfocus",
                 "CONFIG_PARAMETER_NAME": "/bench/destinations",
                 "STATE_TABLE_NAME": STATE_TABLE,
-                "IDEMPOTENCY_TABLE_NAME": "idempotency",
                 "ALLOW_LOOPBACK_URLS": "true",
                 "POWERTOOLS_METRICS_NAMESPACE": "AudienceActivation",
                 "POWERTOOLS_SERVICE_NAME": "rainfocus",
@@ -894,12 +893,6 @@ def memory_figures() -> tuple[list[Figure], str]:
                 Name="/bench/destinations", Type="String", Value=json.dumps(config)
             )
             create_state_table(dynamodb, STATE_TABLE)
-            dynamodb.create_table(
-                TableName="idempotency",
-                KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
             sqs = session.client("sqs", endpoint_url=endpoint)
             env["DEAD_LETTER_QUEUE_URL"] = sqs.create_queue(QueueName="bench-dlq")["QueueUrl"]
             session.client("secretsmanager", endpoint_url=endpoint).create_secret(
@@ -965,7 +958,7 @@ def memory_figures() -> tuple[list[Figure], str]:
         f"Memory: the real `rainfocus.handler.lambda_handler` in a fresh Lambda-like interpreter (peak RSS = "
         "VmHWM, since ru_maxrss of a forked-then-exec'd process includes the parent's pages), on one SQS "
         f"event of {MEMORY_RECORDS:,} records ({MEMORY_RECORDS // batch_size} times the template's BatchSize "
-        f"of {batch_size}). Parameter Store, Secrets Manager, DynamoDB (state, idempotency) and SQS are moto "
+        f"of {batch_size}). Parameter Store, Secrets Manager, DynamoDB (state) and SQS are moto "
         "server, the vendor the fake RainFocus, both outside the measured process. RSS after the handler's "
         f"import: {ours['after_import_kb'] / mb:.0f} MB; the first batch adds boto3 and four clients "
         f"(SSM, Secrets Manager, DynamoDB, SQS); each further record about {per_record:.0f} KB. X-Ray tracing "

@@ -259,7 +259,6 @@ def _measure(destination: str, endpoint: str, tmp: Path, site: Path, conn: Any) 
         "DESTINATION_TYPE": destination,
         "CONFIG_PARAMETER_NAME": CONFIG_PARAMETER,
         "STATE_TABLE_NAME": core.STATE_TABLE,
-        "IDEMPOTENCY_TABLE_NAME": "idempotency",
         "DEAD_LETTER_QUEUE_URL": dlq,
         "MAX_RECEIVE_COUNT": "5",
         "ALLOW_LOOPBACK_URLS": "true",
@@ -651,12 +650,6 @@ def measure_all(destinations: tuple[str, ...] = DESTINATIONS) -> dict[str, Measu
                 aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
             ).client("dynamodb", endpoint_url=endpoint)
             create_state_table(dynamodb, core.STATE_TABLE)
-            dynamodb.create_table(
-                TableName="idempotency",
-                KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
             for destination in destinations:
                 work = Path(tmp) / destination
                 work.mkdir()

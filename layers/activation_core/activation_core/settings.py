@@ -17,7 +17,6 @@ class FunctionSettings(BaseModel):
     destination_type: str = Field(min_length=1)
     config_parameter_name: str = Field(min_length=1)
     state_table_name: str = Field(min_length=1)
-    idempotency_table_name: str = ""
     dead_letter_queue_url: str = Field(min_length=1)
     config_cache_seconds: int = 60
     max_receive_count: int = 0
@@ -33,7 +32,6 @@ class FunctionSettings(BaseModel):
             destination_type=env.get("DESTINATION_TYPE", ""),
             config_parameter_name=env.get("CONFIG_PARAMETER_NAME", ""),
             state_table_name=env.get("STATE_TABLE_NAME", ""),
-            idempotency_table_name=env.get("IDEMPOTENCY_TABLE_NAME", ""),
             dead_letter_queue_url=env.get("DEAD_LETTER_QUEUE_URL", ""),
             config_cache_seconds=int(env.get("CONFIG_CACHE_SECONDS", "60")),
             max_receive_count=int(env.get("MAX_RECEIVE_COUNT", "0")),

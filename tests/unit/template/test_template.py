@@ -149,7 +149,6 @@ def test_outputs_name_every_queue_table_bus_and_function() -> None:
     for output in (
         "EventBusName",
         "StateTableName",
-        "IdempotencyTableName",
         "DestinationsConfigParameterName",
     ):
         assert f"  {output}:" in text
