@@ -37,7 +37,7 @@ class KnownKey:
     identities: dict[str, str]
 
 
-class KeyStore:
+class KeyStore(aws.UsesDynamoDB):
     """The primary keys of one data extension as the last deletion check saw them."""
 
     def __init__(
@@ -52,12 +52,6 @@ class KeyStore:
         self._dynamodb = dynamodb
         self._clock = clock
         self._sleep = sleep
-
-    @property
-    def _client(self) -> Any:
-        if self._dynamodb is None:
-            self._dynamodb = aws.client("dynamodb")
-        return self._dynamodb
 
     def record(self, source_id: str, de_key: str, run_id: str, keys: Sequence[KnownKey]) -> None:
         pk = KEYS_PK.format(source=source_id, key=de_key)

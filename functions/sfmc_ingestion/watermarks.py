@@ -174,19 +174,13 @@ def _error_code(exc: BotoCoreError | ClientError) -> str:
     return type(exc).__name__
 
 
-class WatermarkStore:
+class WatermarkStore(aws.UsesDynamoDB):
     def __init__(
         self, table_name: str, *, dynamodb: Any | None = None, clock: Callable[[], float] = time.time
     ) -> None:
         self._table = table_name
         self._dynamodb = dynamodb
         self._clock = clock
-
-    @property
-    def _client(self) -> Any:
-        if self._dynamodb is None:
-            self._dynamodb = aws.client("dynamodb")
-        return self._dynamodb
 
     @staticmethod
     def _key(source_id: str, de_key: str) -> dict[str, dict[str, str]]:

@@ -31,3 +31,16 @@ def client(service: str) -> Any:
 def reset_clients() -> None:
     """Forget cached clients (tests that change the endpoint or credentials)."""
     client.cache_clear()
+
+
+class UsesDynamoDB:
+    """A store on a DynamoDB table: the client injected at construction (tests) or, resolved on first
+    use so constructing a store needs no AWS client, the container's shared one."""
+
+    _dynamodb: Any = None
+
+    @property
+    def _client(self) -> Any:
+        if self._dynamodb is None:
+            self._dynamodb = client("dynamodb")
+        return self._dynamodb

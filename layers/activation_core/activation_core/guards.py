@@ -156,18 +156,12 @@ class _Target:
                 self.newest[audience] = Applied(current.at, current.event_ids | {change.event_id})
 
 
-class OrderGuard:
+class OrderGuard(aws.UsesDynamoDB):
     """Reads and commits the order-and-idempotency items of one state table (see the module doc)."""
 
     def __init__(self, table_name: str, *, dynamodb: Any | None = None) -> None:
         self._table = table_name
         self._dynamodb = dynamodb
-
-    @property
-    def _client(self) -> Any:
-        if self._dynamodb is None:
-            self._dynamodb = aws.client("dynamodb")
-        return self._dynamodb
 
     def _key(self, instance_id: str, entity: str) -> dict[str, Any]:
         # The `order#` partitions the destination roles may write (template.yaml, LeadingKeys).

@@ -49,7 +49,7 @@ def _code(exc: BotoCoreError | ClientError) -> str:
     return type(exc).__name__
 
 
-class ListRegistry:
+class ListRegistry(aws.UsesDynamoDB):
     """List ids of one vendor account (`namespace`: the item partition key), by list key."""
 
     def __init__(
@@ -78,12 +78,6 @@ class ListRegistry:
         self._lease_seconds = lease_seconds
         self._wait_timeout = wait_timeout
         self._poll_interval = max(poll_interval, 0.001)
-
-    @property
-    def _client(self) -> Any:
-        if self._dynamodb is None:
-            self._dynamodb = aws.client("dynamodb")
-        return self._dynamodb
 
     def _item_key(self, key: str) -> dict[str, dict[str, str]]:
         return {"pk": {"S": self.namespace}, "sk": {"S": key}}

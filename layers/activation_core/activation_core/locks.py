@@ -44,7 +44,7 @@ def _error_code(exc: BotoCoreError | ClientError) -> str:
     return type(exc).__name__
 
 
-class LeaseLock:
+class LeaseLock(aws.UsesDynamoDB):
     """Conditional-write lease lock on the state table."""
 
     def __init__(
@@ -57,13 +57,6 @@ class LeaseLock:
         self._table_name = table_name
         self._dynamodb = dynamodb
         self._clock = clock
-
-    @property
-    def _client(self) -> Any:
-        # Resolved lazily so constructing a lock (at import or in tests) needs no AWS client.
-        if self._dynamodb is None:
-            self._dynamodb = aws.client("dynamodb")
-        return self._dynamodb
 
     @staticmethod
     def _item_key(key: str) -> dict[str, dict[str, str]]:

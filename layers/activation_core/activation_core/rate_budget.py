@@ -41,7 +41,7 @@ class Window:
     granularity: float = 1.0
 
 
-class RateBudget:
+class RateBudget(aws.UsesDynamoDB):
     """Calls allowed per sliding window, shared through one DynamoDB item per `key`."""
 
     def __init__(
@@ -63,12 +63,6 @@ class RateBudget:
         self._clock = clock
         self._sleep = sleep
         self.waited = 0.0  # seconds spent waiting for budget (metrics, benchmarks)
-
-    @property
-    def _client(self) -> Any:
-        if self._dynamodb is None:
-            self._dynamodb = aws.client("dynamodb")
-        return self._dynamodb
 
     def acquire(self, calls: int = 1, *, max_wait: float = 5.0) -> None:
         """Take `calls` from the budget, waiting up to `max_wait` s; else ThrottledError with retry_after."""
@@ -162,7 +156,7 @@ class RateBudget:
         return None
 
 
-class ConcurrencySlots:
+class ConcurrencySlots(aws.UsesDynamoDB):
     """At most `limit` calls in flight for `key` across invocations; each slot is a lease."""
 
     def __init__(
@@ -185,12 +179,6 @@ class ConcurrencySlots:
         self._clock = clock
         self._sleep = sleep
         self._poll = poll_interval
-
-    @property
-    def _client(self) -> Any:
-        if self._dynamodb is None:
-            self._dynamodb = aws.client("dynamodb")
-        return self._dynamodb
 
     @contextmanager
     def hold(self, *, max_wait: float = 10.0) -> Iterator[None]:

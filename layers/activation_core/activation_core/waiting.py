@@ -91,7 +91,7 @@ def _conflict(exc: ClientError) -> bool:
     return bool(exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
 
 
-class WaitingChanges:
+class WaitingChanges(aws.UsesDynamoDB):
     """The newest waiting change per (instance, entity, field), in the state table."""
 
     def __init__(
@@ -104,12 +104,6 @@ class WaitingChanges:
         self._table = table_name
         self._dynamodb = dynamodb
         self._clock = clock
-
-    @property
-    def _client(self) -> Any:
-        if self._dynamodb is None:
-            self._dynamodb = aws.client("dynamodb")
-        return self._dynamodb
 
     @staticmethod
     def _key(instance_id: str, entity: str) -> dict[str, Any]:
