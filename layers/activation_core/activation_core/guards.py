@@ -59,8 +59,8 @@ _HEX_DIGEST = re.compile(r"^[0-9A-Fa-f]{32,128}$")
 
 def normalise_identity(namespace: str, value: Any) -> str:
     """An identity as it keys anything: trimmed; case-folded where its namespace ignores case (an
-    e-mail address or a domain by its name or its shape, a hex digest). Other ids (CRM ids,
-    Salesforce ids that differ by case alone) keep their case."""
+    e-mail address or a domain by its name or its shape, a hex digest). Other ids (CRM record ids,
+    which may differ by case alone) keep their case."""
     text = str(value).strip()
     if _CASE_INSENSITIVE_NAME.search(namespace) or _EMAIL_VALUE.match(text) or _HEX_DIGEST.match(text):
         return text.casefold()
