@@ -771,6 +771,28 @@ def cpu_figures() -> tuple[list[Figure], str]:
     return figures, notes
 
 
+def handler_env(endpoint: str, destination: str, parameter: str, *, log_level: str) -> dict[str, str]:
+    """The environment a destination handler runs with in a bench subprocess, against moto at
+    `endpoint` (the template's variables; callers add what their run needs, e.g. the DLQ)."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "DESTINATION_TYPE": destination,
+        "CONFIG_PARAMETER_NAME": parameter,
+        "STATE_TABLE_NAME": STATE_TABLE,
+        "ALLOW_LOOPBACK_URLS": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "AudienceActivation",
+        "POWERTOOLS_SERVICE_NAME": destination,
+        "POWERTOOLS_LOG_LEVEL": log_level,
+        # Outside Lambda there is no trace segment to attach to; X-Ray would only log errors.
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+
+
 def template_batch_size(function: str) -> int:
     """BatchSize of a destination function's SQS event source, from the destinations manifest (the
     template's drift test keeps template.yaml equal to it)."""
@@ -868,23 +890,7 @@ def memory_figures() -> tuple[list[Figure], str]:
         site = build_lambda_site(Path(tmp) / "site")
         try:
             endpoint = ours_conn.recv()
-            env = {
-                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                "AWS_ENDPOINT_URL": endpoint,
-                "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_DEFAULT_REGION": "us-east-1",
-                "AWS_REGION": "us-east-1",
-                "DESTINATION_TYPE": "rainfocus",
-                "CONFIG_PARAMETER_NAME": "/bench/destinations",
-                "STATE_TABLE_NAME": STATE_TABLE,
-                "ALLOW_LOOPBACK_URLS": "true",
-                "POWERTOOLS_METRICS_NAMESPACE": "AudienceActivation",
-                "POWERTOOLS_SERVICE_NAME": "rainfocus",
-                "POWERTOOLS_LOG_LEVEL": "WARNING",
-                # Outside Lambda there is no trace segment to attach to; X-Ray would only log errors.
-                "POWERTOOLS_TRACE_DISABLED": "true",
-            }
+            env = handler_env(endpoint, "rainfocus", "/bench/destinations", log_level="WARNING")
             session = boto3.session.Session(
                 aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
             )

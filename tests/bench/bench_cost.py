@@ -26,7 +26,6 @@ import copy
 import json
 import math
 import multiprocessing
-import os
 import re
 import subprocess
 import sys
@@ -249,24 +248,9 @@ def _measure(destination: str, endpoint: str, tmp: Path, site: Path, conn: Any) 
             }
         )
     )
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-        "DESTINATION_TYPE": destination,
-        "CONFIG_PARAMETER_NAME": CONFIG_PARAMETER,
-        "STATE_TABLE_NAME": core.STATE_TABLE,
+    env = core.handler_env(endpoint, destination, CONFIG_PARAMETER, log_level="INFO") | {
         "DEAD_LETTER_QUEUE_URL": dlq,
         "MAX_RECEIVE_COUNT": "5",
-        "ALLOW_LOOPBACK_URLS": "true",
-        "POWERTOOLS_METRICS_NAMESPACE": "AudienceActivation",
-        "POWERTOOLS_SERVICE_NAME": destination,
-        "POWERTOOLS_LOG_LEVEL": "INFO",
-        # Outside Lambda there is no trace segment to attach to (X-Ray is priced from its sampling rule).
-        "POWERTOOLS_TRACE_DISABLED": "true",
     }
     with plug.fake:
         for instance in config["destinations"]:
