@@ -126,14 +126,21 @@ def _second_page(client: Any, item: Any) -> Any:
 
 
 def _deps(client: Any, s3_latency: float, events_latency: float, workers: int = 4) -> Any:
+    from activation_core.publishing import EventPublisher
     from sfmc_ingestion.landing import Lander
-    from sfmc_ingestion.publishing import EventPublisher
+    from sfmc_ingestion.rows import DETAIL_TYPE, EVENT_SOURCE
     from sfmc_ingestion.tasks.page import PageDeps
 
     return PageDeps(
         client=client,
         lander=Lander("bench", s3=SlowS3(s3_latency)),
-        publisher=EventPublisher("bus", events=SlowEvents(events_latency), workers=workers),
+        publisher=EventPublisher(
+            "bus",
+            source=EVENT_SOURCE,
+            detail_type=DETAIL_TYPE,
+            events=SlowEvents(events_latency),
+            workers=workers,
+        ),
         store=None,  # type: ignore[arg-type]  # no previous watermark: never read
     )
 
@@ -150,12 +157,12 @@ def _one_page(client: Any, item: Any, deps: Any) -> float:
 
 def _naive_page(client: Any, item: Any, latency: float) -> float:
     """One PutEvents call per row, in sequence (what the batching replaces)."""
+    from activation_core.publishing import EventPublisher
     from sfmc_ingestion.models import parse_time_zone
-    from sfmc_ingestion.publishing import EventPublisher
-    from sfmc_ingestion.rows import RowTransformer
+    from sfmc_ingestion.rows import DETAIL_TYPE, EVENT_SOURCE, RowTransformer
 
     events = SlowEvents(latency)
-    publisher = EventPublisher("bus", events=events, workers=1)
+    publisher = EventPublisher("bus", source=EVENT_SOURCE, detail_type=DETAIL_TYPE, events=events, workers=1)
     started = time.perf_counter()
     page = client.next_page(item.cursor.next)
     transformer = RowTransformer(item.data_extension, item.source, parse_time_zone("-06:00"), "bench", "x")

@@ -1,9 +1,10 @@
-"""`Profile Updated` events to the activation bus: PutEvents in batches of at most 10 entries (and
-256 KB), a few batches in parallel, failed entries re-sent with backoff.
+"""Events to the activation bus: PutEvents in batches of at most 10 entries (and 256 KB), a few
+batches in parallel, failed entries re-sent with backoff. Used by every producer of events in the
+stack (the SFMC ingestion's pages and exits, the audience snapshots' diffs).
 
-An entry still failing after the retries fails the page (RetryableError): the state machine retries
-the page and re-publishes it, so delivery is at least once (event ids are deterministic per row
-version, so consumers can de-duplicate).
+An entry still failing after the retries raises RetryableError: the caller's task fails and its state
+machine runs it again, so delivery is at least once (producers give deterministic event ids, so
+consumers de-duplicate).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from pydantic_core import to_json
 
 from activation_core import aws
 from activation_core.errors import PermanentError, RetryableError
-from sfmc_ingestion.rows import DETAIL_TYPE, EVENT_SOURCE
 
 MAX_ENTRIES = 10  # PutEvents limit per call
 MAX_REQUEST_BYTES = 256 * 1024  # PutEvents limit per call (sum of entry sizes)
@@ -59,6 +59,8 @@ class EventPublisher:
         self,
         bus_name: str,
         *,
+        source: str = "",
+        detail_type: str = "",
         events: Any | None = None,
         sleep: Callable[[float], None] = time.sleep,
         workers: int = 4,
@@ -66,6 +68,8 @@ class EventPublisher:
         base_delay: float = 0.1,
     ) -> None:
         self.bus_name = bus_name
+        self.source = source  # what entry() stamps; producers that build their entries leave it empty
+        self.detail_type = detail_type
         self._events = events
         self._sleep = sleep
         self._workers = workers
@@ -80,10 +84,12 @@ class EventPublisher:
             self._events = aws.client("events")
         return self._events
 
-    def entry(self, detail: dict[str, Any], detail_type: str = DETAIL_TYPE) -> dict[str, Any]:
+    def entry(self, detail: dict[str, Any], detail_type: str = "") -> dict[str, Any]:
+        if not self.source:
+            raise ValueError("entry() needs the publisher's source")
         return {
-            "Source": EVENT_SOURCE,
-            "DetailType": detail_type,
+            "Source": self.source,
+            "DetailType": detail_type or self.detail_type,
             # pydantic-core's serialiser (already in the layer): the same compact JSON as
             # json.dumps(separators=(",", ":"), ensure_ascii=False), at a third of its CPU.
             "Detail": to_json(detail).decode(),
