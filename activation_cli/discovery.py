@@ -4,7 +4,8 @@ CLI change:
 - a destination type is an entry of `functions/destinations.json` (the manifest) whose package
   `functions/<type>/` has a `service.py` that defines `validate_instance`;
 - its `service.py` holds a class with `destination_type == <type>` and `connect()` (the pipeline's
-  Destination);
+  Destination), and `call_plan(instance)`: the fewest vendor calls per record and the vendor's rate
+  limits (`activation_core.vendor_calls`; backfill estimates and the benches);
 - every package's `models.py` may publish `JSON_SCHEMAS`; a `<name>-connection-secret` entry is the
   model of a connection secret (`activation connect <name>`).
 """
@@ -21,6 +22,7 @@ from pydantic import BaseModel
 
 from activation_cli import ROOT
 from activation_core import manifest
+from activation_core.vendor_calls import CallPlan
 
 FUNCTIONS = ROOT / "functions"
 CONNECTION_SUFFIX = "-connection-secret"
@@ -54,6 +56,16 @@ def instance_validator(destination_type: str) -> Callable[[Any], object] | None:
     module = service_module(destination_type)
     validator = getattr(module, "validate_instance", None) if module else None
     return validator if callable(validator) else None
+
+
+def call_plan(instance: Any) -> CallPlan:
+    """The vendor calls and rate limits of sending records to this instance (its destination's own)."""
+    module = service_module(instance.type)
+    plan = getattr(module, "call_plan", None) if module else None
+    if not callable(plan):
+        raise LookupError(f"{instance.type}.service defines no call_plan(instance)")
+    result: CallPlan = plan(instance)
+    return result
 
 
 def destination(destination_type: str) -> Any:

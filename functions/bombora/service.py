@@ -25,6 +25,7 @@ from activation_core.observability import logger
 from activation_core.outcomes import Outcome, combine
 from activation_core.pipeline import Connector, Entity, WorkItem
 from activation_core.settings import FunctionSettings
+from activation_core.vendor_calls import CallPlan
 from bombora.client import AccountList, BomboraClient, ListNotFoundError, fetch_token
 from bombora.lists import ListRegistry, RecordedList
 from bombora.models import (
@@ -425,3 +426,9 @@ class BomboraDestination:
         return BomboraConnector(
             instance, bombora_settings, client, lists, partial(self._peers, settings), self._sleep
         )
+
+
+def call_plan(instance: DestinationInstance) -> CallPlan:
+    """One add call per `batchSize` accounts per list; api.bombora.com documents no rate limit."""
+    settings = validate_instance(instance)
+    return CallPlan(records_per_call=settings.batch_size, call_types=("add",))

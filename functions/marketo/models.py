@@ -30,6 +30,9 @@ DEFAULT_PARTITION = "Default"
 RATE_LIMIT_CALLS = 100
 RATE_LIMIT_SECONDS = 20.0
 CONCURRENCY_LIMIT = 10
+# The daily quota of a typical subscription (apis.md 1.8: "at least 10,000 ... 50,000 or more is common").
+DAILY_QUOTA_CALLS = 50_000
+DAY_SECONDS = 86_400.0
 BATCH_LIMIT = 300  # records per Sync Leads call, ids per list call, filter values per lookup
 
 _TEXT_LIMIT = 2000

@@ -39,6 +39,7 @@ from activation_core.outcomes import Kind, Outcome, combine
 from activation_core.pipeline import Connector, Entity, WorkItem
 from activation_core.rate_budget import ConcurrencySlots, RateBudget, Window
 from activation_core.settings import FunctionSettings
+from activation_core.vendor_calls import CallPlan, RateLimit
 from marketo import partitions
 from marketo.client import (
     LEAD_NOT_FOUND,
@@ -58,7 +59,10 @@ from marketo.client import (
 )
 from marketo.lists import AudienceLists, registry_for
 from marketo.models import (
+    BATCH_LIMIT,
     CREATE_REQUIRED_FIELDS,
+    DAILY_QUOTA_CALLS,
+    DAY_SECONDS,
     DEDUPE_TARGET,
     RATE_LIMIT_SECONDS,
     REFUSED_DEDUPE_FIELDS,
@@ -824,3 +828,19 @@ def _fetch(
     connection: Mapping[str, Any], *, munchkin_id: str, allow_loopback: bool, sleep: Callable[[float], None]
 ) -> TokenGrant:
     return fetch_token(connection, munchkin_id, allow_loopback=allow_loopback, sleep=sleep)
+
+
+def call_plan(instance: DestinationInstance) -> CallPlan:
+    """Per 300 members: a Sync Leads call (or, audience only, a lookup) and a list call (unless profile
+    only), paced by this instance's share of the 20-s limit and by the daily quota."""
+    settings = _settings(instance)
+    sync = settings.sync_type
+    types = ("sync" if sync.syncs_profiles else "lookup",) + (("list_add",) if sync.manages_lists else ())
+    return CallPlan(
+        records_per_call=BATCH_LIMIT,
+        call_types=types,
+        limits=(
+            RateLimit(settings.calls_per_window, RATE_LIMIT_SECONDS, "calls per 20 s"),
+            RateLimit(DAILY_QUOTA_CALLS, DAY_SECONDS, "daily quota"),
+        ),
+    )

@@ -23,6 +23,7 @@ from activation_core.outcomes import Outcome
 from activation_core.pipeline import Connector, Entity, WorkItem
 from activation_core.rate_budget import RateBudget, Window
 from activation_core.settings import FunctionSettings
+from activation_core.vendor_calls import CallPlan, RateLimit
 from outreach.client import (
     BAD_REQUEST_MESSAGE,
     FieldRejectedError,
@@ -298,3 +299,13 @@ class OutreachDestination:
             connection, tokens, gate, allow_loopback=allow_loopback, clock=self._clock, sleep=self._sleep
         )
         return OutreachConnector(instance, outreach_settings, mapping_ids, client)
+
+
+def call_plan(instance: DestinationInstance) -> CallPlan:
+    """One PATCH per prospect, paced by this connection's share of the user's hourly budget."""
+    settings, _ = validate_instance(instance)
+    return CallPlan(
+        records_per_call=1,
+        call_types=("patch",),
+        limits=(RateLimit(settings.requests_per_hour, HOUR, "requests per hour"),),
+    )

@@ -17,6 +17,7 @@ from activation_core.oauth import TokenProvider
 from activation_core.outcomes import Outcome
 from activation_core.pipeline import Connector, Entity, WorkItem
 from activation_core.settings import FunctionSettings
+from activation_core.vendor_calls import CallPlan
 from rainfocus.client import RainfocusClient, fetch_token
 from rainfocus.models import (
     ACCEPTED_ORIGINS,
@@ -122,3 +123,9 @@ class RainfocusDestination:
             )
         client = RainfocusClient(connection, rf_settings, tokens, allow_loopback=allow_loopback)
         return RainfocusConnector(instance, rf_settings, client)
+
+
+def call_plan(instance: DestinationInstance) -> CallPlan:
+    """One store call per attendee (the API has no batch call); RainFocus publishes no rate limit."""
+    validate_instance(instance)
+    return CallPlan(records_per_call=1, call_types=("store",))

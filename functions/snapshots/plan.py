@@ -45,6 +45,36 @@ class RunPlan(BaseModel):
     members: int
     lines: int
     bad_lines: int
+    # A backfill re-sends the applied membership (its partitions under `state_prefix`) to the instances
+    # that activated the audience since; it has its own run id (its run prefix and run record).
+    backfill: bool = False
+    run_id: str | None = None
+
+    @property
+    def run_key(self) -> str:
+        """The run record's and run prefix's name: the snapshot id, or the backfill's own."""
+        return self.run_id or self.snapshot_id
+
+    @property
+    def new_prefix(self) -> str:
+        """Where the membership to send lies: this run's partitions, or (backfill) the applied ones."""
+        return self.state_prefix if self.backfill else f"{self.run_prefix}new/"
+
+
+class BackfillRequest(BaseModel):
+    """Start input of a backfill run (`activation snapshot backfill`): the audience's applied snapshot,
+    sent to the enabled instances that activate the audience and have not received it."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    bucket: str
+    audience_id: str = Field(alias="audienceId", min_length=1)
+    snapshot_id: str = Field(alias="snapshotId", min_length=1, description="the applied snapshot it sends")
+    run_id: str = Field(alias="runId", pattern=r"^[A-Za-z0-9._-]{1,128}$")
+
+
+def backfill_run_id(snapshot_id: str, at: datetime) -> str:
+    return f"{snapshot_id}.backfill-{at.strftime('%Y%m%dT%H%M%SZ')}"
 
 
 def run_prefix(audience_id: str, snapshot_id: str) -> str:

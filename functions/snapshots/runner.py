@@ -36,7 +36,7 @@ from snapshots.partitions import (
     previous_rows,
     write_sorted,
 )
-from snapshots.plan import RunPlan, Targets, run_prefix, state_prefix
+from snapshots.plan import BackfillRequest, RunPlan, Targets, run_prefix, state_prefix
 from snapshots.state import Pointer, SnapshotState
 from snapshots.store import NotFound, ObjectStore
 
@@ -210,6 +210,54 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
     )
 
 
+def prepare_backfill(
+    store: ObjectStore, request: BackfillRequest, config: DestinationsConfig, state: SnapshotState
+) -> RunPlan | Refusal:
+    """A run that sends the audience's applied membership, as it is stored (nothing is read again from
+    the members file), to the instances that activate the audience and did not receive that snapshot."""
+    audience = request.audience_id
+    previous = state.pointer(audience)
+    if previous is None:
+        return Refusal("no_applied_snapshot", f"audience '{audience}' has no applied snapshot to backfill from",
+                       audience)  # fmt: skip
+    if previous.snapshot_id != request.snapshot_id:
+        return Refusal("older_than_applied", f"snapshot '{previous.snapshot_id}' was applied since the "
+                       f"backfill of '{request.snapshot_id}' was asked for: it backfills by itself", audience,
+                       request.snapshot_id)  # fmt: skip
+    applied = state.run(audience, previous.snapshot_id) or {}
+    targets = targets_for(config, audience, previous, full=False)
+    if not targets.current:
+        return Refusal("unknown_audience", f"audience '{audience}' is activated on no enabled destination instance",
+                       audience, previous.snapshot_id)  # fmt: skip
+    if not targets.full:
+        return Refusal("nothing_to_backfill", f"every instance activating '{audience}' received snapshot "
+                       f"'{previous.snapshot_id}'", audience, previous.snapshot_id)  # fmt: skip
+    activated = next(d.audience(audience) for d in config.destinations if d.id == targets.current[0])
+    prefix = run_prefix(audience, request.run_id)
+    store.put_json(f"{prefix}partitions.json", [{"partition": i} for i in range(1 << previous.bits)])
+    return RunPlan(
+        bucket=request.bucket,
+        audience_id=audience,
+        audience_name=str(applied.get("audienceName") or (activated.name if activated else audience)),
+        origin=str(applied.get("origin") or (activated.origin if activated else "segmentation")),
+        entity=str(applied.get("entity") or "profile"),
+        snapshot_id=previous.snapshot_id,
+        snapshot_at=previous.snapshot_at,
+        bits=previous.bits,
+        run_prefix=prefix,
+        state_prefix=previous.prefix,
+        previous_snapshot_id=previous.snapshot_id,
+        previous_prefix=previous.prefix,
+        previous_bits=previous.bits,
+        targets=targets,
+        members=int(applied.get("members", 0)),  # the stored membership holds no duplicate
+        lines=int(applied.get("lines", 0)),
+        bad_lines=int(applied.get("badLines", 0)),
+        backfill=True,
+        run_id=request.run_id,
+    )
+
+
 @dataclass(slots=True)
 class PartitionResult:
     partition: int
@@ -239,7 +287,7 @@ def diff_partition(
     if store.exists(done_key):  # this partition finished in an earlier attempt: publish nothing again
         result: dict[str, Any] = store.get_json(done_key)
         return result | {"resumed": True}
-    rows = load_sorted(store, f"{plan.run_prefix}new/{partition_name(index)}")
+    rows = load_sorted(store, f"{plan.new_prefix}{partition_name(index)}")
     outcome = PartitionResult(index)
     previous = previous_rows(store, plan.previous_prefix, plan.previous_bits, index, plan.bits)
     chunk: list[dict[str, Any]] = []
@@ -250,7 +298,8 @@ def diff_partition(
             chunk = []
     if chunk:
         outcome.published += publish(chunk)
-    write_sorted(store, f"{plan.state_prefix}{partition_name(index)}", unique(rows))
+    if not plan.backfill:  # a backfill reads the applied membership: nothing new to keep
+        write_sorted(store, f"{plan.state_prefix}{partition_name(index)}", unique(rows))
     record = outcome.as_dict()
     store.put_json(done_key, record)
     return record
@@ -280,7 +329,12 @@ def commit(
     summed = totals(store, plan)
     record: dict[str, Any] = {
         "audienceId": plan.audience_id,
+        "audienceName": plan.audience_name,
+        "origin": plan.origin,
+        "entity": plan.entity,
         "snapshotId": plan.snapshot_id,
+        "runId": plan.run_key,
+        "backfill": plan.backfill,
         "snapshotAt": plan.snapshot_at.isoformat(),
         "previousSnapshotId": plan.previous_snapshot_id,
         "finishedAt": (now or datetime.now(UTC)).isoformat(),
@@ -296,14 +350,14 @@ def commit(
             "reason": "partitions_not_done",
             "detail": str(summed["missingPartitions"][:20]),
         }
-        state.put_run(plan.audience_id, plan.snapshot_id, record)
+        state.put_run(plan.audience_id, plan.run_key, record)
         return record
     state.advance(
         plan.audience_id,
         Pointer(plan.snapshot_id, plan.snapshot_at, plan.bits, plan.state_prefix, plan.targets.current),
     )
     record["status"] = "APPLIED"
-    state.put_run(plan.audience_id, plan.snapshot_id, record)
+    state.put_run(plan.audience_id, plan.run_key, record)
     if plan.previous_prefix and plan.previous_prefix != plan.state_prefix:
         store.delete_prefix(plan.previous_prefix)  # the superseded membership: personal data kept no longer
     return record

@@ -108,6 +108,14 @@ class SnapshotState:
                 }
         return out
 
+    def run(self, audience_id: str, run_key: str) -> dict[str, Any] | None:
+        item = self.dynamodb.get_item(
+            TableName=self.table,
+            Key={"pk": {"S": "snapshot-run"}, "sk": {"S": f"{audience_id}#{run_key}"}},
+            ConsistentRead=True,
+        ).get("Item")
+        return json.loads(item["record"]["S"]) if item else None
+
     def runs(self, audience_id: str | None = None) -> list[dict[str, Any]]:
         kwargs: dict[str, Any] = {
             "TableName": self.table,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -28,6 +29,8 @@ class ObjectStore(Protocol):
     def get_json(self, key: str) -> Any: ...
 
     def exists(self, key: str) -> bool: ...
+
+    def keys(self, prefix: str) -> Iterator[str]: ...
 
     def delete_prefix(self, prefix: str) -> int: ...
 
@@ -76,6 +79,10 @@ class S3Store:
             raise
         return True
 
+    def keys(self, prefix: str) -> Iterator[str]:
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            yield from (str(o["Key"]) for o in page.get("Contents", []))
+
     def delete_prefix(self, prefix: str) -> int:
         deleted = 0
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
@@ -117,6 +124,12 @@ class DirStore:
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        for path in sorted(self.root.rglob("*")):
+            key = str(path.relative_to(self.root))
+            if path.is_file() and key.startswith(prefix):
+                yield key
 
     def delete_prefix(self, prefix: str) -> int:
         paths = [

@@ -63,8 +63,10 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "status": "FAILED",
             "reason": str(error.get("Error", "map_failed"))[:100],
             "detail": "a partition failed after its retries; run the same snapshot again to resume",
+            "runId": plan.run_key,
+            "backfill": plan.backfill,
         }
-        state.put_run(plan.audience_id, plan.snapshot_id, record)
+        state.put_run(plan.audience_id, plan.run_key, record)
     else:
         try:
             record = runner.commit(S3Store(plan.bucket), plan, state)
@@ -75,8 +77,10 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 "status": "REFUSED",
                 "reason": "older_than_applied",
                 "detail": "a later snapshot of this audience was applied while this one ran",
+                "runId": plan.run_key,
+                "backfill": plan.backfill,
             }
-            state.put_run(plan.audience_id, plan.snapshot_id, record)
+            state.put_run(plan.audience_id, plan.run_key, record)
     emit_metrics(record)
     publish_summary(settings.event_bus_name, record)
     logger.info("snapshot run finished", extra={"status": record["status"], "audience": plan.audience_id})

@@ -8,6 +8,7 @@ from activation_core.config_store import load_destinations
 from activation_core.models.snapshots import SnapshotReadyDetail
 from activation_core.observability import logger
 from snapshots import runner
+from snapshots.plan import BackfillRequest, RunPlan
 from snapshots.settings import snapshot_settings
 from snapshots.state import SnapshotState
 from snapshots.store import S3Store
@@ -17,6 +18,8 @@ from snapshots.tasks.errors import transient_errors
 @transient_errors
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = snapshot_settings()
+    if "backfill" in event:
+        return _backfill(BackfillRequest.model_validate(event["backfill"]))
     request = SnapshotReadyDetail.model_validate(event)
     state = SnapshotState(settings.state_table_name)
     if request.bucket != settings.bucket:
@@ -38,12 +41,17 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         # Its own key: a refused copy of the applied snapshot must not overwrite that run's record.
         state.put_run(result.audience_id or "unknown", f"{result.snapshot_id or 'unknown'}#refused", record)
         return result.as_dict()
+    return _prepared(result)
+
+
+def _prepared(result: RunPlan) -> dict[str, Any]:
     logger.info(
         "snapshot prepared",
         extra={
             "audience": result.audience_id,
             "snapshot": result.snapshot_id,
             "partitions": 1 << result.bits,
+            "backfill": result.backfill,
         },
     )
     return {
@@ -51,3 +59,20 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "plan": result.model_dump(mode="json"),
         "partitionsKey": f"{result.run_prefix}partitions.json",
     }
+
+
+def _backfill(request: BackfillRequest) -> dict[str, Any]:
+    settings = snapshot_settings()
+    state = SnapshotState(settings.state_table_name)
+    if request.bucket != settings.bucket:
+        return runner.Refusal(
+            "foreign_bucket", "snapshots are read from the stack's snapshot bucket only"
+        ).as_dict()
+    # Read now, not from the container's cache: a backfill is started right after a config push.
+    config = load_destinations(settings.config_parameter_name, 0)
+    result = runner.prepare_backfill(S3Store(request.bucket), request, config, state)
+    if isinstance(result, runner.Refusal):
+        logger.warning("backfill refused", extra={"reason": result.reason, "detail": result.detail})
+        state.put_run(request.audience_id, request.run_id, result.as_dict() | {"runId": request.run_id})
+        return result.as_dict()
+    return _prepared(result)

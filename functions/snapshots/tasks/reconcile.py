@@ -55,7 +55,7 @@ def run(
                 ]
             )
             done.append(reconciliation)
-        state.put_run(record["audienceId"], record["snapshotId"], record)
+        state.put_run(record["audienceId"], record.get("runId") or record["snapshotId"], record)
     return done
 
 

@@ -1,0 +1,47 @@
+"""What sending a number of records to a vendor costs at the least: its API calls and the time its rate
+limits imply. Each destination declares its own (`call_plan(instance)` in its `service.py`, from the
+constants and settings its connector runs with); the CLI estimates a backfill with it and the benches
+hold the connectors' measured calls to it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most `calls` calls per `seconds` (a vendor's published limit, or this connection's share)."""
+
+    calls: int
+    seconds: float
+    name: str
+
+    def seconds_for(self, calls: int) -> float:
+        return calls / self.calls * self.seconds
+
+
+@dataclass(frozen=True, slots=True)
+class CallPlan:
+    """The fewest calls: one call of each type per `records_per_call` records."""
+
+    records_per_call: int
+    call_types: tuple[str, ...]
+    limits: tuple[RateLimit, ...] = ()
+
+    def calls(self, records: int) -> int:
+        return math.ceil(records / self.records_per_call) * len(self.call_types)
+
+    def calls_by_type(self, records: int) -> dict[str, int]:
+        return dict.fromkeys(self.call_types, math.ceil(records / self.records_per_call))
+
+    def seconds(self, records: int) -> float | None:
+        """The time the tightest limit needs for these calls at its steady rate; None when the vendor
+        publishes no limit (then the stack's own throughput bounds it)."""
+        calls = self.calls(records)
+        return max((limit.seconds_for(calls) for limit in self.limits), default=None)
+
+    def binding_limit(self, records: int) -> RateLimit | None:
+        calls = self.calls(records)
+        return max(self.limits, key=lambda limit: limit.seconds_for(calls), default=None)
