@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from activation_cli import backfill as backfills
 from activation_cli import discovery
 from activation_cli.console import err, fail, out, print_json
 from activation_cli.stack import STACK_ENV, Stack, aws_errors, client, load_stack
@@ -222,9 +223,18 @@ def push(
     file: Annotated[Path, typer.Argument(help="The destinations document (JSON, or YAML)")],
     stack_name: Annotated[str, typer.Option("--stack", envvar=STACK_ENV, help="The deployed stack")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything, write nothing")] = False,
+    backfill: Annotated[
+        bool,
+        typer.Option(
+            "--backfill",
+            help="Also start the backfill of each newly activated audience from its applied snapshot "
+            "(once the functions have read the new config)",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result")] = False,
 ) -> None:
-    """Validate FILE, check it fits the stack, and write it to the stack's config parameter."""
+    """Validate FILE, check it fits the stack, and write it to the stack's config parameter. Each
+    audience it newly activates on an instance is named with what its backfill costs at the vendor."""
     document = read_document(file)
     config, problems = check(document)
     if problems:
@@ -239,7 +249,8 @@ def push(
         current_doc = read_pushed(stack)
     current, _ = check(current_doc) if current_doc is not None else (None, [])
     changes = _changes(current, config)
-    backfills = newly_activated(current, config)
+    with aws_errors():
+        needed = backfills.estimates(stack, config, newly_activated(current, config))
     if not dry_run:
         with aws_errors():
             client("ssm").put_parameter(
@@ -249,13 +260,15 @@ def push(
                 Overwrite=True,
                 Tier=PARAMETER_TIER,
             )
+    started = _start_backfills(stack, needed, quiet=as_json) if backfill and not dry_run else []
     if as_json:
         print_json(
             {
                 "parameter": parameter,
                 "written": not dry_run,
                 "missingSecrets": missing,
-                "backfillNeeded": backfills,
+                "backfillNeeded": [e.as_dict() for e in needed],
+                "backfills": started,
                 **changes,
             }
         )
@@ -268,13 +281,19 @@ def push(
         err.print(
             f"[yellow]warning:[/] secret {name} does not exist yet: `activation connect ...` creates it"
         )
-    for pair in backfills:
-        out.print(
-            f"backfill needed: {pair['instance']} now activates {pair['audience']}; it receives every member "
-            f"with the audience's next snapshot, or now: activation snapshot push FILE --audience {pair['audience']}"
-        )
+    if not backfill or dry_run:
+        for estimate in needed:
+            out.print(estimate.describe())
     if not dry_run:
         out.print(f"Functions read the new config within {CONFIG_CACHE_SECONDS} s (their cache).")
+
+
+def _start_backfills(stack: Stack, needed: list[Any], *, quiet: bool) -> list[dict[str, Any]]:
+    from activation_cli.snapshot import start_backfill
+
+    audiences = dict.fromkeys(e.audience for e in needed)
+    with aws_errors():
+        return [start_backfill(stack, audience, quiet=quiet) for audience in audiences]
 
 
 @app.command()

@@ -1,8 +1,12 @@
-"""`activation snapshot push|status|reconcile`: audience snapshots (backfill, resync, reconciliation).
+"""`activation snapshot push|backfill|status|reconcile`: audience snapshots (backfill, resync,
+reconciliation).
 
 `push` writes the members file and its manifest under the snapshot bucket's incoming/ prefix, as an
 upstream system would; the manifest's arrival starts the workflow (S3 -> EventBridge -> Step Functions).
-`status` reads the run records (and running executions); `reconcile` runs the reconciliation now.
+`backfill` sends an audience's applied snapshot to the instances that activated it since (the same
+workflow, started with a backfill input). `status` reads the run records, the running executions'
+progress and, until a run is reconciled, what the destinations made of its changes so far;
+`reconcile` runs the reconciliation now.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from activation_cli import backfill as backfills
 from activation_cli.console import fail, out, print_json
 from activation_cli.stack import STACK_ENV, Stack, aws_errors, client, load_stack
 
@@ -117,7 +122,8 @@ def push(
             "snapshotId": snapshot,
         }
         if wait:
-            result |= _wait(stack, key, audience, snapshot, timeout)
+            arn = _execution_of(stack, key, timeout)
+            result |= _wait(stack, arn, audience, snapshot, timeout)
     if as_json:
         print_json(result)
     else:
@@ -128,38 +134,138 @@ def push(
         raise typer.Exit(1)
 
 
-def _wait(stack: Stack, key: str, audience: str, snapshot: str, timeout: float) -> dict[str, Any]:
+def _execution_of(stack: Stack, key: str, timeout: float) -> str:
+    """The execution the manifest's arrival started (S3 -> EventBridge -> Step Functions)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        arn = find_execution(stack, key)
+        if arn is not None:
+            return arn
+        time.sleep(1.0)
+    fail(f"no run started for {key} within {timeout:.0f} s (activation snapshot status)")
+
+
+def _wait(stack: Stack, arn: str, audience: str, run_key: str, timeout: float) -> dict[str, Any]:
     from snapshots.state import SnapshotState
 
     deadline = time.monotonic() + timeout
-    arn = None
     while time.monotonic() < deadline:
-        arn = arn or find_execution(stack, key)
-        if arn is not None:
-            status = client("stepfunctions").describe_execution(executionArn=arn)["status"]
-            if status != "RUNNING":
-                state = SnapshotState(stack.output("StateTableName"), client("dynamodb"))
-                records = [r for r in state.runs(audience) if r.get("snapshotId") == snapshot]
-                return {"executionArn": arn, "status": status, "record": records[-1] if records else {}}
+        status = client("stepfunctions").describe_execution(executionArn=arn)["status"]
+        if status != "RUNNING":
+            state = SnapshotState(stack.output("StateTableName"), client("dynamodb"))
+            records = [r for r in state.runs(audience) if (r.get("runId") or r.get("snapshotId")) == run_key]
+            return {"executionArn": arn, "status": status, "record": records[-1] if records else {}}
         time.sleep(1.0)
-    fail(f"snapshot {snapshot} still running after {timeout:.0f} s (activation snapshot status)")
+    fail(f"run {run_key} still running after {timeout:.0f} s (activation snapshot status)")
+
+
+@app.command()
+def backfill(
+    *,
+    audience: Annotated[str, typer.Option("--audience", help="The audience id (as activated in the config)")],
+    stack_name: Annotated[str, typer.Option("--stack", envvar=STACK_ENV, help="The deployed stack")],
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the run and print its record")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="With --wait: give up after N seconds")] = 900.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result")] = False,
+) -> None:
+    """Send the audience's applied snapshot to every enabled instance that activates it and has not
+    received it (after `config push` activated it there). Shows the vendor calls and the time the
+    vendors' rate limits imply first. Exit 1 if there is nothing to send it from or a waited-for run fails."""
+    stack = load_stack(stack_name)
+    with aws_errors():
+        result = start_backfill(stack, audience, quiet=as_json)
+        if wait and result["started"]:
+            result |= _wait(stack, result["executionArn"], audience, result["runId"], timeout)
+    if as_json:
+        print_json(result)
+    elif wait and result["started"]:
+        out.print(f"run {result.get('status')}: {json.dumps(result.get('record', {}), default=str)}")
+    if not result["started"] or (wait and result.get("status") != "SUCCEEDED"):
+        raise typer.Exit(1)
+
+
+def start_backfill(stack: Stack, audience: str, *, quiet: bool = False) -> dict[str, Any]:
+    """The estimate for each instance still lacking the audience's applied snapshot, then the run (once
+    the functions have read the config). Also what `config push --backfill` does."""
+    from activation_cli.config import check, read_pushed
+
+    config, _ = check(read_pushed(stack))
+    pending = _lacking(stack, config, audience) if config is not None else []
+    estimates = backfills.estimates(stack, config, pending) if pending else []
+    if not quiet:
+        for estimate in estimates:
+            out.print(estimate.describe().replace("; start it: " + estimate.command, ""))
+    if not any(e.snapshot_id for e in estimates):
+        reason = "nothing_to_backfill" if not estimates else "no_applied_snapshot"
+        if not quiet:
+            out.print(f"no backfill started for {audience}: {reason}")
+        return {
+            "audience": audience,
+            "started": False,
+            "reason": reason,
+            "estimates": [e.as_dict() for e in estimates],
+        }
+    backfills.wait_for_config(stack)
+    started = backfills.start(stack, audience)
+    if not quiet and started["started"]:
+        out.print(f"backfill {started['runId']} started: activation snapshot status --audience {audience}")
+    return started | {"estimates": [e.as_dict() for e in estimates]}
+
+
+def _lacking(stack: Stack, config: Any, audience: str) -> list[dict[str, str]]:
+    """(instance, audience) pairs for the enabled instances activating `audience` that the applied
+    snapshot did not reach."""
+    from snapshots.state import SnapshotState
+
+    pointer = SnapshotState(stack.output("StateTableName"), client("dynamodb")).pointer(audience)
+    reached = set(pointer.instances) if pointer else set()
+    return [
+        {"instance": i.id, "audience": audience}
+        for i in config.destinations
+        if i.enabled and i.audience(audience) is not None and i.id not in reached
+    ]
 
 
 def report(stack: Stack, audience: str | None = None) -> dict[str, Any]:
+    from snapshots.reconcile import reconcile
     from snapshots.state import SnapshotState
 
     state = SnapshotState(stack.output("StateTableName"), client("dynamodb"))
     runs = sorted(state.runs(audience), key=lambda r: str(r.get("finishedAt") or ""), reverse=True)
+    for run in runs:  # delivering: what the destinations made of the run's changes so far
+        if run.get("status") == "APPLIED" and not run.get("reconciledAt"):
+            run["reconciliation"] = reconcile(run, state.outcomes(run["audienceId"], run["snapshotId"]))
     sfn = client("stepfunctions")
     running = []
     for execution in sfn.list_executions(
         stateMachineArn=stack.output(MACHINE_OUTPUT), statusFilter="RUNNING"
     )["executions"]:
         described = sfn.describe_execution(executionArn=execution["executionArn"])
-        running.append(
-            {"executionArn": execution["executionArn"], "input": json.loads(described.get("input") or "{}")}
-        )
+        request = json.loads(described.get("input") or "{}")
+        progress = _progress(stack, state, request)
+        if audience is None or progress.get("audienceId") in (None, audience):
+            running.append(
+                {"executionArn": execution["executionArn"], "input": request, "progress": progress}
+            )
     return {"stack": stack.name, "running": running, "runs": runs}
+
+
+def _progress(stack: Stack, state: Any, request: dict[str, Any]) -> dict[str, Any]:
+    """A running execution's progress: partitions diffed of all, changes sent and their outcomes so far."""
+    from snapshots.progress import run_progress
+    from snapshots.store import NotFound, S3Store
+
+    store = S3Store(stack.output(BUCKET_OUTPUT), client("s3"))
+    if "backfill" in request:
+        ask = request["backfill"]
+        return run_progress(store, state, ask["audienceId"], ask["snapshotId"], ask["runId"])
+    try:
+        manifest = store.get_json(str(request.get("manifestKey")))
+    except (NotFound, ValueError):
+        return {"stage": "preparing"}
+    if not isinstance(manifest, dict) or "audienceId" not in manifest or "snapshotId" not in manifest:
+        return {"stage": "preparing"}
+    return run_progress(store, state, str(manifest["audienceId"]), str(manifest["snapshotId"]))
 
 
 def render(data: dict[str, Any]) -> Table:
@@ -170,12 +276,24 @@ def render(data: dict[str, Any]) -> Table:
             column, justify="left" if column in ("audience", "snapshot", "status", "instance") else "right"
         )
     for running in data["running"]:
-        table.add_row(str(running["input"].get("manifestKey", "?")), "", "RUNNING", *[""] * 8)
+        progress = running.get("progress") or {}
+        stage = str(progress.get("stage", "preparing"))
+        if "partitions" in progress:
+            stage += f" {progress['partitionsDone']}/{progress['partitions']} partitions"
+        head = [str(progress.get("audienceId") or running["input"].get("manifestKey", "?")),
+                str(progress.get("runId", "")), f"RUNNING ({stage})", "", ""]  # fmt: skip
+        instances = progress.get("instances") or [{}]
+        for n, instance in enumerate(instances):
+            cells = [
+                str(instance.get(k, ""))
+                for k in ("instance", "sent", "delivered", "skipped", "rejected", "pending")
+            ]
+            table.add_row(*(head if n == 0 else [""] * 5), *cells)
     for run in data["runs"]:
         status = str(run.get("status"))
         if run.get("reason"):
             status += f" ({run['reason']})"
-        head = [str(run.get("audienceId")), str(run.get("snapshotId")), status, str(run.get("members", "")),
+        head = [str(run.get("audienceId")), str(run.get("runId") or run.get("snapshotId")), status, str(run.get("members", "")),
                 str(run.get("badLines", ""))]  # fmt: skip
         instances = (run.get("reconciliation") or {}).get("instances") or [
             {"instance": i, "sent": n} for i, n in sorted((run.get("sent") or {}).items())

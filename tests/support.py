@@ -104,3 +104,16 @@ def keys_no_role_may_write(harness: Any) -> list[str]:
                 if not any(fnmatchcase(value, p) for p in patterns[table]):
                     outside.append(f"{table}: {value}")
     return outside
+
+
+def snapshot_member(n: int) -> dict[str, Any]:
+    """Member `n` of a test snapshot: a profile every destination accepts (Outreach prospect 50,000 + n)."""
+    return {
+        "identities": {"email": f"member{n}@example.com", "crmId": f"CRM-{n}", "outreachId": str(50_000 + n)},
+        "attributes": {
+            "person": {"name": {"firstName": f"M{n}", "lastName": "Snapshot"}, "jobTitle": "Engineer"},
+            "organization": {"name": "Example Ltd"},
+            "workAddress": {"city": "Boston", "countryCode": "US", "stateProvince": "MA"},
+        },
+        "consents": {"marketing.email": "y"},
+    }

@@ -24,6 +24,7 @@ from local.harness import STACK_NAME, ActivationHarness
 from snapshots.files import manifest_for, write_manifest, write_members
 from snapshots.state import SnapshotState
 from tests.support import example_config, instance_of
+from tests.support import snapshot_member as member
 
 pytestmark = pytest.mark.integration
 
@@ -31,18 +32,6 @@ AUDIENCE = "aud-expo-invitees"
 SNAPSHOT_MEMBERS = int(os.environ.get("SNAPSHOT_MEMBERS", "200"))  # 10,000 in make soak
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 INSTANCES = ("rainfocus-expo2026", "marketo-expo2026", "outreach-sales")
-
-
-def member(n: int) -> dict[str, Any]:
-    return {
-        "identities": {"email": f"member{n}@example.com", "crmId": f"CRM-{n}", "outreachId": str(50_000 + n)},
-        "attributes": {
-            "person": {"name": {"firstName": f"M{n}", "lastName": "Snapshot"}, "jobTitle": "Engineer"},
-            "organization": {"name": "Example Ltd"},
-            "workAddress": {"city": "Boston", "countryCode": "US", "stateProvince": "MA"},
-        },
-        "consents": {"marketing.email": "y"},
-    }
 
 
 def config_with_a_second_marketo() -> dict[str, Any]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from activation_core.config_store import load_destinations
+from aws_lambda_powertools.utilities import parameters
+
+from activation_core.config_store import load_destinations, parse_instances
 from activation_core.models.snapshots import SnapshotReadyDetail
 from activation_core.observability import logger
 from snapshots import runner
@@ -69,7 +71,10 @@ def _backfill(request: BackfillRequest) -> dict[str, Any]:
             "foreign_bucket", "snapshots are read from the stack's snapshot bucket only"
         ).as_dict()
     # Read now, not from the container's cache: a backfill is started right after a config push.
-    config = load_destinations(settings.config_parameter_name, 0)
+    raw = parameters.get_parameter(
+        settings.config_parameter_name, max_age=settings.config_cache_seconds, force_fetch=True
+    )
+    config = parse_instances(str(raw)).config
     result = runner.prepare_backfill(S3Store(request.bucket), request, config, state)
     if isinstance(result, runner.Refusal):
         logger.warning("backfill refused", extra={"reason": result.reason, "detail": result.detail})
