@@ -37,11 +37,16 @@ class CallPlan:
         return dict.fromkeys(self.call_types, math.ceil(records / self.records_per_call))
 
     def seconds(self, records: int) -> float | None:
-        """The time the tightest limit needs for these calls at its steady rate; None when the vendor
+        """The time the vendor's limits imply at their steady rate: the finest limit paces the calls,
+        and a coarser one (a daily quota) counts once the calls exceed it. None when the vendor
         publishes no limit (then the stack's own throughput bounds it)."""
-        calls = self.calls(records)
-        return max((limit.seconds_for(calls) for limit in self.limits), default=None)
+        limit = self.binding_limit(records)
+        return None if limit is None else limit.seconds_for(self.calls(records))
 
     def binding_limit(self, records: int) -> RateLimit | None:
+        if not self.limits:
+            return None
         calls = self.calls(records)
-        return max(self.limits, key=lambda limit: limit.seconds_for(calls), default=None)
+        finest = min(self.limits, key=lambda limit: limit.seconds)
+        exceeded = [limit for limit in self.limits if calls > limit.calls]
+        return max((finest, *exceeded), key=lambda limit: limit.seconds_for(calls))

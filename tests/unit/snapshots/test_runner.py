@@ -10,7 +10,8 @@ import pytest
 
 from activation_core.models.config import DestinationsConfig
 from snapshots import runner
-from snapshots.plan import RunPlan
+from snapshots.plan import BackfillRequest, RunPlan
+from snapshots.progress import run_progress
 from snapshots.state import SnapshotState
 from snapshots.store import DirStore
 from tests.unit.snapshots.conftest import AUDIENCE, SnapshotWriter, config, profile
@@ -205,3 +206,81 @@ def test_an_interrupted_run_resumed_loses_nothing_and_resends_only_the_unfinishe
     half_sent = {json.loads(e["Detail"])["eventId"] for e in first.entries[sent_by_finished:]}
     assert resent == half_sent  # only the unfinished partition's events come again, with the same ids
     assert state.pointer(AUDIENCE).snapshot_id == "s2"  # type: ignore[union-attr]
+
+
+def backfill(
+    store: DirStore, state: SnapshotState, cfg: DestinationsConfig, snapshot_id: str, bus: Bus
+) -> Any:
+    request = BackfillRequest(
+        bucket="bucket", audienceId=AUDIENCE, snapshotId=snapshot_id, runId=f"{snapshot_id}.bf"
+    )
+    plan = runner.prepare_backfill(store, request, cfg, state)
+    if not isinstance(plan, RunPlan):
+        return plan
+    for index in range(1 << plan.bits):
+        runner.diff_partition(store, plan, index, bus, "bus")
+    return runner.commit(store, plan, state)
+
+
+def test_com_03_a_backfill_sends_the_applied_snapshot_to_the_newly_activating_instance_only(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    only_a = config(("marketo-a", "marketo", True), ("marketo-b", "marketo", False))
+    first = run(
+        store, state, put_snapshot("s1", [profile(n) for n in range(100)]), Bus(), cfg=only_a, target=16
+    )
+    both = config(("marketo-a", "marketo", True), ("marketo-b", "marketo", True))
+    bus = Bus()
+    record = backfill(store, state, both, "s1", bus)
+    assert (record["status"], record["runId"], record["backfill"]) == ("APPLIED", "s1.bf", True)
+    assert record["sent"] == {"marketo-b": 100} and record["members"] == 100
+    details = bus.details()
+    assert {tuple(d["targetInstances"]) for d in details} == {("marketo-b",)}
+    assert {d["audiences"][0]["status"] for d in details} == {"existing"}
+    assert {d["occurredAt"] for d in details} == {
+        first["snapshotAt"].replace("+00:00", "Z")
+    }  # the snapshot's time
+    assert len(bus.by_status("existing")) == 100
+    assert state.pointer(AUDIENCE).instances == ("marketo-a", "marketo-b")  # type: ignore[union-attr]
+    assert state.run(AUDIENCE, "s1")["sent"] == {"marketo-a": 100}  # type: ignore[index]  # its own record
+    assert backfill(store, state, both, "s1", Bus()).reason == "nothing_to_backfill"
+    # the next snapshot diffs against the same membership: the backfill kept it in place
+    later = run(
+        store, state, put_snapshot("s2", [profile(n) for n in range(1, 101)], hours=1), Bus(), cfg=both
+    )
+    assert later["sent"] == {"marketo-a": 2, "marketo-b": 2}
+
+
+def test_a_backfill_is_refused_without_an_applied_snapshot_or_once_a_later_one_applied(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    both = config(("marketo-a", "marketo", True), ("marketo-b", "marketo", True))
+    assert backfill(store, state, both, "s1", Bus()).reason == "no_applied_snapshot"
+    only_a = config(("marketo-a", "marketo", True), ("marketo-b", "marketo", False))
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(10)]), Bus(), cfg=only_a)
+    run(store, state, put_snapshot("s2", [profile(n) for n in range(10)], hours=1), Bus(), cfg=only_a)
+    bus = Bus()
+    assert backfill(store, state, both, "s1", bus).reason == "older_than_applied"
+    assert bus.entries == []
+
+
+def test_com_08_progress_counts_partitions_done_and_changes_sent_while_a_run_goes(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    key = put_snapshot("s1", [profile(n) for n in range(100)])
+    assert run_progress(store, state, AUDIENCE, "s1")["stage"] == "preparing"
+    plan = runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, state, target=16)
+    assert isinstance(plan, RunPlan) and plan.bits >= 2
+    half = (1 << plan.bits) // 2
+    sent = 0
+    for index in range(half):
+        sent += runner.diff_partition(store, plan, index, Bus(), "bus")["sent"].get("rf", 0)
+    progress = run_progress(store, state, AUDIENCE, "s1")
+    assert (progress["stage"], progress["partitions"], progress["partitionsDone"]) == (
+        "diffing",
+        1 << plan.bits,
+        half,
+    )
+    by_instance = {i["instance"]: i for i in progress["instances"]}
+    assert by_instance["rf"]["sent"] == sent == by_instance["marketo-a"]["sent"]
+    assert 0 < sent < 100 and by_instance["rf"]["pending"] == sent  # nothing delivered yet
