@@ -431,4 +431,4 @@ class BomboraDestination:
 def call_plan(instance: DestinationInstance) -> CallPlan:
     """One add call per `batchSize` accounts per list; api.bombora.com documents no rate limit."""
     settings = validate_instance(instance)
-    return CallPlan(records_per_call=settings.batch_size, call_types=("add",))
+    return CallPlan(records_per_call=settings.batch_size, call_types=("add_accounts",))

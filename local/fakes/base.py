@@ -252,6 +252,15 @@ class FakeServer:
                 return handler(request, match)
         return Response(404, {"error": f"no route for {request.method} {request.path}"})
 
+    def operation(self, request: Request) -> str:
+        """The API operation a recorded request called: by default the name of the route handler that
+        serves it (`_add_accounts` -> "add_accounts"); fakes whose routes serve several operations
+        override it. Benches count calls per operation with it."""
+        for method, pattern, handler in self._routes:
+            if method == request.method and pattern.match(request.path):
+                return getattr(handler, "__name__", "unknown").lstrip("_")
+        return "unrouted"
+
     def duplicate_entities(self) -> list[str]:
         """Keys of vendor entities (leads, attendees, lists) created more than once; fakes override it."""
         return []

@@ -339,6 +339,9 @@ class FakeMarketo(FakeServer):
         with self._state:
             return self.partitions[int(self.leads[lead_id]["leadPartitionId"])]
 
+    def operation(self, request: Request) -> str:
+        return _operation(request)  # one route serves Sync Leads and the lookup (_method=GET)
+
     def calls_to(self, operation: str) -> list[Request]:
         """Recorded REST requests of one operation: sync, lookup, list_add, list_remove, describe, ..."""
         return [r for r in list(self.requests) if _operation(r) == operation]
