@@ -318,3 +318,91 @@ def test_com_08_an_interrupted_run_resumed_sends_each_change_once_and_applies(
             "received", 0
         )
         assert first == total == 10, instance  # the resumed run sent nothing again: no duplicate, no loss
+
+
+@pytest.fixture(scope="module")
+def crashed_mid_partition(
+    stack: ActivationHarness, interrupted: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """s5 (7 members out, 7 in): its one partition's diff task dies after publishing part of its changes
+    (the real diff code and publisher against the stack's bus, stopped half-way through its first
+    PutEvents round); then the same manifest is announced and the workflow runs it again."""
+    from activation_core.publishing import EventPublisher
+    from snapshots import runner
+    from snapshots.plan import RunPlan
+    from snapshots.store import S3Store
+
+    tenth = SNAPSHOT_MEMBERS // 10
+    members = list(range(tenth + 12, SNAPSHOT_MEMBERS + tenth + 12))
+    changed = [
+        *range(tenth + 5, tenth + 12),
+        *range(SNAPSHOT_MEMBERS + tenth + 5, SNAPSHOT_MEMBERS + tenth + 12),
+    ]
+    path = tmp_path_factory.mktemp("s5") / "s5.jsonl.gz"
+    write_members(path, (member(n) for n in members))
+    manifest = manifest_for(path, audience_id=AUDIENCE, audience_name="Expo 2026 invitees", snapshot_id="s5",
+                            snapshot_at=datetime.now(UTC) + timedelta(minutes=2), identity_namespace="email")  # fmt: skip
+    manifest_file = write_manifest(path, manifest)
+    s3, bucket = stack.stack.client("s3"), stack.outputs["SnapshotBucketName"]
+    key = f"announced/{manifest_file.name}"
+    s3.upload_file(str(path), bucket, f"announced/{path.name}")
+    s3.upload_file(str(manifest_file), bucket, key)
+    before = ledger_totals(stack)
+    patches_before = {n: len(stack.fake("outreach").patches(50_000 + n)) for n in changed}
+    prepared = invoke(stack, "SnapshotPrepareFunctionName", {"bucket": bucket, "manifestKey": key})
+    plan = RunPlan.model_validate(prepared["plan"])
+    assert plan.bits == 0, "one partition: the crash is inside it"
+    publisher = EventPublisher(stack.outputs["EventBusName"], events=stack.stack.client("events"))
+    published: list[int] = []
+
+    def dies_half_way(chunk: Any) -> int:
+        published.append(publisher.publish(chunk[: len(chunk) // 2]))
+        raise RuntimeError("the diff task died")
+
+    with pytest.raises(RuntimeError, match="died"):
+        runner.diff_partition(S3Store(bucket, s3), plan, 0, dies_half_way, stack.outputs["EventBusName"])
+    stack.drain()
+    after_crash = ledger_totals(stack)
+    stack.publish([{"source": "segmentation.snapshots", "detail-type": "Audience Snapshot Ready",
+                    "detail": {"bucket": bucket, "manifestKey": key}}])  # fmt: skip
+    execution = run_to_end(stack, 4)
+    return {
+        "execution": execution,
+        "record": run_record(stack, "s5"),
+        "published_before_crash": published[0],
+        "before": before,
+        "after_crash": after_crash,
+        "after": ledger_totals(stack),
+        "patches": {n: len(stack.fake("outreach").patches(50_000 + n)) - patches_before[n] for n in changed},
+        "outcomes": SnapshotState(stack.outputs["StateTableName"], stack.stack.client("dynamodb")).outcomes(
+            AUDIENCE, "s5"
+        ),
+    }
+
+
+def delta(run: dict[str, Any], instance: str, name: str, since: str = "before") -> int:
+    return run["after"][instance].get(name, 0) - run[since][instance].get(name, 0)
+
+
+def test_com_08_a_run_that_died_mid_partition_resumed_matches_an_uninterrupted_one(
+    crashed_mid_partition: dict[str, Any],
+) -> None:
+    run = crashed_mid_partition
+    assert run["execution"]["status"] == "SUCCEEDED", run["execution"]
+    record = run["record"]
+    # the same record an uninterrupted run writes: 7 exits, 7 joins, each published once by the resumed run
+    assert (record["status"], record["added"], record["removed"], record["published"]) == (
+        "APPLIED",
+        7,
+        7,
+        14,
+    )
+    assert 0 < run["published_before_crash"] < 14
+    half = run["published_before_crash"]
+    for instance in INSTANCES:
+        assert delta(run, instance, "received") == 14 + half, instance
+        outcomes = run["outcomes"][instance]  # the snapshot's own ledger, as reconciliation reads it
+        duplicates = outcomes.get("reason:skipped:duplicate", 0)
+        assert duplicates == half, instance  # the resent half: skipped, not sent to the vendor again
+        assert settled(outcomes) - duplicates == 14, instance  # each change its one outcome: nothing lost
+    assert run["patches"] == dict.fromkeys(run["patches"], 1)  # one PATCH per changed prospect at Outreach
