@@ -151,15 +151,20 @@ def _measure(size: int, naive: bool, conn: Any) -> None:
                    "peak": _rss_mib() - base, "sent": sent[0]})  # fmt: skip
 
 
-def measure(size: int, naive: bool = False) -> dict[str, float]:
+def _in_fresh_process(target: Any, *args: Any) -> Any:
+    """`target(*args, conn)` in a spawned interpreter; what it sent back through `conn`."""
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
-    process = context.Process(target=_measure, args=(size, naive, child))
+    process = context.Process(target=target, args=(*args, child))
     process.start()
     process.join()
     if not parent.poll():
-        raise RuntimeError(f"the {size:,}-member measurement died (exit code {process.exitcode})")
-    result: dict[str, float] = parent.recv()
+        raise RuntimeError(f"{target.__name__}{args} died (exit code {process.exitcode})")
+    return parent.recv()
+
+
+def measure(size: int, naive: bool = False) -> dict[str, float]:
+    result: dict[str, float] = _in_fresh_process(_measure, size, naive)
     return result
 
 
@@ -286,14 +291,7 @@ def _backfill_calls(destination_type: str, members: int, conn: Any) -> None:
 
 
 def backfill_calls(destination_type: str, members: int = BACKFILL_MEMBERS) -> dict[str, Any]:
-    context = multiprocessing.get_context("spawn")
-    parent, child = context.Pipe()
-    process = context.Process(target=_backfill_calls, args=(destination_type, members, child))
-    process.start()
-    process.join()
-    if not parent.poll():
-        raise RuntimeError(f"the {destination_type} backfill died (exit code {process.exitcode})")
-    result: dict[str, Any] = parent.recv()
+    result: dict[str, Any] = _in_fresh_process(_backfill_calls, destination_type, members)
     return result
 
 

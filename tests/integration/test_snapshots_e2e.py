@@ -266,6 +266,27 @@ def invoke(harness: ActivationHarness, output: str, payload: dict[str, Any]) -> 
     return result
 
 
+def stage_unannounced(
+    harness: ActivationHarness, folder: Path, snapshot_id: str, members: list[int], minutes: int
+) -> tuple[str, str]:
+    """Members file and manifest outside incoming/ (nothing starts until announced); (bucket, key)."""
+    path = folder / f"{snapshot_id}.jsonl.gz"
+    write_members(path, (member(n) for n in members))
+    manifest = manifest_for(path, audience_id=AUDIENCE, audience_name="Expo 2026 invitees", snapshot_id=snapshot_id,
+                            snapshot_at=datetime.now(UTC) + timedelta(minutes=minutes), identity_namespace="email")  # fmt: skip
+    manifest_file = write_manifest(path, manifest)
+    s3, bucket = harness.stack.client("s3"), harness.outputs["SnapshotBucketName"]
+    s3.upload_file(str(path), bucket, f"announced/{path.name}")
+    s3.upload_file(str(manifest_file), bucket, f"announced/{manifest_file.name}")
+    return bucket, f"announced/{manifest_file.name}"
+
+
+def announce(harness: ActivationHarness, bucket: str, key: str) -> None:
+    """The `Audience Snapshot Ready` event an upstream system publishes for a snapshot written elsewhere."""
+    harness.publish([{"source": "segmentation.snapshots", "detail-type": "Audience Snapshot Ready",
+                      "detail": {"bucket": bucket, "manifestKey": key}}])  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def interrupted(
     stack: ActivationHarness, pushed_by_the_cli: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
@@ -274,16 +295,8 @@ def interrupted(
     same manifest is announced by an `Audience Snapshot Ready` event and the workflow runs it again."""
     tenth = SNAPSHOT_MEMBERS // 10
     members = list(range(tenth + 5, SNAPSHOT_MEMBERS + tenth + 5))
-    path = tmp_path_factory.mktemp("s4") / "s4.jsonl.gz"
-    write_members(path, (member(n) for n in members))
-    manifest = manifest_for(path, audience_id=AUDIENCE, audience_name="Expo 2026 invitees", snapshot_id="s4",
-                            snapshot_at=datetime.now(UTC) + timedelta(minutes=1), identity_namespace="email")  # fmt: skip
+    bucket, key = stage_unannounced(stack, tmp_path_factory.mktemp("s4"), "s4", members, minutes=1)
     # (later than s3, which `snapshot push` stamped with the current time)
-    manifest_file = write_manifest(path, manifest)
-    s3, bucket = stack.stack.client("s3"), stack.outputs["SnapshotBucketName"]
-    key = f"announced/{manifest_file.name}"  # outside incoming/: nothing starts until announced
-    s3.upload_file(str(path), bucket, f"announced/{path.name}")
-    s3.upload_file(str(manifest_file), bucket, key)
     before = ledger_totals(stack)
     # The first attempt: Prepare and every partition's diff ran (changes sent), then it died.
     prepared = invoke(stack, "SnapshotPrepareFunctionName", {"bucket": bucket, "manifestKey": key})
@@ -292,8 +305,7 @@ def interrupted(
     stack.drain()
     after_first = ledger_totals(stack)
     # Resumed: the same manifest announced on the bus.
-    stack.publish([{"source": "segmentation.snapshots", "detail-type": "Audience Snapshot Ready",
-                    "detail": {"bucket": bucket, "manifestKey": key}}])  # fmt: skip
+    announce(stack, bucket, key)
     execution = run_to_end(stack, 3)
     return {
         "execution": execution,
@@ -343,15 +355,8 @@ def crashed_mid_partition(
         *range(tenth + 5, tenth + 12),
         *range(SNAPSHOT_MEMBERS + tenth + 5, SNAPSHOT_MEMBERS + tenth + 12),
     ]
-    path = tmp_path_factory.mktemp("s5") / "s5.jsonl.gz"
-    write_members(path, (member(n) for n in members))
-    manifest = manifest_for(path, audience_id=AUDIENCE, audience_name="Expo 2026 invitees", snapshot_id="s5",
-                            snapshot_at=datetime.now(UTC) + timedelta(minutes=2), identity_namespace="email")  # fmt: skip
-    manifest_file = write_manifest(path, manifest)
-    s3, bucket = stack.stack.client("s3"), stack.outputs["SnapshotBucketName"]
-    key = f"announced/{manifest_file.name}"
-    s3.upload_file(str(path), bucket, f"announced/{path.name}")
-    s3.upload_file(str(manifest_file), bucket, key)
+    bucket, key = stage_unannounced(stack, tmp_path_factory.mktemp("s5"), "s5", members, minutes=2)
+    s3 = stack.stack.client("s3")
     before = ledger_totals(stack)
     patches_before = {n: len(stack.fake("outreach").patches(50_000 + n)) for n in changed}
     prepared = invoke(stack, "SnapshotPrepareFunctionName", {"bucket": bucket, "manifestKey": key})
@@ -368,8 +373,7 @@ def crashed_mid_partition(
         runner.diff_partition(S3Store(bucket, s3), plan, 0, dies_half_way, stack.outputs["EventBusName"])
     stack.drain()
     after_crash = ledger_totals(stack)
-    stack.publish([{"source": "segmentation.snapshots", "detail-type": "Audience Snapshot Ready",
-                    "detail": {"bucket": bucket, "manifestKey": key}}])  # fmt: skip
+    announce(stack, bucket, key)
     execution = run_to_end(stack, 4)
     return {
         "execution": execution,
