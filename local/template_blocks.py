@@ -103,7 +103,9 @@ _BLOCK = """\
 
   @{P}Function:
     Type: AWS::Serverless::Function
+    Metadata: {BuildMethod: makefile, ContextPath: functions}  # its package and the layer
     Properties:
+      CodeUri: functions/@{type}/
       FunctionName: !Sub "${AWS::StackName}-@{type}"
       Handler: @{type}.handler.lambda_handler
       Description: @{Display} destination

@@ -63,7 +63,9 @@ class DestinationSpec(_Entry):
         # Least privilege: a destination's own keys are named after its type, so no two overlap.
         foreign = [k for k in self.state_keys if not re.search(rf"(^|#){self.type}[#-]", k)]
         if foreign:
-            raise ValueError(f"{self.type}: stateKeys must name the type ('{self.type}#' or '#{self.type}-'): {foreign}")
+            raise ValueError(
+                f"{self.type}: stateKeys must name the type ('{self.type}#' or '#{self.type}-'): {foreign}"
+            )
         return self
 
     @property

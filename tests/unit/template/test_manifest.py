@@ -38,7 +38,9 @@ def test_the_per_destination_blocks_are_the_ones_the_manifest_generates() -> Non
 def test_a_destination_resource_of_its_own_must_carry_its_prefix(tmp_path: Path) -> None:
     spec = MANIFEST.destinations[0]
     (tmp_path / spec.type).mkdir()
-    (tmp_path / spec.type / template_blocks.EXTRA_RESOURCES).write_text("OtherAlarm:\n  Type: AWS::CloudWatch::Alarm\n")
+    (tmp_path / spec.type / template_blocks.EXTRA_RESOURCES).write_text(
+        "OtherAlarm:\n  Type: AWS::CloudWatch::Alarm\n"
+    )
     with pytest.raises(ValueError, match="must start with"):
         template_blocks.render_resources(MANIFEST, tmp_path)
 
