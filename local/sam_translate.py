@@ -94,11 +94,13 @@ def _strip_unsupported(where: str, props: dict[str, Any]) -> None:
 
 def zip_folder(folder: Path, *, layer: bool, package: bool = False, out_dir: Path | None = None) -> Path:
     """Zip a code folder deterministically, as its build lays it out: a layer's content under `python/`,
-    a function package's under its own name (functions/Makefile), anything else at the root."""
+    a function package's Python files under its own name (functions/Makefile), anything else at the root."""
     if not folder.is_dir():
         raise FileNotFoundError(f"artifact folder not found: {folder}")
     prefix = "python/" if layer and not (folder / "python").is_dir() else f"{folder.name}/" if package else ""
     files = sorted(_code_files(folder, skip=LAYER_SKIP if layer else set()))
+    if package:  # its Python files only, as functions/Makefile copies them
+        files = [f for f in files if f.suffix == ".py"]
     digest = hashlib.sha256()
     for f in files:
         digest.update(f.relative_to(folder).as_posix().encode() + b"\0" + f.read_bytes())
