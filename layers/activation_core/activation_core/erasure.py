@@ -3,7 +3,8 @@
 One item per (request, destination type, instance) in the state table: `pk=erasure#<type>#<request id>`
 (the type in the key lets each function write only its own, `dynamodb:LeadingKeys`), `sk=<instance>`,
 with the outcome, its reason and detail, and when it was recorded. The first final outcome stays (a
-redelivered request then finds nothing to delete, which must not overwrite "erased"). Items hold no
+redelivered request then finds nothing to delete, which must not overwrite "erased"); `failed` is not
+final (the request sits in a DLQ): the answer of its replay replaces it. Items hold no
 personal value (the request id, names and outcome codes) and expire after `RETENTION_DAYS`, the time
 they are kept as proof that the request was carried out.
 
@@ -71,7 +72,7 @@ def partition(destination_type: str, request_id: str) -> str:
 
 
 def record(dynamodb: Any, table: str, entries: Iterable[ErasureOutcome], *, now: float | None = None) -> None:
-    """Keep the first final outcome of each (request, instance)."""
+    """Keep the first final outcome of each (request, instance); a `failed` one until the next answer."""
     now = time.time() if now is None else now
     for entry in entries:
         try:
@@ -86,7 +87,9 @@ def record(dynamodb: Any, table: str, entries: Iterable[ErasureOutcome], *, now:
                     "recordedAt": {"N": str(int(entry.recorded_at))},
                     "ttl": {"N": str(int(now + RETENTION_DAYS * 86400))},
                 },
-                ConditionExpression="attribute_not_exists(pk)",
+                # A `failed` answer is not final: the replayed request's answer replaces it.
+                ConditionExpression="attribute_not_exists(pk) OR outcome = :failed",
+                ExpressionAttributeValues={":failed": {"S": "failed"}},
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
