@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from activation_core.errors import PermanentError
+from activation_core.publishing import PreparedEntry
 from sfmc_ingestion.client import RowsetPage
 from sfmc_ingestion.config import parse_ingestion_config
 from sfmc_ingestion.models import Watermark
@@ -176,13 +177,10 @@ class Collect:
     def put(self, key: str, body: bytes, rows: int) -> None:
         return None
 
-    def entry(self, detail: dict[str, Any]) -> dict[str, Any]:
-        return {"detail": detail}
+    def prepare(self, detail: dict[str, Any]) -> PreparedEntry:
+        return PreparedEntry({"detail": detail}, 0)
 
-    def fits(self, entry: dict[str, Any]) -> bool:
-        return True
-
-    def publish(self, entries: list[dict[str, Any]]) -> int:
+    def publish(self, entries: list[dict[str, Any]], sizes: list[int] | None = None) -> int:
         for entry in entries:
             detail = entry["detail"]
             self.published.append(
