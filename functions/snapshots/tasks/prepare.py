@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities import parameters
-
 from activation_core.config_store import load_destinations, parse_instances
 from activation_core.models.snapshots import SnapshotReadyDetail
 from activation_core.observability import logger
@@ -70,6 +68,8 @@ def _backfill(request: BackfillRequest) -> dict[str, Any]:
         return runner.Refusal(
             "foreign_bucket", "snapshots are read from the stack's snapshot bucket only"
         ).as_dict()
+    from aws_lambda_powertools.utilities import parameters  # on first use, as config_store does
+
     # Read now, not from the container's cache: a backfill is started right after a config push.
     raw = parameters.get_parameter(
         settings.config_parameter_name, max_age=settings.config_cache_seconds, force_fetch=True
