@@ -34,3 +34,27 @@ def test_com_03_config_push_names_each_newly_activated_audience_as_needing_a_bac
     ]
     assert newly_activated(None, current) == [{"instance": "m1", "audience": "a1"}]
     assert newly_activated(new, new) == []
+
+
+def test_com_08_snapshot_status_shows_a_running_runs_progress_per_instance() -> None:
+    from rich.console import Console
+
+    from activation_cli.snapshot import render
+
+    progress = {
+        "audienceId": "aud-expo", "runId": "s7", "stage": "diffing", "partitions": 16, "partitionsDone": 5,
+        "instances": [{"instance": "outreach-sales", "sent": 1200, "delivered": 800, "skipped": 3, "rejected": 1,
+                       "pending": 396}],
+    }  # fmt: skip
+    console = Console(width=220, record=True)
+    console.print(render({"stack": "s", "running": [{"input": {}, "progress": progress}], "runs": []}))
+    text = console.export_text()
+    assert "RUNNING (diffing 5/16 partitions)" in text
+    row = next(line for line in text.splitlines() if "outreach-sales" in line)
+    assert [cell for cell in row.replace("│", " ").split() if cell.isdigit()] == [
+        "1200",
+        "800",
+        "3",
+        "1",
+        "396",
+    ]
