@@ -230,6 +230,12 @@ def _backfill_calls(destination_type: str, members: int, conn: Any) -> None:
     root = Path(__file__).resolve().parents[2]
     sys.path[:0] = [str(root), str(root / "layers" / "activation_core"), str(root / "functions")]
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the handler's log lines and metrics; results go by pipe
+    from tests.bench import bench_core
+
+    env = bench_core.handler_env("", destination_type, "/bench/destinations", log_level="WARNING")
+    env.pop("AWS_ENDPOINT_URL")  # moto in this process
+    # Before anything imports the layer: Powertools reads its namespace when the metrics are built.
+    os.environ.update(env | {"MAX_RECEIVE_COUNT": "5"})
     import boto3
     from moto import mock_aws
 
@@ -237,7 +243,6 @@ def _backfill_calls(destination_type: str, members: int, conn: Any) -> None:
     from activation_core.config_store import parse_destinations
     from local.examples import example_config
     from local.harness import vendor_plugs
-    from tests.bench import bench_core
     from tests.support import create_state_table, sqs_record
 
     spec = discovery.destinations().get(destination_type)
@@ -251,9 +256,6 @@ def _backfill_calls(destination_type: str, members: int, conn: Any) -> None:
     plan = discovery.call_plan(parse_destinations(document).destinations[0])
     with tempfile.TemporaryDirectory() as tmp:
         events = _backfill_events(Path(tmp), document, spec, members)
-    env = bench_core.handler_env("", destination_type, "/bench/destinations", log_level="WARNING")
-    env.pop("AWS_ENDPOINT_URL")
-    os.environ.update(env | {"POWERTOOLS_METRICS_DISABLED": "true", "MAX_RECEIVE_COUNT": "5"})
     plug = vendor_plugs()[destination_type]()
     with mock_aws(), plug.fake as fake:
         create_state_table(boto3.client("dynamodb"), bench_core.STATE_TABLE)
