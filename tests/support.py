@@ -117,3 +117,24 @@ def snapshot_member(n: int) -> dict[str, Any]:
         },
         "consents": {"marketing.email": "y"},
     }
+
+
+def cli_snapshot_push(path: Path, audience: str, snapshot_id: str, stack: str) -> Any:
+    """`activation snapshot push PATH --audience A --identity email --snapshot-id S --wait --json` in this
+    process (Typer's CliRunner); the Result."""
+    from typer.testing import CliRunner
+
+    from activation_cli.main import app
+
+    args = [
+        "snapshot",
+        "push",
+        str(path),
+        "--audience",
+        audience,
+        "--identity",
+        "email",
+        "--snapshot-id",
+        snapshot_id,
+    ]
+    return CliRunner().invoke(app, [*args, "--stack", stack, "--wait", "--json"], catch_exceptions=False)

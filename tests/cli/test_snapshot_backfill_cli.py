@@ -20,7 +20,7 @@ from snapshots.files import write_members
 from snapshots.state import SnapshotState
 from tests.cli.conftest import Invoke
 from tests.cli.helpers import stdout_json, write_json
-from tests.support import example_config, instance_of, snapshot_member
+from tests.support import cli_snapshot_push, example_config, instance_of, snapshot_member
 
 pytestmark = pytest.mark.integration
 
@@ -46,26 +46,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ActivationHarnes
 
 @pytest.fixture(scope="module")
 def applied(stack: ActivationHarness, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from typer.testing import CliRunner
-
-    from activation_cli.main import app
-
     path = tmp_path_factory.mktemp("members") / "members.jsonl"
     write_members(path, (snapshot_member(n) for n in range(MEMBERS)))
-    args = [
-        "snapshot",
-        "push",
-        str(path),
-        "--audience",
-        AUDIENCE,
-        "--identity",
-        "email",
-        "--snapshot-id",
-        "s1",
-    ]
-    pushed = CliRunner().invoke(
-        app, [*args, "--stack", STACK_NAME, "--wait", "--json"], catch_exceptions=False
-    )
+    pushed = cli_snapshot_push(path, AUDIENCE, "s1", STACK_NAME)
     stack.drain()
     return stdout_json(pushed)
 

@@ -23,7 +23,7 @@ from local import sfn_fast_time
 from local.harness import STACK_NAME, ActivationHarness
 from snapshots.files import manifest_for, write_manifest, write_members
 from snapshots.state import SnapshotState
-from tests.support import example_config, instance_of
+from tests.support import cli_snapshot_push, example_config, instance_of
 from tests.support import snapshot_member as member
 
 pytestmark = pytest.mark.integration
@@ -215,18 +215,7 @@ def pushed_by_the_cli(
     path = tmp_path_factory.mktemp("cli") / "members.jsonl"
     write_members(path, (member(n) for n in range(tenth, SNAPSHOT_MEMBERS + tenth)))
     runner = CliRunner()
-    args = [
-        "snapshot",
-        "push",
-        str(path),
-        "--audience",
-        AUDIENCE,
-        "--identity",
-        "email",
-        "--snapshot-id",
-        "s3",
-    ]
-    pushed = runner.invoke(app, [*args, "--stack", STACK_NAME, "--wait", "--json"], catch_exceptions=False)
+    pushed = cli_snapshot_push(path, AUDIENCE, "s3", STACK_NAME)
     status = runner.invoke(
         app, ["snapshot", "status", "--stack", STACK_NAME, "--json"], catch_exceptions=False
     )
