@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from activation_core import naming
+from activation_core.publishing import EventPublisher
 from local.harness import DESTINATION_TYPES
 from local.sam_translate import translate
-from sfmc_ingestion.publishing import EventPublisher
 from snapshots.diff import Change, ChangeKind
 from snapshots.events import entry
 from snapshots.members import MAX_LINE_BYTES
