@@ -538,13 +538,15 @@ class Pipeline:
         return decided
 
     def _forget(self, instance_id: str, mapped: MappedRecord) -> Outcome | None:
-        """The stack forgets the person too: its order records on this instance (keyed by the same
-        hash of the mapped identities as the guard's key). A failure retries the erasure before any vendor call."""
-        order = self._guards.order
-        if order is None:
-            return None
+        """The stack forgets the person too: its order record and waiting-change item on this instance
+        (both keyed by the same hash of the mapped identities). A failure retries the erasure before any
+        vendor call."""
+        entity = entity_key(mapped.identities or mapped.fields)
         try:
-            order.forget(instance_id, entity_key(mapped.identities or mapped.fields))
+            if self._guards.order is not None:
+                self._guards.order.forget(instance_id, entity)
+            if self._waiting is not None:
+                self._waiting.forget(instance_id, entity)
         except Exception as exc:
             return Outcome.retry("order_guard_unavailable", type(exc).__name__)
         return None
