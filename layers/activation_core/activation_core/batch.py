@@ -16,10 +16,11 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from activation_core import aws, erasure, http, oauth
+from activation_core import aws, erasure
 from activation_core.observability import logger, metrics
 from activation_core.outcomes import BatchSummary, Kind, Outcome
 from activation_core.pipeline import RecordResult
+from activation_core.vendor_counts import VENDOR_COUNTS, VendorCounts
 from activation_core.waiting import REQUEUES_ATTRIBUTE
 
 # SQS refuses a visibility that ends more than 12 hours after the message was received.
@@ -439,25 +440,11 @@ def _reason_counter(outcome: Outcome) -> str:
     return f"reason:{_counter_name(outcome)}:{outcome.reason}"
 
 
-@dataclass(frozen=True, slots=True)
-class _VendorCounts:
-    """Vendor calls, throttled answers and token requests this process had made at one moment."""
-
-    calls: int
-    throttled: int
-    token_requests: int
-
-    @classmethod
-    def now(cls) -> _VendorCounts:
-        calls, throttled = http.call_counts()
-        return cls(calls, throttled, oauth.total_token_requests())
-
-
-def _publish_metrics(summary: BatchSummary, before: _VendorCounts) -> None:
-    after = _VendorCounts.now()
-    metrics.add_metric("ApiCalls", MetricUnit.Count, after.calls - before.calls)
-    metrics.add_metric("VendorThrottles", MetricUnit.Count, after.throttled - before.throttled)
-    metrics.add_metric("TokenRequests", MetricUnit.Count, after.token_requests - before.token_requests)
+def _publish_metrics(summary: BatchSummary, before: VendorCounts) -> None:
+    vendor = VENDOR_COUNTS.snapshot().since(before)
+    metrics.add_metric("ApiCalls", MetricUnit.Count, vendor.calls)
+    metrics.add_metric("VendorThrottles", MetricUnit.Count, vendor.throttled)
+    metrics.add_metric("TokenRequests", MetricUnit.Count, vendor.token_requests)
     metrics.add_metric("RecordsReceived", MetricUnit.Count, summary.received)
     metrics.add_metric("RecordsDelivered", MetricUnit.Count, summary.delivered)
     metrics.add_metric("RecordsSkipped", MetricUnit.Count, summary.skipped)
@@ -473,7 +460,7 @@ def run_batch(
 ) -> dict[str, Any]:
     """Decide every record's outcome, act on it, and return the partial batch response."""
     records: list[Mapping[str, Any]] = list(event.get("Records") or [])
-    vendor_counts = _VendorCounts.now()
+    vendor_counts = VENDOR_COUNTS.snapshot()
     dynamodb = aws.client("dynamodb")
     arrivals = first_arrivals(records)
     record_arrivals(arrivals, ctx, dynamodb)
