@@ -17,8 +17,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from activation_cli import ROOT, discovery
+from activation_cli import discovery
 
+# A repository tool (`python -m activation_cli.docs`, and its drift test): it writes into the clone.
+ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "docs" / "configuration.md"
 TEMPLATE = ROOT / "template.yaml"
 

@@ -24,8 +24,6 @@ from typing import Any
 from unittest import mock
 from urllib.parse import parse_qsl
 
-import activation_cli  # noqa: F401 - puts functions/ and the layer on sys.path
-
 PARAMETER = "/activation-preview/destinations"
 STATE_TABLE = "activation-preview-state"
 DLQ_URL = "https://sqs.us-east-1.amazonaws.com/000000000000/activation-preview-dlq"
