@@ -102,9 +102,18 @@ def connection_kinds() -> dict[str, ConnectionKind]:
     return kinds
 
 
-def model_fields(model: type[BaseModel]) -> dict[str, tuple[bool, bool, str]]:
-    """alias -> (required, secret, description); a field is secret when its model hides it from repr."""
+@dataclass(frozen=True)
+class ModelField:
+    """A field of a connection model as the CLI asks for it; secret when the model hides it from repr."""
+
+    required: bool
+    secret: bool
+    description: str
+
+
+def model_fields(model: type[BaseModel]) -> dict[str, ModelField]:
+    """alias -> the field."""
     return {
-        (info.alias or name): (info.is_required(), info.repr is False, info.description or "")
+        (info.alias or name): ModelField(info.is_required(), info.repr is False, info.description or "")
         for name, info in model.model_fields.items()
     }

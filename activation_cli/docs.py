@@ -106,7 +106,7 @@ def model_section(title: str, model: type[BaseModel], level: str = "###") -> lis
     lines = [f"{level} {title}", ""]
     if schema.get("description"):
         lines += [_cell(schema["description"]), ""]
-    secret = frozenset(alias for alias, (_, hidden, _) in discovery.model_fields(model).items() if hidden)
+    secret = frozenset(alias for alias, f in discovery.model_fields(model).items() if f.secret)
     lines += [*_table(schema, secret), ""]
     for name in dict.fromkeys(_refs([schema.get("properties", {}), *definitions.values()])):
         definition = definitions.get(name, {})

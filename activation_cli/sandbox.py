@@ -129,7 +129,7 @@ def secret_fields(destination_type: str, connection: dict[str, Any]) -> set[str]
     if kind is None:
         hidden = set(connection) - {"baseUrl"}
     else:
-        hidden = {alias for alias, (_, secret, _) in discovery.model_fields(kind.model).items() if secret}
+        hidden = {alias for alias, f in discovery.model_fields(kind.model).items() if f.secret}
     return {k for k in connection if k in hidden or _CREDENTIAL_NAME.search(k)}
 
 
