@@ -234,6 +234,14 @@ def _requeued_attributes(record: Mapping[str, Any], waiting_since: int) -> dict[
     return attributes
 
 
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    """A record told to wait, with its result (marked requeued once its copy is sent)."""
+
+    record: Mapping[str, Any]
+    result: RecordResult
+
+
 def requeue_waiting(
     records: Sequence[Mapping[str, Any]], results: Mapping[str, RecordResult], sqs: Any
 ) -> None:
@@ -241,19 +249,19 @@ def requeue_waiting(
     SQS's 15 min), in SendMessageBatch calls within SQS's limits; the copy is sent before this message is reported done, so a failed
     send leaves it failing as before (hidden until then by `delay_throttled`; nothing lost)."""
     now = int(time.time())
-    waiting: list[tuple[Mapping[str, Any], RecordResult]] = []
+    waiting: list[_Waiting] = []
     for record in records:
         result = results[str(record.get("messageId"))]
         if not _still_failing(result) or not result.outcome.waiting:
             continue
         since = _number_attribute(record, WAITING_SINCE_ATTRIBUTE) or now
         if now - since <= MAX_WAIT_SECONDS:
-            waiting.append((record, result))
+            waiting.append(_Waiting(record, result))
     by_queue: dict[str, list[int]] = defaultdict(list)
-    for i, (record, _) in enumerate(waiting):
-        by_queue[queue_url_of(str(record.get("eventSourceARN", "")))].append(i)
+    for i, item in enumerate(waiting):
+        by_queue[queue_url_of(str(item.record.get("eventSourceARN", "")))].append(i)
     for url, indexes in by_queue.items():
-        entries = [_requeue_entry(waiting[i][0], waiting[i][1].outcome, i, now) for i in indexes]
+        entries = [_requeue_entry(waiting[i].record, waiting[i].result.outcome, i, now) for i in indexes]
         for batch in sized_batches(entries):
             try:
                 response = sqs.send_message_batch(QueueUrl=url, Entries=batch)
@@ -262,7 +270,7 @@ def requeue_waiting(
                 logger.warning("could not requeue waiting records", extra={"error_type": type(exc).__name__})
                 continue
             for i in sent:
-                waiting[i][1].requeued = True
+                waiting[i].result.requeued = True
 
 
 def _requeue_entry(record: Mapping[str, Any], outcome: Outcome, index: int, now: int) -> dict[str, Any]:
