@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -111,14 +112,19 @@ def test_erasure_outcomes_are_listed_per_request_id(erased: ActivationHarness) -
     code, status = erasure_status("dsr-2026-0001")
     assert code == 0
     outcomes = {(o["destination"], o["outcome"]) for o in status["outcomes"]}
-    assert outcomes == {
+    # Every destination answers once; these four as their vendors allow (a destination added later
+    # answers too, erased or unsupported, without this test naming it).
+    assert outcomes >= {
         ("marketo", "erased"),
         ("outreach", "erased"),
         ("rainfocus", "unsupported"),
         ("bombora", "unsupported"),
         ("stack", "not_found"),  # the SFMC source's deletion-check keys: none held here
     }
-    assert status["counts"] == {"erased": 2, "unsupported": 2, "not_found": 1}
+    answered = [o["destination"] for o in status["outcomes"]]
+    assert sorted(answered) == sorted([*DESTINATION_TYPES, "stack"])
+    assert {o for d, o in outcomes if d != "stack"} <= {"erased", "unsupported"}
+    assert status["counts"] == dict(Counter(o for _, o in outcomes))
     assert all(
         o["reason"] == "erasure_unsupported" for o in status["outcomes"] if o["outcome"] == "unsupported"
     )
