@@ -9,7 +9,6 @@ from typing import Any
 
 from activation_core.chunking import Failed, send_in_chunks
 from activation_core.credentials import StaticCredentials
-from activation_core.errors import RetryableError
 from activation_core.models.config import DestinationInstance
 from activation_core.newest import newest_per_key, superseded
 from activation_core.outcomes import Outcome
@@ -89,12 +88,7 @@ class WebhookDestination:
     def connect(self, instance: DestinationInstance, settings: FunctionSettings) -> Connector:
         webhook_settings = validate_instance(instance)
         credentials = StaticCredentials(instance.secret, field="signingSecret")
-        try:
-            connection = WebhookConnection.model_validate(credentials.connection())
-        except ValueError:
-            raise RetryableError(
-                "invalid_secret", f"secret {instance.secret} lacks url or signingSecret"
-            ) from None
+        connection = WebhookConnection.model_validate(credentials.connection())
         client = WebhookClient(
             connection, webhook_settings, credentials, allow_loopback=settings.allow_loopback_urls
         )
