@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 import httpx
 
 from activation_core import http
+from activation_core.credentials import Credentials
 from activation_core.errors import (
     ActivationError,
     AuthError,
@@ -30,7 +31,7 @@ from activation_core.errors import (
     RetryableError,
     ThrottledError,
 )
-from activation_core.oauth import TokenGrant, TokenProvider
+from activation_core.oauth import TokenGrant
 from marketo.models import BATCH_LIMIT, MarketoConnection
 
 IDENTITY_PATH = "/identity/oauth/token"
@@ -229,7 +230,7 @@ class MarketoClient:
         self,
         connection: MarketoConnection,
         munchkin_id: str,
-        tokens: TokenProvider,
+        tokens: Credentials,
         *,
         allow_loopback: bool,
         gate: CallGate | None = None,
