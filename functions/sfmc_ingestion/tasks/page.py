@@ -24,7 +24,7 @@ from sfmc_ingestion import client as sfmc
 from sfmc_ingestion.deletions import KeyStore, KnownKey
 from sfmc_ingestion.landing import Lander, encode, object_key
 from sfmc_ingestion.models import Cursor, SfmcConnection, Watermark, WorkItem, parse_time_zone
-from sfmc_ingestion.publishing import EventPublisher
+from sfmc_ingestion.publishing import MAX_REQUEST_BYTES, EventPublisher
 from sfmc_ingestion.rows import RowResult, RowTransformer, iso, parse_iso, to_filter_literal
 from sfmc_ingestion.settings import IngestionSettings, ingestion_settings
 from sfmc_ingestion.tasks.errors import translate_errors
@@ -54,6 +54,7 @@ class _Split:
 
     landed: list[dict[str, Any]]
     entries: list[dict[str, Any]]
+    sizes: list[int]  # each entry's EventBridge size, from its one serialisation
     failed: int
     duplicate: int
     tracker: RecentRows
@@ -79,7 +80,7 @@ def process_page(item: WorkItem, deps: PageDeps, *, now: datetime | None = None)
         key = object_key(source.id, de.key, item.started_at, item.run_id, number)
         deps.lander.put(key, encode(split.landed), len(split.landed))
         progress.objects += 1
-    published = deps.publisher.publish(split.entries)
+    published = deps.publisher.publish(split.entries, split.sizes)
 
     progress.rows_read += len(page.items)
     progress.rows_landed += len(split.landed)
@@ -175,7 +176,7 @@ def _split(
     transformer = RowTransformer(item.data_extension, item.source, zone, item.run_id, item.started_at)
     duplicates = _duplicate_filter(item, deps.store)
     window = timedelta(seconds=item.data_extension.look_back_seconds)
-    split = _Split([], [], 0, 0, RecentRows(item.progress.high, window))
+    split = _Split([], [], [], 0, 0, RecentRows(item.progress.high, window))
     reasons = item.progress.failure_reasons
     for raw in page.items:
         result = transformer.transform(raw)
@@ -183,16 +184,17 @@ def _split(
         if duplicates.seen(result.incremental, result.pk_digest):
             split.duplicate += 1  # processed by the previous run (it sits at the previous watermark)
             continue
-        entry = deps.publisher.entry(result.event) if result.ok and result.event is not None else None
-        if entry is not None and not deps.publisher.fits(entry):
+        prepared = deps.publisher.prepare(result.event) if result.ok and result.event is not None else None
+        if prepared is not None and prepared.size > MAX_REQUEST_BYTES:
             result.errors.append("event_too_large")
-            entry = None
-        if entry is None:
+            prepared = None
+        if prepared is None:
             split.failed += 1
             for reason in result.errors or ["unmapped"]:
                 reasons[reason] = reasons.get(reason, 0) + 1
         else:
-            split.entries.append(entry)
+            split.entries.append(prepared.entry)
+            split.sizes.append(prepared.size)
         split.landed.append(_landed_record(item, number, ingested_at, result))
     return split
 
@@ -287,7 +289,7 @@ def default_deps(event: dict[str, Any], settings: IngestionSettings) -> PageDeps
         lander=Lander(settings.landing_bucket_name),
         publisher=EventPublisher(settings.event_bus_name, workers=settings.publish_workers),
         store=WatermarkStore(settings.state_table_name),
-        keys=KeyStore(settings.state_table_name),
+        keys=KeyStore(settings.state_table_name, retention_days=settings.deletion_key_retention_days),
     )
 
 

@@ -29,7 +29,11 @@ def destination_handler(destination: Destination) -> LambdaHandler:
                     destination,
                     settings,
                     lambda: load_instances(settings.config_parameter_name, settings.config_cache_seconds),
-                    Guards(order=OrderGuard(settings.state_table_name)),
+                    Guards(
+                        order=OrderGuard(
+                            settings.state_table_name, retention_days=settings.order_guard_retention_days
+                        )
+                    ),
                     WaitingChanges(settings.state_table_name),
                 )
             )

@@ -19,6 +19,7 @@ from local.fakes.sfmc import example_ingestion_config
 from sfmc_ingestion.client import RowsetPage
 from sfmc_ingestion.config import parse_ingestion_config
 from sfmc_ingestion.models import Watermark, WorkItem
+from sfmc_ingestion.publishing import PreparedEntry
 from sfmc_ingestion.tasks import commit as commit_task
 from sfmc_ingestion.tasks import page as page_task
 from sfmc_ingestion.tasks import plan as plan_task
@@ -201,13 +202,10 @@ class Sink:
     def put(self, *_: Any) -> None:
         return None
 
-    def entry(self, detail: dict[str, Any]) -> dict[str, Any]:
-        return {"Detail": json.dumps(detail)}
+    def prepare(self, detail: dict[str, Any]) -> PreparedEntry:
+        return PreparedEntry({"Detail": json.dumps(detail)}, 0)
 
-    def fits(self, entry: dict[str, Any]) -> bool:
-        return True
-
-    def publish(self, entries: list[dict[str, Any]]) -> int:
+    def publish(self, entries: list[dict[str, Any]], sizes: list[int] | None = None) -> int:
         return len(entries)
 
 

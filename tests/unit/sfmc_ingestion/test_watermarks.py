@@ -19,6 +19,7 @@ from activation_core.errors import PermanentError
 from sfmc_ingestion.client import RowsetPage
 from sfmc_ingestion.config import parse_ingestion_config
 from sfmc_ingestion.models import Watermark
+from sfmc_ingestion.publishing import PreparedEntry
 from sfmc_ingestion.rows import iso, parse_iso
 from sfmc_ingestion.tasks import commit as commit_task
 from sfmc_ingestion.tasks import page as page_task
@@ -176,13 +177,10 @@ class Collect:
     def put(self, key: str, body: bytes, rows: int) -> None:
         return None
 
-    def entry(self, detail: dict[str, Any]) -> dict[str, Any]:
-        return {"detail": detail}
+    def prepare(self, detail: dict[str, Any]) -> PreparedEntry:
+        return PreparedEntry({"detail": detail}, 0)
 
-    def fits(self, entry: dict[str, Any]) -> bool:
-        return True
-
-    def publish(self, entries: list[dict[str, Any]]) -> int:
+    def publish(self, entries: list[dict[str, Any]], sizes: list[int] | None = None) -> int:
         for entry in entries:
             detail = entry["detail"]
             self.published.append(
