@@ -3,7 +3,7 @@ without the guard, measured in the same run (`make bench`).
 
 Every destination's handler body (`run_batch` around its `Pipeline`, as `destination_handler` builds
 it) runs in this process on SQS batches of its template BatchSize; AWS is moto server and the vendors
-are the fake servers, both in another process, so this process's CPU time (`time.process_time`) is
+are the fake servers, each in a process of its own, so this process's CPU time (`time.process_time`) is
 the function's own. A botocore hook adds 5 ms to every DynamoDB call (a realistic AWS round trip;
 moto answers in no time) and every vendor call takes 50 ms. Per destination:
 
@@ -36,7 +36,7 @@ COMMAND = "make bench (tests/bench/bench_guards.py)"
 SECTION = "Guards: order and idempotency per destination (issue 18)"
 DYNAMODB_LATENCY = 0.005
 VENDOR_LATENCY = 0.05
-ROUNDS = 3
+ROUNDS = 5
 STATE_TABLE = "bench-state"
 PARAMETER = "/bench/guards/destinations"
 # SQS batches per run: enough records for a steady figure, few enough for the shared machine.
@@ -60,22 +60,30 @@ BEFORE = (
 
 
 # ------------------------------------------------------------------ the other process: AWS and vendors
-def _serve(conn: Any, vendor_latency: float) -> None:
-    """moto server and the four fake vendors (each call `vendor_latency` late); secrets in moto."""
-    import boto3
+def _serve_moto(conn: Any) -> None:
+    """moto server alone in its process: its processing of each write must not hold up the vendors."""
     from moto.server import ThreadedMotoServer
 
     from local import moto_patches
-    from local.examples import example_config
-    from local.fakes.base import FaultProfile
-    from local.harness import vendor_plugs
 
     moto_patches.make_dynamodb_writes_atomic()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
+    conn.send(f"http://{host}:{port}")
+    conn.recv()
+    server.stop()
+
+
+def _serve_vendors(conn: Any, endpoint: str, vendor_latency: float) -> None:
+    """The four fake vendors (each call `vendor_latency` late), their connection secrets in moto."""
+    import boto3
+
+    from local.examples import example_config
+    from local.fakes.base import FaultProfile
+    from local.harness import vendor_plugs
+
     session = boto3.session.Session(
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
     )
@@ -93,11 +101,10 @@ def _serve(conn: Any, vendor_latency: float) -> None:
     exchange(outreach["secret"], plugs["outreach"].fake.authorize(), secrets=secrets, allow_loopback=True)
     for plug in plugs.values():
         plug.fake.set_fault_profile(FaultProfile(slow_rate=1.0, slow_seconds=vendor_latency, paths="."))
-    conn.send(endpoint)
+    conn.send("ready")
     conn.recv()
     for plug in plugs.values():
         plug.fake.stop()
-    server.stop()
 
 
 # ------------------------------------------------------------------ events
@@ -263,6 +270,14 @@ class Measured:
     def modelled_rate(runs: Sequence[Run]) -> float:
         return statistics.median(r.records / r.modelled_seconds for r in runs)
 
+    def paired_ratio(self) -> float:
+        """The median over rounds of (guarded, modelled) / (plain) records per second, each guarded round
+        against the plain one just before it: a burst of load on the shared machine hits both of a pair."""
+        return statistics.median(
+            (g.records / g.modelled_seconds) / (p.records / p.seconds)
+            for g, p in zip(self.guarded, self.plain, strict=True)
+        )
+
     @staticmethod
     def cpu_per_record(runs: Sequence[Run]) -> float:
         """CPU seconds per record, the least disturbed round (CPU time excludes waits for a core)."""
@@ -368,7 +383,7 @@ def _figures(m: Measured) -> list[Figure]:
     calls = m.guarded[-1].calls
     records = m.guarded[-1].records
     writes = calls.guard_and_ledger_requests / records
-    modelled = Measured.modelled_rate(m.guarded) / Measured.rate(m.plain)
+    paired = m.paired_ratio()
     return [
         Figure(
             SECTION,
@@ -381,8 +396,8 @@ def _figures(m: Measured) -> list[Figure]:
             "the same handler without the guard (measured)",
             "records/s",
             COMMAND,
-            ">= 0.8x",
-            modelled >= 0.8,
+            f">= 0.8x, judged on the median of the {ROUNDS} paired rounds: {paired:.2f}",
+            paired >= 0.8,
         ),
         Figure(
             SECTION,
@@ -456,12 +471,21 @@ def run() -> list[Figure]:
 
     NOTES.clear()
     context = multiprocessing.get_context("spawn")
+    # moto and the vendors in two processes: moto's processing of the writes (one at a time, under its
+    # lock and its interpreter's) then cannot delay a vendor's answers, which the guard never causes in AWS.
     ours, theirs = context.Pipe()
-    helper = context.Process(target=_serve, args=(theirs, VENDOR_LATENCY), daemon=True)
+    helper = context.Process(target=_serve_moto, args=(theirs,), daemon=True)
     helper.start()
+    vendors_ours, vendors_theirs = context.Pipe()
     saved = dict(os.environ)
+    vendors: Any = None
     try:
         endpoint = ours.recv()
+        vendors = context.Process(
+            target=_serve_vendors, args=(vendors_theirs, endpoint, VENDOR_LATENCY), daemon=True
+        )
+        vendors.start()
+        vendors_ours.recv()
         os.environ.update(
             AWS_ENDPOINT_URL=endpoint,
             AWS_ACCESS_KEY_ID="testing",
@@ -497,6 +521,9 @@ def run() -> list[Figure]:
             figures += _figures(measured)
             NOTES.append(_note(measured))
     finally:
+        if vendors is not None:
+            vendors_ours.send("stop")
+            vendors.join(timeout=30)
         ours.send("stop")
         helper.join(timeout=30)
         os.environ.clear()
@@ -507,8 +534,8 @@ def run() -> list[Figure]:
     NOTES.insert(
         0,
         "Guards: each destination's handler body (run_batch around its Pipeline, as destination_handler "
-        "builds it; ledger, DLQ and metrics included) in this process; AWS is moto server and the vendors "
-        "the fake servers in another process, so `time.process_time` here is the function's CPU. A botocore "
+        "builds it; ledger, DLQ and metrics included) in this process; AWS is moto server in one other "
+        "process and the vendors the fake servers in another (so moto's work cannot slow the vendors), so `time.process_time` here is the function's CPU. A botocore "
         f"hook adds {DYNAMODB_LATENCY * 1000:.0f} ms to every DynamoDB call and the fakes answer after "
         f"{VENDOR_LATENCY * 1000:.0f} ms. Each round sends fresh entities (new people, prospects, domains) "
         f"through the handler without the guard, then with it, {ROUNDS} rounds interleaved; throughput is the "
