@@ -7,7 +7,7 @@ SAM_VENV ?= .sam-venv
 CHECKOV_VENV ?= .checkov-venv
 STACK ?= activation-dev
 
-.PHONY: install demo test test-fast lint scan soak soak-snapshots bench schemas build validate deploy clean sam-local sam-base-image test-sam-local
+.PHONY: install demo test test-fast lint scan soak soak-snapshots bench schemas template build validate deploy clean sam-local sam-base-image test-sam-local
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ bench: $(STAMP)
 schemas: $(STAMP)
 	$(PY) local/schemas.py
 	$(PY) -m activation_cli.docs
+
+## Rewrite template.yaml's per-destination blocks from functions/destinations.json (a test fails when
+## they differ).
+template: $(STAMP)
+	$(PY) -m local.template_blocks
 
 # ---- AWS: the SAM CLI lives in its own venv (its pins clash with the project's).
 $(SAM_VENV)/bin/sam:

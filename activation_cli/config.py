@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from activation_cli import discovery
+from activation_cli import development, discovery
 from activation_cli.console import err, fail, out, print_json
 from activation_cli.stack import STACK_ENV, Stack, aws_errors, client, load_stack
 
@@ -299,6 +299,7 @@ def show(
 @app.command()
 def example() -> None:
     """Print the example document (one instance per destination) to start a config from."""
+    development.require("config example", moto=False, files=("shared/config",))
     from local.examples import example_config
 
     print_json(example_config())

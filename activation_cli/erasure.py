@@ -2,6 +2,9 @@
 erasure request (`Profile Erasure Requested`), from the erasure ledger in the state table
 (`activation_core.erasure`), so a data protection officer can show the request was carried out.
 
+The stack's own stores answer too, under `stack` (e.g. `sfmc-deletion-check-keys`: the SFMC source's
+deletion-check keys of the person were forgotten, or it held none).
+
 Outcomes: `erased` (the vendor deleted the person), `not_found` (the vendor held no such person),
 `unsupported` (the vendor's API offers no deletion: erase there by hand), `failed` (the request reached
 the DLQ: fix the cause, replay it). An instance with no line yet has not answered (the request is
@@ -26,7 +29,9 @@ def report(state_table: str, request_id: str, destination_types: list[str]) -> d
     from activation_core import erasure
 
     with aws_errors():
-        outcomes = erasure.read(client("dynamodb"), state_table, request_id, destination_types)
+        outcomes = erasure.read(
+            client("dynamodb"), state_table, request_id, [*destination_types, erasure.STACK]
+        )
     rows = [
         {
             "destination": o.destination_type,
@@ -47,7 +52,7 @@ def status(
     stack_name: Annotated[str, typer.Option("--stack", envvar=STACK_ENV, help="The deployed stack")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result")] = False,
 ) -> None:
-    """Every destination instance's outcome for one erasure request. Exit code 3 while any failed or
+    """Every destination instance's (and the stack's own stores') outcome for one erasure request. Exit code 3 while any failed or
     nothing is recorded yet."""
     stack = load_stack(stack_name)
     data = report(stack.output("StateTableName"), request_id, stack.destination_types())

@@ -54,15 +54,16 @@ def translate(
 
 
 def _rewrite_local_artifacts(sam: dict[str, Any], base: Path, upload: Upload) -> None:
-    uploaded: dict[tuple[Path, bool], str] = {}  # one zip per folder even when functions share CodeUri
+    uploaded: dict[tuple[Path, bool, bool], str] = {}  # one zip per folder even when functions share CodeUri
 
-    def to_s3(logical_id: str, uri: Any, *, layer: bool) -> Any:
+    def to_s3(logical_id: str, uri: Any, *, layer: bool, package: bool = False) -> Any:
         if not isinstance(uri, str) or uri.startswith("s3://"):
             return uri
         folder = (base / uri).resolve()
-        if (folder, layer) not in uploaded:
-            uploaded[folder, layer] = upload(logical_id, zip_folder(folder, layer=layer))
-        return uploaded[folder, layer]
+        if (folder, layer, package) not in uploaded:
+            zipped = zip_folder(folder, layer=layer, package=package)
+            uploaded[folder, layer, package] = upload(logical_id, zipped)
+        return uploaded[folder, layer, package]
 
     globals_fn = sam.get("Globals", {}).get("Function", {})
     _strip_unsupported("Globals.Function", globals_fn)
@@ -73,8 +74,10 @@ def _rewrite_local_artifacts(sam: dict[str, Any], base: Path, upload: Upload) ->
         kind = res.get("Type")
         if kind == "AWS::Serverless::Function":
             _strip_unsupported(logical_id, props)
+            # functions/Makefile (`BuildMethod: makefile`) ships the CodeUri folder under its own name.
+            package = res.get("Metadata", {}).get("BuildMethod") == "makefile"
             if "CodeUri" in props:
-                props["CodeUri"] = to_s3(logical_id, props["CodeUri"], layer=False)
+                props["CodeUri"] = to_s3(logical_id, props["CodeUri"], layer=False, package=package)
         elif kind == "AWS::Serverless::LayerVersion":
             props["ContentUri"] = to_s3(logical_id, props.get("ContentUri"), layer=True)
         elif kind == "AWS::Serverless::StateMachine" and isinstance(props.get("DefinitionUri"), str):
@@ -89,17 +92,21 @@ def _strip_unsupported(where: str, props: dict[str, Any]) -> None:
             log.warning("local stack: dropped %s.%s (moto cannot deploy it)", where, key)
 
 
-def zip_folder(folder: Path, *, layer: bool, out_dir: Path | None = None) -> Path:
-    """Zip a code folder deterministically; a layer's content goes under `python/` (as its build does)."""
+def zip_folder(folder: Path, *, layer: bool, package: bool = False, out_dir: Path | None = None) -> Path:
+    """Zip a code folder deterministically, as its build lays it out: a layer's content under `python/`,
+    a function package's Python files under its own name (functions/Makefile), anything else at the root."""
     if not folder.is_dir():
         raise FileNotFoundError(f"artifact folder not found: {folder}")
-    prefix = "python/" if layer and not (folder / "python").is_dir() else ""
+    prefix = "python/" if layer and not (folder / "python").is_dir() else f"{folder.name}/" if package else ""
     files = sorted(_code_files(folder, skip=LAYER_SKIP if layer else set()))
+    if package:  # its Python files only, as functions/Makefile copies them
+        files = [f for f in files if f.suffix == ".py"]
     digest = hashlib.sha256()
     for f in files:
         digest.update(f.relative_to(folder).as_posix().encode() + b"\0" + f.read_bytes())
     out_dir = out_dir or Path(tempfile.gettempdir()) / "local-stack-zips"
     out_dir.mkdir(parents=True, exist_ok=True)
+    digest.update(prefix.encode())
     out = out_dir / f"{folder.name}-{digest.hexdigest()[:16]}.zip"
     if not out.exists():
         tmp = out.with_suffix(".tmp")

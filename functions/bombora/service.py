@@ -14,17 +14,18 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
 
-from pydantic import ValidationError
-
-from activation_core.config_store import describe_validation_error, load_destinations
+from activation_core.chunking import Failed, chunked, isolate
+from activation_core.config_store import load_destinations
 from activation_core.errors import ActivationError, ConfigError, PermanentError, RetryableError
 from activation_core.locks import LeaseLock
 from activation_core.models.config import ActivatedAudience, DestinationInstance
+from activation_core.newest import newest_per_key, superseded
 from activation_core.oauth import TokenProvider
 from activation_core.observability import logger
 from activation_core.outcomes import Outcome, combine
 from activation_core.pipeline import Connector, Entity, WorkItem
 from activation_core.settings import FunctionSettings
+from activation_core.validation import check_origins, check_targets, require_identity, validated
 from bombora.client import AccountList, BomboraClient, ListNotFoundError, fetch_token
 from bombora.lists import ListRegistry, RecordedList
 from bombora.models import (
@@ -58,23 +59,10 @@ class Op(StrEnum):
 
 def validate_instance(instance: DestinationInstance) -> BomboraSettings:
     """Everything Bombora would refuse later, refused now with the instance and field named."""
-    try:
-        settings = BomboraSettings.model_validate(instance.settings)
-    except ValidationError as exc:
-        error = describe_validation_error(exc, instance.id)
-        raise ConfigError(instance.id, f"settings.{error.field}", error.message) from None
-    identities = [m.target for m in instance.mapping if m.identity]
-    if identities != [PRIMARY_ID]:  # BOM-03
-        raise ConfigError(
-            instance.id,
-            "mapping",
-            "primaryId must be mapped as the one target identity (any source; never sent)",
-        )
+    settings = validated(BomboraSettings, instance.settings, instance.id, at="settings")
+    require_identity(instance, PRIMARY_ID, "any source; never sent")  # BOM-03
+    check_targets(instance, TARGETS, f"Bombora takes only the targets {list(TARGETS)}")
     for row in instance.mapping:
-        if row.target not in TARGETS:
-            raise ConfigError(
-                instance.id, f"mapping.{row.target}", f"Bombora takes only the targets {list(TARGETS)}"
-            )
         if row.target == DOMAIN_TARGET and FORBIDDEN_DOMAIN_TRANSFORMS & set(row.transforms):
             raise ConfigError(
                 instance.id, f"mapping.{row.target}", "a hashed domain cannot build an account list"
@@ -85,13 +73,10 @@ def validate_instance(instance: DestinationInstance) -> BomboraSettings:
             "mapping",
             f"{DOMAIN_TARGET} must be mapped (e.g. from account.accountOrganization.domain)",
         )
-    for index, audience in enumerate(instance.audiences):  # BOM-01
-        if audience.origin != ACCEPTED_ORIGIN:
-            raise ConfigError(
-                instance.id,
-                f"audiences.{index}.origin",
-                f"'{audience.origin}' audiences are refused: Bombora takes segmentation audiences only",
-            )
+    check_origins(  # BOM-01
+        instance, {ACCEPTED_ORIGIN}, "audiences are refused: Bombora takes segmentation audiences only"
+    )
+    for index, audience in enumerate(instance.audiences):
         unknown = sorted(set(audience.extras) - AUDIENCE_EXTRAS)
         if unknown:
             raise ConfigError(
@@ -151,26 +136,9 @@ class _Change:
     """One activated audience membership of one record: add or remove its domain."""
 
     item: WorkItem
-    position: int
     audience: ActivatedAudience
     op: Op
     domain: str
-
-    @property
-    def order(self) -> tuple[float, int]:
-        # Newest event wins; within one instant, the later record in the batch.
-        return (self.item.record.occurred_at.timestamp(), self.position)
-
-
-@dataclass(slots=True)
-class _Budget:
-    remaining: int = _ISOLATION_BUDGET
-
-    def take(self, calls: int) -> bool:
-        if self.remaining < calls:
-            return False
-        self.remaining -= calls
-        return True
 
 
 @dataclass
@@ -187,7 +155,7 @@ class BomboraConnector:
     def deliver(self, items: Sequence[WorkItem]) -> Mapping[str, Outcome]:
         per_item: dict[str, list[Outcome]] = defaultdict(list)
         changes: list[_Change] = []
-        for position, item in enumerate(items):
+        for item in items:
             eligible = []
             for activation in item.activations:
                 origin = activation.membership.origin
@@ -209,7 +177,7 @@ class BomboraConnector:
                 continue
             for activation in eligible:
                 op = Op.ADD if activation.membership.status.is_member else Op.REMOVE
-                changes.append(_Change(item, position, activation.audience, op, domain))
+                changes.append(_Change(item, activation.audience, op, domain))
 
         by_audience: dict[str, list[_Change]] = defaultdict(list)
         for change in changes:
@@ -229,20 +197,17 @@ class BomboraConnector:
     def _audience(self, changes: Sequence[_Change]) -> list[tuple[str, Outcome]]:
         """Apply one audience's changes to its list; one (record key, outcome) per change."""
         audience = changes[0].audience
-        latest: dict[str, _Change] = {}
-        for change in changes:
-            current = latest.get(change.domain)
-            if current is None or change.order >= current.order:
-                latest[change.domain] = change
+        # Newest event wins; within one instant, the later record in the batch.
+        latest = newest_per_key(
+            changes, key=lambda c: c.domain, at=lambda c: c.item.record.occurred_at
+        ).by_key
         decided: list[tuple[str, Outcome]] = []
         applied: list[_Change] = []
         for change in changes:
             if change.op is latest[change.domain].op:
                 applied.append(change)  # the same op twice is one account: it is sent once
             else:
-                decided.append(
-                    (change.item.key, Outcome.skipped("superseded", "a newer change in the batch"))
-                )
+                decided.append((change.item.key, superseded("a newer change in the batch")))
         adds = sorted(d for d, c in latest.items() if c.op is Op.ADD)
         removes = sorted(d for d, c in latest.items() if c.op is Op.REMOVE)
         results = self._apply(audience, adds, removes)
@@ -264,42 +229,34 @@ class BomboraConnector:
             absent = Outcome.skipped("list_absent", f"no Bombora list named '{audience.name}' to remove from")
             return {(Op.REMOVE, d): absent for d in removes}
         results: dict[tuple[Op, str], Outcome] = {}
-        size = self.settings.batch_size
         for op, domains in ops:
-            for start in range(0, len(domains), size):
-                chunk = domains[start : start + size]
+            send = partial(self._send, op, recorded.list_id)
+            for chunk in chunked(domains, self.settings.batch_size):
                 try:
-                    sent = self._send(op, recorded.list_id, audience.name, chunk, _Budget())
+                    # A 400/422 names no record: the chunk is split in halves to find the ones it is about.
+                    parts = isolate(
+                        chunk, send, split_on=_names_no_record, max_extra_calls=_ISOLATION_BUDGET,
+                        raise_on=(ListNotFoundError,),
+                    )  # fmt: skip
                 except ListNotFoundError as exc:
                     # Deleted at Bombora: forget it so the retry finds or creates the list again.
                     self.lists.forget(list_key(audience.name), recorded.list_id)
                     gone = Outcome.from_error(exc)
                     return {**results, **{(o, d): gone for o, ds in ops for d in ds if (o, d) not in results}}
-                results.update({(op, d): outcome for d, outcome in sent.items()})
+                for part in parts:
+                    outcome = (
+                        Outcome.from_error(part.error)
+                        if isinstance(part, Failed)
+                        else _applied(op, audience.name, accepted=part.result)
+                    )
+                    results.update({(op, d): outcome for d in part.entries})
         return results
 
-    def _send(self, op: Op, list_id: str, name: str, chunk: list[str], budget: _Budget) -> dict[str, Outcome]:
-        """One call for `chunk`; a 400/422 is split in halves to find the records it is about."""
-        try:
-            if op is Op.ADD:
-                accepted = self.client.add_accounts(list_id, chunk)
-            else:
-                accepted = self.client.delete_accounts(list_id, chunk)
-        except ListNotFoundError:
-            raise
-        except PermanentError as exc:
-            if exc.reason in ("http_400", "http_422") and len(chunk) > 1 and budget.take(2):
-                middle = len(chunk) // 2
-                return {
-                    **self._send(op, list_id, name, chunk[:middle], budget),
-                    **self._send(op, list_id, name, chunk[middle:], budget),
-                }
-            return dict.fromkeys(chunk, Outcome.from_error(exc))
-        except ActivationError as exc:
-            return dict.fromkeys(chunk, Outcome.from_error(exc))
-        verb = "added to" if op is Op.ADD else "removed from"
-        later = " (accepted; Bombora applies it asynchronously)" if accepted else ""
-        return dict.fromkeys(chunk, Outcome.delivered(f"{verb} Bombora list '{name}'{later}"))
+    def _send(self, op: Op, list_id: str, domains: Sequence[str]) -> bool:
+        """One call; True when Bombora accepted it to apply later (asynchronously)."""
+        if op is Op.ADD:
+            return self.client.add_accounts(list_id, domains)
+        return self.client.delete_accounts(list_id, domains)
 
     # -- the list of an audience (BOM-05, BOM-06) ---------------------------------------------------
 
@@ -387,6 +344,16 @@ class BomboraConnector:
                 "Manual lists only: rename that list or the audience",
             )
         return _oldest(manual)
+
+
+def _names_no_record(error: ActivationError) -> bool:
+    return isinstance(error, PermanentError) and error.reason in ("http_400", "http_422")
+
+
+def _applied(op: Op, name: str, *, accepted: bool) -> Outcome:
+    verb = "added to" if op is Op.ADD else "removed from"
+    later = " (accepted; Bombora applies it asynchronously)" if accepted else ""
+    return Outcome.delivered(f"{verb} Bombora list '{name}'{later}")
 
 
 def _oldest(lists: Sequence[AccountList]) -> AccountList:

@@ -34,8 +34,9 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from activation_core import aws
+from activation_core.credentials import CACHED_TOKEN_FIELD
 from activation_core.locks import Lease, LeaseLock
-from activation_core.oauth import CACHED_TOKEN_FIELD, TokenGrant
+from activation_core.oauth import TokenGrant
 from outreach.client import DEFAULT_SCOPE, authorize_url, exchange_code
 from outreach.models import OutreachConnection
 

@@ -12,17 +12,16 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from pydantic import ValidationError
-
-from activation_core.config_store import describe_validation_error
 from activation_core.errors import ActivationError, ConfigError
 from activation_core.locks import LeaseLock
 from activation_core.models.config import ActivatedAudience, DestinationInstance
+from activation_core.newest import superseded
 from activation_core.oauth import TokenProvider
 from activation_core.outcomes import Outcome
 from activation_core.pipeline import Connector, Entity, WorkItem
 from activation_core.rate_budget import RateBudget, Window
 from activation_core.settings import FunctionSettings
+from activation_core.validation import require_identity, validated
 from outreach.client import (
     BAD_REQUEST_MESSAGE,
     FieldRejectedError,
@@ -50,31 +49,20 @@ BUDGET_GRANULARITY = 60.0
 BUDGET_CHUNK = 100
 
 
-def _config_error(instance: DestinationInstance, prefix: str, error: ValidationError) -> ConfigError:
-    described = describe_validation_error(error, instance.id)
-    return ConfigError(instance.id, f"{prefix}.{described.field}", described.message)
-
-
 def validate_instance(instance: DestinationInstance) -> tuple[OutreachSettings, dict[str, int]]:
     """Everything Outreach would refuse later, refused now naming the instance and field.
 
     Returns the settings and each activated audience's mapping ID.
     """
-    try:
-        settings = OutreachSettings.model_validate(instance.settings)
-    except ValidationError as exc:
-        raise _config_error(instance, "settings", exc) from None
-    identity_rows = [row for row in instance.mapping if row.identity]
-    if [row.target for row in identity_rows] != [IDENTITY_TARGET]:  # OUT-02
-        raise ConfigError(instance.id, "mapping", "OutreachId must be mapped as the one target identity")
+    settings = validated(OutreachSettings, instance.settings, instance.id, at="settings")
+    require_identity(instance, IDENTITY_TARGET)  # OUT-02
 
     mapping_ids: dict[str, int] = {}
     used_by: dict[int, ActivatedAudience] = {}
     for index, audience in enumerate(instance.audiences):  # OUT-03; any origin is fine (OUT-07)
-        try:
-            extras = OutreachAudienceExtras.model_validate(audience.extras)
-        except ValidationError as exc:
-            raise _config_error(instance, f"audiences.{index}.extras", exc) from None
+        extras = validated(
+            OutreachAudienceExtras, audience.extras, instance.id, at=f"audiences.{index}.extras"
+        )
         other = used_by.get(extras.mapping_id)
         if other is not None:
             raise ConfigError(
@@ -215,9 +203,7 @@ class OutreachConnector:
                 outcomes[change.item.key] = (
                     Outcome.delivered(f"prospect {prospect}")
                     if id(change) in winners
-                    else Outcome.skipped(
-                        "superseded", "newer changes to this prospect in the batch set every field"
-                    )
+                    else superseded("newer changes to this prospect in the batch set every field")
                 )
             break
         return outcomes
@@ -275,10 +261,9 @@ class OutreachDestination:
             min_mint_interval=outreach_settings.token_mint_interval_seconds,
             refresh_token_field="refreshToken",  # noqa: S106 - the secret's field name
         )
-        try:
-            connection = OutreachConnection.model_validate(tokens.connection())
-        except ValidationError as exc:
-            raise _config_error(instance, f"secret '{instance.secret}'", exc) from None
+        connection = validated(
+            OutreachConnection, tokens.connection(), instance.id, at=f"secret '{instance.secret}'"
+        )
         budget = RateBudget(
             settings.state_table_name,
             f"outreach#{outreach_settings.budget_key or instance.secret}",

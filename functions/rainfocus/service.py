@@ -7,16 +7,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
-from pydantic import ValidationError
-
-from activation_core.config_store import describe_validation_error
 from activation_core.errors import ActivationError, ConfigError
 from activation_core.locks import LeaseLock
 from activation_core.models.config import DestinationInstance
+from activation_core.newest import newest_per_key, superseded
 from activation_core.oauth import TokenProvider
 from activation_core.outcomes import Outcome
 from activation_core.pipeline import Connector, Entity, WorkItem
 from activation_core.settings import FunctionSettings
+from activation_core.validation import check_origins, check_targets, require_identity, validated
 from rainfocus.client import RainfocusClient, fetch_token
 from rainfocus.models import (
     ACCEPTED_ORIGINS,
@@ -33,27 +32,20 @@ IDENTITY_TARGET = "email"
 
 def validate_instance(instance: DestinationInstance) -> RainfocusSettings:
     """Everything RainFocus would refuse later, refused now with the instance and field named."""
-    try:
-        settings = RainfocusSettings.model_validate(instance.settings)
-    except ValidationError as exc:
-        error = describe_validation_error(exc, instance.id)
-        raise ConfigError(instance.id, f"settings.{error.field}", error.message) from None
-    identity_rows = [m for m in instance.mapping if m.identity]
-    if [m.target for m in identity_rows] != [IDENTITY_TARGET]:  # RNF-03
-        raise ConfigError(instance.id, "mapping", "email must be mapped as the one target identity")
-    for row in instance.mapping:
-        if row.target not in ATTENDEE_FIELDS:
-            raise ConfigError(
-                instance.id, f"mapping.{row.target}", f"not a RainFocus attendee field {ATTENDEE_FIELDS}"
-            )
-    for index, audience in enumerate(instance.audiences):
-        if audience.origin not in ACCEPTED_ORIGINS:  # RNF-06
-            raise ConfigError(
-                instance.id,
-                f"audiences.{index}.origin",
-                f"'{audience.origin}' is not one of {sorted(ACCEPTED_ORIGINS)}",
-            )
+    settings = validated(RainfocusSettings, instance.settings, instance.id, at="settings")
+    require_identity(instance, IDENTITY_TARGET)  # RNF-03
+    check_targets(instance, ATTENDEE_FIELDS, f"not a RainFocus attendee field {ATTENDEE_FIELDS}")
+    check_origins(instance, ACCEPTED_ORIGINS)  # RNF-06
     return settings
+
+
+@dataclass(frozen=True, slots=True)
+class _Attendee:
+    """One record's attendee: its email (the key RainFocus upserts on) and the fields to store."""
+
+    item: WorkItem
+    email: str
+    fields: dict[str, str]
 
 
 @dataclass
@@ -66,7 +58,7 @@ class RainfocusConnector:
 
     def deliver(self, items: Sequence[WorkItem]) -> Mapping[str, Outcome]:
         outcomes: dict[str, Outcome] = {}
-        latest: dict[str, tuple[WorkItem, dict[str, str]]] = {}
+        attendees: list[_Attendee] = []
         for item in items:
             if not any(a.membership.status.is_member for a in item.activations):
                 # An attendee store has nothing to remove: exiting the audience changes nothing there.
@@ -74,22 +66,20 @@ class RainfocusConnector:
                 continue
             try:
                 email = attendee_email(item.mapped.value(IDENTITY_TARGET), self.settings.apply_transformation)
-                attendee = build_attendee(item.mapped.fields, email, self.settings.event_code)
+                fields = build_attendee(item.mapped.fields, email, self.settings.event_code)
             except ActivationError as exc:
                 outcomes[item.key] = Outcome.from_error(exc)
                 continue
-            # Several changes to one attendee in a batch: send the newest only, in one call.
-            previous = latest.get(email)
-            if previous is None or previous[0].record.occurred_at <= item.record.occurred_at:
-                if previous is not None:
-                    outcomes[previous[0].key] = Outcome.skipped("superseded", "a newer event in the batch")
-                latest[email] = (item, attendee)
-            else:
-                outcomes[item.key] = Outcome.skipped("superseded", "a newer event in the batch")
+            attendees.append(_Attendee(item, email, fields))
+        # Several changes to one attendee in a batch: send the newest only, in one call.
+        newest = newest_per_key(attendees, key=lambda a: a.email, at=lambda a: a.item.record.occurred_at)
+        for stale in newest.superseded:
+            outcomes[stale.item.key] = superseded("a newer event in the batch")
+        latest = list(newest.by_key.values())
         with ThreadPoolExecutor(max_workers=self.settings.max_concurrency) as pool:
-            sent = pool.map(self._store, [attendee for _, attendee in latest.values()])
-            for (item, _), outcome in zip(latest.values(), sent, strict=True):
-                outcomes[item.key] = outcome
+            sent = pool.map(self._store, [attendee.fields for attendee in latest])
+            for attendee, outcome in zip(latest, sent, strict=True):
+                outcomes[attendee.item.key] = outcome
         return outcomes
 
     def _store(self, attendee: Mapping[str, str]) -> Outcome:

@@ -16,12 +16,10 @@ from sfmc_ingestion.models import IngestionConfig
 
 
 class SourceConfigError(ConfigError):
-    """A ConfigError that names a source (the layer's wording names a destination)."""
+    """A ConfigError that names a source rather than a destination."""
 
     def __init__(self, source: str, field: str, detail: str) -> None:
-        super().__init__(source, field, detail)
-        self.detail = f"source '{source}', field '{field}': {detail}"
-        self.args = (f"{self.reason}: {self.detail}",)
+        super().__init__(source, field, detail, subject="source")
 
 
 def parse_ingestion_config(document: str | bytes | dict[str, Any]) -> IngestionConfig:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import cache
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class IngestionSettings(BaseModel):
@@ -18,6 +18,9 @@ class IngestionSettings(BaseModel):
     config_cache_seconds: int = 60
     allow_loopback_urls: bool = False
     publish_workers: int = 4
+    # Days a deletion-check key (a row's identities) outlives the last check that saw it (deletions.py).
+    deletion_key_retention_days: int = Field(default=400, ge=1)
+    max_receive_count: int = 0  # the erasure queue's receives before its DLQ (the last one records `failed`)
 
     @classmethod
     def from_env(cls) -> IngestionSettings:
@@ -30,6 +33,8 @@ class IngestionSettings(BaseModel):
             config_cache_seconds=int(env.get("CONFIG_CACHE_SECONDS", "60")),
             allow_loopback_urls=env.get("ALLOW_LOOPBACK_URLS", "false").lower() == "true",
             publish_workers=int(env.get("PUBLISH_WORKERS", "4")),
+            deletion_key_retention_days=int(env.get("DELETION_KEY_RETENTION_DAYS", "400")),
+            max_receive_count=int(env.get("MAX_RECEIVE_COUNT", "0")),
         )
 
 

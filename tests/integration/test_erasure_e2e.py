@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,19 @@ def test_erasure_makes_the_stack_forget_the_persons_order_records(erased: Activa
     assert order_records_of_the_person(erased) == []
 
 
+def test_order_guard_items_expire_the_configured_days_after_the_last_change_applied(
+    erased: ActivationHarness,
+) -> None:
+    """Guard items hold hashed identities only, and still end: DynamoDB deletes them (TTL)
+    OrderGuardRetentionDays (default 400) after the last change applied to their entity."""
+    dynamodb = erased.stack.client("dynamodb")
+    pages = dynamodb.get_paginator("scan").paginate(TableName=erased.outputs["StateTableName"])
+    guards = [item for page in pages for item in page["Items"] if item["pk"]["S"].startswith("order#")]
+    now = time.time()
+    assert guards
+    assert all(now + 399 * 86400 <= int(item["ttl"]["N"]) <= now + 400 * 86400 + 1 for item in guards)
+
+
 def test_erasure_outcomes_are_listed_per_request_id(erased: ActivationHarness) -> None:
     code, status = erasure_status("dsr-2026-0001")
     assert code == 0
@@ -102,8 +116,9 @@ def test_erasure_outcomes_are_listed_per_request_id(erased: ActivationHarness) -
         ("outreach", "erased"),
         ("rainfocus", "unsupported"),
         ("bombora", "unsupported"),
+        ("stack", "not_found"),  # the SFMC source's deletion-check keys: none held here
     }
-    assert status["counts"] == {"erased": 2, "unsupported": 2}
+    assert status["counts"] == {"erased": 2, "unsupported": 2, "not_found": 1}
     assert all(
         o["reason"] == "erasure_unsupported" for o in status["outcomes"] if o["outcome"] == "unsupported"
     )

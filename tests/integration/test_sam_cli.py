@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from samtranslator.yaml_helper import yaml_parse
 
 from activation_core import naming
 from local.harness import DESTINATION_TYPES
@@ -53,7 +54,7 @@ def test_sam_validate_lint_passes(sam: Path) -> None:
     assert "is a valid SAM Template" in result.stdout + result.stderr
 
 
-def test_sam_build_without_docker_builds_every_function_and_the_arm64_layer(
+def test_sam_build_without_docker_builds_every_function_alone_and_the_arm64_layer(
     sam: Path, tmp_path: Path
 ) -> None:
     build = tmp_path / "build"
@@ -70,3 +71,12 @@ def test_sam_build_without_docker_builds_every_function_and_the_arm64_layer(
             build / naming.logical_id(destination_type, "Function") / destination_type / "handler.py"
         ).exists()
     assert (build / "template.yaml").exists()
+    # Each function ships its own package (the one its handler names) and nothing else: the layer
+    # brings the rest, and no vendor's code rides along in another vendor's function.
+    built = yaml_parse((build / "template.yaml").read_text())["Resources"]
+    functions = {k: r for k, r in built.items() if r["Type"] == "AWS::Serverless::Function"}
+    assert len(functions) >= len(DESTINATION_TYPES)
+    for logical_id, function in functions.items():
+        package = function["Properties"]["Handler"].split(".")[0]
+        shipped = {p.name for p in (build / logical_id).iterdir()}
+        assert shipped == {package}, (logical_id, sorted(shipped))

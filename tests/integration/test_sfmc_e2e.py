@@ -14,6 +14,7 @@ import gzip
 import io
 import json
 import re
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -46,7 +47,8 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Tried to parse AWS..S3..BucketPolicy:UserWarning"),
 ]
 
-ASL_FOLDER = Path(__file__).resolve().parents[2] / "functions" / "sfmc_ingestion"
+ROOT = Path(__file__).resolve().parents[2]
+ASL_FOLDER = ROOT / "functions" / "sfmc_ingestion"
 CONTACTS, CAMPAIGN, ACTIVITY = 16, 8, 8
 HISTORIC_ROWS = 3000  # already in the data extension, older than its watermark: never read again
 NEW_ACTIVITY = 100
@@ -454,6 +456,47 @@ def test_sfmc_rows_deleted_in_sfmc_become_exits_in_the_run_record(
     (check,) = [r for r in second["record"]["dataExtensions"] if r["mode"] == "keys"]
     assert (baseline["rowsDeleted"], check["rowsDeleted"], check["exitsPublished"]) == (0, 2, 2)
     assert second["record"]["totals"]["exitsPublished"] == 2
+
+
+def deletion_check_keys(stack: ActivationHarness) -> list[dict[str, Any]]:
+    source = example_ingestion_config()["sources"][0]["id"]
+    return list(
+        stack.stack.client("dynamodb").query(
+            TableName=stack.outputs["StateTableName"],
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"sfmc#keys#{source}#Contacts"}},
+        )["Items"]
+    )
+
+
+def test_an_erasure_request_forgets_the_persons_deletion_check_keys_which_expire_anyway(
+    deletion_runs: list[dict[str, Any]], stack: ActivationHarness
+) -> None:
+    """The deletion check keeps each row's identities (an exit must name the person): they expire
+    DeletionKeyRetentionDays (default 400) after the last check, and an erasure request forgets them
+    at once (the SFMC erasure queue and function), answered in `activation erasure status`."""
+    from typer.testing import CliRunner
+
+    from activation_cli.main import app
+
+    held = deletion_check_keys(stack)
+    assert len(held) >= 2
+    now = time.time()
+    assert all(now + 399 * 86400 <= int(item["ttl"]["N"]) <= now + 400 * 86400 + 1 for item in held)
+    person = json.loads(held[0]["identities"]["S"])
+    event = json.loads((ROOT / "events" / "erasure" / "profile-erasure-requested.json").read_text())
+    event["detail"].update(requestId="dsr-sfmc-keys", eventId="evt-dsr-sfmc-keys")
+    event["detail"]["profile"]["identities"] = person
+    stack.publish([event])
+    stack.drain()
+
+    left = deletion_check_keys(stack)
+    assert len(left) == len(held) - 1
+    assert person not in [json.loads(item["identities"]["S"]) for item in left]
+    result = CliRunner().invoke(app, ["erasure", "status", "dsr-sfmc-keys", "--stack", STACK_NAME, "--json"])
+    answers = {(o["destination"], o["instance"]): o for o in json.loads(result.stdout)["outcomes"]}
+    answer = answers[("stack", "sfmc-deletion-check-keys")]
+    assert (answer["outcome"], answer["detail"]) == ("erased", "1 deletion-check keys forgotten")
 
 
 def test_every_key_the_ingestion_and_destinations_wrote_is_one_their_roles_may_write(

@@ -289,7 +289,7 @@ def default_deps(event: dict[str, Any], settings: IngestionSettings) -> PageDeps
         lander=Lander(settings.landing_bucket_name),
         publisher=EventPublisher(settings.event_bus_name, workers=settings.publish_workers),
         store=WatermarkStore(settings.state_table_name),
-        keys=KeyStore(settings.state_table_name),
+        keys=KeyStore(settings.state_table_name, retention_days=settings.deletion_key_retention_days),
     )
 
 

@@ -3,24 +3,44 @@
 One item per (request, destination type, instance) in the state table: `pk=erasure#<type>#<request id>`
 (the type in the key lets each function write only its own, `dynamodb:LeadingKeys`), `sk=<instance>`,
 with the outcome, its reason and detail, and when it was recorded. The first final outcome stays (a
-redelivered request then finds nothing to delete, which must not overwrite "erased"). Items hold no
+redelivered request then finds nothing to delete, which must not overwrite "erased"); `failed` is not
+final (the request sits in a DLQ): the answer of its replay replaces it. Items hold no
 personal value (the request id, names and outcome codes) and expire after `RETENTION_DAYS`, the time
 they are kept as proof that the request was carried out.
+
+What the stack itself holds of a person (not a vendor) is answered under the type `STACK`, one line
+per store (e.g. a source's deletion-check keys). A store that must find a person's items again keeps,
+with each, the `identity_digests` of the identities it holds: an erasure request's digests match them
+without the request's values being compared, logged or stored.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from activation_core.guards import normalise_identity
 from activation_core.outcomes import Kind, Outcome
 
 RETENTION_DAYS = 3 * 365
 _PREFIX = "erasure#"
+# The ledger type of the stack's own stores (their lines sit beside the destinations').
+STACK = "stack"
+
+
+def identity_digests(identities: Mapping[str, object]) -> set[str]:
+    """One non-reversible digest per identity (namespace and normalised value): two sets of
+    identities name the same person when their digests intersect."""
+    return {
+        hashlib.sha256(f"{name}\x1f{normalise_identity(name, value)}".encode()).hexdigest()[:32]
+        for name, value in identities.items()
+        if value is not None and str(value).strip()
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +72,7 @@ def partition(destination_type: str, request_id: str) -> str:
 
 
 def record(dynamodb: Any, table: str, entries: Iterable[ErasureOutcome], *, now: float | None = None) -> None:
-    """Keep the first final outcome of each (request, instance)."""
+    """Keep the first final outcome of each (request, instance); a `failed` one until the next answer."""
     now = time.time() if now is None else now
     for entry in entries:
         try:
@@ -67,7 +87,9 @@ def record(dynamodb: Any, table: str, entries: Iterable[ErasureOutcome], *, now:
                     "recordedAt": {"N": str(int(entry.recorded_at))},
                     "ttl": {"N": str(int(now + RETENTION_DAYS * 86400))},
                 },
-                ConditionExpression="attribute_not_exists(pk)",
+                # A `failed` answer is not final: the replayed request's answer replaces it.
+                ConditionExpression="attribute_not_exists(pk) OR outcome = :failed",
+                ExpressionAttributeValues={":failed": {"S": "failed"}},
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":

@@ -37,14 +37,14 @@ class AuthError(ActivationError):
 
 
 class ConfigError(ActivationError):
-    """A destination configuration is invalid; names the instance and the field.
+    """A configuration is invalid; names the instance (a destination, or another `subject`) and the field.
 
     `instance`, `field` and `message` are data: callers compose their own wording from them rather
     than parse `detail` (which reads "destination 'X', field 'Y': message").
     """
 
-    def __init__(self, instance: str, field: str, message: str) -> None:
-        super().__init__("invalid_config", f"destination '{instance}', field '{field}': {message}")
+    def __init__(self, instance: str, field: str, message: str, *, subject: str = "destination") -> None:
+        super().__init__("invalid_config", f"{subject} '{instance}', field '{field}': {message}")
         self.instance = instance
         self.field = field
         self.message = message

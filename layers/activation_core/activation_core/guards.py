@@ -18,6 +18,12 @@ What this guarantees, and what not (README, "Idempotency and order"):
 - a change older than one already applied (same instance, entity and audience) is never sent;
 - two invocations holding changes to the same entity at the same moment may both send (nothing is
   locked while the vendor is called); the guard then keeps the newest of them.
+
+Retention: an item expires (DynamoDB TTL) `retention_days` after the last change applied to its
+entity on its instance (every commit moves the expiry forward). Once DynamoDB has deleted it, the
+entity is unknown again: an older event arriving after that would be applied, and a redelivered one
+sent again. Events never wait that long in the stack (queues keep them 4 days, DLQs 14), so the
+default (`DEFAULT_RETENTION_DAYS`) is far beyond any realistic delay (docs/decisions.md, 2026-12-07).
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import re
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,6 +57,8 @@ _PARALLEL_REQUESTS = 8
 _COMMIT_ROUNDS = 3
 _UNPROCESSED_ROUNDS = 5
 _SORT_KEY = "applied"
+# Days an entity's item outlives the last change applied to it (the template's OrderGuardRetentionDays).
+DEFAULT_RETENTION_DAYS = 400
 
 # Identity namespaces whose values are case-insensitive: an address or a domain, whatever it is called.
 _CASE_INSENSITIVE_NAME = re.compile(r"e-?mail|domain", re.IGNORECASE)
@@ -159,9 +168,18 @@ class _Target:
 class OrderGuard(aws.UsesDynamoDB):
     """Reads and commits the order-and-idempotency items of one state table (see the module doc)."""
 
-    def __init__(self, table_name: str, *, dynamodb: Any | None = None) -> None:
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        dynamodb: Any | None = None,
+        retention_days: int = DEFAULT_RETENTION_DAYS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._table = table_name
         self._dynamodb = dynamodb
+        self._retention_seconds = retention_days * 86400
+        self._clock = clock
 
     def _key(self, instance_id: str, entity: str) -> dict[str, Any]:
         # The `order#` partitions the destination roles may write (template.yaml, LeadingKeys).
@@ -246,7 +264,11 @@ class OrderGuard(aws.UsesDynamoDB):
         merged = state.merged(target.newest)
         if merged is None:
             return None  # a newer or the same change is already recorded (another invocation)
-        item: dict[str, Any] = {**self._key(instance_id, entity), "v": {"N": str(state.version + 1)}}
+        item: dict[str, Any] = {
+            **self._key(instance_id, entity),
+            "v": {"N": str(state.version + 1)},
+            "ttl": {"N": str(math.ceil(self._clock() + self._retention_seconds))},
+        }
         for audience, applied in merged.items():
             item[f"t:{audience}"] = {"N": str(applied.at)}
             item[f"e:{audience}"] = {"SS": sorted(applied.event_ids)}

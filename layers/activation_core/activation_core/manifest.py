@@ -1,12 +1,13 @@
 """The destination manifest: the one list of destinations (`functions/destinations.json`).
 
 Everything that needs the list of destinations reads it here: the local stack, the CLI, the docs
-generator and the tests (the template is still written by hand; a drift test holds it to the
-manifest, see docs/decisions.md). This module knows the shape of an entry, never a vendor.
+generator, the tests and the generator of template.yaml's per-destination blocks
+(`local/template_blocks.py`, `make template`). This module knows the shape of an entry, never a vendor.
 """
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -39,6 +40,12 @@ class DestinationSpec(_Entry):
     timeout_seconds: int = Field(alias="timeoutSeconds", ge=1, le=900)
     visibility_timeout_seconds: int = Field(alias="visibilityTimeoutSeconds", ge=0, le=43200)
     alarms: tuple[Annotated[str, Field(pattern=ALARM_NAME)], ...] = Field(default=REQUIRED_ALARMS)
+    state_keys: tuple[str, ...] = Field(
+        default=(),
+        alias="stateKeys",
+        description="State-table partition keys its own code writes (IAM StringLike patterns), besides "
+        "the ones every destination writes (token leases, erasure records, ledgers, order guards)",
+    )
 
     @field_validator("type")
     @classmethod
@@ -53,6 +60,12 @@ class DestinationSpec(_Entry):
         missing = [a for a in REQUIRED_ALARMS if a not in self.alarms]
         if missing:
             raise ValueError(f"{self.type}: alarms must include {missing}")
+        # Least privilege: a destination's own keys are named after its type, so no two overlap.
+        foreign = [k for k in self.state_keys if not re.search(rf"(^|#){self.type}[#-]", k)]
+        if foreign:
+            raise ValueError(
+                f"{self.type}: stateKeys must name the type ('{self.type}#' or '#{self.type}-'): {foreign}"
+            )
         return self
 
     @property

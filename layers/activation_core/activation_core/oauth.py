@@ -15,7 +15,6 @@ import copy
 import json
 import logging
 import math
-import re
 import threading
 import time
 import uuid
@@ -26,15 +25,15 @@ from typing import Any, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 from activation_core import aws, deadline
+from activation_core.credentials import CACHED_TOKEN_FIELD, read_secret, secret_error
 from activation_core.errors import AuthError, PermanentError, RetryableError, ThrottledError
 from activation_core.locks import Lease, LeaseLock
-from activation_core.observability import IDENTIFIER_MIN_LENGTH, register_secret
+from activation_core.observability import register_secret
+from activation_core.vendor_counts import VENDOR_COUNTS
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-CACHED_TOKEN_FIELD = "cachedToken"  # noqa: S105 - a field name, not a secret
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,6 @@ _memory_lock = threading.Lock()
 # A minted grant with a rotated refresh token whose write to the secret failed: the only copy of the
 # connection's refresh token. The next get() saves it before anything else (and mints with it).
 _pending: dict[str, dict[str, Any]] = {}
-_total_token_requests = 0
 
 
 def clear_memory_cache() -> None:
@@ -94,21 +92,6 @@ def clear_memory_cache() -> None:
     with _memory_lock:
         _memory.clear()
         _pending.clear()
-
-
-def total_token_requests() -> int:
-    """Token endpoint calls made by this process, across providers (metrics, benchmarks)."""
-    return _total_token_requests
-
-
-def _secret_error(exc: BotoCoreError | ClientError) -> RetryableError:
-    code = (
-        str(exc.response.get("Error", {}).get("Code", "ClientError"))
-        if isinstance(exc, ClientError)
-        else type(exc).__name__
-    )
-    # Retryable even for "not found"/"access denied": an operator can fix it and the record survives.
-    return RetryableError("secret_unavailable", code)
 
 
 def _parse_token(raw: Any) -> _Token | None:
@@ -128,25 +111,6 @@ def _parse_token(raw: Any) -> _Token | None:
 
 def _connection_of(document: Mapping[str, Any]) -> dict[str, Any]:
     return {key: copy.deepcopy(value) for key, value in document.items() if key != CACHED_TOKEN_FIELD}
-
-
-_CREDENTIAL_FIELD = re.compile(r"secret|token|password|passphrase|key", re.IGNORECASE)
-
-
-def _mask_in_logs(document: Mapping[str, Any]) -> None:
-    """Every credential and token read from a connection secret is masked in all later log lines: a
-    field named like a credential whatever its length or type, any other (org or profile ids) once it
-    is long enough not to be ordinary text."""
-    credentials: list[object] = []
-    others: list[object] = []
-    for key, value in document.items():
-        if key != "baseUrl":
-            (credentials if _CREDENTIAL_FIELD.search(key) else others).append(value)
-    cached = document.get(CACHED_TOKEN_FIELD)
-    if isinstance(cached, Mapping):
-        credentials.append(cached.get("accessToken"))
-    register_secret(*credentials)
-    register_secret(*others, min_length=IDENTIFIER_MIN_LENGTH)
 
 
 class TokenProvider:
@@ -360,11 +324,10 @@ class TokenProvider:
         self._sleep(wait)
 
     def _mint(self, document: dict[str, Any], lease: Lease) -> str:
-        global _total_token_requests
         credentials = _connection_of(document)
         with self._counter_lock:
             self.token_requests += 1
-            _total_token_requests += 1
+        VENDOR_COUNTS.add(token_requests=1)
         minted_at = self._clock()
         with deadline.bounded(self._lock_lease / 2):  # the request ends well within the lease
             grant = self._fetcher(credentials)  # vendor errors propagate: they already are errors.* types
@@ -428,24 +391,11 @@ class TokenProvider:
                 self._sleep(0.2 * attempt)
 
     def _read_secret(self) -> dict[str, Any]:
-        try:
-            response = self._client.get_secret_value(SecretId=self.secret_id)
-        except (BotoCoreError, ClientError) as exc:
-            raise _secret_error(exc) from exc
-        raw = response.get("SecretString")
-        try:
-            document = json.loads(raw) if isinstance(raw, str) else None
-        except ValueError:
-            document = None
-        if not isinstance(document, dict):
-            # Never echo the content: it is a secret.
-            raise PermanentError("invalid_secret", f"secret {self.secret_id} is not a JSON object")
-        _mask_in_logs(document)
-        return document
+        return read_secret(self._client, self.secret_id)
 
     def _write_secret(self, document: Mapping[str, Any], request_token: str | None = None) -> None:
         extra = {"ClientRequestToken": request_token} if request_token else {}
         try:
             self._client.put_secret_value(SecretId=self.secret_id, SecretString=json.dumps(document), **extra)
         except (BotoCoreError, ClientError) as exc:
-            raise _secret_error(exc) from None
+            raise secret_error(exc) from None

@@ -24,6 +24,8 @@ class FunctionSettings(BaseModel):
     # An event stamped further in the future than this is rejected (`invalid_field:occurredAt`): a
     # bogus date would otherwise make every later change of its entity stale.
     clock_skew_seconds: int = Field(default=300, ge=0)
+    # Days an order guard item outlives the last change applied to its entity (guards.py, Retention).
+    order_guard_retention_days: int = Field(default=400, ge=1)
 
     @classmethod
     def from_env(cls) -> FunctionSettings:
@@ -37,6 +39,7 @@ class FunctionSettings(BaseModel):
             max_receive_count=int(env.get("MAX_RECEIVE_COUNT", "0")),
             allow_loopback_urls=env.get("ALLOW_LOOPBACK_URLS", "false").lower() == "true",
             clock_skew_seconds=int(env.get("CLOCK_SKEW_SECONDS", "300")),
+            order_guard_retention_days=int(env.get("ORDER_GUARD_RETENTION_DAYS", "400")),
         )
 
 

@@ -49,3 +49,11 @@ def test_entries_expire_after_the_stated_retention_and_hold_no_identity(dynamodb
     assert int(item["ttl"]["N"]) == 1_000 + erasure.RETENTION_DAYS * 86400
     assert set(item) == {"pk", "sk", "outcome", "reason", "detail", "recordedAt", "ttl"}
     assert item["pk"]["S"] == "erasure#marketo#dsr-1"
+
+
+def test_a_failed_answer_is_replaced_by_the_answer_of_the_replayed_request(dynamodb: Any) -> None:
+    erasure.record(dynamodb, "state", [answer(Outcome.rejected("retries_exhausted:http_503"))], now=0)
+    erasure.record(dynamodb, "state", [answer(Outcome.delivered("erased: 1 Marketo lead(s) deleted"))], now=0)
+    erasure.record(dynamodb, "state", [answer(Outcome.rejected("retries_exhausted:http_503"))], now=0)
+    (kept,) = erasure.read(dynamodb, "state", "dsr-1", ["marketo"])
+    assert kept.outcome == "erased"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -228,3 +231,76 @@ def test_entity_key_folds_case_only_where_the_namespace_ignores_it() -> None:
     # A CRM id is case-sensitive (Salesforce ids differ by case alone): only trimmed.
     assert entity_key({"crmId": " 0015g00000AbCdE"}) == entity_key({"crmId": "0015g00000AbCdE"})
     assert entity_key({"crmId": "0015g00000AbCdE"}) != entity_key({"crmId": "0015g00000abcde"})
+
+
+def guard_item(client: Any, instance: str, entity: str) -> dict[str, Any]:
+    key = {"pk": {"S": f"order#{instance}#{entity}"}, "sk": {"S": "applied"}}
+    return dict(client.get_item(TableName="state", Key=key).get("Item") or {})
+
+
+def test_a_guard_item_expires_the_stated_days_after_the_last_change_applied(tables: None) -> None:
+    client = boto3.client("dynamodb")
+    now = [1_800_000_000.0]
+    guard = OrderGuard("state", retention_days=30, clock=lambda: now[0])
+    guard.commit("inst", [Change("p1", "evt-1", 10, ("aud",))], {})
+    assert int(guard_item(client, "inst", "p1")["ttl"]["N"]) == 1_800_000_000 + 30 * 86400
+    now[0] += 86400  # a day later a newer change is applied: the item's end moves with it
+    guard.commit("inst", [Change("p1", "evt-2", 20, ("aud",))], guard.read("inst", ["p1"]))
+    assert int(guard_item(client, "inst", "p1")["ttl"]["N"]) == 1_800_000_000 + 31 * 86400
+
+
+def test_the_default_guard_retention_is_long_compared_with_any_delay_in_the_stack(tables: None) -> None:
+    guard = OrderGuard("state")
+    guard.commit("inst", [Change("p1", "evt-1", 10, ("aud",))], {})
+    expires_in_days = (
+        int(guard_item(boto3.client("dynamodb"), "inst", "p1")["ttl"]["N"]) - time.time()
+    ) / 86400
+    # Events wait 4 days in a queue and 14 in a DLQ at most (SQS): the guard outlives both by far.
+    assert 399 <= expires_in_days <= 400 + 1 / 86400  # the expiry is rounded up to the second
+
+
+def test_once_dynamodb_deleted_an_expired_guard_item_an_older_event_is_applied_again(tables: None) -> None:
+    """The trade-off of a retention (docs/decisions.md): after expiry the entity is unknown again."""
+    client = boto3.client("dynamodb")
+    guard = OrderGuard("state", retention_days=1)
+    guard.commit("inst", [Change("p1", "evt-new", 20, ("aud",))], {})
+    assert guard.read("inst", ["p1"])["p1"].get("aud").verdict(10, "evt-old") is Verdict.STALE
+    client.delete_item(TableName="state", Key={"pk": {"S": "order#inst#p1"}, "sk": {"S": "applied"}})  # TTL
+    assert guard.read("inst", ["p1"]) == {}  # the older event would now be sent
+
+
+def test_the_guard_retention_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from activation_core.settings import FunctionSettings
+
+    for name in ("DESTINATION_TYPE", "CONFIG_PARAMETER_NAME", "STATE_TABLE_NAME", "DEAD_LETTER_QUEUE_URL"):
+        monkeypatch.setenv(name, "x")
+    monkeypatch.setenv("ORDER_GUARD_RETENTION_DAYS", "90")
+    assert FunctionSettings.from_env().order_guard_retention_days == 90
+    monkeypatch.delenv("ORDER_GUARD_RETENTION_DAYS")
+    assert FunctionSettings.from_env().order_guard_retention_days == 400
+
+
+def test_an_erasure_request_forgets_the_persons_guard_and_waiting_items_on_the_instance(tables: None) -> None:
+    from activation_core.waiting import WaitingChanges
+
+    client = boto3.client("dynamodb")
+    guards = Guards(OrderGuard("state"))
+    pipeline = Pipeline(
+        RecordingDestination(), SETTINGS, lambda: config("one"), guards, waiting=WaitingChanges("state")
+    )
+    realized = event_at("evt-1", "2026-11-28T10:00:00Z")
+    pipeline.process([sqs_record(realized, "m-1")])
+    entity = entity_key({"email": realized["detail"]["profile"]["identities"]["email"]})
+    waiting = {"pk": {"S": f"waiting#one#{entity}"}, "sk": {"S": "fields"}}
+    client.put_item(TableName="state", Item={**waiting, "field:email": {"N": "1"}})
+    assert guard_item(client, "one", entity)  # the stack holds the person's guard and waiting items
+
+    erasure = json.loads(
+        (Path(__file__).resolve().parents[3] / "events/erasure/profile-erasure-requested.json").read_text()
+    )
+    erasure["detail"]["profile"]["identities"] = dict(realized["detail"]["profile"]["identities"])
+    result = pipeline.process([sqs_record(erasure, "m-2")])
+
+    assert result["m-2"].outcome.reason == "erasure_unsupported"  # this connector cannot erase...
+    assert guard_item(client, "one", entity) == {}  # ...but the stack forgot what it held
+    assert "Item" not in client.get_item(TableName="state", Key=waiting)

@@ -1,7 +1,7 @@
-"""functions/destinations.json (the manifest) and template.yaml tell the same story: each destination's
-rule, queue, DLQ, function, alarms, dashboard and outputs exist with the manifest's figures, no
-destination is in one and not the other, and each one's package is there. The template is still
-written by hand (docs/decisions.md, 2026-12-07): this test is what keeps it from drifting."""
+"""functions/destinations.json (the manifest) and template.yaml tell the same story: the template's
+per-destination blocks are what `make template` (local/template_blocks.py) writes from the manifest,
+each destination's rule, queue, DLQ, function, alarms, dashboard and outputs exist with the manifest's
+figures, no destination is in one and not the other, and each one's package is there."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from activation_core import manifest, naming
+from local import template_blocks
 from local.harness import MANIFEST
 from local.sam_translate import translate
 
@@ -27,6 +28,21 @@ def cfn() -> dict[str, Any]:
         parameters={},
         upload=lambda logical_id, path: f"s3://b/{logical_id}",
     )
+
+
+def test_the_per_destination_blocks_are_the_ones_the_manifest_generates() -> None:
+    text = (ROOT / "template.yaml").read_text()
+    assert template_blocks.apply(text) == text, "template.yaml differs from the manifest: run `make template`"
+
+
+def test_a_destination_resource_of_its_own_must_carry_its_prefix(tmp_path: Path) -> None:
+    spec = MANIFEST.destinations[0]
+    (tmp_path / spec.type).mkdir()
+    (tmp_path / spec.type / template_blocks.EXTRA_RESOURCES).write_text(
+        "OtherAlarm:\n  Type: AWS::CloudWatch::Alarm\n"
+    )
+    with pytest.raises(ValueError, match="must start with"):
+        template_blocks.render_resources(MANIFEST, tmp_path)
 
 
 def _event_source(resources: dict[str, Any], function: str) -> dict[str, Any]:
@@ -96,6 +112,12 @@ def test_the_manifest_refuses_a_queue_that_shows_a_message_before_the_function_t
     entry = MANIFEST.destinations[0].model_dump(by_alias=True)
     entry["visibilityTimeoutSeconds"] = 6 * entry["timeoutSeconds"] - 1
     with pytest.raises(ValueError, match="visibilityTimeoutSeconds"):
+        manifest.DestinationSpec.model_validate(entry)
+
+
+def test_the_manifest_refuses_state_keys_not_named_after_the_destination() -> None:
+    entry = MANIFEST.destinations[0].model_dump(by_alias=True) | {"stateKeys": ["rate#*"]}
+    with pytest.raises(ValueError, match="stateKeys"):
         manifest.DestinationSpec.model_validate(entry)
 
 

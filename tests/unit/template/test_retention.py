@@ -93,3 +93,25 @@ def test_every_queue_log_group_and_table_item_has_a_stated_end(cfn: dict[str, An
             assert props["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
         if resource["Type"] == "AWS::DynamoDB::Table":
             assert props["TimeToLiveSpecification"]["Enabled"] is True, name
+
+
+def test_order_guards_and_deletion_check_keys_expire_after_a_configurable_time(cfn: dict[str, Any]) -> None:
+    """The state table's TTL attribute is the one the guards and the deletion-check keys write; their
+    retention is a parameter every function reads (Globals), with a default stated in the README."""
+    table = cfn["Resources"]["StateTable"]["Properties"]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
+    parameters = yaml_parse(TEMPLATE.read_text())["Parameters"]
+    for variable, parameter in (
+        ("ORDER_GUARD_RETENTION_DAYS", "OrderGuardRetentionDays"),
+        ("DELETION_KEY_RETENTION_DAYS", "DeletionKeyRetentionDays"),
+    ):
+        for name, resource in cfn["Resources"].items():
+            if resource["Type"] == "AWS::Lambda::Function":
+                variables = resource["Properties"]["Environment"]["Variables"]
+                assert variables[variable] == {"Ref": parameter}, name
+        assert parameters[parameter]["Default"] == 400
+    # A guard must outlive every event the stack still holds (DLQs keep them 14 days).
+    assert parameters["OrderGuardRetentionDays"]["MinValue"] > 14
+    readme = (TEMPLATE.parent / "README.md").read_text()
+    assert "`OrderGuardRetentionDays` (default 400" in readme
+    assert "`DeletionKeyRetentionDays` (default 400" in readme
