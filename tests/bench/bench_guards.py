@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from activation_core import manifest
 from tests.bench.run import Figure
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,14 +40,11 @@ VENDOR_LATENCY = 0.05
 ROUNDS = 5
 STATE_TABLE = "bench-state"
 PARAMETER = "/bench/guards/destinations"
-# SQS batches per run: enough records for a steady figure, few enough for the shared machine.
-BATCHES = {"rainfocus": 4, "outreach": 2, "marketo": 2, "bombora": 1}
-FUNCTIONS = {
-    "rainfocus": "RainfocusFunction",
-    "outreach": "OutreachFunction",
-    "marketo": "MarketoFunction",
-    "bombora": "BomboraFunction",
-}
+_MANIFEST = manifest.load(Path(__file__).resolve().parents[2] / "functions")
+# SQS batches per run at the manifest's batch size: about 600 records (at most 4 batches) for a steady
+# figure, few enough for the shared machine.
+BATCHES = {spec.type: min(4, -(-600 // spec.batch_size)) for spec in _MANIFEST.destinations}
+FUNCTIONS = {spec.type: f"{spec.logical_prefix}Function" for spec in _MANIFEST.destinations}
 NOTES: list[str] = []
 # The same benchmark run on the guard before issue 18 (commit 3b509ce: order put, Powertools claim and
 # completion, three sequential writes per record), on this machine on 2026-12-07: kept for comparison.
