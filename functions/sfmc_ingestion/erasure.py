@@ -21,10 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from typing import TYPE_CHECKING, Any
 
 from activation_core import aws, erasure
 from activation_core.models.events import PROFILE_ERASURE_REQUESTED, ErasureRequestDetail, EventEnvelope
@@ -32,6 +29,9 @@ from activation_core.observability import logger
 from sfmc_ingestion.config import load_ingestion_config
 from sfmc_ingestion.deletions import KeyStore
 from sfmc_ingestion.settings import ingestion_settings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 STORE = "sfmc-deletion-check-keys"  # the ledger's instance column for this store
 
@@ -108,11 +108,12 @@ def default_deps() -> ErasureDeps:
     )
 
 
-_processor = BatchProcessor(event_type=EventType.SQS)
-
-
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    # Imported here, not at cold start: Powertools' batch utility builds every parser model on import
+    # (tests/unit/test_regression_guard.py); erasure requests are rare.
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
     deps = default_deps()
 
     def record_handler(record: SQSRecord) -> None:
@@ -125,6 +126,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
     return dict(
         process_partial_response(
-            event=event, record_handler=record_handler, processor=_processor, context=context
+            event=event,
+            record_handler=record_handler,
+            processor=BatchProcessor(event_type=EventType.SQS),
+            context=context,
         )
     )
