@@ -175,7 +175,11 @@ def carry_out(message: SQSRecord, eraser: StoreEraser) -> None:
         )
     else:
         answer = stack_outcome(
-            detail.request_id, eraser.store, "not_found", "erasure_not_found", f"no {eraser.items} of the person"
+            detail.request_id,
+            eraser.store,
+            "not_found",
+            "erasure_not_found",
+            f"no {eraser.items} of the person",
         )
     record(eraser.dynamodb, eraser.state_table, [answer])
 
@@ -195,5 +199,7 @@ def handle_batch(event: dict[str, Any], context: Any, eraser: StoreEraser) -> di
             raise ErasureNotCarriedOut(type(exc).__name__) from None
 
     return dict(
-        process_partial_response(event=event, record_handler=record_handler, processor=_processor, context=context)
+        process_partial_response(
+            event=event, record_handler=record_handler, processor=_processor, context=context
+        )
     )

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from collections.abc import Callable
 from typing import IO, Any
 
 import pytest
