@@ -92,6 +92,15 @@ def applied(store: DirStore, state: SnapshotState, put: SnapshotWriter, n: int =
     run(store, state, put_by_email, Bus(), cfg=TWO_AUDIENCES)
 
 
+def diffed(store: DirStore, state: SnapshotState, manifest_key: str) -> RunPlan:
+    """A snapshot run prepared and diffed, not committed yet."""
+    plan = runner.prepare(store, "bucket", manifest_key, TWO_AUDIENCES, state, target=64)
+    assert isinstance(plan, RunPlan)
+    for index in range(1 << plan.bits):
+        runner.diff_partition(store, plan, index, Bus(), "bus")
+    return plan
+
+
 def test_an_erasure_removes_the_person_from_every_audiences_membership_and_only_them(
     store: CountingStore, state: SnapshotState, put_snapshot: SnapshotWriter
 ) -> None:
@@ -128,17 +137,7 @@ def test_a_snapshot_taken_before_the_erasure_does_not_bring_the_person_back_when
 ) -> None:
     applied(store, state, put_snapshot, n=100)
     # s2 was taken at T0+1h (before the erasure at T0+1h30) and is diffed while the erasure runs.
-    plan = runner.prepare(
-        store,
-        "bucket",
-        put_snapshot("all-2", [profile(i) for i in range(100)], hours=1),
-        TWO_AUDIENCES,
-        state,
-        target=64,
-    )
-    assert isinstance(plan, RunPlan)
-    for index in range(1 << plan.bits):
-        runner.diff_partition(store, plan, index, Bus(), "bus")
+    plan = diffed(store, state, put_snapshot("all-2", [profile(i) for i in range(100)], hours=1))
     erasure.erase_everywhere(store, state, "dsr-1", {"email": "person7@example.com"}, now=ERASED_AT)
     record = runner.commit(store, plan, state)
     assert record["status"] == "APPLIED" and record["erasedAgain"] == 1
@@ -158,17 +157,7 @@ def test_an_erasure_racing_a_commit_erases_the_new_membership_and_leaves_no_copy
     store: CountingStore, state: SnapshotState, put_snapshot: SnapshotWriter
 ) -> None:
     applied(store, state, put_snapshot, n=100)
-    plan = runner.prepare(
-        store,
-        "bucket",
-        put_snapshot("all-2", [profile(i) for i in range(100)], hours=3),
-        TWO_AUDIENCES,
-        state,
-        target=64,
-    )
-    assert isinstance(plan, RunPlan)
-    for index in range(1 << plan.bits):
-        runner.diff_partition(store, plan, index, Bus(), "bus")
+    plan = diffed(store, state, put_snapshot("all-2", [profile(i) for i in range(100)], hours=3))
     old = state.pointer(AUDIENCE)
     assert old is not None
     committed: list[dict[str, Any]] = []
