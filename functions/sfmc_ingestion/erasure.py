@@ -20,9 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from typing import TYPE_CHECKING, Any
 
 from activation_core import aws, erasure
 from activation_core.models.events import ErasureRequestDetail
@@ -30,6 +28,9 @@ from activation_core.observability import logger
 from sfmc_ingestion.config import load_ingestion_config
 from sfmc_ingestion.deletions import KeyStore
 from sfmc_ingestion.settings import ingestion_settings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 STORE = "sfmc-deletion-check-keys"  # the ledger's instance column for this store
 

@@ -36,9 +36,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from typing import TYPE_CHECKING, Any
 
 from activation_core import aws, erasure
 from activation_core.guards import normalise_identity
@@ -49,6 +47,9 @@ from snapshots.partitions import Row, partition_name, partition_of, read_rows, w
 from snapshots.plan import RunPlan
 from snapshots.state import SnapshotState
 from snapshots.store import NotFound, ObjectStore, S3Store
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 STORE = "snapshot-memberships"  # the ledger's instance column for this store
 MARKER = "snapshot-erasure"  # state table partition of the markers a commit applies again

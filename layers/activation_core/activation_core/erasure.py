@@ -24,16 +24,17 @@ import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import ClientError
 
 from activation_core.guards import normalise_identity
 from activation_core.models.events import PROFILE_ERASURE_REQUESTED, ErasureRequestDetail, EventEnvelope
 from activation_core.observability import logger
 from activation_core.outcomes import Kind, Outcome
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 RETENTION_DAYS = 3 * 365
 _PREFIX = "erasure#"
@@ -184,11 +185,11 @@ def carry_out(message: SQSRecord, eraser: StoreEraser) -> None:
     record(eraser.dynamodb, eraser.state_table, [answer])
 
 
-_processor = BatchProcessor(event_type=EventType.SQS)
-
-
 def handle_batch(event: dict[str, Any], context: Any, eraser: StoreEraser) -> dict[str, Any]:
     """An erasure function's SQS batch: each request carried out alone, failed ones reported back."""
+    # Imported here, not at cold start: Powertools' batch utility builds every parser model on import
+    # (tests/unit/test_regression_guard.py), and every destination imports this module.
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
     def record_handler(record: SQSRecord) -> None:  # Powertools passes it by this name
         try:
@@ -200,6 +201,9 @@ def handle_batch(event: dict[str, Any], context: Any, eraser: StoreEraser) -> di
 
     return dict(
         process_partial_response(
-            event=event, record_handler=record_handler, processor=_processor, context=context
+            event=event,
+            record_handler=record_handler,
+            processor=BatchProcessor(event_type=EventType.SQS),
+            context=context,
         )
     )
