@@ -15,9 +15,7 @@ from activation_core import manifest, naming
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = manifest.load(ROOT / "functions")
 # Sources still holding a list, each with why; remove the entry when it reads the manifest.
-KNOWN: dict[str, str] = {
-    "tests/bench/bench_guards.py": "BATCHES and FUNCTIONS per destination (issue 18's bench, pending)",
-}
+KNOWN: dict[str, str] = {}  # a file allowed a list of destination names, with the reason
 
 
 def _names(text: str) -> set[str]:

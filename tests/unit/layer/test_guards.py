@@ -77,7 +77,7 @@ def test_events_of_the_same_instant_are_all_remembered(tables: None) -> None:
     assert guard.read("inst", ["p1"])["p1"].get("aud").event_ids == {"evt-a", "evt-b", "evt-c"}
 
 
-def test_a_batch_of_many_entities_is_read_in_a_few_requests_and_committed_one_put_each(tables: None) -> None:
+def test_a_batch_of_many_entities_is_read_and_committed_in_a_few_requests(tables: None) -> None:
     calls: list[str] = []
     client = boto3.client("dynamodb")
     client.meta.events.register("before-call", lambda model, **_: calls.append(model.name))
@@ -86,8 +86,7 @@ def test_a_batch_of_many_entities_is_read_in_a_few_requests_and_committed_one_pu
     known = guard.read("inst", entities)
     guard.commit("inst", [Change(e, f"evt-{e}", 1, ("aud",)) for e in entities], known)
     assert len(guard.read("inst", entities)) == 250
-    # One conditional put per entity (1 write unit each, half a transaction's), concurrent.
-    assert calls.count("BatchGetItem") == 6 and calls.count("PutItem") == 250
+    assert calls.count("BatchGetItem") == 6 and calls.count("TransactWriteItems") == 10
 
 
 def test_entity_key_is_stable_and_not_the_identity() -> None:
