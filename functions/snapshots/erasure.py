@@ -12,7 +12,9 @@ audience uses is read from its first stored row (the manifest is not kept).
 
 A row is the person's when its key is one of the request's keys or its identities share a digest with
 the request's (activation_core.erasure.identity_digests: normalised, so case does not hide a match).
-The answer is recorded in the erasure ledger under the stack's own type (`stack` /
+Memberships the pointer does not name (a run not committed yet, or one that failed) are erased too,
+every listed partition read; one applied once and since superseded (its deletion by a commit not done)
+is deleted. The answer is recorded in the erasure ledger under the stack's own type (`stack` /
 `snapshot-memberships`: `erased` with the number of audiences, or `not_found`).
 
 Concurrency with a running snapshot. Before erasing, the request leaves a **marker** (pk
@@ -189,6 +191,28 @@ def erase_audience(store: ObjectStore, state: SnapshotState, audience_id: str, p
     return found
 
 
+def erase_strays(store: ObjectStore, state: SnapshotState, audience_id: str, person: Person) -> bool:
+    """The person removed from the audience's memberships the pointer does not name: a run not committed
+    (yet), or one that failed. One superseded by a later snapshot (its commit deletes it) is deleted."""
+    by_prefix: dict[str, list[str]] = {}
+    for key in store.keys(f"state/{audience_id}/"):
+        if key.endswith(".tsv.gz"):
+            by_prefix.setdefault(key.rsplit("/", 1)[0] + "/", []).append(key)
+    applied = {run["snapshotId"] for run in state.runs(audience_id) if run.get("status") == "APPLIED"}
+    found = False
+    for prefix, keys in sorted(by_prefix.items()):
+        current = state.pointer(audience_id)  # read after the run records: an APPLIED one moved it
+        if current is not None and prefix == current.prefix:
+            continue
+        if prefix.rstrip("/").rsplit("/", 1)[-1] in applied:
+            # Applied once, no longer current: superseded for good (the pointer only moves forward).
+            store.delete_prefix(prefix)
+            continue
+        # Not committed: its size in partitions is not stored here, so every partition is read.
+        found = sum(erase_partition(store, key, person) for key in sorted(keys)) > 0 or found
+    return found
+
+
 def mark(state: SnapshotState, request_id: str, person: Person, retention_days: int, now: float) -> None:
     state.dynamodb.put_item(
         TableName=state.table,
@@ -214,7 +238,10 @@ def erase_everywhere(
     """The person removed from every audience's stored membership; in how many audiences they were."""
     person = Person.of(identities)
     mark(state, request_id, person, retention_days, time.time() if now is None else now)
-    erased = sum(erase_audience(store, state, audience, person) for audience in sorted(audiences(state)))
+    erased = sum(
+        erase_audience(store, state, audience, person) | erase_strays(store, state, audience, person)
+        for audience in sorted(audiences(state))
+    )
     logger.info("snapshot memberships erased", extra={"audiences": erased})
     return erased
 

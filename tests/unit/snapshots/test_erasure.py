@@ -136,9 +136,16 @@ def test_a_snapshot_taken_before_the_erasure_does_not_bring_the_person_back_when
     store: CountingStore, state: SnapshotState, put_snapshot: SnapshotWriter
 ) -> None:
     applied(store, state, put_snapshot, n=100)
-    # s2 was taken at T0+1h (before the erasure at T0+1h30) and is diffed while the erasure runs.
-    plan = diffed(store, state, put_snapshot("all-2", [profile(i) for i in range(100)], hours=1))
+    # s2 was taken at T0+1h (before the erasure at T0+1h30); it is prepared when the erasure runs and
+    # writes its membership after it (from its own partitions under runs/).
+    plan = runner.prepare(
+        store, "bucket", put_snapshot("all-2", [profile(i) for i in range(100)], hours=1), TWO_AUDIENCES, state,
+        target=64,
+    )  # fmt: skip
+    assert isinstance(plan, RunPlan)
     erasure.erase_everywhere(store, state, "dsr-1", {"email": "person7@example.com"}, now=ERASED_AT)
+    for index in range(1 << plan.bits):
+        runner.diff_partition(store, plan, index, Bus(), "bus")
     record = runner.commit(store, plan, state)
     assert record["status"] == "APPLIED" and record["erasedAgain"] == 1
     assert "person7@example.com" not in emails(store, state, AUDIENCE)
@@ -173,6 +180,28 @@ def test_an_erasure_racing_a_commit_erases_the_new_membership_and_leaves_no_copy
     assert committed[0]["status"] == "APPLIED" and "erasedAgain" not in committed[0]
     assert "person7@example.com" not in emails(store, state, AUDIENCE)
     assert not list((store.root / old.prefix).glob("*"))  # the superseded membership is not written again
+
+
+def test_a_run_not_committed_loses_the_person_too_and_a_superseded_membership_left_behind_is_deleted(
+    store: CountingStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    applied(store, state, put_snapshot, n=100)
+    first = state.pointer(AUDIENCE)
+    assert first is not None
+    # s2 is diffed but not committed (in flight, or failed and resumed later); taken after the erasure,
+    # so its commit has nothing to apply again: the erasure itself must have reached its partitions.
+    plan = diffed(store, state, put_snapshot("all-2", [profile(i) for i in range(100)], hours=3))
+    erasure.erase_everywhere(store, state, "dsr-1", {"email": "person7@example.com"}, now=ERASED_AT)
+    assert "erasedAgain" not in runner.commit(store, plan, state)
+    assert emails(store, state, AUDIENCE) == {f"person{i}@example.com" for i in range(100)} - {
+        "person7@example.com"
+    }
+    # A superseded membership a commit did not get to delete (applied once, no longer current).
+    leftover = store.root / first.prefix / "part-0000.tsv.gz"
+    leftover.parent.mkdir(parents=True, exist_ok=True)
+    leftover.write_bytes((store.root / plan.state_prefix / "part-0000.tsv.gz").read_bytes())
+    erasure.erase_everywhere(store, state, "dsr-2", {"email": "person8@example.com"}, now=ERASED_AT)
+    assert not leftover.exists()
 
 
 def test_the_answer_is_listed_per_request_erased_not_found_and_kept_erased_on_redelivery(
