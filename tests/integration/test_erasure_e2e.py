@@ -183,7 +183,7 @@ def test_erasure_outcomes_are_listed_per_request_id(erased: ActivationHarness) -
     }
     assert status["counts"] == {"erased": 3, "unsupported": 2, "not_found": 1}
     (memberships,) = [o for o in status["outcomes"] if o["instance"] == "snapshot-memberships"]
-    assert (memberships["outcome"], memberships["detail"]) == ("erased", "1 audience memberships forgotten")
+    assert (memberships["outcome"], memberships["detail"]) == ("erased", "audience memberships forgotten: 1")
     assert all(
         o["reason"] == "erasure_unsupported" for o in status["outcomes"] if o["outcome"] == "unsupported"
     )

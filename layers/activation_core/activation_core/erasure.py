@@ -172,7 +172,7 @@ def carry_out(message: SQSRecord, eraser: StoreEraser) -> None:
         raise
     if count:
         answer = stack_outcome(
-            detail.request_id, eraser.store, "erased", "erased", f"{count} {eraser.items} forgotten"
+            detail.request_id, eraser.store, "erased", "erased", f"{eraser.items} forgotten: {count}"
         )
     else:
         answer = stack_outcome(

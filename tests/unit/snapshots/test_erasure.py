@@ -219,7 +219,7 @@ def test_the_answer_is_listed_per_request_erased_not_found_and_kept_erased_on_re
     assert (answer.instance_id, answer.outcome, answer.detail) == (
         "snapshot-memberships",
         "erased",
-        "2 audience memberships forgotten",
+        "audience memberships forgotten: 2",
     )
     assert [a.outcome for a in ledger.read(state.dynamodb, "state", "dsr-nobody", [ledger.STACK])] == [
         "not_found"
