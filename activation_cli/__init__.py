@@ -1,13 +1,7 @@
 """The operator CLI (`activation`): validate and push config, preview requests, connect, replay, watch.
 
-The functions and the layer live in the repository tree, not in an installed package: put them on the
-path so the CLI validates and previews with exactly the code Lambda runs.
+It is installed with the layer (`activation_core`) and the function packages of `functions/` (see
+pyproject.toml), so it validates and previews with exactly the code Lambda runs, from an installed
+package as from the tree. Only the development commands need the repository's `local/` package
+(activation_cli.development).
 """
-
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-for _path in (ROOT / "functions", ROOT / "layers" / "activation_core", ROOT):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))

@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from activation_cli import backfill as backfills
-from activation_cli import discovery
+from activation_cli import development, discovery
 from activation_cli.console import err, fail, out, print_json
 from activation_cli.stack import STACK_ENV, Stack, aws_errors, client, load_stack
 
@@ -318,6 +318,7 @@ def show(
 @app.command()
 def example() -> None:
     """Print the example document (one instance per destination) to start a config from."""
+    development.require("config example", moto=False, files=("shared/config",))
     from local.examples import example_config
 
     print_json(example_config())

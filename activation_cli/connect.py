@@ -111,14 +111,14 @@ def _stack_context(stack_name: str | None, kind: str, secret_id: str) -> str | N
 
 
 def _parse_assignments(
-    assignments: list[str], fields: dict[str, tuple[bool, bool, str]], kind: str
+    assignments: list[str], fields: dict[str, discovery.ModelField], kind: str
 ) -> dict[str, str]:
     values: dict[str, str] = {}
     for assignment in assignments:
         key, sep, value = assignment.partition("=")
         if not sep or key not in fields:
             fail(f"--set takes FIELD=VALUE with FIELD one of {', '.join(fields)}; got '{key}'")
-        if fields[key][1]:
+        if fields[key].secret:
             fail(
                 f"{key} is a secret: set ${env_name(kind, key)} or answer the prompt, never on the command line"
             )
@@ -155,10 +155,13 @@ def set_connection(
         existing = read_secret(secret_id)
         base = {} if replace or existing is None else existing
         # Prompts come before the lease: a person typing must not hold up the functions' refreshes.
-        for alias, (required, secret, description) in fields.items():
-            if required and not updates.get(alias) and not base.get(alias):
-                label = f"{alias} ({description})" if description else alias
-                updates[alias], sources[alias] = typer.prompt(label, hide_input=secret, err=True), "prompt"
+        for alias, field in fields.items():
+            if field.required and not updates.get(alias) and not base.get(alias):
+                label = f"{alias} ({field.description})" if field.description else alias
+                updates[alias], sources[alias] = (
+                    typer.prompt(label, hide_input=field.secret, err=True),
+                    "prompt",
+                )
         with TokenLease(table, secret_id):
             existing = read_secret(secret_id)  # again, under the lease: a refresh may have rotated it
             base = {} if replace or existing is None else existing
@@ -170,7 +173,7 @@ def set_connection(
                 fail(f"not a valid {kind.name} connection: {_validation_problem(exc)}")
             write_secret(secret_id, document, exists=existing is not None)
     shown = {
-        alias: ("<set>" if fields.get(alias, (False, True, ""))[1] else str(value))
+        alias: ("<set>" if alias not in fields or fields[alias].secret else str(value))
         for alias, value in document.items()
     }
     if as_json:
@@ -188,7 +191,7 @@ def set_connection(
 def _register_kind(kind: discovery.ConnectionKind) -> None:
     fields = discovery.model_fields(kind.model)
     field_help = ", ".join(
-        f"{a}{'*' if r else ''}{' (secret)' if s else ''}" for a, (r, s, _) in fields.items()
+        f"{a}{'*' if f.required else ''}{' (secret)' if f.secret else ''}" for a, f in fields.items()
     )
 
     def command(
@@ -208,7 +211,7 @@ def _register_kind(kind: discovery.ConnectionKind) -> None:
             kind, secret, assignments or [], stack_name=stack_name, replace=replace, as_json=as_json
         )
 
-    secret_envs = " or ".join(f"${env_name(kind.name, a)}" for a, (_, secret, _) in fields.items() if secret)
+    secret_envs = " or ".join(f"${env_name(kind.name, a)}" for a, f in fields.items() if f.secret)
     command.__doc__ = (
         f"Create or update a {kind.name} connection secret. Fields: {field_help} (* required). "
         f"Secret fields come from {secret_envs or 'the environment'}, else a hidden prompt."
@@ -230,7 +233,7 @@ def show(
         alias
         for kind in discovery.connection_kinds().values()
         for alias, f in discovery.model_fields(kind.model).items()
-        if f[1]
+        if f.secret
     }
     shown: dict[str, str] = {}
     for key, value in document.items():

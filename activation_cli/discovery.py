@@ -1,8 +1,9 @@
 """What the CLI learns from the manifest and the code by convention, so a new destination needs no
 CLI change:
 
-- a destination type is an entry of `functions/destinations.json` (the manifest) whose package
-  `functions/<type>/` has a `service.py` that defines `validate_instance`;
+- a destination type is an entry of `functions/destinations.json` (the manifest, shipped with the CLI
+  as `activation_cli/destinations.json`) whose package `<type>` has a `service.py` that defines
+  `validate_instance`;
 - its `service.py` holds a class with `destination_type == <type>` and `connect()` (the pipeline's
   Destination), and `call_plan(instance)`: the fewest vendor calls per record and the vendor's rate
   limits (`activation_core.vendor_calls`; backfill estimates and the benches);
@@ -13,27 +14,31 @@ CLI change:
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.resources import as_file, files
 from types import ModuleType
 from typing import Any
 
 from pydantic import BaseModel
 
-from activation_cli import ROOT
 from activation_core import manifest
 from activation_core.vendor_calls import CallPlan
 
-FUNCTIONS = ROOT / "functions"
 CONNECTION_SUFFIX = "-connection-secret"
+# Packages of functions/ that deliver nothing but publish models (a connection secret, a config): the
+# inbound sources, each with commands of its own (`activation sfmc`, `activation ingest`).
+SOURCE_PACKAGES = ("sfmc_ingestion",)
 
 
 def _packages() -> list[str]:
-    return sorted(p.parent.name for p in FUNCTIONS.glob("*/__init__.py"))
+    return sorted({*destination_types(), *SOURCE_PACKAGES})
 
 
 def destinations() -> manifest.Manifest:
-    return manifest.load(FUNCTIONS)
+    with as_file(files("activation_cli") / manifest.MANIFEST_FILE) as path:
+        return manifest.load(path.resolve().parent)
 
 
 def destination_types() -> list[str]:
@@ -43,7 +48,7 @@ def destination_types() -> list[str]:
 
 def source_packages() -> list[str]:
     """Packages that publish models but deliver nothing (the SFMC ingestion)."""
-    return [name for name in _packages() if name not in destination_types() and json_schemas(name)]
+    return [name for name in SOURCE_PACKAGES if json_schemas(name)]
 
 
 def service_module(destination_type: str) -> ModuleType | None:
@@ -84,7 +89,7 @@ def destination(destination_type: str) -> Any:
 
 
 def json_schemas(package: str) -> dict[str, type[BaseModel]]:
-    if not (FUNCTIONS / package / "models.py").exists():
+    if importlib.util.find_spec(package) is None or importlib.util.find_spec(f"{package}.models") is None:
         return {}
     schemas = getattr(importlib.import_module(f"{package}.models"), "JSON_SCHEMAS", {})
     return dict(schemas) if isinstance(schemas, dict) else {}
@@ -109,9 +114,18 @@ def connection_kinds() -> dict[str, ConnectionKind]:
     return kinds
 
 
-def model_fields(model: type[BaseModel]) -> dict[str, tuple[bool, bool, str]]:
-    """alias -> (required, secret, description); a field is secret when its model hides it from repr."""
+@dataclass(frozen=True)
+class ModelField:
+    """A field of a connection model as the CLI asks for it; secret when the model hides it from repr."""
+
+    required: bool
+    secret: bool
+    description: str
+
+
+def model_fields(model: type[BaseModel]) -> dict[str, ModelField]:
+    """alias -> the field."""
     return {
-        (info.alias or name): (info.is_required(), info.repr is False, info.description or "")
+        (info.alias or name): ModelField(info.is_required(), info.repr is False, info.description or "")
         for name, info in model.model_fields.items()
     }

@@ -17,8 +17,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from activation_cli import ROOT, discovery
+from activation_cli import discovery
 
+# A repository tool (`python -m activation_cli.docs`, and its drift test): it writes into the clone.
+ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "docs" / "configuration.md"
 TEMPLATE = ROOT / "template.yaml"
 
@@ -104,7 +106,7 @@ def model_section(title: str, model: type[BaseModel], level: str = "###") -> lis
     lines = [f"{level} {title}", ""]
     if schema.get("description"):
         lines += [_cell(schema["description"]), ""]
-    secret = frozenset(alias for alias, (_, hidden, _) in discovery.model_fields(model).items() if hidden)
+    secret = frozenset(alias for alias, f in discovery.model_fields(model).items() if f.secret)
     lines += [*_table(schema, secret), ""]
     for name in dict.fromkeys(_refs([schema.get("properties", {}), *definitions.values()])):
         definition = definitions.get(name, {})

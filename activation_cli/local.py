@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from activation_cli import ROOT
+from activation_cli import development
 from activation_cli.console import err, out
 
 app = typer.Typer(
@@ -32,16 +32,21 @@ def up(
     duration: Annotated[
         float | None, typer.Option("--duration", min=0, help="Stop after N seconds (default: at Ctrl-C)")
     ] = None,
-    workdir: Annotated[Path, typer.Option("--workdir", help="Logs and the translated template")] = ROOT
-    / ".local-stack",
+    workdir: Annotated[
+        Path | None,
+        typer.Option(
+            "--workdir", help="Logs and the translated template (default: .local-stack/ of the repository)"
+        ),
+    ] = None,
 ) -> None:
     """Start the local stack and keep it running; prints the exports for another shell."""
+    root = development.require("local up", files=("template.yaml", "shared/config", "events/eventbridge"))
     from local.examples import sample_events as load_samples
     from local.harness import STACK_NAME, ActivationHarness
     from local.sam_local.sam import write_env_vars_file
 
     started = time.monotonic()
-    with ActivationHarness(workdir=workdir) as harness:
+    with ActivationHarness(workdir=workdir or root / ".local-stack") as harness:
         harness.stack.poller.run_in_background()
         endpoint = harness.stack.endpoint_url
         out.print(f"local stack {STACK_NAME} up in {time.monotonic() - started:.1f} s at {endpoint}")

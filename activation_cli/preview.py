@@ -20,7 +20,7 @@ from rich.json import JSON
 from rich.markup import escape
 from rich.table import Table
 
-from activation_cli import ROOT
+from activation_cli import development
 from activation_cli.config import check, read_document, read_pushed
 from activation_cli.console import err, fail, out, print_json
 from activation_cli.stack import STACK_ENV, load_stack
@@ -41,10 +41,13 @@ def _config(config_file: Path | None, stack_name: str | None) -> dict[str, Any]:
     elif stack_name:
         document = read_pushed(load_stack(stack_name))
     else:
+        development.require("preview", moto=False, files=("shared/config",))
         from local.examples import example_config
 
         document = example_config()
-        err.print("[dim]no --config or --stack: previewing with the example config (shared/config/)[/]")
+        err.print(
+            "[dim]no --config or --stack: previewing with the example config (functions/<type>/example.json)[/]"
+        )
     if not isinstance(document, dict):
         fail("the destinations config is not a JSON object")
     return document
@@ -63,7 +66,6 @@ def run_sandbox(request: dict[str, Any]) -> dict[str, Any]:
             "AWS_EC2_METADATA_DISABLED": "true",
             "POWERTOOLS_METRICS_NAMESPACE": "ActivationPreview",
             "POWERTOOLS_TRACE_DISABLED": "true",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")])),
         }
     )
     try:
@@ -73,7 +75,6 @@ def run_sandbox(request: dict[str, Any]) -> dict[str, Any]:
             capture_output=True,
             text=True,
             env=env,
-            cwd=ROOT,
             timeout=SANDBOX_TIMEOUT,
             check=False,
         )
@@ -131,6 +132,7 @@ def preview(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result")] = False,
 ) -> None:
     """Show the vendor requests EVENT.json would produce on one destination; nothing is sent."""
+    development.require("preview")  # the sandbox answers from the vendors' fakes, in moto
     document = _config(config_file, stack_name)
     config, problems = check(document)
     if problems:

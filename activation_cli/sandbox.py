@@ -24,8 +24,6 @@ from typing import Any
 from unittest import mock
 from urllib.parse import parse_qsl
 
-import activation_cli  # noqa: F401 - puts functions/ and the layer on sys.path
-
 PARAMETER = "/activation-preview/destinations"
 STATE_TABLE = "activation-preview-state"
 DLQ_URL = "https://sqs.us-east-1.amazonaws.com/000000000000/activation-preview-dlq"
@@ -131,7 +129,7 @@ def secret_fields(destination_type: str, connection: dict[str, Any]) -> set[str]
     if kind is None:
         hidden = set(connection) - {"baseUrl"}
     else:
-        hidden = {alias for alias, (_, secret, _) in discovery.model_fields(kind.model).items() if secret}
+        hidden = {alias for alias, f in discovery.model_fields(kind.model).items() if f.secret}
     return {k for k in connection if k in hidden or _CREDENTIAL_NAME.search(k)}
 
 

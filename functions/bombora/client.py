@@ -21,8 +21,9 @@ from typing import Any
 import httpx
 
 from activation_core import http
+from activation_core.credentials import Credentials
 from activation_core.errors import ActivationError, AuthError, PermanentError, RetryableError
-from activation_core.oauth import TokenGrant, TokenProvider
+from activation_core.oauth import TokenGrant
 from bombora.models import HOST_PATTERN, MANUAL_LIST, BomboraConnection, BomboraSettings
 
 PENDING_REASON = "bombora_update_pending"
@@ -62,7 +63,7 @@ class BomboraClient:
         self,
         connection: BomboraConnection,
         settings: BomboraSettings,
-        tokens: TokenProvider,
+        tokens: Credentials,
         *,
         allow_loopback: bool,
         client: httpx.Client | None = None,

@@ -13,7 +13,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 import httpx
 
 from activation_core import http
+from activation_core.credentials import Credentials
 from activation_core.errors import (
     ActivationError,
     AuthError,
@@ -30,7 +31,7 @@ from activation_core.errors import (
     RetryableError,
     ThrottledError,
 )
-from activation_core.oauth import TokenGrant, TokenProvider
+from activation_core.oauth import TokenGrant
 from marketo.models import BATCH_LIMIT, MarketoConnection
 
 IDENTITY_PATH = "/identity/oauth/token"
@@ -229,7 +230,7 @@ class MarketoClient:
         self,
         connection: MarketoConnection,
         munchkin_id: str,
-        tokens: TokenProvider,
+        tokens: Credentials,
         *,
         allow_loopback: bool,
         gate: CallGate | None = None,
@@ -469,8 +470,3 @@ def fetch_token(
         if attempt == 0:
             sleep(1.0)
     raise RetryableError("token_expiring", "the Identity endpoint keeps returning an expiring token")
-
-
-def chunks(items: Sequence[Any], size: int = BATCH_LIMIT) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

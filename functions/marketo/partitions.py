@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from activation_core.errors import ConfigError
 from marketo.client import MarketoClient, Partition
+from marketo.models import MarketoSettings
 
 # The partition list changes rarely; Marketo suggests caching it for a day.
 PARTITIONS_TTL = 86_400.0
@@ -59,3 +60,42 @@ def resolve_partition(
             f"no lead partition named or numbered '{chosen}' for this API user; partitions: {names}",
         )
     return found
+
+
+class ChosenPartition:
+    """The partition of one instance's new leads: resolved at most once (name or id -> name)."""
+
+    def __init__(
+        self,
+        client: MarketoClient,
+        settings: MarketoSettings,
+        instance_id: str,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._instance_id = instance_id
+        self._clock = clock
+        self._name: str | None = None
+
+    def check(self) -> None:
+        """Resolve the configured partition once; ConfigError when Marketo has none such (MKT-01)."""
+        if self._name is not None:
+            return
+        if self._settings.partition is None or not self._settings.sync_type.syncs_profiles:
+            self._name = self._settings.partition_name
+            return
+        found = resolve_partition(
+            self._client,
+            self._settings.munchkin_id,
+            self._instance_id,
+            self._settings.partition,
+            clock=self._clock,
+        )
+        self._name = found.name
+
+    @property
+    def name(self) -> str | None:
+        """The partition name Sync Leads takes (None: Marketo's Default)."""
+        return self._name or self._settings.partition_name

@@ -28,6 +28,7 @@ from urllib.parse import urlencode
 import httpx
 
 from activation_core import http
+from activation_core.credentials import Credentials
 from activation_core.errors import (
     ActivationError,
     AuthError,
@@ -35,7 +36,7 @@ from activation_core.errors import (
     RetryableError,
     ThrottledError,
 )
-from activation_core.oauth import TokenGrant, TokenProvider
+from activation_core.oauth import TokenGrant
 from activation_core.rate_budget import RateBudget
 from outreach.models import HOST_PATTERN, MAX_CONCURRENCY, OutreachConnection
 
@@ -337,7 +338,7 @@ class OutreachClient:
     def __init__(
         self,
         connection: OutreachConnection,
-        tokens: TokenProvider,
+        tokens: Credentials,
         gate: RateGate,
         *,
         allow_loopback: bool,

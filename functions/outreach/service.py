@@ -262,9 +262,9 @@ class OutreachDestination:
             min_mint_interval=outreach_settings.token_mint_interval_seconds,
             refresh_token_field="refreshToken",  # noqa: S106 - the secret's field name
         )
-        connection = validated(
-            OutreachConnection, tokens.connection(), instance.id, at=f"secret '{instance.secret}'"
-        )
+        # A secret that does not parse is a connection problem, as for every destination
+        # (`connection_unavailable:<id>`, README), not a config error.
+        connection = OutreachConnection.model_validate(tokens.connection())
         budget = RateBudget(
             settings.state_table_name,
             f"outreach#{outreach_settings.budget_key or instance.secret}",

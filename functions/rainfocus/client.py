@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 
 from activation_core import http
+from activation_core.credentials import Credentials
 from activation_core.errors import ActivationError, AuthError, PermanentError, RetryableError
-from activation_core.oauth import TokenGrant, TokenProvider
+from activation_core.oauth import TokenGrant
 from rainfocus.models import HOST_PATTERN, RainfocusConnection, RainfocusSettings, api_base_url
 
 # responseCode values that mean "your token is not valid": refresh once and retry.
@@ -51,7 +52,7 @@ class RainfocusClient:
         self,
         connection: RainfocusConnection,
         settings: RainfocusSettings,
-        tokens: TokenProvider,
+        tokens: Credentials,
         *,
         allow_loopback: bool,
         client: httpx.Client | None = None,

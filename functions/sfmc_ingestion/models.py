@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from activation_core.mapping import TRANSFORMS, transform_names
+from activation_core.models.config import TRANSFORM_NAMES, transform_names
 
 # SFMC stores dates in US Central Standard Time without daylight saving (TAP-ET uses a fixed -6 "to
 # avoid DST impact", apis.md 3.4): the default account time zone.
@@ -106,7 +106,7 @@ class MappingRule(_Strict):
         description="identities.<namespace>, attributes.<dotted.path> or consents.<purpose> (y/n)"
     )
     transforms: tuple[str, ...] = Field(
-        default=(), description=f"Applied in order; one of {sorted(TRANSFORMS)}"
+        default=(), description=f"Applied in order; one of {sorted(TRANSFORM_NAMES)}"
     )
     required: bool = Field(
         default=False, description="A row without a value is counted failed, not published"

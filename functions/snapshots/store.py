@@ -30,9 +30,9 @@ class ObjectStore(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
-    def keys(self, prefix: str) -> Iterator[str]: ...
-
     def delete_prefix(self, prefix: str) -> int: ...
+
+    def keys(self, prefix: str) -> Iterator[str]: ...
 
 
 class S3Store:
@@ -79,10 +79,6 @@ class S3Store:
             raise
         return True
 
-    def keys(self, prefix: str) -> Iterator[str]:
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            yield from (str(o["Key"]) for o in page.get("Contents", []))
-
     def delete_prefix(self, prefix: str) -> int:
         deleted = 0
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
@@ -91,6 +87,10 @@ class S3Store:
                 self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
                 deleted += len(keys)
         return deleted
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            yield from (o["Key"] for o in page.get("Contents", []))
 
 
 class DirStore:
@@ -125,12 +125,6 @@ class DirStore:
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
 
-    def keys(self, prefix: str) -> Iterator[str]:
-        for path in sorted(self.root.rglob("*")):
-            key = str(path.relative_to(self.root))
-            if path.is_file() and key.startswith(prefix):
-                yield key
-
     def delete_prefix(self, prefix: str) -> int:
         paths = [
             p
@@ -140,3 +134,9 @@ class DirStore:
         for path in paths:
             path.unlink()
         return len(paths)
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        for path in sorted(self.root.rglob("*")):
+            key = str(path.relative_to(self.root))
+            if path.is_file() and key.startswith(prefix):
+                yield key

@@ -595,11 +595,15 @@ def cold_path_figures() -> tuple[list[Figure], str]:
         + ("met." if all(f.goal_met for f in figures) else "NOT met. ")
         + "Where the difference went on 2026-12-07 (CPU, one process, stage by stage): the handler's "
         "import about 160-195 ms (pydantic and our models, Powertools' logger and metrics, httpx), building "
-        "the Tracer with the X-Ray SDK about 45 ms, the httpx client about 35 ms (its TLS context loads the "
-        "CA bundle); the three clients themselves (about 270 ms, mostly botocore loading the service "
-        "models; DynamoDB's alone about 140 ms) are in both. What is left would need tracing without the "
-        "X-Ray SDK, fewer or lighter models at import, or the vendor client's TLS context built from a "
-        "smaller CA bundle: each a product decision."
+        "the Tracer with the X-Ray SDK about 45 ms (re-profiled with `-X importtime` for issue 18: about 30 "
+        "ms of it is asyncio, which wrapt imports for the SDK's async recorder; the SDK is needed only "
+        "because tracing is on), the httpx client about 35 ms (httpx imports httpcore and h11 when the "
+        "first client is built, and its TLS context loads the CA bundle: about 25 ms with a context of "
+        "our own, so nothing to win by building it ourselves); the three clients themselves (about 270 "
+        "ms, mostly botocore loading the service models; DynamoDB's alone about 140 ms) are in both, and "
+        "so is boto3's own import, which Powertools' parameters utility triggers. What is left would need "
+        "tracing without the X-Ray SDK, fewer or lighter models at import, or no vendor HTTP client "
+        "library: each a product decision."
     )
     return figures, notes
 

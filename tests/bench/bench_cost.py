@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from activation_core import manifest
 from tests.bench import bench_core as core
 from tests.bench.run import Figure
 
@@ -43,7 +44,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PRICES = Path(__file__).with_name("prices.toml")
 CAPACITY = ROOT / "docs" / "capacity.md"
 COMMAND = "make bench (tests/bench/bench_cost.py)"
-DESTINATIONS = ("rainfocus", "marketo", "outreach", "bombora")
+MANIFEST = manifest.load(core.FUNCTIONS)  # the destinations, from functions/destinations.json
+DESTINATIONS = MANIFEST.types
 RECORDS = 1_000
 AWS_LATENCY = 0.005
 GOAL_PER_MILLION = 2.00
@@ -231,7 +233,8 @@ def _measure(destination: str, endpoint: str, tmp: Path, site: Path, conn: Any) 
     )
     sqs = session.client("sqs", endpoint_url=endpoint)
     dlq = sqs.create_queue(QueueName=f"bench-{destination}-dlq")["QueueUrl"]
-    events = _account_events(records) if destination == "bombora" else _profile_events(records)
+    entity = spec.entity if (spec := MANIFEST.get(destination)) else "profile"
+    events = _account_events(records) if entity == "account" else _profile_events(records)
     batches = [
         [sqs_record(e, f"{destination}-{i}") for i, e in enumerate(events[start : start + batch_size], start)]
         for start in range(0, records, batch_size)

@@ -83,7 +83,11 @@ def test_com_07_each_destination_has_a_dashboard_of_outcomes_dlq_and_backlog(
 ) -> None:
     name = naming.logical_prefix(destination)
     body = json.loads(resources[f"{name}Dashboard"]["Properties"]["DashboardBody"])
-    metrics = [m for w in body["widgets"] if w["type"] == "metric" for m in w["properties"]["metrics"]]
+    # An alarm graph (a metric widget with `annotations.alarms`) has no metrics array: CloudWatch graphs
+    # the alarm's own metric (Dashboard Body Structure: metric widget properties).
+    metrics = [
+        m for w in body["widgets"] if w["type"] == "metric" for m in w["properties"].get("metrics", [])
+    ]
     records = {
         m[1]
         for m in metrics

@@ -279,7 +279,7 @@ def test_com_09_property_hostile_values_are_rejected_at_the_boundary_by_every_re
     harness = broken_instances
     harness.publish([event for event, _ in batch])
     harness.drain()
-    for destination_type in ("rainfocus", "marketo", "outreach"):
+    for destination_type in (d.type for d in MANIFEST.destinations if d.entity == "profile"):
         reasons = {
             json.loads(m["Body"])["detail"]["eventId"]: m.get("MessageAttributes", {})
             .get("reason", {})

@@ -214,11 +214,11 @@ def test_rnf_01_ten_concurrent_cold_invocations_make_one_token_request_per_token
     )
 
 
-def test_issue18_guarded_records_cost_one_read_per_batch_one_put_per_record_and_no_secret_read(
+def test_issue18_guarded_records_cost_a_few_dynamodb_requests_per_batch_and_no_per_record_secret_read(
     fake: FakeRainfocus,
 ) -> None:
-    """The handler's guard (order and idempotency): one read request per batch of up to 100 entities
-    and one conditional put (one write unit) per delivered entity; no secret read per record."""
+    """The handler's guard (order and idempotency): one read and one write request per batch of up to
+    100 entities, whatever the batch size; no secret read per record."""
     from activation_core import aws
     from activation_core.config_store import parse_destinations
     from activation_core.guards import OrderGuard
@@ -240,7 +240,7 @@ def test_issue18_guarded_records_cost_one_read_per_batch_one_put_per_record_and_
     assert [r.outcome.kind for r in results.values()] == [Kind.DELIVERED] * 20
     dynamodb = {name: n for name, n in calls.items() if name.startswith("dynamodb:")}
     secrets = sum(n for name, n in calls.items() if name.startswith("secretsmanager:"))
-    assert dynamodb == {"dynamodb:BatchGetItem": 1, "dynamodb:PutItem": 20}, dynamodb
+    assert dynamodb == {"dynamodb:BatchGetItem": 1, "dynamodb:TransactWriteItems": 1}, dynamodb
     assert secrets == 0, f"a warm container reads no secret per record: {dict(calls)}"
 
 

@@ -16,10 +16,10 @@ from typing import Any
 from activation_core.errors import PermanentError
 from activation_core.models.events import PROFILE_MEMBERSHIP_CHANGED
 from activation_core.observability import logger
-from activation_core.publishing import EventPublisher
 from sfmc_ingestion.deletions import KeyStore, KnownKey
 from sfmc_ingestion.models import Watermark, WorkItem
-from sfmc_ingestion.rows import DETAIL_TYPE, EVENT_SOURCE, digest
+from sfmc_ingestion.publishing import EventPublisher
+from sfmc_ingestion.rows import digest
 from sfmc_ingestion.settings import ingestion_settings
 from sfmc_ingestion.tasks.errors import translate_errors
 from sfmc_ingestion.watermarks import WatermarkStore
@@ -189,10 +189,5 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         event,
         store=WatermarkStore(settings.state_table_name),
         keys=KeyStore(settings.state_table_name),
-        publisher=EventPublisher(
-            settings.event_bus_name,
-            source=EVENT_SOURCE,
-            detail_type=DETAIL_TYPE,
-            workers=settings.publish_workers,
-        ),
+        publisher=EventPublisher(settings.event_bus_name, workers=settings.publish_workers),
     )

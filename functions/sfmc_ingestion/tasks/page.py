@@ -20,20 +20,12 @@ from activation_core.errors import PermanentError
 from activation_core.locks import LeaseLock
 from activation_core.oauth import TokenProvider
 from activation_core.observability import logger
-from activation_core.publishing import MAX_REQUEST_BYTES, EventPublisher
 from sfmc_ingestion import client as sfmc
 from sfmc_ingestion.deletions import KeyStore, KnownKey
 from sfmc_ingestion.landing import Lander, encode, object_key
 from sfmc_ingestion.models import Cursor, SfmcConnection, Watermark, WorkItem, parse_time_zone
-from sfmc_ingestion.rows import (
-    DETAIL_TYPE,
-    EVENT_SOURCE,
-    RowResult,
-    RowTransformer,
-    iso,
-    parse_iso,
-    to_filter_literal,
-)
+from sfmc_ingestion.publishing import MAX_REQUEST_BYTES, EventPublisher
+from sfmc_ingestion.rows import RowResult, RowTransformer, iso, parse_iso, to_filter_literal
 from sfmc_ingestion.settings import IngestionSettings, ingestion_settings
 from sfmc_ingestion.tasks.errors import translate_errors
 from sfmc_ingestion.watermarks import DuplicateFilter, RecentRows, WatermarkStore
@@ -295,12 +287,7 @@ def default_deps(event: dict[str, Any], settings: IngestionSettings) -> PageDeps
     return PageDeps(
         client=build_client(item.source.secret, settings),
         lander=Lander(settings.landing_bucket_name),
-        publisher=EventPublisher(
-            settings.event_bus_name,
-            source=EVENT_SOURCE,
-            detail_type=DETAIL_TYPE,
-            workers=settings.publish_workers,
-        ),
+        publisher=EventPublisher(settings.event_bus_name, workers=settings.publish_workers),
         store=WatermarkStore(settings.state_table_name),
         keys=KeyStore(settings.state_table_name, retention_days=settings.deletion_key_retention_days),
     )

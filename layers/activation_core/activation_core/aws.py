@@ -13,8 +13,6 @@ _SDK_CONFIG_KWARGS: dict[str, Any] = {
     "connect_timeout": 3,
     "read_timeout": 10,
     "retries": {"mode": "standard", "total_max_attempts": 3},
-    # As many connections as the order guard's concurrent puts (guards.PARALLEL_WRITES; default 10).
-    "max_pool_connections": 32,
 }
 
 

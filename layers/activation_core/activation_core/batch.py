@@ -16,10 +16,11 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from activation_core import aws, erasure, http, oauth
+from activation_core import aws, erasure
 from activation_core.observability import logger, metrics
 from activation_core.outcomes import BatchSummary, Kind, Outcome
 from activation_core.pipeline import RecordResult
+from activation_core.vendor_counts import VENDOR_COUNTS, VendorCounts
 from activation_core.waiting import REQUEUES_ATTRIBUTE
 
 # SQS refuses a visibility that ends more than 12 hours after the message was received.
@@ -233,6 +234,14 @@ def _requeued_attributes(record: Mapping[str, Any], waiting_since: int) -> dict[
     return attributes
 
 
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    """A record told to wait, with its result (marked requeued once its copy is sent)."""
+
+    record: Mapping[str, Any]
+    result: RecordResult
+
+
 def requeue_waiting(
     records: Sequence[Mapping[str, Any]], results: Mapping[str, RecordResult], sqs: Any
 ) -> None:
@@ -240,19 +249,19 @@ def requeue_waiting(
     SQS's 15 min), in SendMessageBatch calls within SQS's limits; the copy is sent before this message is reported done, so a failed
     send leaves it failing as before (hidden until then by `delay_throttled`; nothing lost)."""
     now = int(time.time())
-    waiting: list[tuple[Mapping[str, Any], RecordResult]] = []
+    waiting: list[_Waiting] = []
     for record in records:
         result = results[str(record.get("messageId"))]
         if not _still_failing(result) or not result.outcome.waiting:
             continue
         since = _number_attribute(record, WAITING_SINCE_ATTRIBUTE) or now
         if now - since <= MAX_WAIT_SECONDS:
-            waiting.append((record, result))
+            waiting.append(_Waiting(record, result))
     by_queue: dict[str, list[int]] = defaultdict(list)
-    for i, (record, _) in enumerate(waiting):
-        by_queue[queue_url_of(str(record.get("eventSourceARN", "")))].append(i)
+    for i, item in enumerate(waiting):
+        by_queue[queue_url_of(str(item.record.get("eventSourceARN", "")))].append(i)
     for url, indexes in by_queue.items():
-        entries = [_requeue_entry(waiting[i][0], waiting[i][1].outcome, i, now) for i in indexes]
+        entries = [_requeue_entry(waiting[i].record, waiting[i].result.outcome, i, now) for i in indexes]
         for batch in sized_batches(entries):
             try:
                 response = sqs.send_message_batch(QueueUrl=url, Entries=batch)
@@ -261,7 +270,7 @@ def requeue_waiting(
                 logger.warning("could not requeue waiting records", extra={"error_type": type(exc).__name__})
                 continue
             for i in sent:
-                waiting[i][1].requeued = True
+                waiting[i].result.requeued = True
 
 
 def _requeue_entry(record: Mapping[str, Any], outcome: Outcome, index: int, now: int) -> dict[str, Any]:
@@ -439,25 +448,11 @@ def _reason_counter(outcome: Outcome) -> str:
     return f"reason:{_counter_name(outcome)}:{outcome.reason}"
 
 
-@dataclass(frozen=True, slots=True)
-class _VendorCounts:
-    """Vendor calls, throttled answers and token requests this process had made at one moment."""
-
-    calls: int
-    throttled: int
-    token_requests: int
-
-    @classmethod
-    def now(cls) -> _VendorCounts:
-        calls, throttled = http.call_counts()
-        return cls(calls, throttled, oauth.total_token_requests())
-
-
-def _publish_metrics(summary: BatchSummary, before: _VendorCounts) -> None:
-    after = _VendorCounts.now()
-    metrics.add_metric("ApiCalls", MetricUnit.Count, after.calls - before.calls)
-    metrics.add_metric("VendorThrottles", MetricUnit.Count, after.throttled - before.throttled)
-    metrics.add_metric("TokenRequests", MetricUnit.Count, after.token_requests - before.token_requests)
+def _publish_metrics(summary: BatchSummary, before: VendorCounts) -> None:
+    vendor = VENDOR_COUNTS.snapshot().since(before)
+    metrics.add_metric("ApiCalls", MetricUnit.Count, vendor.calls)
+    metrics.add_metric("VendorThrottles", MetricUnit.Count, vendor.throttled)
+    metrics.add_metric("TokenRequests", MetricUnit.Count, vendor.token_requests)
     metrics.add_metric("RecordsReceived", MetricUnit.Count, summary.received)
     metrics.add_metric("RecordsDelivered", MetricUnit.Count, summary.delivered)
     metrics.add_metric("RecordsSkipped", MetricUnit.Count, summary.skipped)
@@ -473,7 +468,7 @@ def run_batch(
 ) -> dict[str, Any]:
     """Decide every record's outcome, act on it, and return the partial batch response."""
     records: list[Mapping[str, Any]] = list(event.get("Records") or [])
-    vendor_counts = _VendorCounts.now()
+    vendor_counts = VENDOR_COUNTS.snapshot()
     dynamodb = aws.client("dynamodb")
     arrivals = first_arrivals(records)
     record_arrivals(arrivals, ctx, dynamodb)

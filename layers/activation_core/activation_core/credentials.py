@@ -43,6 +43,10 @@ class Credentials(Protocol):
         """The secret's fields (base URL, ids, credentials) without any cached token: a copy."""
         ...
 
+    def get(self) -> str:
+        """The token (or key) to send now."""
+        ...
+
     def call_with_token(self, fn: Callable[[str], T]) -> T:
         """`fn(token)`; when it raises AuthError, obtain the credential again once and call again."""
         ...

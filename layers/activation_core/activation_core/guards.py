@@ -5,11 +5,11 @@ audience, the `occurredAt` of the last change applied to the vendor and the ids 
 at that instant. The pipeline reads the items of a whole batch before delivery (BatchGetItem, up to 100
 keys a request): a change older than the one applied is skipped as `stale`, the same event again as
 `duplicate`. After delivery, the items of the changes the vendor accepted (or the connector
-deliberately skipped) are written whole, each by one conditional PutItem (the version is still the
-one read; 1 write unit for an item up to 1 KB, half a transaction's), the puts of a batch concurrent
-on threads; a refused one is read again and merged, so an item never moves backwards whatever other
-invocations do meanwhile. The guard moves only once a change is applied (docs/decisions.md,
-2026-12-07: the one-item guard, and the conditional puts that replaced its transactions).
+deliberately skipped) are written whole, on condition that they did not change since they were read
+(a version number), in TransactWriteItems (25 items a request, requests in parallel); a refused one
+is read again and merged, so an item never moves backwards whatever other invocations do meanwhile.
+The guard moves only once a change is applied, and a batch costs a few DynamoDB round trips, not
+three per record (docs/decisions.md, 2026-12-07).
 
 What this guarantees, and what not (README, "Idempotency and order"):
 - an event the vendor accepted is not sent again to that instance, unless the invocation ends between
@@ -47,12 +47,12 @@ from activation_core import aws
 from activation_core.errors import RetryableError
 from activation_core.observability import logger
 
-# BatchGetItem reads up to 100 keys (DynamoDB's limit); the reads of a batch run in parallel.
+# BatchGetItem reads up to 100 keys (DynamoDB's limit). TransactWriteItems takes up to 100 items; 25
+# a request keeps each request short (moto applies a transaction under one lock, item by item) at the
+# same write units, and the requests of a batch run in parallel anyway.
 _READ_CHUNK = 100
+_WRITE_CHUNK = 25
 _PARALLEL_REQUESTS = 8
-# One conditional PutItem per entity, this many in flight (the DynamoDB client's connection pool is
-# as large, activation_core.aws): a batch of 300 commits in ~10 round trips, of 25 in one.
-PARALLEL_WRITES = 32
 # A commit whose condition failed (another invocation moved an item meanwhile) is re-read and retried.
 _COMMIT_ROUNDS = 3
 _UNPROCESSED_ROUNDS = 5
@@ -229,7 +229,7 @@ class OrderGuard(aws.UsesDynamoDB):
             targets.setdefault(change.entity, _Target()).add(change)
         states = dict(known)
         pending = list(targets)
-        for _ in range(_COMMIT_ROUNDS):
+        for round_ in range(_COMMIT_ROUNDS):
             actions = {
                 entity: action
                 for entity in pending
@@ -239,13 +239,12 @@ class OrderGuard(aws.UsesDynamoDB):
             }
             if not actions:
                 return 0
-            failed = [
-                entity
-                for entity, refused in zip(
-                    actions, _in_parallel(self._put, list(actions.values()), PARALLEL_WRITES), strict=True
-                )
-                if refused
-            ]
+            chunks = [list(actions)[i : i + _WRITE_CHUNK] for i in range(0, len(actions), _WRITE_CHUNK)]
+            failed: list[str] = []
+            for part in _in_parallel(
+                functools.partial(self._transact, actions=actions, round_=round_), chunks
+            ):
+                failed += part
             if not failed:
                 return 0
             pending = failed
@@ -279,22 +278,23 @@ class OrderGuard(aws.UsesDynamoDB):
             put["ExpressionAttributeValues"] = {":v": {"N": str(state.version)}}
         else:
             put["ConditionExpression"] = "attribute_not_exists(pk)"
-        return put
+        return {"Put": put}
 
-    def _put(self, put: Mapping[str, Any]) -> bool:
-        """One conditional put; True if it was refused (the entity is read again and retried).
-
-        A put botocore retried after a timeout although the first attempt was applied is refused
-        too: the re-read then finds the merged item already there and writes nothing."""
+    def _transact(self, entities: Sequence[str], *, actions: Mapping[str, Any], round_: int) -> list[str]:
+        """One transaction; the entities to try again (all of them if it failed as a whole)."""
+        items = [actions[e] for e in entities]
+        # The same token makes botocore's own retry of this request (after a timeout) a no-op if the
+        # first attempt was applied, instead of a failed condition; a new round is a new request.
+        token = hashlib.sha256(json.dumps([round_, items], sort_keys=True).encode()).hexdigest()[:36]
         try:
-            self._client.put_item(**put)
+            self._client.transact_write_items(TransactItems=items, ClientRequestToken=token)
         except ClientError as exc:
-            # Refused: the item's version moved (another invocation wrote it). Anything else (throttled
-            # after botocore's retries, unavailable) is logged and retried the same way.
-            if _error_code(exc) != "ConditionalCheckFailedException":
+            # Cancelled (an item's version moved: another invocation wrote it; or a conflict): the
+            # items not refused were cancelled with it. Every entity of the chunk is read and tried again.
+            if _error_code(exc) != "TransactionCanceledException":
                 logger.warning("order guard commit failed", extra={"error_type": _error_code(exc)})
-            return True
-        return False
+            return list(entities)
+        return []
 
 
 def _state_of(item: Mapping[str, Any]) -> EntityState:
@@ -311,9 +311,9 @@ def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def _in_parallel(work: Any, chunks: Sequence[Any], parallel: int = _PARALLEL_REQUESTS) -> list[Any]:
+def _in_parallel(work: Any, chunks: Sequence[Any]) -> list[Any]:
     """`work` on each chunk: inline for one, on threads for several (boto3 clients are thread-safe)."""
     if len(chunks) <= 1:
         return [work(chunk) for chunk in chunks]
-    with ThreadPoolExecutor(max_workers=min(parallel, len(chunks))) as pool:
+    with ThreadPoolExecutor(max_workers=min(_PARALLEL_REQUESTS, len(chunks))) as pool:
         return list(pool.map(work, chunks))

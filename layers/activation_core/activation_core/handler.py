@@ -19,25 +19,24 @@ LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 def destination_handler(destination: Destination) -> LambdaHandler:
     """The Lambda handler of a destination; the pipeline is built on the first invocation and kept warm."""
-    built: list[Pipeline] = []
+    pipeline: Pipeline | None = None
 
     def decide(records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
-        if not built:
+        nonlocal pipeline
+        if pipeline is None:
             settings = function_settings()
-            built.append(
-                Pipeline(
-                    destination,
-                    settings,
-                    lambda: load_instances(settings.config_parameter_name, settings.config_cache_seconds),
-                    Guards(
-                        order=OrderGuard(
-                            settings.state_table_name, retention_days=settings.order_guard_retention_days
-                        )
-                    ),
-                    WaitingChanges(settings.state_table_name),
-                )
+            pipeline = Pipeline(
+                destination,
+                settings,
+                lambda: load_instances(settings.config_parameter_name, settings.config_cache_seconds),
+                Guards(
+                    order=OrderGuard(
+                        settings.state_table_name, retention_days=settings.order_guard_retention_days
+                    )
+                ),
+                WaitingChanges(settings.state_table_name),
             )
-        return built[0].process(records)
+        return pipeline.process(records)
 
     return _entry(decide)
 

@@ -33,6 +33,7 @@ from activation_core.errors import (
     ThrottledError,
 )
 from activation_core.observability import start_tracing
+from activation_core.vendor_counts import VENDOR_COUNTS
 
 logger = logging.getLogger(__name__)
 
@@ -53,22 +54,6 @@ _EPOCH_MS_THRESHOLD = 100_000_000_000.0
 
 _client: httpx.Client | None = None
 _client_lock = threading.Lock()
-
-# Process-wide counts of vendor calls (each attempt) and of throttled answers, read per batch for the
-# ApiCalls / VendorThrottles metrics; threads of one invocation share them, hence the lock.
-_counts_lock = threading.Lock()
-_counts = {"calls": 0, "throttled": 0}
-
-
-def call_counts() -> tuple[int, int]:
-    """(vendor calls, throttled answers) made by this process so far."""
-    with _counts_lock:
-        return _counts["calls"], _counts["throttled"]
-
-
-def _count(name: str) -> None:
-    with _counts_lock:
-        _counts[name] += 1
 
 
 def _timeout_from_env() -> httpx.Timeout:
@@ -333,7 +318,7 @@ def send(
         deadline.ensure(budget, _log_target(method, url))
         if on_attempt is not None:
             on_attempt()
-        _count("calls")
+        VENDOR_COUNTS.add(calls=1)
         try:
             response = http.request(method, url, **request_kwargs)
         except httpx.TransportError as exc:
@@ -345,7 +330,7 @@ def send(
                 return response
             error = classified
             if isinstance(error, ThrottledError):
-                _count("throttled")
+                VENDOR_COUNTS.add(throttled=1)
 
         if not isinstance(error, RetryableError) or attempt + 1 >= attempts:
             raise error

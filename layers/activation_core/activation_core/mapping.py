@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from activation_core.errors import InvalidRecordError, MissingValueError, UsagePolicyRefusal
 from activation_core.hashing import email_lc_sha256, sha256_hex
-
-if TYPE_CHECKING:
-    from activation_core.models.config import MappingRow
+from activation_core.models.config import TRANSFORM_NAMES, MappingRow
 
 Transform = Callable[[Any], Any]
 
@@ -35,15 +33,8 @@ TRANSFORMS: dict[str, Transform] = {
     "email_lc_sha256": lambda v: email_lc_sha256(_as_text(v)),
     "to_string": _as_text,
 }
-
-
-def transform_names(value: Any) -> tuple[str, ...]:
-    """Validate a row's transform names (a name or a list of names) against TRANSFORMS."""
-    items = [value] if isinstance(value, str) else list(value or ())
-    unknown = [t for t in items if t not in TRANSFORMS]
-    if unknown:
-        raise ValueError(f"unknown transform(s) {unknown}; known: {sorted(TRANSFORMS)}")
-    return tuple(items)
+if set(TRANSFORMS) != TRANSFORM_NAMES:  # the contract names what this engine implements, no more or less
+    raise ImportError(f"transforms {sorted(TRANSFORMS)} differ from the contract's {sorted(TRANSFORM_NAMES)}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from activation_core.credentials import CACHED_TOKEN_FIELD, read_secret, secret_
 from activation_core.errors import AuthError, PermanentError, RetryableError, ThrottledError
 from activation_core.locks import Lease, LeaseLock
 from activation_core.observability import register_secret
+from activation_core.vendor_counts import VENDOR_COUNTS
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,6 @@ _memory_lock = threading.Lock()
 # A minted grant with a rotated refresh token whose write to the secret failed: the only copy of the
 # connection's refresh token. The next get() saves it before anything else (and mints with it).
 _pending: dict[str, dict[str, Any]] = {}
-_total_token_requests = 0
 
 
 def clear_memory_cache() -> None:
@@ -92,11 +92,6 @@ def clear_memory_cache() -> None:
     with _memory_lock:
         _memory.clear()
         _pending.clear()
-
-
-def total_token_requests() -> int:
-    """Token endpoint calls made by this process, across providers (metrics, benchmarks)."""
-    return _total_token_requests
 
 
 def _parse_token(raw: Any) -> _Token | None:
@@ -329,11 +324,10 @@ class TokenProvider:
         self._sleep(wait)
 
     def _mint(self, document: dict[str, Any], lease: Lease) -> str:
-        global _total_token_requests
         credentials = _connection_of(document)
         with self._counter_lock:
             self.token_requests += 1
-            _total_token_requests += 1
+        VENDOR_COUNTS.add(token_requests=1)
         minted_at = self._clock()
         with deadline.bounded(self._lock_lease / 2):  # the request ends well within the lease
             grant = self._fetcher(credentials)  # vendor errors propagate: they already are errors.* types

@@ -174,7 +174,7 @@ metrics = Metrics()
 # Every outbound call is an AWS SDK call (botocore) or a vendor call (httpx): X-Ray patches those two
 # rather than its whole list (sqlite3, http.client, requests, ...), which would import them for nothing.
 TRACED_MODULES = ("botocore", "httpx")
-_tracer: list[Tracer] = []
+_tracer: Tracer | None = None
 _tracer_lock = threading.Lock()
 
 
@@ -185,13 +185,14 @@ def start_tracing() -> Tracer:
     so only clients created afterwards are traced (botocore is patched on the class, whenever). Outside
     Lambda, or with POWERTOOLS_TRACE_DISABLED, Powertools builds a disabled tracer that patches nothing.
     """
-    if not _tracer:
+    global _tracer
+    if _tracer is None:
         with _tracer_lock:
-            if not _tracer:
+            if _tracer is None:
                 from aws_lambda_powertools import Tracer
 
-                _tracer.append(Tracer(patch_modules=TRACED_MODULES))
-    return _tracer[0]
+                _tracer = Tracer(patch_modules=TRACED_MODULES)
+    return _tracer
 
 
 def capture_lambda_handler(
@@ -200,12 +201,13 @@ def capture_lambda_handler(
     """Powertools' `capture_lambda_handler` (ColdStart annotation, errors as metadata), applied on the
     first invocation so the import does not build the Tracer. Responses are not captured: they hold
     message ids only; keep traces lean."""
-    traced: list[Callable[[Any, Any], Any]] = []
+    traced: Callable[[Any, Any], Any] | None = None
 
     @functools.wraps(handler)
     def lambda_handler(event: Any, context: Any) -> Any:
-        if not traced:
-            traced.append(start_tracing().capture_lambda_handler(handler, capture_response=False))
-        return traced[0](event, context)
+        nonlocal traced
+        if traced is None:
+            traced = start_tracing().capture_lambda_handler(handler, capture_response=False)
+        return traced(event, context)
 
     return lambda_handler

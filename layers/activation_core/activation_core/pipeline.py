@@ -143,6 +143,14 @@ class InstanceOutcome:
     outcome: Outcome
 
 
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What an instance decided for one record: its outcome and the audiences it concerned."""
+
+    outcome: Outcome
+    audience_ids: tuple[str, ...] = ()
+
+
 @dataclass(slots=True)
 class RecordResult:
     """The outcome of one SQS record, and of each instance it went to (for per-audience monitoring)."""
@@ -315,6 +323,31 @@ class _Prepared:
     identities: CompiledMapping | None = None  # the identity rows only: what an erasure looks up
 
 
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    """A prepared instance kept across invocations, with the config version it was built from."""
+
+    version: str
+    prepared: _Prepared
+
+
+@dataclass(frozen=True, slots=True)
+class _Instances:
+    """The type's instances of this batch: those that run (or fail as a whole) and those the config
+    store refused (they fail only their own audiences' records)."""
+
+    ready: list[_Prepared]
+    invalid: Sequence[InvalidInstance]
+
+
+@dataclass(frozen=True, slots=True)
+class _Admitted:
+    """What the order guard let through, and the guard state it read (what the commit updates)."""
+
+    work: list[WorkItem]
+    applied: Mapping[str, EntityState]
+
+
 def instance_failure(instance_id: str, error: Exception) -> Outcome:
     """The retry an instance's records get when it cannot run: the reason names the cause and the
     instance (`invalid_config:<id>`, `connection_unavailable:<id>`); values are never echoed."""
@@ -346,22 +379,22 @@ class Pipeline:
         self._guards = guards or Guards()
         self._waiting = waiting
         # Connectors and compiled mappings are built once per instance version, reused across invocations.
-        self._prepared: dict[str, tuple[str, _Prepared]] = {}
+        self._prepared: dict[str, _Cached] = {}
 
-    def _instances(self) -> tuple[list[_Prepared], list[InvalidInstance]]:
+    def _instances(self) -> _Instances:
         loaded = self._load_config()
         if isinstance(loaded, DestinationsConfig):
             loaded = LoadedConfig(loaded)
         prepared: list[_Prepared] = []
         for instance in loaded.config.of_type(self._destination.destination_type):
             cached = self._prepared.get(instance.id)
-            if cached is not None and cached[1].instance is instance:
+            if cached is not None and cached.prepared.instance is instance:
                 # The very config object of the last batch (config_store caches it): nothing to compare.
-                prepared.append(cached[1])
+                prepared.append(cached.prepared)
                 continue
             policies = loaded.config.usage_policies
             version = instance.model_dump_json() + policies.model_dump_json()
-            if cached is None or cached[0] != version:
+            if cached is None or cached.version != version:
                 try:
                     # A labelled attribute mapped to a forbidden use is a config error of this instance
                     # (names field, label and action); the compiled mapping withholds it at send time.
@@ -378,9 +411,9 @@ class Pipeline:
                     prepared.append(_Prepared(instance, None, None, failure))
                     continue
                 identities = CompiledMapping([row for row in instance.mapping if row.identity])
-                cached = (version, _Prepared(instance, mapping, connector, identities=identities))
+                cached = _Cached(version, _Prepared(instance, mapping, connector, identities=identities))
                 self._prepared[instance.id] = cached
-            prepared.append(cached[1])
+            prepared.append(cached.prepared)
         invalid = loaded.invalid_of_type(self._destination.destination_type)
         for item in invalid:
             error = item.error
@@ -388,7 +421,7 @@ class Pipeline:
                 "invalid destination instance",
                 extra={"instance": item.id, "field": error.field, "detail": error.message},
             )
-        return prepared, invalid
+        return _Instances(prepared, invalid)
 
     def process(self, records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
         """One RecordResult per SQS messageId; never raises for a record's fault."""
@@ -405,7 +438,7 @@ class Pipeline:
         if not parsed:
             return results
         try:
-            instances, invalid = self._instances()
+            instances = self._instances()
         except ConfigError as exc:
             # An unreadable document: loud, and nothing lost: every record retries until it is fixed.
             logger.error("invalid destination config", extra={"reason": exc.reason, "detail": exc.detail})
@@ -416,14 +449,15 @@ class Pipeline:
             return results
 
         per_record: dict[str, list[InstanceOutcome]] = {r.message_id: [] for r in parsed}
-        for prepared in instances:
+        for prepared in instances.ready:
             targeted = [r for r in parsed if r.targets(prepared.instance.id)]
             if not targeted:
                 continue
-            for message_id, outcome in self._run_instance(prepared, targeted).items():
-                audience_ids = outcome[1]
-                per_record[message_id].append(InstanceOutcome(prepared.instance.id, audience_ids, outcome[0]))
-        for broken in invalid:
+            for message_id, decision in self._run_instance(prepared, targeted).items():
+                per_record[message_id].append(
+                    InstanceOutcome(prepared.instance.id, decision.audience_ids, decision.outcome)
+                )
+        for broken in instances.invalid:
             self._fail_broken_instance(broken, parsed, per_record)
         for record in parsed:
             outcomes = per_record[record.message_id]
@@ -451,11 +485,9 @@ class Pipeline:
             if record.entity == self._destination.entity and audience_ids and record.targets(broken.id):
                 per_record[record.message_id].append(InstanceOutcome(broken.id, audience_ids, failure))
 
-    def _run_instance(
-        self, prepared: _Prepared, records: Sequence[InboundRecord]
-    ) -> dict[str, tuple[Outcome, tuple[str, ...]]]:
+    def _run_instance(self, prepared: _Prepared, records: Sequence[InboundRecord]) -> dict[str, Decision]:
         instance = prepared.instance
-        decided: dict[str, tuple[Outcome, tuple[str, ...]]] = {}
+        decided: dict[str, Decision] = {}
         erasures = [r for r in records if r.erasure_request is not None]
         if erasures:
             decided.update(self._erase(prepared, erasures))
@@ -470,7 +502,7 @@ class Pipeline:
             if early is None and prepared.failure is not None:
                 early = prepared.failure
             if early is not None:
-                decided[record.message_id] = (early, audience_ids)
+                decided[record.message_id] = Decision(early, audience_ids)
                 continue
             if prepared.mapping is None or prepared.connector is None:  # pragma: no cover - failure set
                 raise AssertionError("an instance without a connector has a failure")
@@ -478,31 +510,31 @@ class Pipeline:
             try:
                 mapped = prepared.mapping.apply(record.source_document())
             except MissingValueError as exc:
-                decided[record.message_id] = (self._missing(exc), audience_ids)
+                decided[record.message_id] = Decision(self._missing(exc), audience_ids)
                 continue
             except ActivationError as exc:
-                decided[record.message_id] = (Outcome.from_error(exc), audience_ids)
+                decided[record.message_id] = Decision(Outcome.from_error(exc), audience_ids)
                 continue
             candidates.append(
                 _Candidate(record, activations, mapped, entity_key(mapped.identities or mapped.fields))
             )
-        work, applied = self._admit(instance.id, candidates, decided)
-        if work:
-            delivered = self._deliver_newest(instance.id, connector, work)
+        admitted = self._admit(instance.id, candidates, decided)
+        if admitted.work:
+            delivered = self._deliver_newest(instance.id, connector, admitted.work)
             entities = {c.record.message_id: c.entity for c in candidates}
-            self._commit(instance.id, work, delivered, applied, entities)
-            for item in work:
-                decided[item.key] = (delivered[item.key], tuple(a.audience.id for a in item.activations))
-        return {k: (_of_instance(o, instance.id), ids) for k, (o, ids) in decided.items()}
+            self._commit(instance.id, admitted.work, delivered, admitted.applied, entities)
+            for item in admitted.work:
+                decided[item.key] = Decision(
+                    delivered[item.key], tuple(a.audience.id for a in item.activations)
+                )
+        return {k: replace(d, outcome=_of_instance(d.outcome, instance.id)) for k, d in decided.items()}
 
-    def _erase(
-        self, prepared: _Prepared, records: Sequence[InboundRecord]
-    ) -> dict[str, tuple[Outcome, tuple[str, ...]]]:
+    def _erase(self, prepared: _Prepared, records: Sequence[InboundRecord]) -> dict[str, Decision]:
         """Erasure requests: no audience, consent or order screening (a legal obligation, idempotent).
         The stack forgets what it holds of the person on this instance, then the vendor is asked to."""
         if prepared.failure is not None or prepared.identities is None:
             failure = prepared.failure or Outcome.retry("internal_error", "instance not prepared")
-            return {r.message_id: (failure, ()) for r in records}
+            return {r.message_id: Decision(failure) for r in records}
         erase = getattr(prepared.connector, "erase", None)
         unsupported = (
             Outcome.skipped(
@@ -516,35 +548,37 @@ class Pipeline:
         not_found = Outcome.skipped(
             "erasure_not_found", "the request has no identity this destination matches on"
         )
-        decided: dict[str, tuple[Outcome, tuple[str, ...]]] = {}
+        decided: dict[str, Decision] = {}
         work: list[WorkItem] = []
         for record in records:
             try:
                 mapped = prepared.identities.apply(record.source_document())
             except ActivationError as exc:
-                decided[record.message_id] = (unsupported or Outcome.from_error(exc), ())
+                decided[record.message_id] = Decision(unsupported or Outcome.from_error(exc))
                 continue
             if not mapped.identities:
-                decided[record.message_id] = (unsupported or not_found, ())
+                decided[record.message_id] = Decision(unsupported or not_found)
                 continue
             outcome = self._forget(prepared.instance.id, mapped) or unsupported
             if outcome is not None:
-                decided[record.message_id] = (outcome, ())
+                decided[record.message_id] = Decision(outcome)
                 continue
             work.append(WorkItem(record, (), mapped))
         if work and erase is not None:
             for key, delivered in self._deliver(erase, work).items():
-                decided[key] = (delivered, ())
+                decided[key] = Decision(delivered)
         return decided
 
     def _forget(self, instance_id: str, mapped: MappedRecord) -> Outcome | None:
-        """The stack forgets the person too: its order records on this instance (keyed by the same
-        hash of the mapped identities as the guard's key). A failure retries the erasure before any vendor call."""
-        order = self._guards.order
-        if order is None:
-            return None
+        """The stack forgets the person too: its order record and waiting-change item on this instance
+        (both keyed by the same hash of the mapped identities). A failure retries the erasure before any
+        vendor call."""
+        entity = entity_key(mapped.identities or mapped.fields)
         try:
-            order.forget(instance_id, entity_key(mapped.identities or mapped.fields))
+            if self._guards.order is not None:
+                self._guards.order.forget(instance_id, entity)
+            if self._waiting is not None:
+                self._waiting.forget(instance_id, entity)
         except Exception as exc:
             return Outcome.retry("order_guard_unavailable", type(exc).__name__)
         return None
@@ -558,19 +592,19 @@ class Pipeline:
         self,
         instance_id: str,
         candidates: Sequence[_Candidate],
-        decided: dict[str, tuple[Outcome, tuple[str, ...]]],
-    ) -> tuple[list[WorkItem], dict[str, EntityState]]:
+        decided: dict[str, Decision],
+    ) -> _Admitted:
         """Drop memberships a newer (or the same) event already set on this instance; one read per batch."""
         order = self._guards.order
         if order is None or not candidates:
-            return [WorkItem(c.record, c.activations, c.mapped) for c in candidates], {}
+            return _Admitted([WorkItem(c.record, c.activations, c.mapped) for c in candidates], {})
         try:
             applied = order.read(instance_id, {c.entity for c in candidates})
         except ActivationError as exc:
             outcome = Outcome.from_error(exc)
             for c in candidates:
-                decided[c.record.message_id] = (outcome, tuple(a.audience.id for a in c.activations))
-            return [], {}
+                decided[c.record.message_id] = Decision(outcome, tuple(a.audience.id for a in c.activations))
+            return _Admitted([], {})
         work: list[WorkItem] = []
         for c in candidates:
             state = applied.get(c.entity, NO_STATE)
@@ -592,8 +626,8 @@ class Pipeline:
                 )
             else:
                 outcome = Outcome.skipped("duplicate", "this event was already applied to this destination")
-            decided[c.record.message_id] = (outcome, audience_ids)
-        return work, applied
+            decided[c.record.message_id] = Decision(outcome, audience_ids)
+        return _Admitted(work, applied)
 
     def _commit(
         self,

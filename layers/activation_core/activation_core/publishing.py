@@ -1,10 +1,10 @@
 """Events to the activation bus: PutEvents in batches of at most 10 entries (and 256 KB), a few
-batches in parallel, failed entries re-sent with backoff. Used by every producer of events in the
-stack (the SFMC ingestion's pages and exits, the audience snapshots' diffs).
+batches in parallel, failed entries re-sent with backoff. Used by every function that publishes (a
+source's pages and exits, a snapshot's changes), each with its own event source.
 
-An entry still failing after the retries raises RetryableError: the caller's task fails and its state
-machine runs it again, so delivery is at least once (producers give deterministic event ids, so
-consumers de-duplicate).
+An entry still failing after the retries fails the task (RetryableError): its state machine retries
+the task and re-publishes, so delivery is at least once (publishers give deterministic event ids, so
+consumers can de-duplicate).
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ class PreparedEntry:
 
 
 class EventPublisher:
+    """Publishes to `bus_name`; `entry` and `prepare` build entries from `source` and `detail_type`."""
+
     def __init__(
         self,
         bus_name: str,
@@ -82,7 +84,7 @@ class EventPublisher:
         base_delay: float = 0.1,
     ) -> None:
         self.bus_name = bus_name
-        self.source = source  # what entry() stamps; producers that build their entries leave it empty
+        self.source = source
         self.detail_type = detail_type
         self._events = events
         self._sleep = sleep
@@ -98,9 +100,7 @@ class EventPublisher:
             self._events = aws.client("events")
         return self._events
 
-    def entry(self, detail: dict[str, Any], detail_type: str = "") -> dict[str, Any]:
-        if not self.source:
-            raise ValueError("entry() needs the publisher's source")
+    def entry(self, detail: dict[str, Any], detail_type: str | None = None) -> dict[str, Any]:
         return {
             "Source": self.source,
             "DetailType": detail_type or self.detail_type,
@@ -110,12 +110,10 @@ class EventPublisher:
             "EventBusName": self.bus_name,
         }
 
-    def prepare(self, detail: dict[str, Any], detail_type: str = "") -> PreparedEntry:
+    def prepare(self, detail: dict[str, Any], detail_type: str | None = None) -> PreparedEntry:
         """`entry(detail)` and its `entry_size`, the detail serialised once: its size is its UTF-8 bytes."""
-        if not self.source:
-            raise ValueError("prepare() needs the publisher's source")
-        kind = detail_type or self.detail_type
         data = to_json(detail)
+        kind = detail_type or self.detail_type
         entry = {
             "Source": self.source,
             "DetailType": kind,

@@ -109,6 +109,10 @@ class WaitingChanges(aws.UsesDynamoDB):
     def _key(instance_id: str, entity: str) -> dict[str, Any]:
         return {"pk": {"S": f"waiting#{instance_id}#{entity}"}, "sk": {"S": "fields"}}
 
+    def forget(self, instance_id: str, entity: str) -> None:
+        """Drop the waiting-change item of one entity on one instance (an erasure request)."""
+        self._client.delete_item(TableName=self._table, Key=self._key(instance_id, entity))
+
     def superseded(self, instance_id: str, items: Sequence[WorkItem]) -> dict[str, Outcome]:
         """`skipped:superseded` for each record that waited before and whose every field a newer
         change sets; the others are not in the result."""

@@ -22,14 +22,13 @@ import boto3
 
 from activation_core.locks import LeaseLock
 from activation_core.oauth import TokenProvider
-from activation_core.publishing import EventPublisher
 from local.fakes.sfmc import FakeSfmc
 from sfmc_ingestion import client as sfmc
 from sfmc_ingestion.config import parse_ingestion_config
 from sfmc_ingestion.deletions import KeyStore
 from sfmc_ingestion.landing import Lander
 from sfmc_ingestion.models import SfmcConnection
-from sfmc_ingestion.rows import DETAIL_TYPE, EVENT_SOURCE
+from sfmc_ingestion.publishing import EventPublisher
 from sfmc_ingestion.tasks import commit as commit_task
 from sfmc_ingestion.tasks import page as page_task
 from sfmc_ingestion.tasks import plan as plan_task
@@ -133,9 +132,7 @@ class SfmcEnv:
         return page_task.PageDeps(
             client=self.client(),
             lander=Lander(BUCKET, s3=self.s3),
-            publisher=EventPublisher(
-                BUS, source=EVENT_SOURCE, detail_type=DETAIL_TYPE, events=self.events, sleep=lambda _: None
-            ),
+            publisher=EventPublisher(BUS, events=self.events, sleep=lambda _: None),
             store=self.store,
             keys=self.keys,
         )
@@ -186,9 +183,7 @@ class SfmcEnv:
                 return self._commit(item)
 
     def _commit(self, item: dict[str, Any]) -> dict[str, Any]:
-        publisher = EventPublisher(
-            BUS, source=EVENT_SOURCE, detail_type=DETAIL_TYPE, events=self.events, sleep=lambda _: None
-        )
+        publisher = EventPublisher(BUS, events=self.events, sleep=lambda _: None)
         return commit_task.commit(item, store=self.store, keys=self.keys, publisher=publisher)
 
     def landed_rows(self) -> list[dict[str, Any]]:

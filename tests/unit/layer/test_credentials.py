@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from activation_core.credentials import Credentials, StaticCredentials
+from activation_core.credentials import StaticCredentials
 from activation_core.errors import AuthError, RetryableError
-from activation_core.oauth import TokenProvider
 from activation_core.observability import redact
 
 SECRET_ID = "activation/test-static"
@@ -55,14 +54,6 @@ def secrets(secretsmanager: Any) -> CountingSecrets:
 def rotate(secretsmanager: Any, key: str) -> None:
     document = json.loads(secretsmanager.get_secret_value(SecretId=SECRET_ID)["SecretString"])
     secretsmanager.put_secret_value(SecretId=SECRET_ID, SecretString=json.dumps({**document, "apiKey": key}))
-
-
-def test_both_credential_modes_have_one_interface() -> None:
-    def accepts(credentials: Credentials) -> str:
-        return credentials.secret_id
-
-    assert accepts(StaticCredentials("a")) == "a"
-    assert callable(TokenProvider.call_with_token) and callable(TokenProvider.connection)
 
 
 def test_the_key_is_read_from_the_secret_once_and_sent_as_is(secrets: CountingSecrets) -> None:

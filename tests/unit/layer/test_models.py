@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -75,3 +77,14 @@ def test_checked_in_json_schemas_match_the_models() -> None:
         assert path.read_text() == text, (
             f"shared/schemas/{file_name} drifted from the models: run make schemas"
         )
+
+
+def test_the_data_contracts_load_without_the_mapping_engine() -> None:
+    """The config models name the transforms a row may use; the engine implementing them is not theirs."""
+    probe = (
+        "import sys, activation_core.models.config, activation_core.models.events; "
+        "print(sorted(m for m in sys.modules if m.startswith('activation_core.')))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert "activation_core.mapping" not in loaded
+    assert "activation_core.models.config" in loaded

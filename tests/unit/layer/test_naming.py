@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from activation_core import naming
+from activation_core import manifest, naming
+
+MANIFEST = manifest.load(Path(__file__).resolve().parents[3] / "functions")
 
 
-@pytest.mark.parametrize(
-    ("destination_type", "prefix"),
-    [("rainfocus", "Rainfocus"), ("marketo", "Marketo"), ("outreach", "Outreach"), ("bombora", "Bombora")],
-)
-def test_the_four_types_keep_their_template_names(destination_type: str, prefix: str) -> None:
-    assert naming.logical_prefix(destination_type) == prefix
+@pytest.mark.parametrize("destination_type", MANIFEST.types)
+def test_every_manifest_type_names_its_resources_by_its_capitalised_type(destination_type: str) -> None:
+    """`rainfocus` -> `RainfocusQueue`: the names the template has always had (its drift test checks
+    the template has them: tests/unit/template/test_manifest.py)."""
+    prefix = naming.logical_prefix(destination_type)
+    assert prefix == destination_type.replace("_", " ").title().replace(" ", "")
     assert naming.logical_id(destination_type, "Queue") == f"{prefix}Queue"
+    assert naming.type_of_prefix(prefix) == destination_type
 
 
 def test_a_multi_word_type_becomes_pascal_case_and_back() -> None:

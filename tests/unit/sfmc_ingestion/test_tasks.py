@@ -15,11 +15,11 @@ import pytest
 from moto import mock_aws
 
 from activation_core.errors import AuthError, ConfigError, PermanentError, RetryableError, ThrottledError
-from activation_core.publishing import PreparedEntry
 from local.fakes.sfmc import example_ingestion_config
 from sfmc_ingestion.client import RowsetPage
 from sfmc_ingestion.config import parse_ingestion_config
 from sfmc_ingestion.models import Watermark, WorkItem
+from sfmc_ingestion.publishing import PreparedEntry
 from sfmc_ingestion.tasks import commit as commit_task
 from sfmc_ingestion.tasks import page as page_task
 from sfmc_ingestion.tasks import plan as plan_task

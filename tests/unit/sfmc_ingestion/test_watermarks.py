@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from activation_core.errors import PermanentError
-from activation_core.publishing import PreparedEntry
 from sfmc_ingestion.client import RowsetPage
 from sfmc_ingestion.config import parse_ingestion_config
 from sfmc_ingestion.models import Watermark
+from sfmc_ingestion.publishing import PreparedEntry
 from sfmc_ingestion.rows import iso, parse_iso
 from sfmc_ingestion.tasks import commit as commit_task
 from sfmc_ingestion.tasks import page as page_task

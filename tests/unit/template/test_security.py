@@ -4,6 +4,7 @@ only the ones named here, so a new destination or source is covered the day it i
 from __future__ import annotations
 
 import json
+import re
 from fnmatch import fnmatch, fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -196,29 +197,28 @@ ALLOWED_MANAGED_POLICIES = {
     "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
     "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
 }
-DESTINATIONS = ("bombora", "marketo", "outreach", "rainfocus")
+DESTINATIONS = DESTINATION_TYPES  # the manifest
 STACK = "stk"
 # The state-table partition keys each destination writes (formats from the code that writes them:
-# oauth.TokenProvider, rate_budget, bombora.lists); "outcomes" (ledger) and "order#..." are shared.
+# erasure, oauth.TokenProvider, rate_budget, bombora.lists); "outcomes" (ledger) and "order#..." are
+# shared. Every destination records erasures and may hold a token lock (its secret named or an ARN).
+TOKEN_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret"
+# Keys only some destinations write; each names its owner between '#' or '-' separators.
+VENDOR_STATE_KEYS = [
+    "bombora#lists#acct-1",
+    "lock#bombora-list#acct-1#aud-1",
+    "rate#marketo#123-ABC-456",
+    "slots#marketo#123-ABC-456",
+    "rate#outreach#conn",
+]
 OWN_STATE_KEYS = {
-    "bombora": [
-        "erasure#bombora#dsr-1",
-        "bombora#lists#acct-1",
-        "lock#bombora-list#acct-1#aud-1",
-        f"lock#token#{STACK}/bombora/conn",
-    ],
-    "marketo": [
-        "erasure#marketo#dsr-1",
-        "rate#marketo#123-ABC-456",
-        "slots#marketo#123-ABC-456",
-        f"lock#token#{STACK}/marketo/conn",
-    ],
-    "outreach": ["erasure#outreach#dsr-1", "rate#outreach#conn", f"lock#token#{STACK}/outreach/conn"],
-    "rainfocus": [
-        "erasure#rainfocus#dsr-1",
-        f"lock#token#{STACK}/rainfocus/conn",
-        f"lock#token#arn:aws:secretsmanager:us-east-1:123456789012:secret:{STACK}/rainfocus/conn-AbCdEf",
-    ],
+    t: [
+        f"erasure#{t}#dsr-1",
+        f"lock#token#{STACK}/{t}/conn",
+        f"lock#token#{TOKEN_SECRET_ARN}:{STACK}/{t}/conn-AbCdEf",
+        *(k for k in VENDOR_STATE_KEYS if t in re.split(r"[#-]", k)),
+    ]
+    for t in DESTINATIONS
 }
 SHARED_STATE_KEYS = ["outcomes", "snapshot-outcomes", "order#inst-1#3f2a", "waiting#inst-1#3f2a"]
 OTHER_STATE_KEYS = [

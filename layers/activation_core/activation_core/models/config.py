@@ -11,10 +11,22 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from activation_core.mapping import TRANSFORMS, transform_names
-
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _SOURCE_ROOTS = ("identities.", "attributes.", "account.")
+# The transforms a mapping row may name: part of the contract, so the models need no mapping engine.
+# activation_core.mapping implements exactly these (it refuses to load otherwise).
+TRANSFORM_NAMES: frozenset[str] = frozenset(
+    {"trim", "lowercase", "uppercase", "sha256", "email_lc_sha256", "to_string"}
+)
+
+
+def transform_names(value: Any) -> tuple[str, ...]:
+    """Validate a row's transform names (a name or a list of names) against TRANSFORM_NAMES."""
+    items = [value] if isinstance(value, str) else list(value or ())
+    unknown = [t for t in items if t not in TRANSFORM_NAMES]
+    if unknown:
+        raise ValueError(f"unknown transform(s) {unknown}; known: {sorted(TRANSFORM_NAMES)}")
+    return tuple(items)
 
 
 class _Strict(BaseModel):
@@ -27,7 +39,7 @@ class MappingRow(_Strict):
     source: str = Field(description="Dotted path: identities.<namespace> or attributes.<path>")
     target: str = Field(min_length=1)
     transforms: tuple[str, ...] = Field(
-        default=(), description=f"Applied in order; one of {sorted(TRANSFORMS)}"
+        default=(), description=f"Applied in order; one of {sorted(TRANSFORM_NAMES)}"
     )
     identity: bool = Field(default=False, description="The target is an identity of the destination")
     required: bool = Field(
@@ -165,7 +177,7 @@ class DestinationInstance(_Strict):
 
 
 class DestinationsConfig(_Strict):
-    """The whole document stored in Parameter Store (and in `shared/config/*.json` examples)."""
+    """The whole document stored in Parameter Store (and in the examples, `functions/*/example.json`)."""
 
     schema_version: str = Field(default="1", alias="schemaVersion")
     usage_policies: UsagePolicies = Field(default_factory=UsagePolicies, alias="usagePolicies")
