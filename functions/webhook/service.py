@@ -15,6 +15,7 @@ from activation_core.outcomes import Outcome
 from activation_core.pipeline import Connector, Entity, WorkItem
 from activation_core.settings import FunctionSettings
 from activation_core.validation import validated
+from activation_core.vendor_calls import CallPlan
 from webhook.client import WebhookClient
 from webhook.models import WebhookConnection, WebhookSettings
 
@@ -93,3 +94,9 @@ class WebhookDestination:
             connection, webhook_settings, credentials, allow_loopback=settings.allow_loopback_urls
         )
         return WebhookConnector(instance, webhook_settings, client)
+
+
+def call_plan(instance: DestinationInstance) -> CallPlan:
+    """One POST per `batchSize` records; the endpoint is the operator's own, with no published limit."""
+    settings = validate_instance(instance)
+    return CallPlan(records_per_call=settings.batch_size, call_types=("receive",))
