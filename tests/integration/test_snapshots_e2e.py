@@ -31,7 +31,13 @@ pytestmark = pytest.mark.integration
 AUDIENCE = "aud-expo-invitees"
 SNAPSHOT_MEMBERS = int(os.environ.get("SNAPSHOT_MEMBERS", "200"))  # 10,000 in make soak
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
-INSTANCES = ("rainfocus-expo2026", "marketo-expo2026", "outreach-sales")
+# Every instance of the example config that activates the audience (one per destination type).
+TYPES = {
+    d["id"]: d["type"]
+    for d in example_config()["destinations"]
+    if any(a["id"] == AUDIENCE for a in d["audiences"])
+}
+INSTANCES = tuple(TYPES)
 # The module sends Outreach about 1.2 x SNAPSHOT_MEMBERS PATCHes (backfill, 10%/10% diff, s4, s5). Its user
 # may make 10,000 an hour (the fake enforces it; the connector stops 50 short, `remainingReserve`): a
 # bigger run waits for the hour's reset, so its drains must outlast it (an idle round is a 1-s poll).
@@ -110,7 +116,7 @@ def run_record(harness: ActivationHarness, snapshot_id: str) -> dict[str, Any]:
 def ledger_totals(harness: ActivationHarness) -> dict[str, dict[str, int]]:
     out = {}
     for instance in (*INSTANCES, "marketo-other"):
-        kind = instance.split("-")[0]
+        kind = TYPES.get(instance, "marketo")
         out[instance] = harness.ledger(kind, f"{kind}#{instance}#{AUDIENCE}")
     return out
 
