@@ -168,6 +168,27 @@ class EntityState:
 NO_STATE = EntityState()
 
 
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What a commit did: how many entities it could not commit (their changes were applied all the
+    same), and the lineages another invocation had applied meanwhile (SQS gave the same message to
+    two invocations at once: the other one's outcome is the counted one)."""
+
+    not_committed: int = 0
+    redelivered: frozenset[str] = frozenset()
+
+
+def _applied_by(state: EntityState, change: Change) -> bool:
+    """Whether `state` already holds this change of this lineage for every audience of it."""
+    if not change.origin:
+        return False
+    for audience in change.audiences:
+        applied = state.get(audience)
+        if applied is None or applied.at != change.at or change.origin not in applied.origins:
+            return False
+    return True
+
+
 @dataclass(slots=True)
 class _Target:
     """What one entity's changes of a batch record: per audience, the newest change and its events."""
@@ -241,14 +262,19 @@ class OrderGuard(aws.UsesDynamoDB):
         raise RetryableError("order_guard_unavailable", "keys left unprocessed")
 
     # ------------------------------------------------------------------ after delivery
-    def commit(self, instance_id: str, changes: Iterable[Change], known: Mapping[str, EntityState]) -> int:
+    def commit(
+        self, instance_id: str, changes: Iterable[Change], known: Mapping[str, EntityState]
+    ) -> Committed:
         """Move the items of applied changes forward; `known` is what `read` returned. Returns how
-        many entities could not be committed (logged; their changes were applied all the same)."""
+        many entities could not be committed (logged; their changes were applied all the same) and
+        the lineages found applied by another invocation when a refused item was read again."""
         targets: dict[str, _Target] = {}
+        changes = list(changes)
         for change in changes:
             targets.setdefault(change.entity, _Target()).add(change)
         states = dict(known)
         pending = list(targets)
+        redelivered: set[str] = set()
         for round_ in range(_COMMIT_ROUNDS):
             actions = {
                 entity: action
@@ -258,7 +284,7 @@ class OrderGuard(aws.UsesDynamoDB):
                 )
             }
             if not actions:
-                return 0
+                return Committed(0, frozenset(redelivered))
             chunks = [list(actions)[i : i + _WRITE_CHUNK] for i in range(0, len(actions), _WRITE_CHUNK)]
             failed: list[str] = []
             for part in _in_parallel(
@@ -266,15 +292,18 @@ class OrderGuard(aws.UsesDynamoDB):
             ):
                 failed += part
             if not failed:
-                return 0
+                return Committed(0, frozenset(redelivered))
             pending = failed
             try:
                 fresh = self.read(instance_id, failed)
             except RetryableError:
                 break
             states.update({entity: fresh.get(entity, NO_STATE) for entity in failed})
+            redelivered.update(
+                c.origin for c in changes if c.entity in fresh and _applied_by(fresh[c.entity], c)
+            )
         logger.warning("order guard not committed", extra={"entities": len(pending)})
-        return len(pending)
+        return Committed(len(pending), frozenset(redelivered))
 
     def _action(
         self, instance_id: str, entity: str, target: _Target, state: EntityState

@@ -642,7 +642,7 @@ class Pipeline:
         self,
         instance_id: str,
         work: Sequence[WorkItem],
-        outcomes: Mapping[str, Outcome],
+        outcomes: dict[str, Outcome],
         applied: Mapping[str, EntityState],
         entities: Mapping[str, str],
     ) -> None:
@@ -664,9 +664,18 @@ class Pipeline:
             if outcomes[item.key].kind in (Kind.DELIVERED, Kind.SKIPPED)
         ]
         try:
-            order.commit(instance_id, changes, applied)
+            committed = order.commit(instance_id, changes, applied)
         except Exception as exc:  # delivery already happened: a redelivery is sent again, harmlessly
             logger.warning("order guard not committed", extra={"error_type": type(exc).__name__})
+            return
+        for item in work:  # another invocation held the same message at once and committed it first
+            if item.record.origin in committed.redelivered and outcomes[item.key].kind in (
+                Kind.DELIVERED,
+                Kind.SKIPPED,
+            ):
+                outcomes[item.key] = Outcome.skipped(
+                    REDELIVERED, "another invocation applied this message at the same time"
+                )
 
     def _screen(
         self, instance: DestinationInstance, record: InboundRecord, activations: tuple[Activation, ...]

@@ -60,6 +60,8 @@ def origin_of(record: Mapping[str, Any]) -> str:
     """The message lineage of an SQS record: its first copy's message id."""
     attribute = (record.get("messageAttributes") or {}).get(ORIGIN_ATTRIBUTE) or {}
     return str(attribute.get("stringValue") or record.get("messageId") or "")
+
+
 SUPERSEDED_DETAIL = "a newer change to this entity (waiting or delivered) sets every field of this one"
 
 
