@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -120,6 +120,54 @@ def _iso_date(text: str, zone: tzinfo) -> str:
             moment = local - zone.utcoffset(None)
             return moment.isoformat() + "Z"  # whole seconds (no microseconds to write)
     return iso(parse_date(text, zone))
+
+
+class _HourCache:
+    """SFMC dates (`M/D/YYYY h:mm:ss AM`) of one page, converted per local hour rather than per value.
+
+    In a zone at a whole-hour offset from UTC, a value's minutes and seconds are the same in UTC, so
+    the UTC date and hour (`YYYY-MM-DDTHH:`) depend on `M/D/YYYY h` and AM/PM only. Rows come ordered by
+    their incremental date, so most rows of a page share an hour: a lookup and a concatenation
+    replace the parse. Only values whose converted form is exactly that prefix plus `mm:ss` and `Z`
+    are remembered (anything else is converted in full every time); at most one entry per distinct
+    hour of one page, so memory stays flat in the data extension's size.
+    """
+
+    __slots__ = ("_prefixes",)
+
+    def __init__(self) -> None:
+        self._prefixes: dict[str, str] = {}
+
+    @staticmethod
+    def usable(zone: tzinfo) -> bool:
+        if not isinstance(zone, timezone):
+            return False
+        offset = zone.utcoffset(None)
+        return offset is not None and offset % timedelta(hours=1) == timedelta(0)
+
+    @staticmethod
+    def _split(text: str) -> tuple[str, str] | None:
+        """(`M/D/YYYY h` + ` AM`, `mm:ss`) when `text` ends in exactly `:mm:ss AM` (minutes and
+        seconds two digits below 60), else None."""
+        head, _, tail = text.partition(":")
+        if (
+            len(tail) == 8 and tail[2] == ":" and tail[5] == " " and tail[0] < "6" and tail[3] < "6"
+            and tail[:2].isdecimal() and tail[3:5].isdecimal()
+        ):  # fmt: skip
+            return head + tail[5:], tail[:5]
+        return None
+
+    def get(self, text: str) -> str | None:
+        parts = self._split(text)
+        if parts is None:
+            return None
+        prefix = self._prefixes.get(parts[0])
+        return None if prefix is None else prefix + parts[1] + "Z"
+
+    def put(self, text: str, converted: str) -> None:
+        parts = self._split(text)
+        if parts is not None and len(converted) == 20 and converted[14:] == parts[1] + "Z":
+            self._prefixes[parts[0]] = converted[:14]
 
 
 def iso(moment: datetime) -> str:
@@ -237,6 +285,7 @@ class _Column:
     lower: str
     kind: FieldType
     text: bool  # a text type: the value is kept as SFMC sent it ("" -> None), no parsing
+    date: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,13 +370,14 @@ class RowTransformer:
         self._origin = {"system": "sfmc", "sourceId": source.id, "dataExtension": de.key, "runId": run_id}
         self._columns: dict[Any, _Column] = {}  # every row repeats the same names: resolve them once
         self._shapes: dict[tuple[Any, ...], _Shape] = {}
+        self._hours = _HourCache() if _HourCache.usable(zone) else None
 
     def _column(self, name: Any) -> _Column:
         column = self._columns.get(name)
         if column is None:
             text = str(name)
             kind = self.types.get(text.lower(), "Text")
-            column = _Column(text, text.lower(), kind, kind in TEXT_TYPES)
+            column = _Column(text, text.lower(), kind, kind in TEXT_TYPES, kind == "Date")
             self._columns[name] = column
         return column
 
@@ -358,8 +408,16 @@ class RowTransformer:
             if column.text and type(value) is str:  # the common case, inline: most fields are text
                 typed[column.name] = value if value.strip() else None
                 continue
+            hours = self._hours if column.date and type(value) is str else None
+            if hours is not None:
+                converted = hours.get(value)
+                if converted is not None:
+                    typed[column.name] = converted
+                    continue
             try:
                 typed[column.name] = convert(column.name, value, column.kind, self.zone)
+                if hours is not None and typed[column.name] is not None:
+                    hours.put(value, typed[column.name])
             except ColumnError as exc:
                 typed[column.name] = None
                 errors.append(f"invalid_value:{exc.column}")
