@@ -240,17 +240,6 @@ def _digest_of_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _set_path(document: dict[str, Any], path: list[str], value: Any) -> None:
-    node = document
-    for part in path[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    node[path[-1]] = value
-
-
 def _consent(value: Any) -> str:
     if isinstance(value, bool):
         return "y" if value else "n"
@@ -310,13 +299,14 @@ _STR_METHODS: dict[str, Callable[[str], str]] = {
 @dataclass(frozen=True, slots=True)
 class _Rule:
     column: str
-    path: list[str]
     root: str
     transforms: tuple[tuple[str, Callable[[Any], Any]], ...]
     required: bool
     key: str = ""  # the joined path: the identity namespace or consent purpose
     # The transforms as str methods when every one is (None: the general path), applied to text values.
     text_transforms: tuple[Callable[[str], str], ...] | None = None
+    parents: tuple[str, ...] = ()  # the dicts on the way to the value (attributes.<parents>.<leaf>)
+    leaf: str = ""
 
 
 def _transformed(rule: _Rule, value: Any) -> Any:
@@ -354,7 +344,6 @@ class RowTransformer:
         self.rules = tuple(
             _Rule(
                 column=rule.column.lower(),
-                path=rule.target.split(".")[1:],
                 root=rule.target.split(".")[0],
                 transforms=tuple((name, TRANSFORMS[name]) for name in rule.transforms),
                 required=rule.required,
@@ -362,6 +351,8 @@ class RowTransformer:
                 text_transforms=tuple(_STR_METHODS[name] for name in rule.transforms)
                 if all(name in _STR_METHODS for name in rule.transforms)
                 else None,
+                parents=tuple(rule.target.split(".")[1:-1]),
+                leaf=rule.target.split(".")[-1],
             )
             for rule in de.mapping
         )
@@ -461,15 +452,25 @@ class RowTransformer:
                 continue
             if rule.transforms:
                 value = _transformed(rule, value)
-            if isinstance(value, str) and not value.strip():
-                continue
+                if isinstance(value, str) and not value.strip():
+                    continue
+            # (Without transforms a text value is never blank here: typing made blank text None.)
             root = rule.root
             if root == "attributes":
-                _set_path(attributes, rule.path, value)
+                node = attributes
+                for part in rule.parents:  # the attribute's path, made of dicts as needed
+                    child = node.get(part)
+                    if not isinstance(child, dict):
+                        child = node[part] = {}
+                    node = child
+                node[rule.leaf] = value
             elif root == "identities":
-                if isinstance(value, bool | dict | list):
+                if type(value) is str:
+                    identities[rule.key] = value
+                elif isinstance(value, bool | dict | list):
                     raise ColumnError(rule.column, f"invalid_identity:{rule.column}")
-                identities[rule.key] = value if type(value) is str else str(value)
+                else:
+                    identities[rule.key] = str(value)
             else:
                 try:
                     consents[rule.key] = _consent(value)
