@@ -397,7 +397,8 @@ class RowTransformer:
         errors: list[str] = []
         for column, value in zip(shape.columns, raw.values(), strict=True):
             if column.text and type(value) is str:  # the common case, inline: most fields are text
-                typed[column.name] = value if value.strip() else None
+                # Blank (what strip() empties) -> None, without building the stripped copy.
+                typed[column.name] = value if value and not value.isspace() else None
                 continue
             hours = self._hours if column.date and type(value) is str else None
             if hours is not None:
