@@ -240,6 +240,13 @@ def _digest_of_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+def _identity(rule: _Rule, value: Any) -> str:
+    """A value that is not text as an identity: a number as text; a boolean, object or list refused."""
+    if isinstance(value, bool | dict | list):
+        raise ColumnError(rule.column, f"invalid_identity:{rule.column}")
+    return str(value)
+
+
 def _consent(value: Any) -> str:
     if isinstance(value, bool):
         return "y" if value else "n"
@@ -385,6 +392,18 @@ class RowTransformer:
             self._shapes[names] = shape
         return shape
 
+    def _convert(self, column: _Column, value: Any) -> Any:
+        """`convert`, dates through the page's hour cache when the zone allows it."""
+        hours = self._hours if column.date and type(value) is str else None
+        if hours is None:
+            return convert(column.name, value, column.kind, self.zone)
+        converted = hours.get(value)
+        if converted is None:
+            converted = convert(column.name, value, column.kind, self.zone)
+            if converted is not None:
+                hours.put(value, converted)
+        return converted
+
     def transform(self, item: Mapping[str, Any]) -> RowResult:
         """`{"keys": {...}, "values": {...}}` -> RowResult (never raises for the row's data)."""
         raw: dict[str, Any] = {}
@@ -400,16 +419,8 @@ class RowTransformer:
                 # Blank (what strip() empties) -> None, without building the stripped copy.
                 typed[column.name] = value if value and not value.isspace() else None
                 continue
-            hours = self._hours if column.date and type(value) is str else None
-            if hours is not None:
-                converted = hours.get(value)
-                if converted is not None:
-                    typed[column.name] = converted
-                    continue
             try:
-                typed[column.name] = convert(column.name, value, column.kind, self.zone)
-                if hours is not None and typed[column.name] is not None:
-                    hours.put(value, typed[column.name])
+                typed[column.name] = self._convert(column, value)
             except ColumnError as exc:
                 typed[column.name] = None
                 errors.append(f"invalid_value:{exc.column}")
@@ -466,12 +477,7 @@ class RowTransformer:
                     node = child
                 node[rule.leaf] = value
             elif root == "identities":
-                if type(value) is str:
-                    identities[rule.key] = value
-                elif isinstance(value, bool | dict | list):
-                    raise ColumnError(rule.column, f"invalid_identity:{rule.column}")
-                else:
-                    identities[rule.key] = str(value)
+                identities[rule.key] = value if type(value) is str else _identity(rule, value)
             else:
                 try:
                     consents[rule.key] = _consent(value)

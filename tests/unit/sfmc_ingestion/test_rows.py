@@ -223,10 +223,14 @@ _CLOCK = st.builds(
 
 
 @given(
-    st.lists(st.one_of(_CLOCK, st.sampled_from(["6/23/2024", " 6/23/2024 1:02:03 AM", "2024-06-23T00:00:00"]))),
+    st.lists(
+        st.one_of(_CLOCK, st.sampled_from(["6/23/2024", " 6/23/2024 1:02:03 AM", "2024-06-23T00:00:00"]))
+    ),
     st.sampled_from(["-06:00", "+00:00", "+05:30", "+14:00", "America/Chicago"]),
 )
-@example(["6/23/2024 1:02:03 AM", "6/23/2024 1:04:05 PM", "6/23/2024 1:60:00 AM", "6/23/2024 1:2:03 AM"], "-06:00")
+@example(
+    ["6/23/2024 1:02:03 AM", "6/23/2024 1:04:05 PM", "6/23/2024 1:60:00 AM", "6/23/2024 1:2:03 AM"], "-06:00"
+)
 @example(["12/31/2024 11:59:59 PM", "12/31/2024 11:00:00 PM", "1/1/2025 12:00:00 AM"], "+14:00")
 def test_sfmc_a_page_of_dates_is_typed_as_each_date_alone(texts: list[str], zone_name: str) -> None:
     """The page's per-hour cache of converted dates (rows.py `_HourCache`) never changes a value."""
