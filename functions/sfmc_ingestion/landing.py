@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -35,13 +36,18 @@ def object_key(source_id: str, de_key: str, started_at: str, run_id: str, page: 
 COMPRESS_LEVEL = 1
 
 
+_line = partial(to_json, fallback=str)
+
+
 def encode(records: Iterable[dict[str, Any]]) -> bytes:
     """JSON Lines, gzip'd in one call (one page: a few MB at most, flat in the data extension's size).
 
     pydantic-core's serialiser (already in the layer): compact JSON, non-ASCII kept, anything else
     as text, at a third of json.dumps' CPU.
     """
-    lines = b"".join(to_json(record, fallback=str) + b"\n" for record in records)
+    lines = b"\n".join(map(_line, records))
+    if lines:
+        lines += b"\n"  # every line ends in one, the last too
     return gzip.compress(lines, compresslevel=COMPRESS_LEVEL, mtime=0)
 
 

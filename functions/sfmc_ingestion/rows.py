@@ -282,6 +282,7 @@ class _Column:
     kind: FieldType
     text: bool  # a text type: the value is kept as SFMC sent it ("" -> None), no parsing
     date: bool = False
+    whole: bool = False  # a Number
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,7 +376,7 @@ class RowTransformer:
         if column is None:
             text = str(name)
             kind = self.types.get(text.lower(), "Text")
-            column = _Column(text, text.lower(), kind, kind in TEXT_TYPES, kind == "Date")
+            column = _Column(text, text.lower(), kind, kind in TEXT_TYPES, kind == "Date", kind == "Number")
             self._columns[name] = column
         return column
 
@@ -394,6 +395,8 @@ class RowTransformer:
 
     def _convert(self, column: _Column, value: Any) -> Any:
         """`convert`, dates through the page's hour cache when the zone allows it."""
+        if column.whole and type(value) is str and value.isdigit() and value.isascii():
+            return int(value)  # convert's first case for a Number ("42"), without its dispatch
         hours = self._hours if column.date and type(value) is str else None
         if hours is None:
             return convert(column.name, value, column.kind, self.zone)
@@ -430,10 +433,10 @@ class RowTransformer:
             typed_lower = {column.lower: typed[column.name] for column in shape.columns}
         keys = {name: typed_lower.get(name) for name in self.pk}
         pk_values = [raw[name] if name is not None else _ABSENT for name in shape.pk_names]
-        missing_pk = [
-            lower for lower, v in zip(self.pk, pk_values, strict=True) if v is _ABSENT or v in (None, "")
-        ]
-        if missing_pk:
+        if _ABSENT in pk_values or None in pk_values or "" in pk_values:  # as a rule none is
+            missing_pk = [
+                lower for lower, v in zip(self.pk, pk_values, strict=True) if v is _ABSENT or v in (None, "")
+            ]
             errors.append(f"missing_primary_key:{missing_pk[0]}")
             pk_values = ["" if v is _ABSENT else v for v in pk_values]
         if all(type(v) is str and _plain(v) for v in pk_values):
