@@ -45,7 +45,9 @@ def _config(config_file: Path | None, stack_name: str | None) -> dict[str, Any]:
         from local.examples import example_config
 
         document = example_config()
-        err.print("[dim]no --config or --stack: previewing with the example config (shared/config/)[/]")
+        err.print(
+            "[dim]no --config or --stack: previewing with the example config (functions/<type>/example.json)[/]"
+        )
     if not isinstance(document, dict):
         fail("the destinations config is not a JSON object")
     return document

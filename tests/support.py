@@ -49,7 +49,7 @@ def sqs_record(body: dict[str, Any] | str, message_id: str = "m-1", receive_coun
 
 
 def example_config() -> dict[str, Any]:
-    """The example config document: every shared/config/*.example.json instance."""
+    """The example config document: every functions/<type>/example.json instance."""
     return examples.example_config()
 
 

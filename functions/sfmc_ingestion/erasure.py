@@ -6,7 +6,7 @@ deleted row can become an exit) are forgotten in every data extension that may h
 the ingestion config with a `deletionCheck`, and any whose check completed before (a data extension
 since removed from the config). The answer is recorded in the erasure ledger under the stack's own
 type (`stack` / `sfmc-deletion-check-keys`: `erased` with a count, or `not_found`), listed by
-`activation erasure status`.
+`activation erasure status`; the queue handling and the answer are the layer's (activation_core.erasure).
 
 SFMC is the source, not a destination: while the person's row stays in the data extension, the next
 run publishes it again and the next check records its key again. Erase it in SFMC first
@@ -18,13 +18,12 @@ its last receive records `failed` with the error type, and the message moves to 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from activation_core import aws, erasure
-from activation_core.models.events import PROFILE_ERASURE_REQUESTED, ErasureRequestDetail, EventEnvelope
+from activation_core.models.events import ErasureRequestDetail
 from activation_core.observability import logger
 from sfmc_ingestion.config import load_ingestion_config
 from sfmc_ingestion.deletions import KeyStore
@@ -34,10 +33,6 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 STORE = "sfmc-deletion-check-keys"  # the ledger's instance column for this store
-
-
-class ErasureNotCarriedOut(Exception):
-    """A request this invocation could not carry out; names the error type only (never a value)."""
 
 
 @dataclass(frozen=True)
@@ -50,39 +45,28 @@ class ErasureDeps:
     max_receive_count: int = 0
 
 
-def erase(detail: ErasureRequestDetail, deps: ErasureDeps) -> erasure.ErasureOutcome:
-    """Forget the person's deletion-check keys everywhere; the ledger's answer."""
+def erase(detail: ErasureRequestDetail, deps: ErasureDeps) -> int:
+    """Forget the person's deletion-check keys everywhere; how many were forgotten."""
     digests = erasure.identity_digests(detail.profile.identities)
     places = deps.configured() | deps.keys.data_extensions()
     erased = sum(deps.keys.erase(source, de_key, digests) for source, de_key in sorted(places))
     logger.info("deletion-check keys erased", extra={"keys": erased, "data_extensions": len(places)})
-    if erased:
-        return _outcome(detail.request_id, "erased", "erased", f"{erased} deletion-check keys forgotten")
-    return _outcome(
-        detail.request_id, "not_found", "erasure_not_found", "no deletion-check key of the person"
+    return erased
+
+
+def eraser(deps: ErasureDeps) -> erasure.StoreEraser:
+    return erasure.StoreEraser(
+        store=STORE,
+        items="deletion-check keys",
+        erase=lambda detail: erase(detail, deps),
+        dynamodb=deps.dynamodb,
+        state_table=deps.state_table,
+        max_receive_count=deps.max_receive_count,
     )
 
 
 def handle(record: SQSRecord, deps: ErasureDeps) -> None:
-    envelope = EventEnvelope.model_validate_json(record.body)
-    if envelope.detail_type != PROFILE_ERASURE_REQUESTED:
-        return  # the rule routes only erasure requests; anything else is not ours to act on
-    detail = ErasureRequestDetail.model_validate(envelope.detail)
-    try:
-        outcome = erase(detail, deps)
-    except Exception as exc:
-        if (
-            deps.max_receive_count
-            and int(record.attributes.approximate_receive_count) >= deps.max_receive_count
-        ):
-            failed = _outcome(detail.request_id, "failed", "retries_exhausted", type(exc).__name__)
-            erasure.record(deps.dynamodb, deps.state_table, [failed])
-        raise
-    erasure.record(deps.dynamodb, deps.state_table, [outcome])
-
-
-def _outcome(request_id: str, outcome: str, reason: str, detail: str) -> erasure.ErasureOutcome:
-    return erasure.ErasureOutcome(request_id, erasure.STACK, STORE, outcome, reason, detail, time.time())
+    erasure.carry_out(record, eraser(deps))
 
 
 def configured_data_extensions(parameter_name: str, max_age: int) -> set[tuple[str, str]]:
@@ -110,25 +94,4 @@ def default_deps() -> ErasureDeps:
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    # Imported here, not at cold start: Powertools' batch utility builds every parser model on import
-    # (tests/unit/test_regression_guard.py); erasure requests are rare.
-    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-
-    deps = default_deps()
-
-    def record_handler(record: SQSRecord) -> None:
-        try:
-            handle(record, deps)
-        except Exception as exc:
-            # A validation error's text would carry the request's identities: only the type is kept.
-            logger.error("erasure request not carried out", extra={"error_type": type(exc).__name__})
-            raise ErasureNotCarriedOut(type(exc).__name__) from None
-
-    return dict(
-        process_partial_response(
-            event=event,
-            record_handler=record_handler,
-            processor=BatchProcessor(event_type=EventType.SQS),
-            context=context,
-        )
-    )
+    return erasure.handle_batch(event, context, eraser(default_deps()))

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from activation_core.models.config import DestinationsConfig
 from activation_core.models.snapshots import MANIFEST_SUFFIX, SnapshotManifest
+from snapshots import erasure as snapshot_erasure
 from snapshots.diff import DiffCounts, diff, unique
 from snapshots.events import entries
 from snapshots.members import ReadReport, read_members
@@ -302,6 +303,9 @@ def commit(
         plan.audience_id,
         Pointer(plan.snapshot_id, plan.snapshot_at, plan.bits, plan.state_prefix, plan.targets.current),
     )
+    # A snapshot taken before an erasure must not bring the person back (snapshots/erasure.py).
+    if erased_again := snapshot_erasure.reapply(store, state, plan):
+        record["erasedAgain"] = erased_again
     record["status"] = "APPLIED"
     state.put_run(plan.audience_id, plan.snapshot_id, record)
     if plan.previous_prefix and plan.previous_prefix != plan.state_prefix:

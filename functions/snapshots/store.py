@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -30,6 +31,8 @@ class ObjectStore(Protocol):
     def exists(self, key: str) -> bool: ...
 
     def delete_prefix(self, prefix: str) -> int: ...
+
+    def keys(self, prefix: str) -> Iterator[str]: ...
 
 
 class S3Store:
@@ -85,6 +88,10 @@ class S3Store:
                 deleted += len(keys)
         return deleted
 
+    def keys(self, prefix: str) -> Iterator[str]:
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            yield from (o["Key"] for o in page.get("Contents", []))
+
 
 class DirStore:
     """The same interface on a local directory (benches, unit tests)."""
@@ -127,3 +134,9 @@ class DirStore:
         for path in paths:
             path.unlink()
         return len(paths)
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        for path in sorted(self.root.rglob("*")):
+            key = str(path.relative_to(self.root))
+            if path.is_file() and key.startswith(prefix):
+                yield key

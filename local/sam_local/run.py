@@ -6,7 +6,8 @@
    env-vars file that points each function at it: the deployed environment of the function (its
    tables, queues, parameters, as CloudFormation resolved them in moto) plus AWS_ENDPOINT_URL;
 4. `sam local invoke <Function> -e <event>` for every sample event of every function
-   (events/sqs/<destination>-batch.json, events/sfmc/<task>-*.json, events/snapshots/tasks/<task>-*.json),
+   (events/sqs/<destination>-batch.json, else the batch of its entity, events/sqs/profile-batch.json;
+   events/sfmc/<task>-*.json, events/snapshots/tasks/<task>-*.json),
    on the host network;
 5. the same events, in the same order, invoked through the local stack's own runner (moto's Invoke
    API, as the integration tests run them) on a fresh stack: each emulator response (batch item
@@ -59,12 +60,20 @@ class Observation:
 
 def cases(smoke: bool = False) -> list[Case]:
     """Every function's sample events in events/ (with --smoke: the first one of each function)."""
-    from activation_core import naming  # the layer joins sys.path in __main__
+    from activation_core import manifest, naming  # the layer joins sys.path in __main__
 
-    found = [
-        Case(naming.logical_id(path.name.removesuffix("-batch.json"), "Function"), path)
-        for path in sorted((EVENTS / "sqs").glob("*-batch.json"))
-    ]
+    found = []
+    destinations = manifest.load(ROOT / "functions").destinations
+    for spec in destinations:  # its own batch, else its entity's
+        own = EVENTS / "sqs" / f"{spec.type}-batch.json"
+        batch = own if own.exists() else EVENTS / "sqs" / f"{spec.entity}-batch.json"
+        found.append(Case(naming.logical_id(spec.type, "Function"), batch))
+    # The stack's other queue-fed functions (the erasure functions): events/sqs/<package_task>-batch.json.
+    destination_batches = {f"{spec.type}-batch.json" for spec in destinations}
+    destination_batches |= {f"{spec.entity}-batch.json" for spec in destinations}
+    for path in sorted((EVENTS / "sqs").glob("*-batch.json")):
+        if path.name not in destination_batches:
+            found.append(Case(naming.logical_id(path.name.removesuffix("-batch.json"), "Function"), path))
     for folder, task, function in WORKFLOW_TASKS:
         found += [Case(function, path) for path in sorted((EVENTS / folder).glob(f"{task}*.json"))]
     if smoke:

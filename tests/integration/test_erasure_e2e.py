@@ -1,14 +1,17 @@
 """End to end through the deployed template: a `Profile Erasure Requested` event reaches every
 destination, each removes the person where its vendor's API allows it (Marketo: find the lead by its
 dedupe field and Delete Leads; Outreach: delete the prospect), answers `erasure_unsupported` where no
-deletion is known (RainFocus, Bombora), and the outcomes are listed per request id
-(`activation erasure status`). Nothing is lost: the books still balance."""
+deletion is known (RainFocus, Bombora), the stack removes the person from every audience's stored
+snapshot membership, and the outcomes are listed per request id (`activation erasure status`).
+Nothing is lost: the books still balance."""
 
 from __future__ import annotations
 
 import copy
 import json
 import time
+from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ REQUEST = json.loads(
     ).read_text()
 )
 EMAIL = REQUEST["detail"]["profile"]["identities"]["email"]
+SNAPSHOT_AUDIENCE = "aud-expo-invitees"
 PROSPECT = int(REQUEST["detail"]["profile"]["identities"]["outreachId"])
 
 
@@ -63,13 +67,68 @@ def order_records_of_the_person(harness: ActivationHarness) -> list[str]:
     return found
 
 
+def store_a_snapshot_membership(harness: ActivationHarness, tmp: Path) -> None:
+    """The expo audience's membership as a committed snapshot keeps it (state/ in the snapshot bucket),
+    the person among others. Run by the snapshot runner in this process against the stack's S3 and
+    table (uploaded outside incoming/ so that no Step Functions run starts; nothing is published: the
+    stored copy is what this module is about)."""
+    from activation_core.config_store import parse_destinations
+    from local.examples import example_config
+    from snapshots import runner
+    from snapshots.files import manifest_for, write_manifest, write_members
+    from snapshots.plan import RunPlan
+    from snapshots.state import SnapshotState
+    from snapshots.store import S3Store
+
+    people = [{"identities": {"email": EMAIL.lower(), "crmId": "CRM-0001"}}] + [
+        {"identities": {"email": f"member{n}@example.com", "crmId": f"CRM-9{n}"}} for n in range(20)
+    ]
+    path = tmp / "erasure-s1.jsonl.gz"
+    write_members(path, people)
+    manifest = manifest_for(
+        path, audience_id=SNAPSHOT_AUDIENCE, audience_name="Expo", snapshot_id="erasure-s1",
+        snapshot_at=datetime(2026, 12, 1, tzinfo=UTC), identity_namespace="email",
+    )  # fmt: skip
+    manifest_file = write_manifest(path, manifest)
+    store = S3Store(harness.outputs["SnapshotBucketName"], harness.stack.client("s3"))
+    for local in (path, manifest_file):
+        store.upload(f"seed/{local.name}", local)
+    state = SnapshotState(harness.outputs["StateTableName"], harness.stack.client("dynamodb"))
+    config = parse_destinations(example_config())
+    plan = runner.prepare(store, store.bucket, f"seed/{manifest_file.name}", config, state, target=8)
+    assert isinstance(plan, RunPlan), plan
+    for index in range(1 << plan.bits):
+        runner.diff_partition(store, plan, index, len, "not-published")  # counted, not published
+    assert runner.commit(store, plan, state)["status"] == "APPLIED"
+    assert EMAIL.lower() in stored_emails(harness)
+
+
+def stored_emails(harness: ActivationHarness) -> set[str]:
+    """The e-mail addresses in the audience's current membership, read back from the bucket."""
+    from snapshots.partitions import partition_name, read_rows
+    from snapshots.state import SnapshotState
+    from snapshots.store import S3Store
+
+    store = S3Store(harness.outputs["SnapshotBucketName"], harness.stack.client("s3"))
+    pointer = SnapshotState(harness.outputs["StateTableName"], harness.stack.client("dynamodb")).pointer(
+        SNAPSHOT_AUDIENCE
+    )
+    assert pointer is not None
+    return {
+        json.loads(row.line)["identities"]["email"]
+        for index in range(1 << pointer.bits)
+        for row in read_rows(store, f"{pointer.prefix}{partition_name(index)}")
+    }
+
+
 def erasure_status(request_id: str) -> tuple[int, dict[str, Any]]:
     result = CliRunner().invoke(app, ["erasure", "status", request_id, "--stack", STACK_NAME, "--json"])
     return result.exit_code, json.loads(result.stdout)
 
 
 @pytest.fixture(scope="module")
-def erased(harness: ActivationHarness) -> ActivationHarness:
+def erased(harness: ActivationHarness, tmp_path_factory: pytest.TempPathFactory) -> ActivationHarness:
+    store_a_snapshot_membership(harness, tmp_path_factory.mktemp("snapshot"))
     harness.publish(sample_events())
     harness.drain()
     marketo: FakeMarketo = harness.fake("marketo")
@@ -94,6 +153,10 @@ def test_erasure_makes_the_stack_forget_the_persons_order_records(erased: Activa
     assert order_records_of_the_person(erased) == []
 
 
+def test_erasure_removes_the_person_from_every_stored_snapshot_membership(erased: ActivationHarness) -> None:
+    assert stored_emails(erased) == {f"member{n}@example.com" for n in range(20)}
+
+
 def test_order_guard_items_expire_the_configured_days_after_the_last_change_applied(
     erased: ActivationHarness,
 ) -> None:
@@ -111,14 +174,22 @@ def test_erasure_outcomes_are_listed_per_request_id(erased: ActivationHarness) -
     code, status = erasure_status("dsr-2026-0001")
     assert code == 0
     outcomes = {(o["destination"], o["outcome"]) for o in status["outcomes"]}
-    assert outcomes == {
+    # Every destination answers once; these four as their vendors allow (a destination added later
+    # answers too, erased or unsupported, without this test naming it).
+    assert outcomes >= {
         ("marketo", "erased"),
         ("outreach", "erased"),
         ("rainfocus", "unsupported"),
         ("bombora", "unsupported"),
         ("stack", "not_found"),  # the SFMC source's deletion-check keys: none held here
+        ("stack", "erased"),  # the audience snapshot memberships
     }
-    assert status["counts"] == {"erased": 2, "unsupported": 2, "not_found": 1}
+    answered = [o["destination"] for o in status["outcomes"] if o["destination"] != "stack"]
+    assert sorted(answered) == sorted(DESTINATION_TYPES)  # every destination answers once
+    assert {o for d, o in outcomes if d != "stack"} <= {"erased", "unsupported"}
+    assert status["counts"] == dict(Counter(o["outcome"] for o in status["outcomes"]))
+    (memberships,) = [o for o in status["outcomes"] if o["instance"] == "snapshot-memberships"]
+    assert (memberships["outcome"], memberships["detail"]) == ("erased", "audience memberships forgotten: 1")
     assert all(
         o["reason"] == "erasure_unsupported" for o in status["outcomes"] if o["outcome"] == "unsupported"
     )

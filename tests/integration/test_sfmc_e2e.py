@@ -496,7 +496,7 @@ def test_an_erasure_request_forgets_the_persons_deletion_check_keys_which_expire
     result = CliRunner().invoke(app, ["erasure", "status", "dsr-sfmc-keys", "--stack", STACK_NAME, "--json"])
     answers = {(o["destination"], o["instance"]): o for o in json.loads(result.stdout)["outcomes"]}
     answer = answers[("stack", "sfmc-deletion-check-keys")]
-    assert (answer["outcome"], answer["detail"]) == ("erased", "1 deletion-check keys forgotten")
+    assert (answer["outcome"], answer["detail"]) == ("erased", "deletion-check keys forgotten: 1")
 
 
 def test_every_key_the_ingestion_and_destinations_wrote_is_one_their_roles_may_write(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sfmc_ingestion.publishing import EventPublisher  # the bus's PutEvents batching and retries, shared
+from activation_core.publishing import EventPublisher  # the bus's PutEvents batching and retries
 from snapshots import runner
 from snapshots.plan import RunPlan
 from snapshots.settings import snapshot_settings

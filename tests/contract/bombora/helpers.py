@@ -24,7 +24,7 @@ def secret_for(fake: FakeBombora) -> dict[str, str]:
 
 
 def bombora_instance(**settings: Any) -> dict[str, Any]:
-    """The example Bombora instance (shared/config/bombora.example.json), settings overridden."""
+    """The example Bombora instance (functions/bombora/example.json), settings overridden."""
     instance = next(d for d in example_config()["destinations"] if d["type"] == "bombora")
     instance = copy.deepcopy(instance)
     instance["settings"].update({"pendingRetrySeconds": 0.0, **settings})

@@ -18,7 +18,7 @@ from bombora.service import BomboraDestination, _oldest, account_key, check_audi
 
 
 def bombora(document: dict[str, Any]) -> dict[str, Any]:
-    """The Bombora instance of the example config (shared/config/bombora.example.json)."""
+    """The Bombora instance of the example config (functions/bombora/example.json)."""
     return next(d for d in document["destinations"] if d["type"] == "bombora")
 
 

@@ -13,7 +13,7 @@ from outreach.service import validate_instance
 
 
 def outreach(document: dict[str, Any]) -> dict[str, Any]:
-    """The example Outreach instance of the config document (shared/config/outreach.example.json)."""
+    """The example Outreach instance of the config document (functions/outreach/example.json)."""
     return next(d for d in document["destinations"] if d["type"] == "outreach")
 
 

@@ -103,7 +103,7 @@ def test_an_erasure_request_forgets_the_persons_keys_in_every_data_extension_and
     assert (answer.instance_id, answer.outcome, answer.detail) == (
         "sfmc-deletion-check-keys",
         "erased",
-        "2 deletion-check keys forgotten",
+        "deletion-check keys forgotten: 2",
     )
 
 

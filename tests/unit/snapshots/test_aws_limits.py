@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from activation_core import naming
+from activation_core.publishing import EventPublisher
 from local.harness import DESTINATION_TYPES
 from local.sam_translate import translate
-from sfmc_ingestion.publishing import EventPublisher
 from snapshots.diff import Change, ChangeKind
 from snapshots.events import entry
 from snapshots.members import MAX_LINE_BYTES
@@ -117,7 +117,10 @@ def test_the_snapshot_bucket_is_encrypted_private_and_expires_personal_data(
     assert set(bucket["PublicAccessBlockConfiguration"].values()) == {True}
     assert bucket["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
     expiry = {r.get("Prefix"): r.get("ExpirationInDays") for r in bucket["LifecycleConfiguration"]["Rules"]}
-    assert expiry["incoming/"] <= 30 and expiry["runs/"] <= 7
+    # Parameters: tests/unit/template/test_retention.py checks their defaults (30, 7, 400 days).
+    assert expiry["incoming/"] == {"Ref": "SnapshotIncomingRetentionDays"}
+    assert expiry["runs/"] == {"Ref": "SnapshotRunRetentionDays"}
+    assert expiry["state/"] == {"Ref": "SnapshotMembershipRetentionDays"}
     (tls,) = resources["SnapshotBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert tls["Effect"] == "Deny" and tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 

@@ -115,3 +115,32 @@ def test_order_guards_and_deletion_check_keys_expire_after_a_configurable_time(c
     readme = (TEMPLATE.parent / "README.md").read_text()
     assert "`OrderGuardRetentionDays` (default 400" in readme
     assert "`DeletionKeyRetentionDays` (default 400" in readme
+
+
+def test_every_snapshot_bucket_prefix_expires_after_a_configurable_time(cfn: dict[str, Any]) -> None:
+    """Uploaded snapshots, a run's partitions and the current membership (kept until the next snapshot,
+    and at most SnapshotMembershipRetentionDays without one) all hold personal data."""
+    rules = {
+        r["Prefix"]: r
+        for r in cfn["Resources"]["SnapshotBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+        if "Prefix" in r
+    }
+    parameters = yaml_parse(TEMPLATE.read_text())["Parameters"]
+    for prefix, parameter, default in (
+        ("incoming/", "SnapshotIncomingRetentionDays", 30),
+        ("runs/", "SnapshotRunRetentionDays", 7),
+        ("state/", "SnapshotMembershipRetentionDays", 400),
+    ):
+        assert rules[prefix]["Status"] == "Enabled"
+        assert rules[prefix]["ExpirationInDays"] == {"Ref": parameter}
+        assert parameters[parameter]["Default"] == default
+    # The erasure markers a commit applies again live as long as a membership may.
+    variables = cfn["Resources"]["SnapshotErasureFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["STATE_RETENTION_DAYS"] == {"Ref": "SnapshotMembershipRetentionDays"}
+    readme = (TEMPLATE.parent / "README.md").read_text()
+    for parameter, default in (
+        ("SnapshotIncomingRetentionDays", 30),
+        ("SnapshotRunRetentionDays", 7),
+        ("SnapshotMembershipRetentionDays", 400),
+    ):
+        assert f"`{parameter}` (default {default}" in readme

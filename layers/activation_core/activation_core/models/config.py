@@ -177,7 +177,7 @@ class DestinationInstance(_Strict):
 
 
 class DestinationsConfig(_Strict):
-    """The whole document stored in Parameter Store (and in `shared/config/*.json` examples)."""
+    """The whole document stored in Parameter Store (and in the examples, `functions/*/example.json`)."""
 
     schema_version: str = Field(default="1", alias="schemaVersion")
     usage_policies: UsagePolicies = Field(default_factory=UsagePolicies, alias="usagePolicies")
