@@ -63,10 +63,17 @@ def cases(smoke: bool = False) -> list[Case]:
     from activation_core import manifest, naming  # the layer joins sys.path in __main__
 
     found = []
-    for spec in manifest.load(ROOT / "functions").destinations:  # its own batch, else its entity's
+    destinations = manifest.load(ROOT / "functions").destinations
+    for spec in destinations:  # its own batch, else its entity's
         own = EVENTS / "sqs" / f"{spec.type}-batch.json"
         batch = own if own.exists() else EVENTS / "sqs" / f"{spec.entity}-batch.json"
         found.append(Case(naming.logical_id(spec.type, "Function"), batch))
+    # The stack's other queue-fed functions (the erasure functions): events/sqs/<package_task>-batch.json.
+    destination_batches = {f"{spec.type}-batch.json" for spec in destinations}
+    destination_batches |= {f"{spec.entity}-batch.json" for spec in destinations}
+    for path in sorted((EVENTS / "sqs").glob("*-batch.json")):
+        if path.name not in destination_batches:
+            found.append(Case(naming.logical_id(path.name.removesuffix("-batch.json"), "Function"), path))
     for folder, task, function in WORKFLOW_TASKS:
         found += [Case(function, path) for path in sorted((EVENTS / folder).glob(f"{task}*.json"))]
     if smoke:
