@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -122,6 +122,54 @@ def _iso_date(text: str, zone: tzinfo) -> str:
     return iso(parse_date(text, zone))
 
 
+class _HourCache:
+    """SFMC dates (`M/D/YYYY h:mm:ss AM`) of one page, converted per local hour rather than per value.
+
+    In a zone at a whole-hour offset from UTC, a value's minutes and seconds are the same in UTC, so
+    the UTC date and hour (`YYYY-MM-DDTHH:`) depend on `M/D/YYYY h` and AM/PM only. Rows come ordered by
+    their incremental date, so most rows of a page share an hour: a lookup and a concatenation
+    replace the parse. Only values whose converted form is exactly that prefix plus `mm:ss` and `Z`
+    are remembered (anything else is converted in full every time); at most one entry per distinct
+    hour of one page, so memory stays flat in the data extension's size.
+    """
+
+    __slots__ = ("_prefixes",)
+
+    def __init__(self) -> None:
+        self._prefixes: dict[str, str] = {}
+
+    @staticmethod
+    def usable(zone: tzinfo) -> bool:
+        if not isinstance(zone, timezone):
+            return False
+        offset = zone.utcoffset(None)
+        return offset is not None and offset % timedelta(hours=1) == timedelta(0)
+
+    @staticmethod
+    def _split(text: str) -> tuple[str, str] | None:
+        """(`M/D/YYYY h` + ` AM`, `mm:ss`) when `text` ends in exactly `:mm:ss AM` (minutes and
+        seconds two digits below 60), else None."""
+        head, _, tail = text.partition(":")
+        if (
+            len(tail) == 8 and tail[2] == ":" and tail[5] == " " and tail[0] < "6" and tail[3] < "6"
+            and tail[:2].isdecimal() and tail[3:5].isdecimal()
+        ):  # fmt: skip
+            return head + tail[5:], tail[:5]
+        return None
+
+    def get(self, text: str) -> str | None:
+        parts = self._split(text)
+        if parts is None:
+            return None
+        prefix = self._prefixes.get(parts[0])
+        return None if prefix is None else prefix + parts[1] + "Z"
+
+    def put(self, text: str, converted: str) -> None:
+        parts = self._split(text)
+        if parts is not None and len(converted) == 20 and converted[14:] == parts[1] + "Z":
+            self._prefixes[parts[0]] = converted[:14]
+
+
 def iso(moment: datetime) -> str:
     """ISO 8601 UTC with a Z; microseconds only when there are any (SFMC dates have seconds)."""
     text = moment.astimezone(UTC).isoformat(timespec="microseconds" if moment.microsecond else "seconds")
@@ -192,15 +240,11 @@ def _digest_of_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _set_path(document: dict[str, Any], path: list[str], value: Any) -> None:
-    node = document
-    for part in path[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    node[path[-1]] = value
+def _identity(rule: _Rule, value: Any) -> str:
+    """A value that is not text as an identity: a number as text; a boolean, object or list refused."""
+    if isinstance(value, bool | dict | list):
+        raise ColumnError(rule.column, f"invalid_identity:{rule.column}")
+    return str(value)
 
 
 def _consent(value: Any) -> str:
@@ -237,6 +281,8 @@ class _Column:
     lower: str
     kind: FieldType
     text: bool  # a text type: the value is kept as SFMC sent it ("" -> None), no parsing
+    date: bool = False
+    whole: bool = False  # a Number
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,13 +307,14 @@ _STR_METHODS: dict[str, Callable[[str], str]] = {
 @dataclass(frozen=True, slots=True)
 class _Rule:
     column: str
-    path: list[str]
     root: str
     transforms: tuple[tuple[str, Callable[[Any], Any]], ...]
     required: bool
     key: str = ""  # the joined path: the identity namespace or consent purpose
     # The transforms as str methods when every one is (None: the general path), applied to text values.
     text_transforms: tuple[Callable[[str], str], ...] | None = None
+    parents: tuple[str, ...] = ()  # the dicts on the way to the value (attributes.<parents>.<leaf>)
+    leaf: str = ""
 
 
 def _transformed(rule: _Rule, value: Any) -> Any:
@@ -305,7 +352,6 @@ class RowTransformer:
         self.rules = tuple(
             _Rule(
                 column=rule.column.lower(),
-                path=rule.target.split(".")[1:],
                 root=rule.target.split(".")[0],
                 transforms=tuple((name, TRANSFORMS[name]) for name in rule.transforms),
                 required=rule.required,
@@ -313,6 +359,8 @@ class RowTransformer:
                 text_transforms=tuple(_STR_METHODS[name] for name in rule.transforms)
                 if all(name in _STR_METHODS for name in rule.transforms)
                 else None,
+                parents=tuple(rule.target.split(".")[1:-1]),
+                leaf=rule.target.split(".")[-1],
             )
             for rule in de.mapping
         )
@@ -321,13 +369,14 @@ class RowTransformer:
         self._origin = {"system": "sfmc", "sourceId": source.id, "dataExtension": de.key, "runId": run_id}
         self._columns: dict[Any, _Column] = {}  # every row repeats the same names: resolve them once
         self._shapes: dict[tuple[Any, ...], _Shape] = {}
+        self._hours = _HourCache() if _HourCache.usable(zone) else None
 
     def _column(self, name: Any) -> _Column:
         column = self._columns.get(name)
         if column is None:
             text = str(name)
             kind = self.types.get(text.lower(), "Text")
-            column = _Column(text, text.lower(), kind, kind in TEXT_TYPES)
+            column = _Column(text, text.lower(), kind, kind in TEXT_TYPES, kind == "Date", kind == "Number")
             self._columns[name] = column
         return column
 
@@ -344,6 +393,20 @@ class RowTransformer:
             self._shapes[names] = shape
         return shape
 
+    def _convert(self, column: _Column, value: Any) -> Any:
+        """`convert`, dates through the page's hour cache when the zone allows it."""
+        if column.whole and type(value) is str and value.isdigit() and value.isascii():
+            return int(value)  # convert's first case for a Number ("42"), without its dispatch
+        hours = self._hours if column.date and type(value) is str else None
+        if hours is None:
+            return convert(column.name, value, column.kind, self.zone)
+        converted = hours.get(value)
+        if converted is None:
+            converted = convert(column.name, value, column.kind, self.zone)
+            if converted is not None:
+                hours.put(value, converted)
+        return converted
+
     def transform(self, item: Mapping[str, Any]) -> RowResult:
         """`{"keys": {...}, "values": {...}}` -> RowResult (never raises for the row's data)."""
         raw: dict[str, Any] = {}
@@ -356,10 +419,11 @@ class RowTransformer:
         errors: list[str] = []
         for column, value in zip(shape.columns, raw.values(), strict=True):
             if column.text and type(value) is str:  # the common case, inline: most fields are text
-                typed[column.name] = value if value.strip() else None
+                # Blank (what strip() empties) -> None, without building the stripped copy.
+                typed[column.name] = value if value and not value.isspace() else None
                 continue
             try:
-                typed[column.name] = convert(column.name, value, column.kind, self.zone)
+                typed[column.name] = self._convert(column, value)
             except ColumnError as exc:
                 typed[column.name] = None
                 errors.append(f"invalid_value:{exc.column}")
@@ -369,10 +433,10 @@ class RowTransformer:
             typed_lower = {column.lower: typed[column.name] for column in shape.columns}
         keys = {name: typed_lower.get(name) for name in self.pk}
         pk_values = [raw[name] if name is not None else _ABSENT for name in shape.pk_names]
-        missing_pk = [
-            lower for lower, v in zip(self.pk, pk_values, strict=True) if v is _ABSENT or v in (None, "")
-        ]
-        if missing_pk:
+        if _ABSENT in pk_values or None in pk_values or "" in pk_values:  # as a rule none is
+            missing_pk = [
+                lower for lower, v in zip(self.pk, pk_values, strict=True) if v is _ABSENT or v in (None, "")
+            ]
             errors.append(f"missing_primary_key:{missing_pk[0]}")
             pk_values = ["" if v is _ABSENT else v for v in pk_values]
         if all(type(v) is str and _plain(v) for v in pk_values):
@@ -403,15 +467,20 @@ class RowTransformer:
                 continue
             if rule.transforms:
                 value = _transformed(rule, value)
-            if isinstance(value, str) and not value.strip():
-                continue
+                if isinstance(value, str) and not value.strip():
+                    continue
+            # (Without transforms a text value is never blank here: typing made blank text None.)
             root = rule.root
             if root == "attributes":
-                _set_path(attributes, rule.path, value)
+                node = attributes
+                for part in rule.parents:  # the attribute's path, made of dicts as needed
+                    child = node.get(part)
+                    if not isinstance(child, dict):
+                        child = node[part] = {}
+                    node = child
+                node[rule.leaf] = value
             elif root == "identities":
-                if isinstance(value, bool | dict | list):
-                    raise ColumnError(rule.column, f"invalid_identity:{rule.column}")
-                identities[rule.key] = value if type(value) is str else str(value)
+                identities[rule.key] = value if type(value) is str else _identity(rule, value)
             else:
                 try:
                     consents[rule.key] = _consent(value)

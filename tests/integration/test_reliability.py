@@ -44,3 +44,36 @@ def test_an_older_event_arriving_late_is_skipped_as_stale(harness: ActivationHar
     assert all(b"Oldtown" not in r.body for r in fake.requests_to("attendee/store"))
     assert harness.report("rainfocus").reasons.get("skipped:stale") == 1
     assert harness.report("rainfocus").balanced
+
+
+def test_com_08_a_settled_message_delivered_again_by_sqs_is_counted_once(
+    harness: ActivationHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQS standard queues deliver at least once: a message whose delete failed (or whose visibility
+    ran out while its invocation still ran) comes back with the same message id after its outcome was
+    counted. The ledger counts it as `redelivered`, outside received = delivered + skipped + DLQ."""
+    poller = harness.stack.poller
+    sqs = poller._sqs
+    delete = sqs.delete_message_batch
+    queue = harness.outputs["RainfocusQueueUrl"].rsplit("/", 1)[-1]
+    failed_deletes: list[int] = []
+
+    def delete_fails_once(**kwargs: Any) -> Any:
+        if failed_deletes or not kwargs["QueueUrl"].endswith(queue):
+            return delete(**kwargs)
+        failed_deletes.append(len(kwargs["Entries"]))  # the message stays: visible again at once
+        sqs.change_message_visibility_batch(
+            QueueUrl=kwargs["QueueUrl"],
+            Entries=[{**e, "VisibilityTimeout": 0} for e in kwargs["Entries"]],
+        )
+        return {"Successful": [], "Failed": []}
+
+    before = harness.report("rainfocus")
+    monkeypatch.setattr(sqs, "delete_message_batch", delete_fails_once)
+    harness.publish([ada("evt-redelivered", "2026-11-28T13:00:00Z", "Salem")])
+    harness.drain()
+    report = harness.report("rainfocus")
+    assert failed_deletes == [1]
+    assert report.count("delivered") - before.count("delivered") == 1
+    assert report.count("redelivered") - before.count("redelivered") == 1
+    assert report.balanced

@@ -111,6 +111,7 @@ def soak_figures(harness: ActivationHarness, elapsed: float) -> dict[str, Any]:
             "skipped": report.count("skipped"),
             "dlq": report.dlq_depth,
             "lost": published - settled,
+            "redelivered": report.count("redelivered"),  # counted once already, outside the sum
             "retried_attempts": report.count("retried"),
             "vendor_requests": len(fake.requests) if fake else 0,
             "faults_injected": dict(fake.injected) if fake else {},

@@ -68,17 +68,17 @@ def process_page(item: WorkItem, deps: PageDeps, *, now: datetime | None = None)
     if item.mode == "keys":
         _record_keys(item, page, deps, zone)
         return _advance(item, page, number)
-    split = _split(
-        item,
-        page,
-        deps,
-        zone,
-        number=number,
-        ingested_at=iso((now or datetime.now(UTC)).replace(microsecond=0)),
-    )
+    split = _split(item, page, deps, zone)
     if split.landed:
         key = object_key(source.id, de.key, item.started_at, item.run_id, number)
-        deps.lander.put(key, encode(split.landed), len(split.landed))
+        common = {
+            "sourceId": source.id,
+            "dataExtension": de.key,
+            "runId": item.run_id,
+            "page": number,
+            "ingestedAt": iso((now or datetime.now(UTC)).replace(microsecond=0)),
+        }
+        deps.lander.put(key, encode(split.landed, common), len(split.landed))
         progress.objects += 1
     published = deps.publisher.publish(split.entries, split.sizes)
 
@@ -170,21 +170,26 @@ def _fetch(item: WorkItem, deps: PageDeps, zone: tzinfo) -> sfmc.RowsetPage:
     return page
 
 
-def _split(
-    item: WorkItem, page: sfmc.RowsetPage, deps: PageDeps, zone: tzinfo, *, number: int, ingested_at: str
-) -> _Split:
+def _split(item: WorkItem, page: sfmc.RowsetPage, deps: PageDeps, zone: tzinfo) -> _Split:
     transformer = RowTransformer(item.data_extension, item.source, zone, item.run_id, item.started_at)
     duplicates = _duplicate_filter(item, deps.store)
     window = timedelta(seconds=item.data_extension.look_back_seconds)
     split = _Split([], [], [], 0, 0, RecentRows(item.progress.high, window))
     reasons = item.progress.failure_reasons
+    # Bound once: a 2,500-row page looks each of them up 2,500 times otherwise.
+    transform, see, seen, prepare = (
+        transformer.transform,
+        split.tracker.see,
+        duplicates.seen,
+        deps.publisher.prepare,
+    )
     for raw in page.items:
-        result = transformer.transform(raw)
-        split.tracker.see(result.incremental, result.pk_digest)
-        if duplicates.seen(result.incremental, result.pk_digest):
+        result = transform(raw)
+        see(result.incremental, result.pk_digest)
+        if seen(result.incremental, result.pk_digest):
             split.duplicate += 1  # processed by the previous run (it sits at the previous watermark)
             continue
-        prepared = deps.publisher.prepare(result.event) if result.ok and result.event is not None else None
+        prepared = prepare(result.event) if result.ok and result.event is not None else None
         if prepared is not None and prepared.size > MAX_REQUEST_BYTES:
             result.errors.append("event_too_large")
             prepared = None
@@ -195,7 +200,7 @@ def _split(
         else:
             split.entries.append(prepared.entry)
             split.sizes.append(prepared.size)
-        split.landed.append(_landed_record(item, number, ingested_at, result))
+        split.landed.append(_landed_record(result))
     return split
 
 
@@ -211,13 +216,9 @@ def _duplicate_filter(item: WorkItem, store: WatermarkStore) -> DuplicateFilter:
     return DuplicateFilter(stored)
 
 
-def _landed_record(item: WorkItem, page: int, ingested_at: str, result: RowResult) -> dict[str, Any]:
+def _landed_record(result: RowResult) -> dict[str, Any]:
+    """A row's landed line after the fields common to the page (`process_page`: source, run, page)."""
     record: dict[str, Any] = {
-        "sourceId": item.source.id,
-        "dataExtension": item.data_extension.key,
-        "runId": item.run_id,
-        "page": page,
-        "ingestedAt": ingested_at,
         "status": "published" if not result.errors else "failed",
         "keys": result.keys,
         "row": result.row,

@@ -19,9 +19,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from activation_core import aws, erasure
 from activation_core.observability import logger, metrics
 from activation_core.outcomes import BatchSummary, Kind, Outcome
-from activation_core.pipeline import RecordResult
+from activation_core.pipeline import REDELIVERED, RecordResult
 from activation_core.vendor_counts import VENDOR_COUNTS, VendorCounts
-from activation_core.waiting import REQUEUES_ATTRIBUTE
+from activation_core.waiting import ORIGIN_ATTRIBUTE, REQUEUES_ATTRIBUTE, origin_of
 
 # SQS refuses a visibility that ends more than 12 hours after the message was received.
 # A record was received at most its mapping's batching window before the invocation began and the
@@ -231,6 +231,7 @@ def _requeued_attributes(record: Mapping[str, Any], waiting_since: int) -> dict[
         (WAITING_SINCE_ATTRIBUTE, waiting_since),
     ):
         attributes[name] = {"DataType": "Number", "StringValue": str(number)}
+    attributes[ORIGIN_ATTRIBUTE] = {"DataType": "String", "StringValue": origin_of(record)}
     return attributes
 
 
@@ -349,7 +350,9 @@ def record_ledger(
 ) -> None:
     """Count outcomes per destination type, per instance and per audience in the state table (COM-08).
 
-    Final outcomes are counted once; a retry counts as an attempt. The destination's `received` was
+    Final outcomes are counted once; a retry counts as an attempt; a redelivery (SQS delivered a
+    message again whose outcome was counted: `is_redelivery`) counts as `redelivered`, outside
+    received = delivered + skipped + DLQ. The destination's `received` was
     counted when the batch arrived (`record_arrivals`); an instance's or audience's `received` counts
     first arrivals (message ids in `first_arrivals`) that got this far (a record whose first
     invocation died is counted at the destination only).
@@ -357,19 +360,20 @@ def record_ledger(
     counters: dict[str, Counter[str]] = defaultdict(Counter)
     for message_id, result in results.items():
         first = message_id in first_arrivals
+        again = is_redelivery(result)
         for o in result.per_instance:
             counters[f"{ctx.destination_type}#{o.instance_id}"]["received"] += int(first)
-        counters[ctx.destination_type][_counter_name(result.outcome)] += 1
+        counters[ctx.destination_type][_counter_name(result.outcome, again)] += 1
         if result.requeued:
             counters[ctx.destination_type]["requeued"] += 1
-        if result.outcome.kind is not Kind.DELIVERED:
+        if result.outcome.kind is not Kind.DELIVERED and not again:
             counters[ctx.destination_type][_reason_counter(result.outcome)] += 1
         for o in result.per_instance:
-            counters[f"{ctx.destination_type}#{o.instance_id}"][_counter_name(o.outcome)] += 1
+            counters[f"{ctx.destination_type}#{o.instance_id}"][_counter_name(o.outcome, again)] += 1
             for audience_id in o.audience_ids:
                 audience_key = f"{ctx.destination_type}#{o.instance_id}#{audience_id}"
                 counters[audience_key]["received"] += int(first)
-                counters[audience_key][_counter_name(o.outcome)] += 1
+                counters[audience_key][_counter_name(o.outcome, again)] += 1
     for key, counts in counters.items():
         _add_to_ledger(key, counts, ctx, dynamodb)
     for key, counts in _snapshot_counters(results).items():
@@ -384,7 +388,7 @@ def _snapshot_counters(results: Mapping[str, RecordResult]) -> dict[str, Counter
     Items `pk=snapshot-outcomes`, `sk=<audience>#<snapshot>#<instance>`."""
     counters: dict[str, Counter[str]] = defaultdict(Counter)
     for result in results.values():
-        if result.snapshot_id is None:
+        if result.snapshot_id is None or is_redelivery(result):
             continue
         for o in result.per_instance:
             # A record that ran out of receives is rejected as a whole, whatever the instance said last.
@@ -440,7 +444,19 @@ def _add_to_ledger(
         logger.warning("ledger update failed", extra={"error_type": type(exc).__name__})
 
 
-def _counter_name(outcome: Outcome) -> str:
+def is_redelivery(result: RecordResult) -> bool:
+    """SQS delivered a message again whose outcome was already counted: every instance skipped it and
+    the order guard recognised its lineage on at least one (`redelivered`). Skips before the guard
+    (consent, an audience not activated) depend on the event alone, so they were final the first
+    time too; an instance that delivers now makes it a first settlement (counted as usual)."""
+    return result.outcome.kind is Kind.SKIPPED and any(
+        o.outcome.reason == REDELIVERED for o in result.per_instance
+    )
+
+
+def _counter_name(outcome: Outcome, redelivery: bool = False) -> str:
+    if redelivery:
+        return REDELIVERED
     return outcome.kind.value if outcome.kind is not Kind.RETRY else "retried"
 
 

@@ -4,7 +4,7 @@ The item of a destination instance and an entity (its hashed, normalised identit
 audience, the `occurredAt` of the last change applied to the vendor and the ids of the events applied
 at that instant. The pipeline reads the items of a whole batch before delivery (BatchGetItem, up to 100
 keys a request): a change older than the one applied is skipped as `stale`, the same event again as
-`duplicate`. After delivery, the items of the changes the vendor accepted (or the connector
+`duplicate` (or `redelivered` when it is the very same message again: see below). After delivery, the items of the changes the vendor accepted (or the connector
 deliberately skipped) are written whole, on condition that they did not change since they were read
 (a version number), in TransactWriteItems (25 items a request, requests in parallel); a refused one
 is read again and merged, so an item never moves backwards whatever other invocations do meanwhile.
@@ -18,6 +18,14 @@ What this guarantees, and what not (README, "Idempotency and order"):
 - a change older than one already applied (same instance, entity and audience) is never sent;
 - two invocations holding changes to the same entity at the same moment may both send (nothing is
   locked while the vendor is called); the guard then keeps the newest of them.
+
+Redelivery (the outcome ledger, README "What the ledger counts"): with each applied event the item
+also keeps the id of the message lineage that carried it (the SQS message id of its first copy; a
+requeued copy carries it over, `ORIGIN_ATTRIBUTE`). The same lineage seen again at the same instant is
+`redelivered`: SQS delivered a message whose outcome was already counted once more (a failed delete, a
+visibility timeout that ran out, two copies of one requeue), so the ledger counts it apart from the
+settled outcomes. The same event in another message (EventBridge published it twice) stays `duplicate`,
+a settled outcome of that message. No write is added: the lineage rides in the guard's own put.
 
 Retention: an item expires (DynamoDB TTL) `retention_days` after the last change applied to its
 entity on its instance (every commit moves the expiry forward). Once DynamoDB has deleted it, the
@@ -96,21 +104,28 @@ class Verdict(StrEnum):
     NEW = "new"
     STALE = "stale"
     DUPLICATE = "duplicate"
+    REDELIVERED = "redelivered"
 
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """The last change applied for one audience: when it occurred and which events carried it."""
+    """The last change applied for one audience: when it occurred, which events carried it, and the
+    message lineages (first SQS message ids) they came in."""
 
     at: int
     event_ids: frozenset[str]
+    origins: frozenset[str] = frozenset()
 
-    def verdict(self, at: int, event_id: str) -> Verdict:
+    def verdict(self, at: int, event_id: str, origin: str = "") -> Verdict:
         if at < self.at:
             return Verdict.STALE
         if at == self.at and event_id in self.event_ids:
-            return Verdict.DUPLICATE
+            return Verdict.REDELIVERED if origin and origin in self.origins else Verdict.DUPLICATE
         return Verdict.NEW
+
+    def joined(self, other: Applied) -> Applied:
+        """Both changes of one instant: their events and lineages together."""
+        return Applied(self.at, self.event_ids | other.event_ids, self.origins | other.origins)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +136,7 @@ class Change:
     event_id: str
     at: int
     audiences: tuple[str, ...]
+    origin: str = ""  # the message lineage (first SQS message id) that carried it
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,12 +158,35 @@ class EntityState:
             current = result.get(audience)
             if current is None or change.at > current.at:
                 result[audience] = change
-            elif change.at == current.at and not change.event_ids <= current.event_ids:
-                result[audience] = Applied(current.at, current.event_ids | change.event_ids)
+            elif change.at == current.at and not (
+                change.event_ids <= current.event_ids and change.origins <= current.origins
+            ):
+                result[audience] = current.joined(change)
         return None if result == self.applied else result
 
 
 NO_STATE = EntityState()
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What a commit did: how many entities it could not commit (their changes were applied all the
+    same), and the lineages another invocation had applied meanwhile (SQS gave the same message to
+    two invocations at once: the other one's outcome is the counted one)."""
+
+    not_committed: int = 0
+    redelivered: frozenset[str] = frozenset()
+
+
+def _applied_by(state: EntityState, change: Change) -> bool:
+    """Whether `state` already holds this change of this lineage for every audience of it."""
+    if not change.origin:
+        return False
+    for audience in change.audiences:
+        applied = state.get(audience)
+        if applied is None or applied.at != change.at or change.origin not in applied.origins:
+            return False
+    return True
 
 
 @dataclass(slots=True)
@@ -157,12 +196,14 @@ class _Target:
     newest: dict[str, Applied] = field(default_factory=dict)
 
     def add(self, change: Change) -> None:
+        origins = frozenset({change.origin} - {""})
+        applied = Applied(change.at, frozenset({change.event_id}), origins)
         for audience in change.audiences:
             current = self.newest.get(audience)
             if current is None or change.at > current.at:
-                self.newest[audience] = Applied(change.at, frozenset({change.event_id}))
+                self.newest[audience] = applied
             elif change.at == current.at:
-                self.newest[audience] = Applied(current.at, current.event_ids | {change.event_id})
+                self.newest[audience] = current.joined(applied)
 
 
 class OrderGuard(aws.UsesDynamoDB):
@@ -221,14 +262,19 @@ class OrderGuard(aws.UsesDynamoDB):
         raise RetryableError("order_guard_unavailable", "keys left unprocessed")
 
     # ------------------------------------------------------------------ after delivery
-    def commit(self, instance_id: str, changes: Iterable[Change], known: Mapping[str, EntityState]) -> int:
+    def commit(
+        self, instance_id: str, changes: Iterable[Change], known: Mapping[str, EntityState]
+    ) -> Committed:
         """Move the items of applied changes forward; `known` is what `read` returned. Returns how
-        many entities could not be committed (logged; their changes were applied all the same)."""
+        many entities could not be committed (logged; their changes were applied all the same) and
+        the lineages found applied by another invocation when a refused item was read again."""
         targets: dict[str, _Target] = {}
+        changes = list(changes)
         for change in changes:
             targets.setdefault(change.entity, _Target()).add(change)
         states = dict(known)
         pending = list(targets)
+        redelivered: set[str] = set()
         for round_ in range(_COMMIT_ROUNDS):
             actions = {
                 entity: action
@@ -238,7 +284,7 @@ class OrderGuard(aws.UsesDynamoDB):
                 )
             }
             if not actions:
-                return 0
+                return Committed(0, frozenset(redelivered))
             chunks = [list(actions)[i : i + _WRITE_CHUNK] for i in range(0, len(actions), _WRITE_CHUNK)]
             failed: list[str] = []
             for part in _in_parallel(
@@ -246,15 +292,18 @@ class OrderGuard(aws.UsesDynamoDB):
             ):
                 failed += part
             if not failed:
-                return 0
+                return Committed(0, frozenset(redelivered))
             pending = failed
             try:
                 fresh = self.read(instance_id, failed)
             except RetryableError:
                 break
             states.update({entity: fresh.get(entity, NO_STATE) for entity in failed})
+            redelivered.update(
+                c.origin for c in changes if c.entity in fresh and _applied_by(fresh[c.entity], c)
+            )
         logger.warning("order guard not committed", extra={"entities": len(pending)})
-        return len(pending)
+        return Committed(len(pending), frozenset(redelivered))
 
     def _action(
         self, instance_id: str, entity: str, target: _Target, state: EntityState
@@ -272,6 +321,8 @@ class OrderGuard(aws.UsesDynamoDB):
         for audience, applied in merged.items():
             item[f"t:{audience}"] = {"N": str(applied.at)}
             item[f"e:{audience}"] = {"SS": sorted(applied.event_ids)}
+            if applied.origins:
+                item[f"o:{audience}"] = {"SS": sorted(applied.origins)}
         put: dict[str, Any] = {"TableName": self._table, "Item": item}
         if state.version:
             put["ConditionExpression"] = "v = :v"
@@ -303,7 +354,8 @@ def _state_of(item: Mapping[str, Any]) -> EntityState:
         if name.startswith("t:"):
             audience = name[2:]
             ids = item.get(f"e:{audience}", {}).get("SS", [])
-            applied[audience] = Applied(int(value["N"]), frozenset(ids))
+            origins = item.get(f"o:{audience}", {}).get("SS", [])
+            applied[audience] = Applied(int(value["N"]), frozenset(ids), frozenset(origins))
     return EntityState(int(item.get("v", {}).get("N", "1")), applied)
 
 

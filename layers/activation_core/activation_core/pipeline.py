@@ -36,9 +36,12 @@ from activation_core.observability import logger
 from activation_core.outcomes import Kind, Outcome, combine
 from activation_core.settings import FunctionSettings
 from activation_core.usage_policy import check_instance, withheld_targets
-from activation_core.waiting import WaitingChanges, has_waited
+from activation_core.waiting import WaitingChanges, has_waited, origin_of
 
 Entity = Literal["profile", "account"]
+# The skip reason of a message the order guard saw applied before (the same lineage): its outcome was
+# counted then, so the ledger counts this one apart (`redelivered`), outside the settled sum.
+REDELIVERED = "redelivered"
 _ENTITY_OF_TYPE: dict[str, Entity] = {
     PROFILE_MEMBERSHIP_CHANGED: "profile",
     PROFILE_UPDATED: "profile",
@@ -69,6 +72,8 @@ class InboundRecord:
     waited: bool = False
     # Set on a `Profile Erasure Requested` record: the data subject request it belongs to.
     erasure_request: str | None = None
+    # The message lineage: the message id of this record's first copy (activation_core.waiting).
+    origin: str = ""
 
     def targets(self, instance_id: str) -> bool:
         return self.target_instances is None or instance_id in self.target_instances
@@ -261,6 +266,7 @@ def parse_record(
         change_origin=detail.change_origin,
         snapshot_id=detail.snapshot_id if detail.change_origin == "snapshot" else None,
         waited=has_waited(record),
+        origin=origin_of(record),
     )
 
 
@@ -610,7 +616,7 @@ class Pipeline:
             state = applied.get(c.entity, NO_STATE)
             at = occurrence(c.record.occurred_at)
             verdicts = {
-                a.audience.id: last.verdict(at, c.record.event_id)
+                a.audience.id: last.verdict(at, c.record.event_id, c.record.origin)
                 if (last := state.get(a.audience.id))
                 else Verdict.NEW
                 for a in c.activations
@@ -620,7 +626,10 @@ class Pipeline:
                 work.append(WorkItem(c.record, admitted, c.mapped))
                 continue
             audience_ids = tuple(a.audience.id for a in c.activations)
-            if Verdict.STALE in verdicts.values():
+            if Verdict.REDELIVERED in verdicts.values():
+                # This very message was applied (and its outcome counted) before: SQS delivered it again.
+                outcome = Outcome.skipped(REDELIVERED, "this message was already applied and counted")
+            elif Verdict.STALE in verdicts.values():
                 outcome = Outcome.skipped(
                     "stale", "a newer event for this profile and audience was already applied"
                 )
@@ -633,7 +642,7 @@ class Pipeline:
         self,
         instance_id: str,
         work: Sequence[WorkItem],
-        outcomes: Mapping[str, Outcome],
+        outcomes: dict[str, Outcome],
         applied: Mapping[str, EntityState],
         entities: Mapping[str, str],
     ) -> None:
@@ -649,14 +658,24 @@ class Pipeline:
                 item.record.event_id,
                 occurrence(item.record.occurred_at),
                 tuple(a.audience.id for a in item.activations),
+                item.record.origin,
             )
             for item in work
             if outcomes[item.key].kind in (Kind.DELIVERED, Kind.SKIPPED)
         ]
         try:
-            order.commit(instance_id, changes, applied)
+            committed = order.commit(instance_id, changes, applied)
         except Exception as exc:  # delivery already happened: a redelivery is sent again, harmlessly
             logger.warning("order guard not committed", extra={"error_type": type(exc).__name__})
+            return
+        for item in work:  # another invocation held the same message at once and committed it first
+            if item.record.origin in committed.redelivered and outcomes[item.key].kind in (
+                Kind.DELIVERED,
+                Kind.SKIPPED,
+            ):
+                outcomes[item.key] = Outcome.skipped(
+                    REDELIVERED, "another invocation applied this message at the same time"
+                )
 
     def _screen(
         self, instance: DestinationInstance, record: InboundRecord, activations: tuple[Activation, ...]

@@ -51,6 +51,17 @@ READ_CONCURRENCY = 8
 # The message attribute counting how often a waiting record was sent back to its queue (activation_core
 # .batch.requeue_waiting): a requeued copy arrives with a receive count of 1 again.
 REQUEUES_ATTRIBUTE = "activationRequeues"
+# The message id of a record's first copy, carried by its requeued copies: the lineage the order guard
+# remembers, so a lineage seen again is a redelivery (counted apart by the ledger), not a new outcome.
+ORIGIN_ATTRIBUTE = "activationOrigin"
+
+
+def origin_of(record: Mapping[str, Any]) -> str:
+    """The message lineage of an SQS record: its first copy's message id."""
+    attribute = (record.get("messageAttributes") or {}).get(ORIGIN_ATTRIBUTE) or {}
+    return str(attribute.get("stringValue") or record.get("messageId") or "")
+
+
 SUPERSEDED_DETAIL = "a newer change to this entity (waiting or delivered) sets every field of this one"
 
 

@@ -224,6 +224,8 @@ def test_com_09_a_record_waiting_for_a_quota_on_its_last_receive_is_requeued_not
     copy = requeued_copy()
     assert json.loads(copy["body"]) == {"n": 2}
     assert copy["messageAttributes"][batch.REQUEUES_ATTRIBUTE]["stringValue"] == "1"
+    # The copy keeps its first message's id: the order guard knows it as the same message (COM-08).
+    assert copy["messageAttributes"][batch.ORIGIN_ATTRIBUTE]["stringValue"] == "m-6"
     run_batch({"Records": [copy]}, None, decided({copy["messageId"]: Outcome.delivered()}), ctx)
     totals = ledger("outreach")  # both were first received (and counted) in invocations not shown here
     assert (totals.get("received", 0), totals["requeued"], totals["delivered"]) == (0, 2, 1)

@@ -52,7 +52,7 @@ def test_the_guard_never_moves_backwards_whatever_another_invocation_did(tables:
     guard = OrderGuard("state")
     seen_before = guard.read("inst", ["p1"])  # this invocation read, then delivered...
     guard.commit("inst", [Change("p1", "evt-new", 20, ("aud",))], {})  # ...while another one committed
-    assert guard.commit("inst", [Change("p1", "evt-old", 10, ("aud",))], seen_before) == 0
+    assert guard.commit("inst", [Change("p1", "evt-old", 10, ("aud",))], seen_before).not_committed == 0
     assert guard.read("inst", ["p1"])["p1"].get("aud") == Applied(20, frozenset({"evt-new"}))
 
 
@@ -304,3 +304,66 @@ def test_an_erasure_request_forgets_the_persons_guard_and_waiting_items_on_the_i
     assert result["m-2"].outcome.reason == "erasure_unsupported"  # this connector cannot erase...
     assert guard_item(client, "one", entity) == {}  # ...but the stack forgot what it held
     assert "Item" not in client.get_item(TableName="state", Key=waiting)
+
+
+def test_com_08_the_same_message_again_is_redelivered_another_message_of_the_event_a_duplicate(
+    tables: None,
+) -> None:
+    destination = RecordingDestination()
+    pipeline = guarded_pipeline(destination)
+    event = event_at("evt-1", "2026-11-28T10:00:00Z")
+    first = pipeline.process([sqs_record(event, "m-1")])
+    again = pipeline.process([sqs_record(event, "m-1")])  # SQS: the delete failed, the message came back
+    copy = pipeline.process([sqs_record(event, "m-2")])  # EventBridge published the event twice
+    assert first["m-1"].outcome.kind is Kind.DELIVERED
+    assert again["m-1"].outcome.reason == "redelivered"
+    assert copy["m-2"].outcome.reason == "duplicate"
+    assert len(destination.connectors["one"].seen) == 1
+
+
+def test_com_08_a_requeued_copy_keeps_the_lineage_of_its_first_message(tables: None) -> None:
+    pipeline = guarded_pipeline(RecordingDestination())
+    event = event_at("evt-1", "2026-11-28T10:00:00Z")
+    pipeline.process([sqs_record(event, "m-1")])
+    copy = sqs_record(event, "m-copy")
+    copy["messageAttributes"] = {"activationOrigin": {"dataType": "String", "stringValue": "m-1"}}
+    assert pipeline.process([copy])["m-copy"].outcome.reason == "redelivered"
+
+
+def test_com_08_of_two_invocations_holding_one_message_at_once_only_the_first_commit_counts(
+    tables: None,
+) -> None:
+    guard = OrderGuard("state")
+    change = Change("p1", "evt-1", 10, ("aud",), origin="m-1")
+    seen_before = guard.read("inst", ["p1"])  # both invocations read before either committed
+    assert guard.commit("inst", [change], {}).redelivered == frozenset()
+    assert guard.commit("inst", [change], seen_before).redelivered == {"m-1"}
+    other_message = Change("p1", "evt-1", 10, ("aud",), origin="m-2")
+    assert guard.commit("inst", [other_message], seen_before).redelivered == frozenset()
+
+
+def test_com_08_a_message_processed_by_two_invocations_at_once_is_counted_delivered_once(
+    tables: None,
+) -> None:
+    """SQS gives a message to a second invocation while the first still holds it (its visibility ran
+    out): both send (nothing is locked during the vendor call), one outcome is counted."""
+    record = sqs_record(event_at("evt-1", "2026-11-28T10:00:00Z"), "m-1")
+    inner: dict[str, Any] = {}
+    second = guarded_pipeline(RecordingDestination())
+
+    class Overlapping(RecordingDestination):
+        def connect(self, instance: Any, settings: Any) -> Any:
+            connector = super().connect(instance, settings)
+            deliver = connector.deliver
+
+            def while_the_other_runs(items: Any) -> Any:
+                if not inner:  # the second invocation reads, delivers and commits meanwhile
+                    inner.update(second.process([{**record, "receiptHandle": "rh-2"}]))
+                return deliver(items)
+
+            connector.deliver = while_the_other_runs  # type: ignore[method-assign]
+            return connector
+
+    outer = guarded_pipeline(Overlapping()).process([record])
+    assert inner["m-1"].outcome.kind is Kind.DELIVERED
+    assert outer["m-1"].outcome.reason == "redelivered"

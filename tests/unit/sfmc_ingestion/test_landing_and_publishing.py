@@ -30,6 +30,14 @@ def test_landed_pages_are_gzip_json_lines() -> None:
     assert encode(records) == body  # deterministic (no timestamp in the gzip header)
 
 
+def test_fields_common_to_a_page_are_written_once_and_land_as_if_on_every_line() -> None:
+    common = {"sourceId": "sfmc-main", "page": 3, "ingestedAt": "2026-11-28T10:00:00Z"}
+    records: list[dict[str, Any]] = [{"status": "published", "row": {"name": "Zoë"}}, {}]
+    alone = encode([{**common, **record} for record in records])
+    assert encode(records, common) == alone  # the same bytes as the lines written whole
+    assert [json.loads(line) for line in gzip.decompress(alone).splitlines()][1] == common
+
+
 class StubS3:
     def __init__(self, error: str | None = None) -> None:
         self.error = error

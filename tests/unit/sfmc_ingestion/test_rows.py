@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from activation_core.models.events import ProfileEventDetail
@@ -210,3 +210,39 @@ def test_the_event_id_is_the_digest_of_source_key_primary_key_and_version() -> N
     assert result.event is not None and result.incremental == "2026-11-20T14:00:00Z"
     expected = digest(["sfmc-main", "Contacts", digest(["SK-1"]), "2026-11-20T14:00:00Z"])
     assert result.event["eventId"] == "sfmc-" + expected
+
+
+_CLOCK = st.builds(
+    lambda d, h, m, s, meridiem: f"{d.month}/{d.day}/{d.year} {h}:{m:02d}:{s:02d} {meridiem}",
+    st.dates(min_value=datetime(2000, 1, 1).date(), max_value=datetime(2099, 12, 31).date()),
+    st.integers(0, 13),
+    st.integers(0, 61),
+    st.integers(0, 61),
+    st.sampled_from(["AM", "PM", "am", "XM"]),
+)
+
+
+@given(
+    st.lists(
+        st.one_of(_CLOCK, st.sampled_from(["6/23/2024", " 6/23/2024 1:02:03 AM", "2024-06-23T00:00:00"]))
+    ),
+    st.sampled_from(["-06:00", "+00:00", "+05:30", "+14:00", "America/Chicago"]),
+)
+@example(
+    ["6/23/2024 1:02:03 AM", "6/23/2024 1:04:05 PM", "6/23/2024 1:60:00 AM", "6/23/2024 1:2:03 AM"], "-06:00"
+)
+@example(["12/31/2024 11:59:59 PM", "12/31/2024 11:00:00 PM", "1/1/2025 12:00:00 AM"], "+14:00")
+def test_sfmc_a_page_of_dates_is_typed_as_each_date_alone(texts: list[str], zone_name: str) -> None:
+    """The page's per-hour cache of converted dates (rows.py `_HourCache`) never changes a value."""
+    zone = parse_time_zone(zone_name)
+    (source,) = parse_ingestion_config(example_ingestion_config()).sources
+    de = next(d for d in source.data_extensions if d.key == "Web_Activity")
+    rows = RowTransformer(de, SourceRef(id=source.id, secret=source.secret), zone, "run-1", "x")
+    for n, text in enumerate(texts * 2):  # twice: the second pass reads what the first remembered
+        result = rows.transform({"keys": {"activityid": f"A{n}"}, "values": {"occurredat": text}})
+        try:
+            expected = convert("OccurredAt", text, "Date", zone)
+        except ColumnError:
+            assert result.errors == ["invalid_value:occurredat"] and result.row["occurredat"] is None
+        else:
+            assert result.row["occurredat"] == expected
