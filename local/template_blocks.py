@@ -85,7 +85,7 @@ _BLOCK = """\
     UpdateReplacePolicy: Retain
     Properties:
       SqsManagedSseEnabled: true
-      MessageRetentionPeriod: 1209600
+      MessageRetentionPeriod: !Ref DeadLetterRetentionSeconds
 
   @{P}QueuePolicy:
     Type: AWS::SQS::QueuePolicy

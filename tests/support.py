@@ -138,3 +138,14 @@ def cli_snapshot_push(path: Path, audience: str, snapshot_id: str, stack: str) -
         snapshot_id,
     ]
     return CliRunner().invoke(app, [*args, "--stack", stack, "--wait", "--json"], catch_exceptions=False)
+
+
+def parameter_bound(value: Any, bound: str = "Default") -> Any:
+    """A template property's value, or, where it is a `Ref` to a template parameter, that parameter's
+    `Default`, `MinValue` or `MaxValue` (the operator may choose anything between the two)."""
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        from samtranslator.yaml_helper import yaml_parse
+
+        parameters = yaml_parse((ROOT / "template.yaml").read_text())["Parameters"]
+        return parameters[value["Ref"]][bound]
+    return value

@@ -11,6 +11,7 @@ import pytest
 
 from activation_core.batch import SQS_MAX_VISIBILITY, VISIBILITY_RECEIPT_MARGIN
 from local.sam_translate import translate
+from tests.support import parameter_bound
 
 TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
 SQS_MAX_DELAY_SECONDS = 900
@@ -48,6 +49,8 @@ def test_every_queue_stays_within_sqs_limits(resources: dict[str, Any]) -> None:
     for name, queue in of_type(resources, "AWS::SQS::Queue").items():
         assert 0 <= queue.get("VisibilityTimeout", 30) <= SQS_MAX_VISIBILITY, name
         assert 0 <= queue.get("DelaySeconds", 0) <= SQS_MAX_DELAY_SECONDS, name
-        assert 60 <= queue.get("MessageRetentionPeriod", 345600) <= SQS_MAX_RETENTION_SECONDS, name
+        retention = queue.get("MessageRetentionPeriod", 345600)
+        assert parameter_bound(retention, "MinValue") >= 60, name
+        assert parameter_bound(retention, "MaxValue") <= SQS_MAX_RETENTION_SECONDS, name
         # EventBridge delivers events of up to 256 KB: a queue taking less would drop them.
         assert queue.get("MaximumMessageSize", SQS_MAX_MESSAGE_BYTES) >= EVENTBRIDGE_MAX_EVENT_BYTES, name

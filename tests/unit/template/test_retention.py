@@ -93,6 +93,13 @@ def test_every_queue_log_group_and_table_item_has_a_stated_end(cfn: dict[str, An
             assert props["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
         if resource["Type"] == "AWS::DynamoDB::Table":
             assert props["TimeToLiveSpecification"]["Enabled"] is True, name
+        if resource["Type"] == "AWS::SQS::Queue" and name.endswith("DeadLetterQueue"):
+            # Rejected events (identities, attributes) end when the operator says, within SQS's bounds.
+            assert props["MessageRetentionPeriod"] == {"Ref": "DeadLetterRetentionSeconds"}, name
+    dead_letters = yaml_parse(TEMPLATE.read_text())["Parameters"]["DeadLetterRetentionSeconds"]
+    # SQS MessageRetentionPeriod: 60 to 1,209,600 seconds (SetQueueAttributes); moto does not refuse more.
+    assert (dead_letters["MinValue"], dead_letters["MaxValue"]) == (60, 1_209_600)
+    assert dead_letters["Default"] <= dead_letters["MaxValue"]
 
 
 def test_order_guards_and_deletion_check_keys_expire_after_a_configurable_time(cfn: dict[str, Any]) -> None:

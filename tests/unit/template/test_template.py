@@ -12,6 +12,7 @@ import pytest
 from activation_core import naming
 from local.harness import DESTINATION_TYPES
 from local.sam_translate import translate
+from tests.support import parameter_bound
 
 ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE = ROOT / "template.yaml"
@@ -47,7 +48,7 @@ def test_each_destination_has_queue_dlq_rule_and_function(
     dlq = resources[f"{name}DeadLetterQueue"]["Properties"]
     assert queue["RedrivePolicy"]["maxReceiveCount"] == {"Ref": "MaxReceiveCount"}
     assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": [f"{name}DeadLetterQueue", "Arn"]}
-    assert dlq["MessageRetentionPeriod"] == FOURTEEN_DAYS
+    assert parameter_bound(dlq["MessageRetentionPeriod"]) == FOURTEEN_DAYS
     assert queue["SqsManagedSseEnabled"] is True and dlq["SqsManagedSseEnabled"] is True
     rule = resources[f"{name}Rule"]["Properties"]
     assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": [f"{name}Queue", "Arn"]}
