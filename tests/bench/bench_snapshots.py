@@ -225,6 +225,7 @@ def _backfill_calls(destination_type: str, members: int, conn: Any) -> None:
     os.environ.update(env | {"MAX_RECEIVE_COUNT": "5"})
     import boto3
     from moto import mock_aws
+    from moto.core.model_instances import reset_model_data
 
     from activation_cli import discovery
     from activation_core.config_store import parse_destinations
@@ -274,6 +275,10 @@ def _backfill_calls(destination_type: str, members: int, conn: Any) -> None:
                 sqs_record(e, f"m{start + i}") for i, e in enumerate(events[start : start + spec.batch_size])
             ]
             failed += len(handler({"Records": batch}, Context())["batchItemFailures"])
+            # moto's TransactWriteItems deep-copies the whole table (its rollback copy) and moto keeps every
+            # model it ever made for its dashboard: without this the order guard's 2 transactions a batch
+            # keep copies of a table that grows by the members, O(members^2) memory (21 GB at 10,000).
+            reset_model_data()
         operations = dict(Counter(fake.operation(r) for r in fake.requests))
     conn.send({"events": len(events), "failed": failed, "operations": operations,
                "minimum": plan.calls_by_type(members), "records_per_call": plan.records_per_call})  # fmt: skip
