@@ -225,13 +225,18 @@ def _backfill_calls(destination_type: str, members: int, conn: Any) -> None:
     os.environ.update(env | {"MAX_RECEIVE_COUNT": "5"})
     import boto3
     from moto import mock_aws
-    from moto.core.model_instances import reset_model_data
 
     from activation_cli import discovery
     from activation_core.config_store import parse_destinations
     from local.examples import example_config
     from local.harness import vendor_plugs
+    from local.moto_patches import make_dynamodb_writes_atomic
     from tests.support import create_state_table, sqs_record
+
+    # DynamoDB's transactions as the local stack has them: moto's own deep-copies every table it touches
+    # and keeps each copy (its models are tracked for its dashboard), so the order guard's transactions
+    # on a state table growing by the members took O(members^2) memory and time (a MemoryError at 10,000).
+    make_dynamodb_writes_atomic()
 
     spec = discovery.destinations().get(destination_type)
     document = example_config()
@@ -275,10 +280,6 @@ def _backfill_calls(destination_type: str, members: int, conn: Any) -> None:
                 sqs_record(e, f"m{start + i}") for i, e in enumerate(events[start : start + spec.batch_size])
             ]
             failed += len(handler({"Records": batch}, Context())["batchItemFailures"])
-            # moto's TransactWriteItems deep-copies the whole table (its rollback copy) and moto keeps every
-            # model it ever made for its dashboard: without this the order guard's 2 transactions a batch
-            # keep copies of a table that grows by the members, O(members^2) memory (21 GB at 10,000).
-            reset_model_data()
         operations = dict(Counter(fake.operation(r) for r in fake.requests))
     conn.send({"events": len(events), "failed": failed, "operations": operations,
                "minimum": plan.calls_by_type(members), "records_per_call": plan.records_per_call})  # fmt: skip
