@@ -383,6 +383,9 @@ def notes() -> list[str]:
         "once-a-day Describe2 and partitions, Bombora's list lookup and creation). Outreach's instance keeps "
         "no `remainingReserve` in this bench (no other app spends its user's hour), so its 10,000 PATCHes fit "
         "the hour; the calls are the same with the default reserve, the last 50 an hour later.",
+        "Backfill calls: DynamoDB transactions are the local stack's (`make_dynamodb_writes_atomic`): moto's own "
+        "deep-copy the state table per transaction and keep every copy, O(members^2) memory (a MemoryError at "
+        "10,000 members).",
     ]
 
 
