@@ -1,7 +1,7 @@
 """The one naming rule from a destination type to its names in the stack.
 
-A type is a snake_case Python package name (`webhook`, `google_ads`); the template names its
-resources and outputs after the PascalCase prefix (`WebhookQueue`, `GoogleAdsDeadLetterQueueUrl`)
+A type is a snake_case Python package name (`crm`, `google_ads`); the template names its
+resources and outputs after the PascalCase prefix (`CrmQueue`, `GoogleAdsDeadLetterQueueUrl`)
 and its connection secrets under `<stack>/<type>/`. The CLI, the local stack, the tests and the
 template drift test all build names here, so a multi-word type never yields `Google_adsQueue`.
 """
@@ -23,7 +23,7 @@ def check_type(destination_type: str) -> str:
 
 
 def logical_prefix(destination_type: str) -> str:
-    """`webhook` -> `Webhook`, `google_ads` -> `GoogleAds`: logical ids and output names start so."""
+    """`crm` -> `Crm`, `google_ads` -> `GoogleAds`: logical ids and output names start so."""
     return "".join(part[:1].upper() + part[1:] for part in check_type(destination_type).split("_"))
 
 
@@ -35,12 +35,12 @@ def type_of_prefix(prefix: str) -> str | None:
 
 
 def logical_id(destination_type: str, resource: str) -> str:
-    """`("webhook", "Function")` -> `WebhookFunction` (also `Queue`, `DeadLetterQueue`, `Rule`...)."""
+    """`("google_ads", "Function")` -> `GoogleAdsFunction` (also `Queue`, `DeadLetterQueue`, `Rule`...)."""
     return f"{logical_prefix(destination_type)}{resource}"
 
 
 def output_name(destination_type: str, output: str) -> str:
-    """`("webhook", "QueueUrl")` -> `WebhookQueueUrl`: the stack output the CLI and harness read."""
+    """`("google_ads", "QueueUrl")` -> `GoogleAdsQueueUrl`: the stack output the CLI and harness read."""
     return logical_id(destination_type, output)
 
 
