@@ -17,6 +17,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from activation_core import aws, erasure
+from activation_core.chunking import packed
 from activation_core.observability import logger, metrics
 from activation_core.outcomes import BatchSummary, Kind, Outcome
 from activation_core.pipeline import REDELIVERED, RecordResult
@@ -150,19 +151,9 @@ def _entry_bytes(entry: Mapping[str, Any]) -> int:
 def sized_batches(entries: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """SendMessageBatch calls within both of its limits (count and total size), in order; an entry too
     large to share a call gets one of its own (SQS's per-message limit then decides)."""
-    batches: list[list[dict[str, Any]]] = []
-    current: list[dict[str, Any]] = []
-    size = 0
-    for entry in entries:
-        entry_size = _entry_bytes(entry)
-        if current and (len(current) >= _BATCH_ENTRIES or size + entry_size > _BATCH_BYTES):
-            batches.append(current)
-            current, size = [], 0
-        current.append(entry)
-        size += entry_size
-    if current:
-        batches.append(current)
-    return batches
+    return packed(
+        entries, [_entry_bytes(entry) for entry in entries], max_count=_BATCH_ENTRIES, max_bytes=_BATCH_BYTES
+    )
 
 
 def send_rejections_to_dlq(

@@ -58,6 +58,24 @@ def chunked(entries: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield entries[start : start + size]
 
 
+def packed(entries: Sequence[T], sizes: Sequence[int], *, max_count: int, max_bytes: int) -> list[list[T]]:
+    """`entries` in order, in calls within both of an AWS batch API's limits (entries per call, bytes per
+    call; `sizes[i]` is entry i's size as that API counts it). An entry too large to share a call gets
+    one of its own: the API's per-entry limit then decides."""
+    calls: list[list[T]] = []
+    current: list[T] = []
+    total = 0
+    for entry, size in zip(entries, sizes, strict=True):
+        if current and (len(current) >= max_count or total + size > max_bytes):
+            calls.append(current)
+            current, total = [], 0
+        current.append(entry)
+        total += size
+    if current:
+        calls.append(current)
+    return calls
+
+
 def isolate(
     chunk: Sequence[T],
     send: Callable[[Sequence[T]], R],

@@ -20,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic_core import to_json
 
 from activation_core import aws
+from activation_core.chunking import packed
 from activation_core.errors import PermanentError, RetryableError
 
 MAX_ENTRIES = 10  # PutEvents limit per call
@@ -44,19 +45,8 @@ def batches(
 ) -> list[list[dict[str, Any]]]:
     """PutEvents requests of at most 10 entries and 256 KB; `sizes`: each entry's `entry_size`, when
     known already (`EventPublisher.prepare`)."""
-    out: list[list[dict[str, Any]]] = []
-    current: list[dict[str, Any]] = []
-    size = 0
-    for i, entry in enumerate(entries):
-        bytes_ = entry_size(entry) if sizes is None else sizes[i]
-        if current and (len(current) == MAX_ENTRIES or size + bytes_ > MAX_REQUEST_BYTES):
-            out.append(current)
-            current, size = [], 0
-        current.append(entry)
-        size += bytes_
-    if current:
-        out.append(current)
-    return out
+    known = [entry_size(entry) for entry in entries] if sizes is None else sizes
+    return packed(entries, known, max_count=MAX_ENTRIES, max_bytes=MAX_REQUEST_BYTES)
 
 
 class PreparedEntry(NamedTuple):
