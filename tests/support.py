@@ -149,3 +149,8 @@ def parameter_bound(value: Any, bound: str = "Default") -> Any:
         parameters = yaml_parse((ROOT / "template.yaml").read_text())["Parameters"]
         return parameters[value["Ref"]][bound]
     return value
+
+
+def properties_of_type(resources: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    """The properties of every resource of one CloudFormation type, by logical id."""
+    return {k: v.get("Properties", {}) for k, v in resources.items() if v["Type"] == kind}

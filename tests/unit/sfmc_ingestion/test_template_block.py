@@ -6,19 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from local.sam_translate import translate
-
 TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
-
-
-@pytest.fixture(scope="module")
-def resources() -> dict[str, Any]:
-    cfn = translate(
-        TEMPLATE, region="us-east-1", parameters={}, upload=lambda logical_id, path: f"s3://b/{logical_id}"
-    )
-    return dict(cfn["Resources"])
 
 
 def statements(resources: dict[str, Any], function: str) -> list[dict[str, Any]]:

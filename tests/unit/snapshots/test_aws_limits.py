@@ -19,7 +19,6 @@ import pytest
 from activation_core import naming
 from activation_core.publishing import EventPublisher
 from local.harness import DESTINATION_TYPES
-from local.sam_translate import translate
 from snapshots.diff import Change, ChangeKind
 from snapshots.events import entry
 from snapshots.members import MAX_LINE_BYTES
@@ -29,17 +28,6 @@ from snapshots.plan import RunPlan, Targets
 ROOT = Path(__file__).resolve().parents[3]
 PAYLOAD_LIMIT = 256 * 1024
 HISTORY_LIMIT = 25_000
-
-
-@pytest.fixture(scope="module")
-def resources() -> dict[str, Any]:
-    cfn = translate(
-        ROOT / "template.yaml",
-        region="us-east-1",
-        parameters={},
-        upload=lambda logical_id, path: f"s3://b/{logical_id}",
-    )
-    return dict(cfn["Resources"])
 
 
 @pytest.fixture(scope="module")

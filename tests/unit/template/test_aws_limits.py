@@ -7,29 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from activation_core.batch import SQS_MAX_VISIBILITY, VISIBILITY_RECEIPT_MARGIN
-from local.sam_translate import translate
 from tests.support import parameter_bound
+from tests.support import properties_of_type as of_type
 
 TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
 SQS_MAX_DELAY_SECONDS = 900
 SQS_MAX_RETENTION_SECONDS = 14 * 24 * 3600
 SQS_MAX_MESSAGE_BYTES = 256 * 1024
 EVENTBRIDGE_MAX_EVENT_BYTES = 256 * 1024
-
-
-@pytest.fixture(scope="module")
-def resources() -> dict[str, Any]:
-    cfn = translate(
-        TEMPLATE, region="us-east-1", parameters={}, upload=lambda logical_id, path: f"s3://b/{logical_id}"
-    )
-    return dict(cfn["Resources"])
-
-
-def of_type(resources: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
-    return {k: v.get("Properties", {}) for k, v in resources.items() if v["Type"] == kind}
 
 
 def test_a_delayed_record_is_received_and_run_within_the_visibility_margin(resources: dict[str, Any]) -> None:

@@ -13,23 +13,11 @@ import pytest
 
 from activation_core import naming
 from local.harness import DESTINATION_TYPES
-from local.sam_translate import translate
 from tests.support import parameter_bound
+from tests.support import properties_of_type as of_type
 
 TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
 DATA_SERVICES = ("sqs", "dynamodb", "secretsmanager", "ssm", "s3", "kms", "events", "states", "sns")
-
-
-@pytest.fixture(scope="module")
-def resources() -> dict[str, Any]:
-    cfn = translate(
-        TEMPLATE, region="us-east-1", parameters={}, upload=lambda logical_id, path: f"s3://b/{logical_id}"
-    )
-    return dict(cfn["Resources"])
-
-
-def of_type(resources: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
-    return {k: v.get("Properties", {}) for k, v in resources.items() if v["Type"] == kind}
 
 
 def statements(role: dict[str, Any]) -> list[dict[str, Any]]:

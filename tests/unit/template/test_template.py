@@ -11,20 +11,11 @@ import pytest
 
 from activation_core import naming
 from local.harness import DESTINATION_TYPES
-from local.sam_translate import translate
 from tests.support import parameter_bound
 
 ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE = ROOT / "template.yaml"
 FOURTEEN_DAYS = 14 * 24 * 3600
-
-
-@pytest.fixture(scope="module")
-def resources() -> dict[str, Any]:
-    cfn = translate(
-        TEMPLATE, region="us-east-1", parameters={}, upload=lambda logical_id, path: f"s3://b/{logical_id}"
-    )
-    return dict(cfn["Resources"])
 
 
 def of_type(resources: dict[str, Any], kind: str) -> dict[str, Any]:
