@@ -33,6 +33,9 @@ from moto.awslambda_simple.models import LambdaSimpleBackend
 
 WORKER_SCRIPT = Path(__file__).with_name("lambda_worker.py")
 INIT_TIMEOUT_S = 10.0  # AWS gives the init phase 10 s, separately from the function timeout
+# Set to "1" in the environment of the process running the stack: each function's AWS calls are
+# recorded in <log dir>/<function name>.calls.jsonl (lambda_worker.record_calls; read by local/iam_audit.py).
+CALL_AUDIT = "LOCAL_CALL_AUDIT"
 _UPSTREAM: dict[str, Any] = {}
 _runner: LambdaRunner | None = None
 
@@ -253,6 +256,9 @@ class LambdaRunner:
             "AWS_SAM_LOCAL": "true",  # like `sam local`: Powertools Tracer stays off (no X-Ray daemon)
         }
         env.update({k: str(v) for k, v in (fn.environment_vars or {}).items()})
+        if os.environ.get(CALL_AUDIT) == "1":
+            env["CALL_AUDIT_FILE"] = str(self.log_dir / f"{fn.function_name}.calls.jsonl")
+            env["CALL_AUDIT_HASH_KEYS"] = json.dumps(_hash_keys(fn.account_id, fn.region))
         env.update(
             {
                 "AWS_ENDPOINT_URL": self.endpoint_url,
@@ -285,6 +291,14 @@ class LambdaRunner:
             self._key_of.clear()
         for worker in workers:
             worker.kill()
+
+
+def _hash_keys(account_id: str, region: str) -> dict[str, str]:
+    """Partition key attribute of every DynamoDB table in moto (the call audit keeps only those)."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    tables = dynamodb_backends[account_id][region].tables
+    return {name: table.hash_key_attr for name, table in list(tables.items())}
 
 
 def install(endpoint_url: str, log_dir: Path) -> LambdaRunner:

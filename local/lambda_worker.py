@@ -5,6 +5,11 @@ The protocol uses its own file descriptors, so whatever the handler prints (Powe
 to stdout) goes to stdout/stderr, which the runner points at the function's log file.
 Protocol: first line out is {"ready": bool, "payload"?}; then per line in {"event", "context"} the
 worker answers {"ok": bool, "payload": <JSON text of the result or the AWS-style error>}.
+
+With CALL_AUDIT_FILE set (lambda_runner.CALL_AUDIT), every AWS call the function makes is appended
+there as one JSON line: the operation and only what names the resource it touches (table and partition
+keys, bucket and object key, secret id, queue URL, bus, parameter name), never an item, message or
+secret value. local/iam_audit.py checks each against the function's deployed role (moto enforces no IAM).
 """
 
 from __future__ import annotations
@@ -69,6 +74,82 @@ def load_handler(spec: str) -> Any:
     return handler
 
 
+# What names the resource of a call, per parameter (the rest of a request is never recorded).
+_RESOURCE_PARAMS = (
+    "TableName", "IndexName", "KeyConditionExpression", "ExpressionAttributeNames", "Key", "Keys",
+    "Bucket", "Prefix", "SecretId", "QueueUrl", "QueueName", "Name", "Names", "stateMachineArn",
+    "executionArn",
+)  # fmt: skip
+
+
+def _key_only(item: Any, hash_key: str) -> dict[str, Any]:
+    return {hash_key: item[hash_key]} if isinstance(item, dict) and hash_key in item else {}
+
+
+def resource_params(service: str, params: dict[str, Any], hash_keys: dict[str, str]) -> dict[str, Any]:
+    """The parameters of one call that name what it touches: for DynamoDB, items reduced to their
+    partition key (`hash_keys`: table -> attribute); S3 object keys; PutEvents' buses."""
+    kept: dict[str, Any] = {k: params[k] for k in _RESOURCE_PARAMS if k in params}
+    hash_key = hash_keys.get(str(params.get("TableName", "")), "")
+    if "Key" in kept and service == "dynamodb":
+        kept["Key"] = _key_only(kept["Key"], hash_key)
+    if "Item" in params and service == "dynamodb":
+        kept["Item"] = _key_only(params["Item"], hash_key)
+    if "KeyConditionExpression" in params:  # only the values the key condition names
+        names = params["KeyConditionExpression"]
+        values = params.get("ExpressionAttributeValues", {})
+        kept["ExpressionAttributeValues"] = {k: v for k, v in values.items() if k in names}
+    if "RequestItems" in params:  # BatchGetItem / BatchWriteItem
+        kept["RequestItems"] = {
+            table: [
+                _key_only(
+                    (r.get("PutRequest", {}).get("Item") or r.get("DeleteRequest", {}).get("Key"))
+                    if isinstance(r, dict) and ("PutRequest" in r or "DeleteRequest" in r)
+                    else r,
+                    hash_keys.get(table, ""),
+                )
+                for r in (request["Keys"] if isinstance(request, dict) else request)
+            ]
+            for table, request in params["RequestItems"].items()
+        }
+    if "TransactItems" in params:
+        kept["TransactItems"] = [
+            {
+                op: {
+                    "TableName": body["TableName"],
+                    "Key": _key_only(body.get("Key") or body.get("Item"), hash_keys.get(body["TableName"], "")),
+                }
+                for op, body in entry.items()
+            }
+            for entry in params["TransactItems"]
+        ]
+    if "Entries" in params and service == "events":
+        kept["Entries"] = [{"EventBusName": e.get("EventBusName", "default")} for e in params["Entries"]]
+    if "Delete" in params and service == "s3":
+        kept["Keys"] = [o["Key"] for o in params["Delete"].get("Objects", [])]
+    return kept
+
+
+def record_calls(path: str, hash_keys: dict[str, str]) -> None:
+    """Append every AWS call of this process to `path` (see the module docstring)."""
+    import threading
+
+    from botocore.client import BaseClient
+
+    lock = threading.Lock()
+    upstream = BaseClient._make_api_call
+
+    def _make_api_call(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
+        service = self.meta.service_model.signing_name
+        line = {"service": service, "operation": operation_name}
+        line["params"] = resource_params(service, api_params, hash_keys)
+        with lock, open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+        return upstream(self, operation_name, api_params)
+
+    BaseClient._make_api_call = _make_api_call  # type: ignore[method-assign]
+
+
 class _InitError(Exception):
     def __init__(self, message: str, error_type: str) -> None:
         super().__init__(message)
@@ -85,6 +166,8 @@ def _send(out: Any, message: dict[str, Any]) -> None:
 def main(argv: list[str]) -> None:
     fd_in, fd_out, handler_spec, *paths = argv
     sys.path[:1] = paths  # function code first, then each layer's python/ (replaces this script's dir)
+    if audit := os.environ.get("CALL_AUDIT_FILE"):
+        record_calls(audit, json.loads(os.environ.get("CALL_AUDIT_HASH_KEYS", "{}")))
     requests = os.fdopen(int(fd_in), "rb")
     out = os.fdopen(int(fd_out), "wb")
     try:

@@ -82,7 +82,7 @@ class LocalStack:
         )
         moto_patches.apply()
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for old in self.log_dir.glob("*.log"):  # the logs of this run only: tests read all of them
+        for old in [*self.log_dir.glob("*.log"), *self.log_dir.glob("*.calls.jsonl")]:  # this run only
             old.unlink()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self._server.start()

@@ -135,9 +135,13 @@ _BLOCK = """\
               Effect: Allow
               Action: [sqs:ChangeMessageVisibility, sqs:SendMessage]
               Resource: !GetAtt @{P}Queue.Arn
+            # The order guard reads a batch's items with BatchGetItem, authorised as dynamodb:BatchGetItem
+            # (not GetItem), and commits them with TransactWriteItems, authorised per item as PutItem:
+            # docs.aws.amazon.com/service-authorization/latest/reference/list_amazondynamodb.html,
+            # docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html
             - Sid: OwnStateKeys  # ledgers, order guards, waiting changes (shared partitions); its own leases, budgets, lists
               Effect: Allow
-              Action: [dynamodb:GetItem, dynamodb:PutItem, dynamodb:UpdateItem, dynamodb:DeleteItem, dynamodb:Query]
+              Action: [dynamodb:GetItem, dynamodb:BatchGetItem, dynamodb:PutItem, dynamodb:UpdateItem, dynamodb:DeleteItem, dynamodb:Query]
               Resource: !GetAtt StateTable.Arn
               Condition:
                 ForAllValues:StringLike:

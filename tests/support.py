@@ -68,42 +68,18 @@ def instance_of(document: dict[str, Any], destination_type: str) -> dict[str, An
     return next(d for d in document["destinations"] if d["type"] == destination_type)
 
 
-def keys_no_role_may_write(harness: Any) -> list[str]:
-    """Partition keys in the deployed stack's tables that no function role's `dynamodb:LeadingKeys`
-    condition admits (roles as the translated template declares them, with the deployed stack's name):
-    in AWS, the function that wrote such a key would have been refused; moto enforces no IAM."""
-    from fnmatch import fnmatchcase
+def calls_their_roles_refuse(harness: Any, *functions: str) -> list[str]:
+    """What AWS would refuse of the calls the deployed functions made (moto enforces no IAM): each call
+    recorded by the local Lambda runner, checked against the role of the function that made it
+    (actions, resources, S3 prefixes, secrets and DynamoDB leading keys; local/iam_audit.py). Each of
+    `functions` (names without the stack's prefix, e.g. "snapshot-erasure") must have made calls, so
+    the check is never vacuous."""
+    from local import iam_audit
+    from local.harness import STACK_NAME
 
-    from local.sam_translate import translate
-
-    stack_name = harness.outputs["DestinationsConfigParameterName"].split("/")[1]
-    cfn = translate(ROOT / "template.yaml", region="us-east-1", parameters={}, upload=lambda *_: "s3://b/k")
-    tables = {
-        "StateTable": harness.outputs["StateTableName"],
-    }
-    patterns: dict[str, list[str]] = {name: [] for name in tables.values()}
-    for resource in cfn["Resources"].values():
-        if resource["Type"] != "AWS::IAM::Role":
-            continue
-        for policy in resource["Properties"].get("Policies", []):
-            for statement in policy["PolicyDocument"]["Statement"]:
-                condition = statement.get("Condition", {}).get("ForAllValues:StringLike", {})
-                target = statement.get("Resource")
-                if not (isinstance(target, dict) and target.get("Fn::GetAtt", [""])[0] in tables):
-                    continue
-                table = tables[target["Fn::GetAtt"][0]]
-                for value in condition.get("dynamodb:LeadingKeys", []):
-                    text = value["Fn::Sub"] if isinstance(value, dict) else value
-                    patterns[table].append(text.replace("${AWS::StackName}", stack_name))
-    dynamodb = harness.stack.client("dynamodb")
-    outside = []
-    for table, key in ((tables["StateTable"], "pk"),):
-        for page in dynamodb.get_paginator("scan").paginate(TableName=table, ProjectionExpression=key):
-            for item in page["Items"]:
-                value = item[key]["S"]
-                if not any(fnmatchcase(value, p) for p in patterns[table]):
-                    outside.append(f"{table}: {value}")
-    return outside
+    result = iam_audit.audit(harness.stack)
+    silent = [f"{name}: no call recorded" for name in functions if not result.calls[f"{STACK_NAME}-{name}"]]
+    return silent + result.refused
 
 
 def snapshot_member(n: int) -> dict[str, Any]:

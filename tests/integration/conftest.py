@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 
 import pytest
 
 from local.harness import SECRETS_SEEN, ActivationHarness
+from local.lambda_runner import CALL_AUDIT
+
+# Every function's AWS calls are recorded, for tests.support.calls_their_roles_refuse (moto enforces no IAM).
+os.environ[CALL_AUDIT] = "1"
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
 

@@ -18,7 +18,7 @@ import pytest
 from local.examples import sample_events
 from local.fakes.bombora import API, FakeBombora
 from local.harness import ActivationHarness
-from tests.support import example_config, keys_no_role_may_write
+from tests.support import example_config, calls_their_roles_refuse
 
 pytestmark = pytest.mark.integration
 
@@ -239,5 +239,5 @@ def test_bom_06_two_concurrent_invocations_of_the_function_create_one_list(
     assert re.search("bombora_list_pending", "\n".join(scenario.stack.log_lines())) is None
 
 
-def test_every_key_the_functions_wrote_is_one_their_roles_may_write(scenario: ActivationHarness) -> None:
-    assert keys_no_role_may_write(scenario) == []
+def test_every_call_the_functions_made_is_one_their_roles_allow(scenario: ActivationHarness) -> None:
+    assert calls_their_roles_refuse(scenario, "bombora") == []

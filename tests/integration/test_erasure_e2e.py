@@ -23,6 +23,7 @@ from local.examples import sample_events
 from local.fakes.marketo import FakeMarketo
 from local.fakes.outreach import FakeOutreach
 from local.harness import DESTINATION_TYPES, STACK_NAME, ActivationHarness
+from tests.support import calls_their_roles_refuse
 
 pytestmark = pytest.mark.integration
 
@@ -209,3 +210,12 @@ def test_com_08_erasure_requests_are_counted_and_nothing_is_lost(erased: Activat
         assert report.balanced, report
     assert erased.ledger("marketo").get("reason:skipped:erasure_not_found") == 1
     assert erased.ledger("rainfocus").get("reason:skipped:erasure_unsupported") == 2
+
+
+def test_every_call_the_erasure_and_destination_functions_made_is_one_their_roles_allow(
+    erased: ActivationHarness,
+) -> None:
+    """The snapshot and SFMC erasure functions and every destination, each against its own role: what
+    they read, rewrote and recorded (memberships under state/, deletion-check keys, erasure answers,
+    order guards) is what AWS would let them touch."""
+    assert calls_their_roles_refuse(erased, "snapshot-erasure", "sfmc-erasure", *DESTINATION_TYPES) == []

@@ -18,7 +18,7 @@ from local.examples import sample_events
 from local.fakes.outreach import SAMPLE_PROSPECTS, SOAK_PROSPECTS, FakeOutreach
 from local.harness import ActivationHarness
 from outreach.client import BAD_REQUEST_MESSAGE
-from tests.support import keys_no_role_may_write
+from tests.support import calls_their_roles_refuse
 
 pytestmark = pytest.mark.integration
 
@@ -192,5 +192,5 @@ def test_nothing_is_lost(scenario: ActivationHarness) -> None:
     assert report.count("delivered") == 5  # Ada, Grace, Alan, Ada's title change, Grace after the 429
 
 
-def test_every_key_the_functions_wrote_is_one_their_roles_may_write(scenario: ActivationHarness) -> None:
-    assert keys_no_role_may_write(scenario) == []
+def test_every_call_the_functions_made_is_one_their_roles_allow(scenario: ActivationHarness) -> None:
+    assert calls_their_roles_refuse(scenario, "outreach") == []

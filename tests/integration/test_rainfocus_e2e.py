@@ -11,7 +11,7 @@ import pytest
 
 from local.examples import sample_events
 from local.harness import DESTINATION_TYPES, ActivationHarness
-from tests.support import keys_no_role_may_write
+from tests.support import calls_their_roles_refuse
 
 pytestmark = pytest.mark.integration
 
@@ -119,9 +119,9 @@ def test_com_06_no_plain_email_or_secret_in_any_function_log(scenario: Activatio
         assert secret not in logs
 
 
-def test_every_key_the_functions_wrote_is_one_their_roles_may_write(scenario: ActivationHarness) -> None:
+def test_every_call_the_functions_made_is_one_their_roles_allow(scenario: ActivationHarness) -> None:
     # Before the next test: it starts a second stack, and moto's state is per process.
-    assert keys_no_role_may_write(scenario) == []
+    assert calls_their_roles_refuse(scenario, "rainfocus") == []
 
 
 def test_com_09_a_record_that_keeps_failing_reaches_the_dlq_after_max_receives(

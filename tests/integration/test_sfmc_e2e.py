@@ -38,7 +38,7 @@ from local.fakes.sfmc import (
 )
 from local.harness import DESTINATION_TYPES, MANIFEST, STACK_NAME, ActivationHarness, rule_destination
 from sfmc_ingestion import cli
-from tests.support import keys_no_role_may_write
+from tests.support import calls_their_roles_refuse
 from tests.unit.sfmc_ingestion.history import pages_execution_events, run_execution_events
 
 pytestmark = [
@@ -499,7 +499,7 @@ def test_an_erasure_request_forgets_the_persons_deletion_check_keys_which_expire
     assert (answer["outcome"], answer["detail"]) == ("erased", "deletion-check keys forgotten: 1")
 
 
-def test_every_key_the_ingestion_and_destinations_wrote_is_one_their_roles_may_write(
+def test_every_call_the_ingestion_erasure_and_destinations_made_is_one_their_roles_allow(
     first_run: dict[str, Any], stack: ActivationHarness
 ) -> None:
-    assert keys_no_role_may_write(stack) == []
+    assert calls_their_roles_refuse(stack, "sfmc-plan", "sfmc-page", "sfmc-commit", "sfmc-summary", "sfmc-erasure") == []

@@ -23,7 +23,7 @@ from local import sfn_fast_time
 from local.harness import STACK_NAME, ActivationHarness
 from snapshots.files import manifest_for, write_manifest, write_members
 from snapshots.state import SnapshotState
-from tests.support import cli_snapshot_push, example_config, instance_of
+from tests.support import calls_their_roles_refuse, cli_snapshot_push, example_config, instance_of
 from tests.support import snapshot_member as member
 
 pytestmark = pytest.mark.integration
@@ -206,6 +206,15 @@ def test_com_08_a_second_snapshot_sends_exactly_the_10_percent_exits_and_adds(se
     for instance in INSTANCES:
         delta = settled(second["after"][instance]) - settled(second["before"][instance])
         assert delta == 2 * tenth, instance
+
+
+def test_every_call_the_snapshot_functions_made_is_one_their_roles_allow(
+    stack: ActivationHarness, second: dict[str, Any]
+) -> None:
+    """Prepare, diff, commit and reconcile (and the destinations the changes reached), each against its
+    own role: the S3 prefixes and state keys a snapshot run uses are the ones AWS would allow."""
+    functions = ("snapshot-prepare", "snapshot-diff", "snapshot-commit", "snapshot-reconcile")
+    assert calls_their_roles_refuse(stack, *functions) == []
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 
 from local.examples import sample_events
 from local.harness import ActivationHarness
-from tests.support import keys_no_role_may_write
+from tests.support import calls_their_roles_refuse
 
 pytestmark = pytest.mark.integration
 
@@ -56,5 +56,5 @@ def test_com_08_nothing_is_lost(scenario: ActivationHarness) -> None:
     assert report.balanced, report
 
 
-def test_every_key_the_webhook_wrote_is_one_its_role_may_write(scenario: ActivationHarness) -> None:
-    assert keys_no_role_may_write(scenario) == []
+def test_every_call_the_webhook_made_is_one_its_role_allows(scenario: ActivationHarness) -> None:
+    assert calls_their_roles_refuse(scenario, "webhook") == []
