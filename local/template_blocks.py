@@ -43,12 +43,19 @@ _RESOURCES_HEADER = """\
 """
 
 # The state keys every destination writes, besides those its manifest entry lists (`stateKeys`):
-# token leases (oauth.TokenProvider), erasure records, the outcome ledgers, order guards, waiting changes.
-_COMMON_STATE_KEYS_BEFORE = (
+# token leases (oauth.TokenProvider: only a destination whose `credentials` are "oauth"), erasure
+# records, the outcome ledgers, order guards, waiting changes.
+_TOKEN_LEASE_KEYS = (
     '!Sub "lock#token#${{AWS::StackName}}/{type}/*"',
     '!Sub "lock#token#arn:*:secret:${{AWS::StackName}}/{type}/*"',
-    '"erasure#{type}#*"',
 )
+_COMMON_STATE_KEYS_BEFORE = ('"erasure#{type}#*"',)
+# What a destination does with its connection secrets, by its manifest's `credentials`: a static
+# credential is only read; minted tokens are cached in the secret (written back).
+_SECRET_ACTIONS = {
+    "oauth": "[secretsmanager:GetSecretValue, secretsmanager:PutSecretValue]",
+    "static": "[secretsmanager:GetSecretValue]",
+}
 _COMMON_STATE_KEYS_AFTER = ('"outcomes"', '"snapshot-outcomes"', '"order#*"', '"waiting#*"')
 
 _BLOCK = """\
@@ -125,7 +132,7 @@ _BLOCK = """\
         - Statement:
             - Sid: OwnConnectionSecrets
               Effect: Allow
-              Action: [secretsmanager:GetSecretValue, secretsmanager:PutSecretValue]
+              Action: @{secret_actions}
               Resource: !Sub "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${AWS::StackName}/@{type}/*"
             - Sid: ConsumeOwnQueue  # what the event source mapping does with the function's role
               Effect: Allow
@@ -424,7 +431,8 @@ def render_resources(destinations: Any, functions_dir: Path = FUNCTIONS) -> str:
     blocks = []
     for spec in destinations.destinations:
         prefix = spec.logical_prefix
-        keys = [k.format(type=spec.type) for k in _COMMON_STATE_KEYS_BEFORE]
+        leases = _TOKEN_LEASE_KEYS if spec.credentials == "oauth" else ()
+        keys = [k.format(type=spec.type) for k in (*leases, *_COMMON_STATE_KEYS_BEFORE)]
         keys += [json.dumps(k) for k in spec.state_keys] + list(_COMMON_STATE_KEYS_AFTER)
         widgets = [json.dumps(w) for w in _widgets(spec, prefix)]
         blocks.append(
@@ -439,6 +447,7 @@ def render_resources(destinations: Any, functions_dir: Path = FUNCTIONS) -> str:
                     "timeout": str(spec.timeout_seconds),
                     "batch_size": str(spec.batch_size),
                     "batch_window": str(spec.batch_window_seconds),
+                    "secret_actions": _SECRET_ACTIONS[spec.credentials],
                     "state_keys": "\n".join(f"                    - {k}" for k in keys),
                     "extra_resources": _extra_resources(spec, prefix, functions_dir),
                     "widgets": ",\n".join(f"          {w}" for w in widgets),

@@ -18,6 +18,10 @@ from activation_core import naming
 
 MANIFEST_FILE = "destinations.json"
 Entity = Literal["profile", "account"]
+# How a destination obtains its credential: tokens minted and cached in the connection secret
+# (oauth.TokenProvider: writes the secret, takes a token lease) or one read as it is
+# (credentials.StaticCredentials: reads the secret only). Its role gets what the mode needs, no more.
+CredentialMode = Literal["oauth", "static"]
 # Every destination alarms on these; a destination may add its own (`<Prefix><Name>Alarm` in the
 # template, e.g. a vendor's daily quota), named here in PascalCase.
 REQUIRED_ALARMS: tuple[str, ...] = ("DeadLetter", "Errors", "Backlog")
@@ -40,6 +44,11 @@ class DestinationSpec(_Entry):
     timeout_seconds: int = Field(alias="timeoutSeconds", ge=1, le=900)
     visibility_timeout_seconds: int = Field(alias="visibilityTimeoutSeconds", ge=0, le=43200)
     alarms: tuple[Annotated[str, Field(pattern=ALARM_NAME)], ...] = Field(default=REQUIRED_ALARMS)
+    credentials: CredentialMode = Field(
+        default="oauth",
+        description="oauth: tokens minted and cached in the connection secret (its role may write the "
+        "secret and take token leases); static: a credential read as it is (its role only reads it)",
+    )
     state_keys: tuple[str, ...] = Field(
         default=(),
         alias="stateKeys",

@@ -203,12 +203,12 @@ VENDOR_STATE_KEYS = [
 OWN_STATE_KEYS = {
     t: [
         f"erasure#{t}#dsr-1",
-        f"lock#token#{STACK}/{t}/conn",
-        f"lock#token#{TOKEN_SECRET_ARN}:{STACK}/{t}/conn-AbCdEf",
         *(k for k in VENDOR_STATE_KEYS if t in re.split(r"[#-]", k)),
     ]
     for t in DESTINATIONS
 }
+# Token leases: a destination that mints tokens holds its own; one with a static credential none.
+LEASE_KEYS = {t: [f"lock#token#{STACK}/{t}/conn", f"lock#token#{TOKEN_SECRET_ARN}:{STACK}/{t}/conn-AbCdEf"] for t in DESTINATIONS}
 SHARED_STATE_KEYS = ["outcomes", "snapshot-outcomes", "order#inst-1#3f2a", "waiting#inst-1#3f2a"]
 OTHER_STATE_KEYS = [
     "sfmc#watermark",
@@ -282,8 +282,13 @@ def test_each_destination_writes_only_its_own_state_keys(resources: dict[str, An
     def allowed(key: str) -> bool:  # IAM StringLike: * and ? wildcards, case-sensitive
         return any(fnmatchcase(key, pattern) for pattern in patterns)
 
-    assert all(allowed(k) for k in OWN_STATE_KEYS[destination] + SHARED_STATE_KEYS)
+    from local.harness import MANIFEST
+
+    spec = MANIFEST.get(destination)
+    leases = LEASE_KEYS[destination] if spec is not None and spec.credentials == "oauth" else []
+    assert all(allowed(k) for k in OWN_STATE_KEYS[destination] + leases + SHARED_STATE_KEYS)
     others = [k for d, keys in OWN_STATE_KEYS.items() if d != destination for k in keys] + OTHER_STATE_KEYS
+    others += [k for d, keys in LEASE_KEYS.items() if d != destination or not leases for k in keys]
     assert [k for k in others if allowed(k)] == []
 
 
@@ -311,3 +316,36 @@ def test_no_function_needs_a_lambda_dead_letter_queue(resources: dict[str, Any])
             assert "deadLetterTargetArn" in from_queues[name]["RedrivePolicy"], name
         else:  # a task of a state machine, or a recurring schedule's (the next tick redoes a failed one)
             assert target in machines or target in recurring, name
+
+
+# How a destination's package obtains its credential, as its code says: minted tokens cached in the
+# connection secret (oauth.TokenProvider: writes the secret, takes a token lease) or a credential read
+# as it is (credentials.StaticCredentials: reads only).
+FUNCTIONS = TEMPLATE.parent / "functions"
+
+
+def _credential_mode(destination: str) -> str:
+    code = "\n".join(p.read_text() for p in (FUNCTIONS / destination).glob("*.py"))
+    modes = {m for m, cls in (("oauth", "TokenProvider("), ("static", "StaticCredentials(")) if cls in code}
+    assert len(modes) == 1, (destination, modes)
+    return modes.pop()
+
+
+@pytest.mark.parametrize("destination", DESTINATIONS)
+def test_a_destination_writes_its_secret_and_takes_token_leases_only_if_it_mints_tokens(
+    resources: dict[str, Any], destination: str
+) -> None:
+    """Least privilege: a static credential (the webhook's signing secret) is never written back, so its
+    function may not overwrite it (secretsmanager:PutSecretValue) nor hold token leases."""
+    from local.harness import MANIFEST
+
+    mode = _credential_mode(destination)
+    spec = MANIFEST.get(destination)
+    assert spec is not None and spec.credentials == mode, (destination, mode)
+    role = resources[f"{naming.logical_prefix(destination)}FunctionRole"]["Properties"]
+    actions = {a for s in statements(role) for a in as_list(s.get("Action", []))}
+    (table,) = _table_statements(role, "StateTable")
+    leases = [k for k in _leading_key_patterns(table) or [] if k.startswith("lock#token#")]
+    assert ("secretsmanager:PutSecretValue" in actions) == (mode == "oauth"), destination
+    assert bool(leases) == (mode == "oauth"), destination
+    assert "secretsmanager:GetSecretValue" in actions
