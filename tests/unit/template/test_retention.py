@@ -10,6 +10,7 @@ import pytest
 from samtranslator.yaml_helper import yaml_parse
 
 from local.sam_translate import translate
+from tests.support import properties_of_type
 
 TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
 # Undelivered records (queues, DLQs) and watermarks (state table) must survive a deleted stack.
@@ -151,3 +152,31 @@ def test_every_snapshot_bucket_prefix_expires_after_a_configurable_time(cfn: dic
         ("SnapshotMembershipRetentionDays", 400),
     ):
         assert f"`{parameter}` (default {default}" in readme
+
+
+def _retention_rows() -> list[str]:
+    """The rows of the README's table of where personal data is stored, and for how long."""
+    readme = (TEMPLATE.parent / "README.md").read_text()
+    table = readme.split("Where personal data is stored, and for how long:", 1)[1].split("\n\n", 2)[1]
+    return [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| copy ")]
+
+
+def test_the_copies_aws_keeps_for_the_stack_have_a_stated_end(cfn: dict[str, Any]) -> None:
+    """Copies the template asks AWS to keep beside the stores themselves: a table's point-in-time
+    recovery keeps every version of every item, those deleted by TTL or an erasure request included,
+    for its recovery period (35 days unless RecoveryPeriodInDays says otherwise:
+    docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_PointInTimeRecoverySpecification.html);
+    a Standard state machine's execution history (each state's input and output: the SFMC work items
+    carry primary-key digests) is kept 90 days after the execution closes
+    (docs.aws.amazon.com/step-functions/latest/dg/express-at-least-once-execution.html)."""
+    rows = _retention_rows()
+    tables = properties_of_type(cfn["Resources"], "AWS::DynamoDB::Table")
+    for name, table in tables.items():
+        recovery = table.get("PointInTimeRecoverySpecification", {})
+        if recovery.get("PointInTimeRecoveryEnabled"):
+            days = recovery.get("RecoveryPeriodInDays", 35)
+            assert [r for r in rows if "point-in-time recovery" in r and f"{days} days" in r], name
+    machines = properties_of_type(cfn["Resources"], "AWS::StepFunctions::StateMachine")
+    assert machines
+    if any(m.get("StateMachineType", "STANDARD") == "STANDARD" for m in machines.values()):
+        assert [r for r in rows if "execution history" in r and "90 days" in r]
