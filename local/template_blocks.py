@@ -127,7 +127,7 @@ _BLOCK = """\
         - Statement:
             - Sid: ReadDestinationsConfig
               Effect: Allow
-              Action: [ssm:GetParameter, ssm:GetParameters]
+              Action: [ssm:GetParameter]
               Resource: !Sub "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/${AWS::StackName}/destinations"
         - Statement:
             - Sid: OwnConnectionSecrets
@@ -148,7 +148,7 @@ _BLOCK = """\
             # docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html
             - Sid: OwnStateKeys  # ledgers, order guards, waiting changes (shared partitions); its own leases, budgets, lists
               Effect: Allow
-              Action: [dynamodb:GetItem, dynamodb:BatchGetItem, dynamodb:PutItem, dynamodb:UpdateItem, dynamodb:DeleteItem, dynamodb:Query]
+              Action: [dynamodb:GetItem, dynamodb:BatchGetItem, dynamodb:PutItem, dynamodb:UpdateItem, dynamodb:DeleteItem]
               Resource: !GetAtt StateTable.Arn
               Condition:
                 ForAllValues:StringLike:

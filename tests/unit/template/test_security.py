@@ -349,3 +349,24 @@ def test_a_destination_writes_its_secret_and_takes_token_leases_only_if_it_mints
     assert ("secretsmanager:PutSecretValue" in actions) == (mode == "oauth"), destination
     assert bool(leases) == (mode == "oauth"), destination
     assert "secretsmanager:GetSecretValue" in actions
+
+
+# Actions no function calls, which a role must therefore not allow (the end-to-end call audit,
+# tests.support.calls_their_roles_refuse, fails the other way: a call its role does not allow).
+# - ssm:GetParameters: every function reads its one config parameter with GetParameter.
+# - dynamodb:Query for a destination: it reads its items by key (GetItem, BatchGetItem); the erasure
+#   ledger is listed by `activation erasure status`, with the operator's credentials.
+NEVER_CALLED = {"FunctionRole": {"ssm:GetParameters"}}
+NEVER_CALLED_BY_DESTINATIONS = {"dynamodb:Query"}
+
+
+def test_no_role_allows_an_action_its_function_never_calls(resources: dict[str, Any]) -> None:
+    destination_roles = {f"{naming.logical_prefix(t)}FunctionRole" for t in DESTINATIONS}
+    granted = []
+    for name, role in of_type(resources, "AWS::IAM::Role").items():
+        actions = {a for s in statements(role) for a in as_list(s.get("Action", []))}
+        never = set().union(*(v for suffix, v in NEVER_CALLED.items() if name.endswith(suffix)))
+        if name in destination_roles:
+            never |= NEVER_CALLED_BY_DESTINATIONS
+        granted += [(name, a) for a in sorted(actions & never)]
+    assert granted == []
