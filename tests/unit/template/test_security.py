@@ -370,3 +370,71 @@ def test_no_role_allows_an_action_its_function_never_calls(resources: dict[str, 
             never |= NEVER_CALLED_BY_DESTINATIONS
         granted += [(name, a) for a in sorted(actions & never)]
     assert granted == []
+
+
+# What a service needs of a customer-managed key to write with it on the stack's behalf.
+# - EventBridge -> an SQS queue with a KMS key: kms:GenerateDataKey and kms:Decrypt for events.amazonaws.com
+#   (docs.aws.amazon.com/eventbridge/latest/userguide/eb-encryption-key-policy.html); the AWS-managed
+#   aws/sqs key cannot allow it, its key policy cannot be changed
+#   (docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-key-management.html).
+#   A queue with SSE-SQS (SqsManagedSseEnabled, every queue today) needs no key policy.
+# - CloudWatch Logs -> a log group with KmsKeyId: logs.<region>.amazonaws.com may Encrypt, Decrypt and
+#   GenerateDataKey (docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html).
+LOGS_KEY_USE = ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey")
+REGION = "us-east-1"
+
+
+def _principal_services(statement: dict[str, Any]) -> list[str]:
+    services = as_list(statement.get("Principal", {}).get("Service", []))
+    return [s["Fn::Sub"].replace("${AWS::Region}", REGION) if isinstance(s, dict) else s for s in services]
+
+
+def _key_allows(resources: dict[str, Any], key: str, service: str, action: str) -> bool:
+    policy = resources[key]["Properties"]["KeyPolicy"]
+    resolved = {
+        "Statement": [
+            {**s, "Principal": {"Service": _principal_services(s)}} for s in as_list(policy["Statement"])
+        ]
+    }
+    return _service_may(resolved, service, action)
+
+
+def kms_problems(resources: dict[str, Any]) -> list[str]:
+    """Each resource a service writes to with a KMS key that the key would not let it use."""
+    problems = []
+    for kind, (service, fields) in PUBLISHERS.items():
+        for name, props in of_type(resources, kind).items():
+            for field_ in fields:
+                for target in as_list(props.get(field_, [])):
+                    value = target.get("Arn") if isinstance(target, dict) and "Arn" in target else target
+                    ref = _ref(value)
+                    if ref is None or "KmsMasterKeyId" not in resources.get(ref, {}).get("Properties", {}):
+                        continue
+                    key = _key_of_topic(resources, ref)
+                    if key is None:
+                        problems.append(f"{name} -> {ref}: an AWS-managed key, which {service} may not use")
+                        continue
+                    for action in KMS_USE_FOR_PUBLISHING:
+                        if not _key_allows(resources, key, service, action):
+                            problems.append(f"{name} -> {ref}: {key} does not allow {service} {action}")
+    for name, group in of_type(resources, "AWS::Logs::LogGroup").items():
+        if "KmsKeyId" not in group:
+            continue
+        key = _ref(group["KmsKeyId"])
+        service = f"logs.{REGION}.amazonaws.com"
+        if key is None or resources.get(key, {}).get("Type") != "AWS::KMS::Key":
+            problems.append(f"{name}: its key is not one of the stack's")
+            continue
+        problems += [f"{name}: {key} does not allow {service} {a}" for a in LOGS_KEY_USE if not _key_allows(resources, key, service, a)]
+    return problems
+
+
+def test_every_kms_key_lets_the_service_writing_with_it_use_it(resources: dict[str, Any]) -> None:
+    assert kms_problems(resources) == []
+    # The check is not vacuous: a rule's queue on the AWS-managed aws/sqs key, or on the alarm key
+    # (which allows CloudWatch only), is refused, as AWS would refuse EventBridge's sends.
+    queue = naming.logical_id(DESTINATIONS[0], "Queue")
+    for key in ("alias/aws/sqs", {"Ref": "AlarmTopicKey"}):
+        broken = json.loads(json.dumps(resources))
+        broken[queue]["Properties"]["KmsMasterKeyId"] = key
+        assert [p for p in kms_problems(broken) if queue in p], key
