@@ -438,3 +438,23 @@ def test_every_kms_key_lets_the_service_writing_with_it_use_it(resources: dict[s
         broken = json.loads(json.dumps(resources))
         broken[queue]["Properties"]["KmsMasterKeyId"] = key
         assert [p for p in kms_problems(broken) if queue in p], key
+
+
+# The item actions whose requests carry dynamodb:LeadingKeys (their partition keys).
+ITEM_ACTIONS = {
+    "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem", "dynamodb:BatchWriteItem", "dynamodb:Query", "dynamodb:ConditionCheckItem",
+}  # fmt: skip
+
+
+def test_leading_key_conditions_only_guard_actions_that_carry_leading_keys(resources: dict[str, Any]) -> None:
+    """ForAllValues is also true when the request has no such key at all
+    (docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition_examples-multi-valued-context-keys.html):
+    a Scan, or any action without partition keys, beside a LeadingKeys condition would reach the
+    whole table. Such a statement must name item actions only."""
+    loose = []
+    for name, role in of_type(resources, "AWS::IAM::Role").items():
+        for statement in statements(role):
+            if _leading_key_patterns(statement) is not None:
+                loose += [(name, a) for a in as_list(statement["Action"]) if a not in ITEM_ACTIONS]
+    assert loose == []
