@@ -110,71 +110,106 @@ _SQS_BATCH = {
 }
 
 
+def _arn(service: str, region: str, resource: str) -> str:
+    return f"arn:aws:{service}:{region}:{ACCOUNT}:{resource}"
+
+
+def _dynamodb(op: str, params: dict[str, Any], region: str) -> list[Request] | None:
+    def table(name: str) -> str:
+        return _arn("dynamodb", region, f"table/{name}")
+
+    if op in ("TransactWriteItems", "TransactGetItems"):
+        return [
+            Request(
+                f"dynamodb:{_DYNAMODB_TRANSACT[kind]}", table(body["TableName"]), _hash_values([body["Key"]])
+            )
+            for entry in params["TransactItems"]
+            for kind, body in entry.items()
+        ]
+    if op in ("BatchGetItem", "BatchWriteItem"):
+        return [
+            Request(f"dynamodb:{op}", table(name), _hash_values(keys))
+            for name, keys in params["RequestItems"].items()
+        ]
+    resource = table(params["TableName"])
+    if "IndexName" in params:
+        resource += f"/index/{params['IndexName']}"
+    if op == "Query":
+        return [Request("dynamodb:Query", resource, _query_leading_key(params))]
+    key = params.get("Item") if op == "PutItem" else params.get("Key")
+    if key is not None:  # GetItem, PutItem, UpdateItem, DeleteItem
+        return [Request(f"dynamodb:{op}", resource, _hash_values([key]))]
+    return [Request(f"dynamodb:{op}", resource)]  # e.g. Scan, DescribeTable: no leading key
+
+
+def _s3(op: str, params: dict[str, Any], region: str) -> list[Request] | None:
+    bucket = f"arn:aws:s3:::{params.get('Bucket', '')}"
+    if op in _S3_OBJECT:
+        return [Request(f"s3:{_S3_OBJECT[op]}", f"{bucket}/{params['Key']}")]
+    if op == "DeleteObjects":
+        return [Request("s3:DeleteObject", f"{bucket}/{key}") for key in params["Keys"]]
+    if op in _S3_BUCKET:
+        return [Request(f"s3:{_S3_BUCKET[op]}", bucket)]
+    return None
+
+
+def _secretsmanager(op: str, params: dict[str, Any], region: str) -> list[Request] | None:
+    secret = str(params.get("SecretId", ""))
+    # A secret's ARN ends in its name, '-' and six random characters.
+    resource = (
+        secret if secret.startswith("arn:") else _arn("secretsmanager", region, f"secret:{secret}-AbCdEf")
+    )
+    return [Request(f"secretsmanager:{op}", resource)]
+
+
+def _sqs(op: str, params: dict[str, Any], region: str) -> list[Request] | None:
+    queue = str(params.get("QueueUrl", params.get("QueueName", ""))).rstrip("/").rsplit("/", 1)[-1]
+    return [Request(f"sqs:{_SQS_BATCH.get(op, op)}", _arn("sqs", region, queue))]
+
+
+def _events(op: str, params: dict[str, Any], region: str) -> list[Request] | None:
+    if op != "PutEvents":
+        return None
+    buses = sorted({e["EventBusName"] for e in params["Entries"]})
+    return [
+        Request("events:PutEvents", b if b.startswith("arn:") else _arn("events", region, f"event-bus/{b}"))
+        for b in buses
+    ]
+
+
+def _ssm(op: str, params: dict[str, Any], region: str) -> list[Request] | None:
+    names = params.get("Names") or [params.get("Name", "")]
+    return [
+        Request(f"ssm:{op}", _arn("ssm", region, "parameter" + (n if n.startswith("/") else f"/{n}")))
+        for n in names
+    ]
+
+
+def _states(op: str, params: dict[str, Any], region: str) -> list[Request] | None:
+    return [Request(f"states:{op}", str(params.get("executionArn") or params.get("stateMachineArn")))]
+
+
+def _cloudwatch(op: str, params: dict[str, Any], region: str) -> list[Request] | None:
+    return [Request(f"cloudwatch:{op}", "*")]
+
+
+# By the client's signing name (CloudWatch's is "monitoring"; its IAM prefix is cloudwatch).
+_SERVICES = {
+    "dynamodb": _dynamodb,
+    "s3": _s3,
+    "secretsmanager": _secretsmanager,
+    "sqs": _sqs,
+    "events": _events,
+    "ssm": _ssm,
+    "states": _states,
+    "monitoring": _cloudwatch,
+}
+
+
 def requests_of(call: dict[str, Any], region: str) -> list[Request] | None:
     """The IAM requests of one recorded call (None: an operation this audit cannot map)."""
-    service, op, params = call["service"], call["operation"], call["params"]
-    arn = f"arn:aws:{{}}:{region}:{ACCOUNT}:{{}}"
-    if service == "dynamodb":
-        table = arn.format("dynamodb", "table/{}")
-        if op == "TransactWriteItems" or op == "TransactGetItems":
-            return [
-                Request(
-                    f"dynamodb:{_DYNAMODB_TRANSACT[kind]}",
-                    table.format(body["TableName"]),
-                    _hash_values([body["Key"]]),
-                )
-                for entry in params["TransactItems"]
-                for kind, body in entry.items()
-            ]
-        if op in ("BatchGetItem", "BatchWriteItem"):
-            return [
-                Request(f"dynamodb:{op}", table.format(name), _hash_values(keys))
-                for name, keys in params["RequestItems"].items()
-            ]
-        resource = table.format(params["TableName"])
-        if "IndexName" in params:
-            resource += f"/index/{params['IndexName']}"
-        if op == "Query":
-            return [Request("dynamodb:Query", resource, _query_leading_key(params))]
-        if op in ("GetItem", "DeleteItem", "UpdateItem"):
-            return [Request(f"dynamodb:{op}", resource, _hash_values([params["Key"]]))]
-        if op == "PutItem":
-            return [Request("dynamodb:PutItem", resource, _hash_values([params["Item"]]))]
-        return [Request(f"dynamodb:{op}", resource)]  # e.g. Scan, DescribeTable: no leading key
-    if service == "s3":
-        bucket = f"arn:aws:s3:::{params.get('Bucket', '')}"
-        if op in _S3_OBJECT:
-            return [Request(f"s3:{_S3_OBJECT[op]}", f"{bucket}/{params['Key']}")]
-        if op == "DeleteObjects":
-            return [Request("s3:DeleteObject", f"{bucket}/{key}") for key in params["Keys"]]
-        if op in _S3_BUCKET:
-            return [Request(f"s3:{_S3_BUCKET[op]}", bucket)]
-        return None
-    if service == "secretsmanager":
-        secret = str(params.get("SecretId", ""))
-        # A secret's ARN ends in its name, '-' and six random characters.
-        resource = secret if secret.startswith("arn:") else arn.format("secretsmanager", f"secret:{secret}-AbCdEf")
-        return [Request(f"secretsmanager:{op}", resource)]
-    if service == "sqs":
-        queue = str(params.get("QueueUrl", params.get("QueueName", ""))).rstrip("/").rsplit("/", 1)[-1]
-        return [Request(f"sqs:{_SQS_BATCH.get(op, op)}", arn.format("sqs", queue))]
-    if service == "events" and op == "PutEvents":
-        buses = {e["EventBusName"] for e in params["Entries"]}
-        return [
-            Request("events:PutEvents", b if b.startswith("arn:") else arn.format("events", f"event-bus/{b}"))
-            for b in sorted(buses)
-        ]
-    if service == "ssm":
-        names = params.get("Names") or [params.get("Name", "")]
-        return [
-            Request(f"ssm:{op}", arn.format("ssm", "parameter" + (n if n.startswith("/") else f"/{n}")))
-            for n in names
-        ]
-    if service == "states":
-        return [Request(f"states:{op}", str(params.get("executionArn") or params.get("stateMachineArn")))]
-    if service == "monitoring":  # CloudWatch's signing name; its IAM prefix is cloudwatch
-        return [Request(f"cloudwatch:{op}", "*")]
-    return None
+    mapper = _SERVICES.get(call["service"])
+    return None if mapper is None else mapper(call["operation"], call["params"], region)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -229,7 +264,9 @@ def role_statements(stack: Stack, function_name: str) -> list[dict[str, Any]]:
     ]
     for attached in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]:
         policy = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]
-        version = iam.get_policy_version(PolicyArn=attached["PolicyArn"], VersionId=policy["DefaultVersionId"])
+        version = iam.get_policy_version(
+            PolicyArn=attached["PolicyArn"], VersionId=policy["DefaultVersionId"]
+        )
         documents.append(_document(version["PolicyVersion"]["Document"]))
     return [s for d in documents for s in _as_list(d["Statement"])]
 

@@ -117,7 +117,9 @@ def resource_params(service: str, params: dict[str, Any], hash_keys: dict[str, s
             {
                 op: {
                     "TableName": body["TableName"],
-                    "Key": _key_only(body.get("Key") or body.get("Item"), hash_keys.get(body["TableName"], "")),
+                    "Key": _key_only(
+                        body.get("Key") or body.get("Item"), hash_keys.get(body["TableName"], "")
+                    ),
                 }
                 for op, body in entry.items()
             }
@@ -147,7 +149,7 @@ def record_calls(path: str, hash_keys: dict[str, str]) -> None:
             f.write(json.dumps(line) + "\n")
         return upstream(self, operation_name, api_params)
 
-    BaseClient._make_api_call = _make_api_call  # type: ignore[method-assign]
+    BaseClient._make_api_call = _make_api_call
 
 
 class _InitError(Exception):

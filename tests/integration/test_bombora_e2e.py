@@ -18,7 +18,7 @@ import pytest
 from local.examples import sample_events
 from local.fakes.bombora import API, FakeBombora
 from local.harness import ActivationHarness
-from tests.support import example_config, calls_their_roles_refuse
+from tests.support import calls_their_roles_refuse, example_config
 
 pytestmark = pytest.mark.integration
 

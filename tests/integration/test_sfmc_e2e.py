@@ -502,4 +502,9 @@ def test_an_erasure_request_forgets_the_persons_deletion_check_keys_which_expire
 def test_every_call_the_ingestion_erasure_and_destinations_made_is_one_their_roles_allow(
     first_run: dict[str, Any], stack: ActivationHarness
 ) -> None:
-    assert calls_their_roles_refuse(stack, "sfmc-plan", "sfmc-page", "sfmc-commit", "sfmc-summary", "sfmc-erasure") == []
+    assert (
+        calls_their_roles_refuse(
+            stack, "sfmc-plan", "sfmc-page", "sfmc-commit", "sfmc-summary", "sfmc-erasure"
+        )
+        == []
+    )

@@ -208,7 +208,10 @@ OWN_STATE_KEYS = {
     for t in DESTINATIONS
 }
 # Token leases: a destination that mints tokens holds its own; one with a static credential none.
-LEASE_KEYS = {t: [f"lock#token#{STACK}/{t}/conn", f"lock#token#{TOKEN_SECRET_ARN}:{STACK}/{t}/conn-AbCdEf"] for t in DESTINATIONS}
+LEASE_KEYS = {
+    t: [f"lock#token#{STACK}/{t}/conn", f"lock#token#{TOKEN_SECRET_ARN}:{STACK}/{t}/conn-AbCdEf"]
+    for t in DESTINATIONS
+}
 SHARED_STATE_KEYS = ["outcomes", "snapshot-outcomes", "order#inst-1#3f2a", "waiting#inst-1#3f2a"]
 OTHER_STATE_KEYS = [
     "sfmc#watermark",
@@ -425,7 +428,11 @@ def kms_problems(resources: dict[str, Any]) -> list[str]:
         if key is None or resources.get(key, {}).get("Type") != "AWS::KMS::Key":
             problems.append(f"{name}: its key is not one of the stack's")
             continue
-        problems += [f"{name}: {key} does not allow {service} {a}" for a in LOGS_KEY_USE if not _key_allows(resources, key, service, a)]
+        problems += [
+            f"{name}: {key} does not allow {service} {a}"
+            for a in LOGS_KEY_USE
+            if not _key_allows(resources, key, service, a)
+        ]
     return problems
 
 
