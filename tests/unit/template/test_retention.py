@@ -180,3 +180,20 @@ def test_the_copies_aws_keeps_for_the_stack_have_a_stated_end(cfn: dict[str, Any
     assert machines
     if any(m.get("StateMachineType", "STANDARD") == "STANDARD" for m in machines.values()):
         assert [r for r in rows if "execution history" in r and "90 days" in r]
+
+
+def test_a_snapshot_written_anywhere_in_the_bucket_expires(cfn: dict[str, Any]) -> None:
+    """docs/snapshots.md lets a producer write a snapshot anywhere in the bucket and announce it with an
+    `Audience Snapshot Ready` event: outside incoming/, runs/ and state/ it matched no rule and was
+    kept for ever. A rule on every object ends it after SnapshotMembershipRetentionDays at most; where
+    two expirations overlap S3 honours the shorter
+    (docs.aws.amazon.com/AmazonS3/latest/userguide/lifecycle-conflicts.html), so the prefixes keep
+    their own."""
+    rules = cfn["Resources"]["SnapshotBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    whole = [
+        r
+        for r in rules
+        if "Prefix" not in r and "Filter" not in r and "ExpirationInDays" in r and r["Status"] == "Enabled"
+    ]
+    assert [r["ExpirationInDays"] for r in whole] == [{"Ref": "SnapshotMembershipRetentionDays"}]
+    assert [r for r in _retention_rows() if "snapshot bucket" in r and "anywhere else" in r]
