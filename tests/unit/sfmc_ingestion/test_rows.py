@@ -41,6 +41,14 @@ def test_sfmc_an_iana_account_zone_follows_daylight_saving() -> None:
     assert iso(parse_date("1/1/2024 12:00:00 AM", chicago)) == "2024-01-01T06:00:00Z"  # CST, UTC-6
 
 
+def test_com_06_a_value_that_is_not_a_date_is_not_quoted_in_the_error() -> None:
+    """A row's date column may hold anything (a birth date, an e-mail typed into the wrong column): the
+    error names the problem, never the value, whoever catches and prints it."""
+    with pytest.raises(ValueError) as raised:
+        parse_date("Ada.Lovelace@Example.com", CST)
+    assert "Lovelace" not in str(raised.value)
+
+
 @given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31)))
 def test_sfmc_dates_round_trip_through_sfmc_text_and_the_filter_literal(moment: datetime) -> None:
     aware = moment.replace(microsecond=0, tzinfo=UTC)
