@@ -330,6 +330,17 @@ def _transformed(rule: _Rule, value: Any) -> Any:
     return value
 
 
+def _node(attributes: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    """The dict at `path` in `attributes`, made of dicts as needed (replacing a value on the way)."""
+    node = attributes
+    for part in path:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    return node
+
+
 def _plain(text: str) -> bool:
     """Printable ASCII without a quote or backslash: json.dumps writes it as is between quotes."""
     return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
@@ -349,21 +360,27 @@ class RowTransformer:
         self.types = de.field_types()
         self.pk = [name.lower() for name in de.primary_key]
         self.incremental = de.incremental_column.lower() if de.incremental_column else None
-        self.rules = tuple(
-            _Rule(
-                column=rule.column.lower(),
-                root=rule.target.split(".")[0],
-                transforms=tuple((name, TRANSFORMS[name]) for name in rule.transforms),
-                required=rule.required,
-                key=".".join(rule.target.split(".")[1:]),
-                text_transforms=tuple(_STR_METHODS[name] for name in rule.transforms)
-                if all(name in _STR_METHODS for name in rule.transforms)
-                else None,
-                parents=tuple(rule.target.split(".")[1:-1]),
-                leaf=rule.target.split(".")[-1],
+        paths: dict[
+            tuple[str, ...], tuple[str, ...]
+        ] = {}  # one tuple per path: `_event` compares by identity
+        rules: list[_Rule] = []
+        for rule in de.mapping:
+            parts = rule.target.split(".")
+            rules.append(
+                _Rule(
+                    column=rule.column.lower(),
+                    root=parts[0],
+                    transforms=tuple((name, TRANSFORMS[name]) for name in rule.transforms),
+                    required=rule.required,
+                    key=".".join(parts[1:]),
+                    text_transforms=tuple(_STR_METHODS[name] for name in rule.transforms)
+                    if all(name in _STR_METHODS for name in rule.transforms)
+                    else None,
+                    parents=paths.setdefault(tuple(parts[1:-1]), tuple(parts[1:-1])),
+                    leaf=parts[-1],
+                )
             )
-            for rule in de.mapping
-        )
+        self.rules = tuple(rules)
         self.audiences = [a.model_dump() for a in de.audiences]
         self._id_prefix = _DIGEST_ENCODER.encode([source.id, de.key])[:-1] + ","
         self._origin = {"system": "sfmc", "sourceId": source.id, "dataExtension": de.key, "runId": run_id}
@@ -459,6 +476,10 @@ class RowTransformer:
         identities: dict[str, str] = {}
         attributes: dict[str, Any] = {}
         consents: dict[str, str] = {}
+        # The dict at the end of the last attribute path: rules in a row that share a path write into
+        # it without walking the path again (a rule writing a leaf on the way has another path).
+        path: tuple[str, ...] | None = None
+        node = attributes
         for rule in self.rules:
             value = typed.get(rule.column)
             if value is None:
@@ -472,12 +493,8 @@ class RowTransformer:
             # (Without transforms a text value is never blank here: typing made blank text None.)
             root = rule.root
             if root == "attributes":
-                node = attributes
-                for part in rule.parents:  # the attribute's path, made of dicts as needed
-                    child = node.get(part)
-                    if not isinstance(child, dict):
-                        child = node[part] = {}
-                    node = child
+                if rule.parents is not path:  # the previous attribute's path is this one's as a rule
+                    path, node = rule.parents, _node(attributes, rule.parents)
                 node[rule.leaf] = value
             elif root == "identities":
                 identities[rule.key] = value if type(value) is str else _identity(rule, value)
@@ -499,7 +516,9 @@ class RowTransformer:
             "profile": {"identities": identities, "attributes": attributes, "consents": consents},
             "audiences": [
                 {**audience, "status": "realized", "updatedAt": occurred_at} for audience in self.audiences
-            ],
+            ]
+            if self.audiences
+            else [],
             # Lineage for consumers and replays; the event contract ignores unknown fields. One dict
             # for every event of the page: it is only ever serialised, never changed.
             "origin": self._origin,
