@@ -294,6 +294,7 @@ class _Shape:
     columns: tuple[_Column, ...]
     all_lower: bool
     pk_names: tuple[str | None, ...]  # per primary-key column, the name the row carries it under
+    pk_found: bool = False  # the row carries every primary-key column
 
 
 # Transforms that are plain str methods when the value already is text (`_as_text` returns it as is).
@@ -341,9 +342,20 @@ def _node(attributes: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
     return node
 
 
-def _plain(text: str) -> bool:
-    """Printable ASCII without a quote or backslash: json.dumps writes it as is between quotes."""
-    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+def _merged(*sections: Any) -> dict[str, Any]:
+    """The row's columns from its `keys` and `values` when one is missing or not a dict."""
+    raw: dict[str, Any] = {}
+    for section in sections:
+        if type(section) is dict or isinstance(section, Mapping):  # the ABC check only if not a dict
+            raw.update(section)
+    return raw
+
+
+def _plain(text: Any) -> bool:
+    """Text of printable ASCII without a quote or backslash: json.dumps writes it as is between quotes."""
+    return (
+        type(text) is str and text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+    )
 
 
 class RowTransformer:
@@ -402,10 +414,12 @@ class RowTransformer:
         if shape is None:
             columns = tuple(self._column(name) for name in names)
             by_lower = {column.lower: column.name for column in columns}  # the last one wins, as in a dict
+            pk_names = tuple(by_lower.get(name) for name in self.pk)
             shape = _Shape(
                 columns,
                 all(column.name == column.lower for column in columns),
-                tuple(by_lower.get(name) for name in self.pk),
+                pk_names,
+                pk_found=None not in pk_names,
             )
             self._shapes[names] = shape
         return shape
@@ -424,13 +438,22 @@ class RowTransformer:
                 hours.put(value, converted)
         return converted
 
+    def _missing_key(self, pk_values: list[Any], errors: list[str]) -> list[Any]:
+        """The first primary-key column without a value as the row's error; the key digested with ""."""
+        missing_pk = [
+            lower for lower, v in zip(self.pk, pk_values, strict=True) if v is _ABSENT or v in (None, "")
+        ]
+        errors.append(f"missing_primary_key:{missing_pk[0]}")
+        return ["" if v is _ABSENT else v for v in pk_values]
+
     def transform(self, item: Mapping[str, Any]) -> RowResult:
         """`{"keys": {...}, "values": {...}}` -> RowResult (never raises for the row's data)."""
-        raw: dict[str, Any] = {}
-        for part in ("keys", "values"):
-            section = item.get(part)
-            if type(section) is dict or isinstance(section, Mapping):  # the ABC check only if not a dict
-                raw.update(section)
+        keys_part, values_part = item.get("keys"), item.get("values")
+        raw: dict[str, Any] = (
+            {**keys_part, **values_part}  # as SFMC sends a row
+            if type(keys_part) is dict and type(values_part) is dict
+            else _merged(keys_part, values_part)
+        )
         shape = self._shape(tuple(raw))
         typed: dict[str, Any] = {}
         errors: list[str] = []
@@ -448,23 +471,24 @@ class RowTransformer:
             typed_lower = typed  # SFMC's rowset API returns lower-case names: one dict serves both
         else:
             typed_lower = {column.lower: typed[column.name] for column in shape.columns}
-        keys = {name: typed_lower.get(name) for name in self.pk}
-        pk_values = [raw[name] if name is not None else _ABSENT for name in shape.pk_names]
-        if _ABSENT in pk_values or None in pk_values or "" in pk_values:  # as a rule none is
-            missing_pk = [
-                lower for lower, v in zip(self.pk, pk_values, strict=True) if v is _ABSENT or v in (None, "")
-            ]
-            errors.append(f"missing_primary_key:{missing_pk[0]}")
-            pk_values = ["" if v is _ABSENT else v for v in pk_values]
-        if all(type(v) is str and _plain(v) for v in pk_values):
+        # (map over C callables rather than comprehensions: no Python frame per row on Python 3.11)
+        keys = dict(zip(self.pk, map(typed_lower.get, self.pk), strict=True))
+        if shape.pk_found:
+            pk_values = list(map(raw.__getitem__, shape.pk_names))
+        else:
+            pk_values = [raw[name] if name is not None else _ABSENT for name in shape.pk_names]
+        if not shape.pk_found or None in pk_values or "" in pk_values:  # as a rule none is missing
+            pk_values = self._missing_key(pk_values, errors)
+        if all(map(_plain, pk_values)):
             # == digest(pk_values) without an encoder call: nothing in the values needs escaping.
             pk_digest = _digest_of_text('["' + '","'.join(pk_values) + '"]')
         else:
             pk_digest = digest(pk_values)
         incremental = typed_lower.get(self.incremental) if self.incremental else None
-        result = RowResult(typed, raw, pk_digest, keys, incremental if isinstance(incremental, str) else None)
+        result = RowResult(
+            typed, raw, pk_digest, keys, incremental if type(incremental) is str else None, None, errors
+        )
         if errors:
-            result.errors = errors
             return result
         try:
             result.event = self._event(typed_lower, result)
