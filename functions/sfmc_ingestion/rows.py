@@ -294,7 +294,7 @@ class _Shape:
     columns: tuple[_Column, ...]
     all_lower: bool
     pk_names: tuple[str | None, ...]  # per primary-key column, the name the row carries it under
-    pk_found: bool = False  # the row carries every primary-key column
+    pk_found: tuple[str, ...] | None = None  # `pk_names` when the row carries every primary-key column
 
 
 # Transforms that are plain str methods when the value already is text (`_as_text` returns it as is).
@@ -419,7 +419,9 @@ class RowTransformer:
                 columns,
                 all(column.name == column.lower for column in columns),
                 pk_names,
-                pk_found=None not in pk_names,
+                pk_found=tuple(name for name in pk_names if name is not None)
+                if None not in pk_names
+                else None,
             )
             self._shapes[names] = shape
         return shape
@@ -473,11 +475,11 @@ class RowTransformer:
             typed_lower = {column.lower: typed[column.name] for column in shape.columns}
         # (map over C callables rather than comprehensions: no Python frame per row on Python 3.11)
         keys = dict(zip(self.pk, map(typed_lower.get, self.pk), strict=True))
-        if shape.pk_found:
-            pk_values = list(map(raw.__getitem__, shape.pk_names))
+        if shape.pk_found is not None:
+            pk_values = list(map(raw.__getitem__, shape.pk_found))
         else:
             pk_values = [raw[name] if name is not None else _ABSENT for name in shape.pk_names]
-        if not shape.pk_found or None in pk_values or "" in pk_values:  # as a rule none is missing
+        if shape.pk_found is None or None in pk_values or "" in pk_values:  # as a rule none is missing
             pk_values = self._missing_key(pk_values, errors)
         if all(map(_plain, pk_values)):
             # == digest(pk_values) without an encoder call: nothing in the values needs escaping.
