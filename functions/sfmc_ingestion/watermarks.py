@@ -126,6 +126,11 @@ class DuplicateFilter:
         self._high = parse_iso(previous.value) if previous.value else None
         self._rows = {parse_iso(v): frozenset(keys) for v, keys in previous.recent.items()}
 
+    @property
+    def empty(self) -> bool:
+        """Nothing to recognise (no previous run, or none of its rows known): `seen` is always False."""
+        return self._from is None or self._high is None
+
     def seen(self, incremental: str | None, pk_digest: str) -> bool:
         if self._from is None or self._high is None or incremental is None:
             return False

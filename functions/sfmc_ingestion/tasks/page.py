@@ -177,14 +177,15 @@ def _split(item: WorkItem, page: sfmc.RowsetPage, deps: PageDeps, zone: tzinfo) 
     split = _Split([], [], [], 0, 0, RecentRows(item.progress.high, window))
     reasons = item.progress.failure_reasons
     # Bound once: a 2,500-row page looks each of them up 2,500 times otherwise.
-    transform, seen, prepare = transformer.transform, duplicates.seen, deps.publisher.prepare
+    transform, prepare = transformer.transform, deps.publisher.prepare
+    seen = None if duplicates.empty else duplicates.seen  # as a rule no previous run's rows to skip
     landed, entries, sizes = split.landed, split.entries, split.sizes
     marks: list[tuple[str | None, str]] = []  # every row's (incremental value, key digest), in order
     for raw in page.items:
         result = transform(raw)
         incremental, pk_digest, event = result.incremental, result.pk_digest, result.event
         marks.append((incremental, pk_digest))
-        if seen(incremental, pk_digest):
+        if seen is not None and seen(incremental, pk_digest):
             split.duplicate += 1  # processed by the previous run (it sits at the previous watermark)
             continue
         prepared = prepare(event) if event is not None and not result.errors else None
