@@ -532,9 +532,7 @@ class Pipeline:
             except ActivationError as exc:
                 decided[record.message_id] = Decision(Outcome.from_error(exc), audience_ids)
                 continue
-            candidates.append(
-                _Candidate(record, activations, mapped, entity_of(mapped))
-            )
+            candidates.append(_Candidate(record, activations, mapped, entity_of(mapped)))
         admitted = self._admit(instance.id, candidates, decided)
         if admitted.work:
             delivered = self._deliver_newest(instance.id, connector, admitted.work)
