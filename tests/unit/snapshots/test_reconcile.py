@@ -64,3 +64,19 @@ def test_snapshot_changes_are_counted_per_audience_snapshot_and_instance() -> No
     assert dict(counters) == {
         "a#s#i1": {"delivered": 1, "rejected": 1, "reason:rejected:retries_exhausted:http_503": 1}
     }
+
+
+def test_com_08_a_resumed_runs_second_copies_do_not_hide_changes_still_pending() -> None:
+    """A run resumed after dying mid-partition sends part of its changes twice; the second copies are
+    skipped as `duplicate` by the pipeline. They are not outcomes of further changes: 4 of 14 changes
+    still waiting for a rate limit are pending, and the reconciliation is not final."""
+    record = RECORD | {"sent": {"i1": 14}}
+    outcomes = {"i1": {"delivered": 10, "skipped": 7, "reason:skipped:duplicate": 7}}
+    result = reconcile(record, outcomes)
+    (i1,) = result["instances"]
+    assert (i1["sent"], i1["delivered"], i1["skipped"], i1["pending"], i1["resent"]) == (14, 10, 0, 4, 7)
+    assert i1["delivered"] + i1["skipped"] + i1["rejected"] + i1["pending"] == i1["sent"]
+    assert i1["skippedByReason"] == {}
+    assert result["undeliveredShare"] == round(4 / 14, 6)
+    finished = datetime.fromisoformat(RECORD["finishedAt"])
+    assert not due(record, result, finished + timedelta(hours=1), timedelta(hours=24))
