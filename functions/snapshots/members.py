@@ -101,13 +101,17 @@ def _problem(exc: ValidationError) -> str:
     return f"invalid:{where}"
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(constant)  # NaN, Infinity, -Infinity: Python's json takes them, JSON does not
+
+
 def parse_line(raw: bytes, manifest: SnapshotManifest) -> Member | str:
     """A keyed member, or the reason the line is bad (never its value)."""
     if len(raw) > MAX_LINE_BYTES:
         return "too_large"
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = json.loads(raw, parse_constant=_not_json)
+    except (UnicodeDecodeError, ValueError):  # JSONDecodeError is a ValueError
         return "not_json"
     if not isinstance(data, dict):
         return "not_an_object"

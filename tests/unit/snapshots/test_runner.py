@@ -284,3 +284,19 @@ def test_com_08_progress_counts_partitions_done_and_changes_sent_while_a_run_goe
     by_instance = {i["instance"]: i for i in progress["instances"]}
     assert by_instance["rf"]["sent"] == sent == by_instance["marketo-a"]["sent"]
     assert 0 < sent < 100 and by_instance["rf"]["pending"] == sent  # nothing delivered yet
+
+
+def test_a_line_with_a_non_json_number_is_a_bad_line_never_sent_with_the_value_nulled(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """NaN and Infinity are not JSON (Python's parser takes them; EventBridge and the vendors do not):
+    such a line is bad, not a member whose score silently becomes null at the destination."""
+    lines = [json.dumps(profile(n)) for n in range(4)]
+    lines[1] = json.dumps(profile(1) | {"attributes": {"score": float("nan")}})  # writes NaN
+    lines[2] = json.dumps(profile(2) | {"attributes": {"score": float("-inf")}})  # writes -Infinity
+    bus = Bus()
+    record = run(store, state, put_snapshot("s1", lines, gz=False), bus)
+    assert (record["members"], record["badLines"]) == (2, 2)
+    report = store.get_json(f"runs/{AUDIENCE}/s1/read-report.json")
+    assert report["badLineSamples"] == [{"line": 2, "reason": "not_json"}, {"line": 3, "reason": "not_json"}]
+    assert bus.by_status("realized") == {"person0@example.com", "person3@example.com"}
