@@ -300,3 +300,39 @@ def test_a_line_with_a_non_json_number_is_a_bad_line_never_sent_with_the_value_n
     report = store.get_json(f"runs/{AUDIENCE}/s1/read-report.json")
     assert report["badLineSamples"] == [{"line": 2, "reason": "not_json"}, {"line": 3, "reason": "not_json"}]
     assert bus.by_status("realized") == {"person0@example.com", "person3@example.com"}
+
+
+def shouted(n: int) -> dict[str, Any]:
+    """profile(n) with its e-mail address as another system writes it: the same address."""
+    member = profile(n)
+    member["identities"]["email"] = f" Person{n}@EXAMPLE.com"
+    return member
+
+
+@pytest.mark.parametrize("namespace", [None, "email"])
+def test_an_email_in_another_case_is_the_same_member_not_an_exit_and_a_join(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter, namespace: str | None
+) -> None:
+    """The order guard and the vendors take an address in any case as one person. Sent as an exit and a
+    join with the same time, the pair would reach one entity in either order: the exit could win."""
+    ns = {"identity_namespace": namespace}
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(20)], **ns), Bus())
+    bus = Bus()
+    members = [profile(n) for n in range(20)]
+    members[7] = shouted(7)
+    record = run(store, state, put_snapshot("s2", members, hours=1, **ns), bus)
+    assert bus.by_status("exited") == set() and bus.by_status("realized") == set()
+    assert [d["profile"]["identities"]["email"] for d in bus.details()] == [" Person7@EXAMPLE.com"]
+    assert bus.details()[0]["audiences"][0]["status"] == "existing"  # its line changed: an update
+    assert (record["removed"], record["added"], record["changed"]) == (0, 0, 1)
+
+
+def test_the_same_email_twice_in_one_snapshot_in_two_cases_is_one_member_and_a_bad_line(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    bus = Bus()
+    members = [profile(n) for n in range(10)] + [shouted(3)]
+    record = run(store, state, put_snapshot("s1", members, identity_namespace="email"), bus)
+    assert (record["members"], record["badLines"]) == (10, 1)
+    assert len(bus.entries) == 10 * 1  # one event per member, each to both instances
+    assert bus.by_status("realized") == {f"person{n}@example.com" for n in range(10)}  # the first line won
