@@ -41,6 +41,7 @@ from snapshots.plan import BackfillRequest, RunPlan, Targets, run_prefix, state_
 from snapshots.state import Pointer, SnapshotState
 from snapshots.store import NotFound, ObjectStore
 
+PLAN = "plan.json"  # under the run prefix: Prepare's plan, kept for a resumed Commit
 PUBLISH_CHUNK = 500  # entries held before a PutEvents round: memory stays flat in the partition size
 Publish = Callable[[Sequence[dict[str, Any]]], int]
 
@@ -169,12 +170,16 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
     target: int,
     workdir: Path | None,
 ) -> RunPlan | Refusal:
+    previous = state.pointer(manifest.audience_id)
+    if previous is not None and previous.snapshot_id == manifest.snapshot_id:
+        unfinished = _unfinished_commit(store, state, manifest)
+        if unfinished is not None:
+            return unfinished
     if not targets_for(config, manifest.audience_id, None, manifest.full).current:
         return Refusal(
             "unknown_audience",
             f"audience '{manifest.audience_id}' is activated on no enabled destination instance",
         )
-    previous = state.pointer(manifest.audience_id)
     refused = _check_order(manifest, previous)
     if refused is not None:
         return refused
@@ -190,7 +195,7 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
         writer.close()
     store.put_json(f"{prefix}partitions.json", [{"partition": i} for i in indexes])
     store.put_json(f"{prefix}read-report.json", report.as_dict())
-    return RunPlan(
+    plan = RunPlan(
         bucket=bucket,
         audience_id=manifest.audience_id,
         audience_name=manifest.audience_name,
@@ -209,6 +214,22 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
         lines=report.lines,
         bad_lines=report.bad,
     )
+    store.put_json(f"{prefix}{PLAN}", plan.model_dump(mode="json"))  # what a resumed Commit needs
+    return plan
+
+
+def _unfinished_commit(store: ObjectStore, state: SnapshotState, manifest: SnapshotManifest) -> RunPlan | None:
+    """The plan of a run whose Commit moved the pointer but died before recording the run (and deleting
+    the superseded membership): run again, its partitions are done (nothing is sent) and Commit ends
+    its work. None when the run is recorded (the same manifest again is `already_applied`)."""
+    record = state.run(manifest.audience_id, manifest.snapshot_id)
+    if record is not None and record.get("status") == "APPLIED":
+        return None
+    try:
+        stored = store.get_json(f"{run_prefix(manifest.audience_id, manifest.snapshot_id)}{PLAN}")
+    except NotFound:  # the run's prefix ended with its retention
+        return None
+    return RunPlan.model_validate(stored)
 
 
 def prepare_backfill(

@@ -336,3 +336,44 @@ def test_the_same_email_twice_in_one_snapshot_in_two_cases_is_one_member_and_a_b
     assert (record["members"], record["badLines"]) == (10, 1)
     assert len(bus.entries) == 10 * 1  # one event per member, each to both instances
     assert bus.by_status("realized") == {f"person{n}@example.com" for n in range(10)}  # the first line won
+
+
+def test_a_run_that_died_in_commit_after_the_pointer_moved_resumes_to_its_record(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commit moves the pointer, then records the run and deletes the superseded membership. A commit
+    that dies in between, resumed as documented (the same manifest again), must finish that work, not
+    answer `already_applied`: without its record the run is never reconciled, and the old membership
+    (personal data) stays."""
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(40)]), Bus())
+    key = put_snapshot("s2", [profile(n) for n in range(5, 45)], hours=1)
+    plan = runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, state, target=16)
+    assert isinstance(plan, RunPlan)
+    first = Bus()
+    for index in range(1 << plan.bits):
+        runner.diff_partition(store, plan, index, first, "bus")
+
+    def dies(*args: Any) -> int:
+        raise RuntimeError("the commit task died")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(runner.snapshot_erasure, "reapply", dies)
+        with pytest.raises(RuntimeError):
+            runner.commit(store, plan, state)
+    assert state.pointer(AUDIENCE).snapshot_id == "s2"  # type: ignore[union-attr]
+    assert state.run(AUDIENCE, "s2") is None
+    assert list(store.keys(f"state/{AUDIENCE}/s1/"))  # the superseded membership is still there
+
+    again = Bus()
+    resumed = runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, state, target=16)
+    assert isinstance(resumed, RunPlan), resumed
+    for index in range(1 << resumed.bits):
+        runner.diff_partition(store, resumed, index, again, "bus")
+    record = runner.commit(store, resumed, state)
+    assert again.entries == []  # every partition was done: nothing sent twice
+    assert (record["status"], record["added"], record["removed"]) == ("APPLIED", 5, 5)
+    assert record["sent"] == {"marketo-a": 10, "rf": 10} and record["previousSnapshotId"] == "s1"
+    assert state.run(AUDIENCE, "s2")["status"] == "APPLIED"  # type: ignore[index]
+    assert list(store.keys(f"state/{AUDIENCE}/s1/")) == []  # the superseded membership is gone
+    # once recorded, the same manifest again is the no-op it was
+    assert runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, state).reason == "already_applied"  # type: ignore[union-attr]
