@@ -168,6 +168,8 @@ class RecordResult:
     erasure_request: str | None = None  # the data subject request of an erasure record
     # A change computed from this audience snapshot: also counted per snapshot (reconciliation).
     snapshot_id: str | None = None
+    # Its audiences: where an instance that no longer activates them counts its skip (reconciliation).
+    snapshot_audiences: tuple[str, ...] = ()
 
 
 def _validation_summary(error: ValidationError) -> str:
@@ -344,6 +346,7 @@ class _Instances:
 
     ready: list[_Prepared]
     invalid: Sequence[InvalidInstance]
+    disabled: frozenset[str] = frozenset()  # in the config, `enabled: false`
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,7 +430,12 @@ class Pipeline:
                 "invalid destination instance",
                 extra={"instance": item.id, "field": error.field, "detail": error.message},
             )
-        return _Instances(prepared, invalid)
+        disabled = frozenset(
+            d.id
+            for d in loaded.config.destinations
+            if d.type == self._destination.destination_type and not d.enabled
+        )
+        return _Instances(prepared, invalid, disabled)
 
     def process(self, records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
         """One RecordResult per SQS messageId; never raises for a record's fault."""
@@ -466,6 +474,12 @@ class Pipeline:
         for broken in instances.invalid:
             self._fail_broken_instance(broken, parsed, per_record)
         for record in parsed:
+            # A change targeted at an instance disabled since (a snapshot's): its outcome, not silence.
+            for instance_id in sorted(instances.disabled & (record.target_instances or frozenset())):
+                per_record[record.message_id].append(
+                    InstanceOutcome(instance_id, (), Outcome.skipped("instance_disabled"))
+                )
+        for record in parsed:
             outcomes = per_record[record.message_id]
             results[record.message_id] = RecordResult(
                 combine(o.outcome for o in outcomes),
@@ -473,6 +487,7 @@ class Pipeline:
                 record.receive_count,
                 erasure_request=record.erasure_request,
                 snapshot_id=record.snapshot_id,
+                snapshot_audiences=tuple(m.id for m in record.audiences) if record.snapshot_id else (),
             )
         return results
 
