@@ -21,6 +21,7 @@ import typer
 from rich.table import Table
 
 from activation_cli import backfill as backfills
+from activation_cli import discovery
 from activation_cli.console import fail, out, print_json
 from activation_cli.stack import STACK_ENV, Stack, aws_errors, client, load_stack
 
@@ -32,19 +33,40 @@ BUCKET_OUTPUT = "SnapshotBucketName"
 MACHINE_OUTPUT = "SnapshotStateMachineArn"
 
 
-def _audience_name(stack: Stack, audience_id: str) -> str | None:
+def _activations(stack: Stack, audience_id: str) -> tuple[str | None, set[str]]:
+    """The audience's name in the stack's config, and the entities (profile, account) of the
+    destinations that activate it (the manifest's `entity` of their types)."""
     try:
         raw = client("ssm").get_parameter(Name=stack.output("DestinationsConfigParameterName"))["Parameter"][
             "Value"
         ]
         document = json.loads(raw)
     except (json.JSONDecodeError, KeyError):
-        return None
+        return None, set()
+    name: str | None = None
+    entities: set[str] = set()
+    manifest = discovery.destinations()
     for instance in document.get("destinations", []):
         for audience in instance.get("audiences", []):
             if audience.get("id") == audience_id:
-                return str(audience.get("name") or audience_id)
-    return None
+                name = name or str(audience.get("name") or audience_id)
+                if (spec := manifest.get(str(instance.get("type")))) is not None:
+                    entities.add(spec.entity)
+    return name, entities
+
+
+def _entity(asked: str | None, activated: set[str], audience_id: str) -> str:
+    """The snapshot's entity: the one the activating destinations take (a profile change is routed to
+    no account destination, nor the reverse: it would be sent and never arrive)."""
+    if asked is not None and asked not in ("profile", "account"):
+        fail("--entity must be profile or account")
+    if asked is not None and activated and asked not in activated:
+        fail(f"audience '{audience_id}' is activated on {'/'.join(sorted(activated))} destinations only, "
+             f"not on any that takes --entity {asked}")  # fmt: skip
+    if asked is None and len(activated) > 1:
+        fail(f"audience '{audience_id}' is activated on profile and account destinations: say which "
+             "members the file holds (--entity profile or --entity account)")  # fmt: skip
+    return asked or next(iter(activated), "profile")
 
 
 def upload(stack: Stack, members: Path, manifest_path: Path, audience_id: str, snapshot_id: str) -> str:
@@ -81,7 +103,10 @@ def push(
     name: Annotated[
         str | None, typer.Option("--name", help="Audience name (default: from the config)")
     ] = None,
-    entity: Annotated[str, typer.Option("--entity", help="profile or account")] = "profile",
+    entity: Annotated[
+        str | None,
+        typer.Option("--entity", help="profile or account (default: what the activating destinations take)"),
+    ] = None,
     identity: Annotated[
         str | None, typer.Option("--identity", help="Identity namespace that keys a member (default: all)")
     ] = None,
@@ -98,18 +123,17 @@ def push(
 
     if not file.is_file():
         fail(f"no such file: {file}")
-    if entity not in ("profile", "account"):
-        fail("--entity must be profile or account")
     stack = load_stack(stack_name)
     now = datetime.now(UTC).replace(microsecond=0)
     snapshot = snapshot_id or now.strftime("%Y%m%dT%H%M%SZ")
     with aws_errors():
-        audience_name = name or _audience_name(stack, audience)
+        configured_name, entities = _activations(stack, audience)
+        audience_name = name or configured_name
         if audience_name is None:
             fail(f"audience '{audience}' is activated on no destination in stack {stack.name}'s config")
         manifest = manifest_for(
             file, audience_id=audience, audience_name=audience_name, snapshot_id=snapshot, snapshot_at=now,
-            entity=entity, full=full, identity_namespace=identity,
+            entity=_entity(entity, entities, audience), full=full, identity_namespace=identity,
         )  # fmt: skip
         manifest_file = write_manifest(file, manifest)
         try:

@@ -377,3 +377,21 @@ def test_a_run_that_died_in_commit_after_the_pointer_moved_resumes_to_its_record
     assert list(store.keys(f"state/{AUDIENCE}/s1/")) == []  # the superseded membership is gone
     # once recorded, the same manifest again is the no-op it was
     assert runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, state).reason == "already_applied"  # type: ignore[union-attr]
+
+
+def test_an_empty_audience_applies_sends_nothing_and_its_next_snapshot_is_a_diff(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """An empty members file (the audience has nobody yet) is a valid snapshot; emptying an audience later
+    sends every member's exit."""
+    bus = Bus()
+    empty = run(store, state, put_snapshot("s0", []), bus)
+    assert (empty["status"], empty["members"], empty["published"], empty["sent"]) == ("APPLIED", 0, 0, {})
+    first = run(store, state, put_snapshot("s1", [profile(n) for n in range(5)], hours=1), bus)
+    assert first["sent"] == {"marketo-a": 5, "rf": 5} and bus.by_status("realized") == {
+        f"person{n}@example.com" for n in range(5)
+    }
+    gone = Bus()
+    emptied = run(store, state, put_snapshot("s2", [], gz=False, hours=2), gone)
+    assert (emptied["members"], emptied["removed"]) == (0, 5)
+    assert gone.by_status("exited") == {f"person{n}@example.com" for n in range(5)}
