@@ -220,7 +220,7 @@ def start_backfill(stack: Stack, audience: str, *, quiet: bool = False) -> dict[
         for estimate in estimates:
             out.print(estimate.describe().replace("; start it: " + estimate.command, ""))
     if not any(e.snapshot_id for e in estimates):
-        reason = "nothing_to_backfill" if not estimates else "no_applied_snapshot"
+        reason = "no_applied_snapshot" if estimates else _why_none(config, audience)
         if not quiet:
             out.print(f"no backfill started for {audience}: {reason}")
         return {
@@ -234,6 +234,12 @@ def start_backfill(stack: Stack, audience: str, *, quiet: bool = False) -> dict[
     if not quiet and started["started"]:
         out.print(f"backfill {started['runId']} started: activation snapshot status --audience {audience}")
     return started | {"estimates": [e.as_dict() for e in estimates]}
+
+
+def _why_none(config: Any, audience: str) -> str:
+    """No instance lacks the audience: each activating one has it, or none activates it at all."""
+    activating = config is not None and any(i.enabled and i.audience(audience) for i in config.destinations)
+    return "nothing_to_backfill" if activating else "unknown_audience"
 
 
 def _lacking(stack: Stack, config: Any, audience: str) -> list[dict[str, str]]:

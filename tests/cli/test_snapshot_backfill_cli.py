@@ -200,3 +200,11 @@ def test_com_08_snapshot_push_as_documented_delivers_an_account_audience_to_its_
     assert instance["delivered"] + instance["skipped"] + instance["rejected"] == 2
     kind = abm["type"]
     assert settled(stack.ledger(kind, f"{kind}#{abm['id']}#aud-abm-tier1")) == 2
+
+
+def test_com_03_a_backfill_of_an_audience_no_instance_activates_says_so(cli: Invoke, stack: ActivationHarness) -> None:
+    """Not `nothing_to_backfill` (which says every activating instance has the snapshot): the audience is
+    unknown to the config, as the workflow's own refusal says (`unknown_audience`: push the config first)."""
+    result = cli("snapshot", "backfill", "--audience", "aud-nobody-activates", "--stack", STACK_NAME, "--json")
+    assert result.exit_code == 1
+    assert stdout_json(result)["reason"] == "unknown_audience"
