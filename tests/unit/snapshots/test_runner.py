@@ -154,6 +154,7 @@ def test_a_bad_line_is_counted_and_reported_never_silently_dropped(
         (lambda m: m.update(snapshotAt="2026-11-30T10:00:00Z"), "older_than_applied"),
         (lambda m: m.update(snapshotId="s1"), "already_applied"),
         (lambda m: m.pop("checksum"), "invalid_manifest"),
+        (lambda m: m.update(membersKey="incoming/never-written.jsonl.gz"), "members_not_found"),
     ],
 )
 def test_an_invalid_snapshot_is_refused_with_a_reason_and_changes_nothing(
@@ -173,6 +174,14 @@ def test_an_invalid_snapshot_is_refused_with_a_reason_and_changes_nothing(
     assert state.pointer(AUDIENCE).snapshot_id == "s1"  # type: ignore[union-attr]
     assert sorted(p.relative_to(store.root).as_posix() for p in (store.root / "state").rglob("*")) == before
     assert not (store.root / "runs" / AUDIENCE / "s2").exists()
+
+
+def test_a_manifest_that_is_not_there_is_refused_and_changes_nothing(
+    store: DirStore, state: SnapshotState
+) -> None:
+    result = runner.prepare(store, "bucket", "incoming/never-written.jsonl.manifest.json", TWO_OF_A_TYPE, state)
+    assert isinstance(result, runner.Refusal) and result.reason == "manifest_not_found"
+    assert state.pointer(AUDIENCE) is None and not (store.root / "runs").exists()
 
 
 def test_an_interrupted_run_resumed_loses_nothing_and_resends_only_the_unfinished_partition(
