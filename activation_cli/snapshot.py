@@ -12,6 +12,7 @@ progress and, until a run is reconciled, what the destinations made of its chang
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -135,11 +136,10 @@ def push(
             file, audience_id=audience, audience_name=audience_name, snapshot_id=snapshot, snapshot_at=now,
             entity=_entity(entity, entities, audience), full=full, identity_namespace=identity,
         )  # fmt: skip
-        manifest_file = write_manifest(file, manifest)
-        try:
+        # Written in a folder of its own: a manifest beside the members file (the producer's) stays as is.
+        with tempfile.TemporaryDirectory() as folder:
+            manifest_file = write_manifest(Path(folder) / file.name, manifest)
             key = upload(stack, file, manifest_file, audience, snapshot)
-        finally:
-            manifest_file.unlink(missing_ok=True)
         result: dict[str, Any] = {
             "manifestKey": key,
             "members": manifest.member_count,

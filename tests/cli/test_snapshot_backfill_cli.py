@@ -188,9 +188,12 @@ def test_com_08_snapshot_push_as_documented_delivers_an_account_audience_to_its_
         d for d in example_config()["destinations"]
         if any(a["id"] == "aud-abm-tier1" for a in d["audiences"])
     )  # fmt: skip
+    beside = sample.with_name(sample.name + ".manifest.json")  # the sample's own manifest
+    kept = beside.read_bytes()
     pushed = stdout_json(
         cli("snapshot", "push", sample, "--audience", "aud-abm-tier1", "--stack", STACK_NAME, "--wait", "--json")
     )
+    assert beside.read_bytes() == kept  # push writes its manifest elsewhere: a file beside is left alone
     assert (pushed["status"], pushed["record"]["entity"]) == ("SUCCEEDED", "account")
     stack.drain()
     status = stdout_json(cli("snapshot", "status", "--stack", STACK_NAME, "--audience", "aud-abm-tier1", "--json"))
