@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from activation_core.models.config import DestinationsConfig
 from activation_core.models.snapshots import MANIFEST_SUFFIX, SnapshotManifest
+from activation_core.settings import FunctionSettings
 from snapshots import erasure as snapshot_erasure
 from snapshots.diff import DiffCounts, diff, unique
 from snapshots.events import entries
@@ -103,7 +104,21 @@ def _read_manifest(store: ObjectStore, manifest_key: str) -> SnapshotManifest | 
         return Refusal("invalid_manifest", "the manifest is not JSON")
 
 
-def _check_order(manifest: SnapshotManifest, previous: Pointer | None) -> Refusal | None:
+# The destinations reject a change stamped further ahead than this (FunctionSettings, CLOCK_SKEW_SECONDS).
+CLOCK_SKEW = timedelta(seconds=FunctionSettings.model_fields["clock_skew_seconds"].default)
+
+
+def _check_order(
+    manifest: SnapshotManifest, previous: Pointer | None, now: datetime | None = None
+) -> Refusal | None:
+    if manifest.snapshot_at > (now or datetime.now(UTC)) + CLOCK_SKEW:
+        # Every change would be rejected at the destinations, and the pointer, once there, would refuse
+        # every real snapshot of the audience until that date.
+        return Refusal(
+            "snapshot_at_in_the_future",
+            f"snapshotAt {manifest.snapshot_at.isoformat()} is more than "
+            f"{CLOCK_SKEW.total_seconds():g} s ahead of now",
+        )
     if previous is None:
         return None
     if previous.snapshot_id == manifest.snapshot_id:

@@ -155,6 +155,9 @@ def test_a_bad_line_is_counted_and_reported_never_silently_dropped(
         (lambda m: m.update(snapshotId="s1"), "already_applied"),
         (lambda m: m.pop("checksum"), "invalid_manifest"),
         (lambda m: m.update(membersKey="incoming/never-written.jsonl.gz"), "members_not_found"),
+        # A clock or a typo upstream: every change would be rejected at the destinations (occurredAt in
+        # the future) and, applied, the audience would refuse every real snapshot until that date.
+        (lambda m: m.update(snapshotAt="2099-01-01T00:00:00Z"), "snapshot_at_in_the_future"),
     ],
 )
 def test_an_invalid_snapshot_is_refused_with_a_reason_and_changes_nothing(
