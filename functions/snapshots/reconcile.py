@@ -19,16 +19,13 @@ from typing import Any
 
 from snapshots.state import SnapshotState
 
-
 _RESENT = "reason:skipped:duplicate"
 
 
 def _reasons(counts: dict[str, int], outcome: str) -> dict[str, int]:
     prefix = f"reason:{outcome}:"
     return {
-        k.removeprefix(prefix): v
-        for k, v in sorted(counts.items())
-        if k.startswith(prefix) and k != _RESENT
+        k.removeprefix(prefix): v for k, v in sorted(counts.items()) if k.startswith(prefix) and k != _RESENT
     }
 
 

@@ -233,7 +233,9 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
     return plan
 
 
-def _unfinished_commit(store: ObjectStore, state: SnapshotState, manifest: SnapshotManifest) -> RunPlan | None:
+def _unfinished_commit(
+    store: ObjectStore, state: SnapshotState, manifest: SnapshotManifest
+) -> RunPlan | None:
     """The plan of a run whose Commit moved the pointer but died before recording the run (and deleting
     the superseded membership): run again, its partitions are done (nothing is sent) and Commit ends
     its work. None when the run is recorded (the same manifest again is `already_applied`)."""

@@ -191,12 +191,24 @@ def test_com_08_snapshot_push_as_documented_delivers_an_account_audience_to_its_
     beside = sample.with_name(sample.name + ".manifest.json")  # the sample's own manifest
     kept = beside.read_bytes()
     pushed = stdout_json(
-        cli("snapshot", "push", sample, "--audience", "aud-abm-tier1", "--stack", STACK_NAME, "--wait", "--json")
+        cli(
+            "snapshot",
+            "push",
+            sample,
+            "--audience",
+            "aud-abm-tier1",
+            "--stack",
+            STACK_NAME,
+            "--wait",
+            "--json",
+        )
     )
     assert beside.read_bytes() == kept  # push writes its manifest elsewhere: a file beside is left alone
     assert (pushed["status"], pushed["record"]["entity"]) == ("SUCCEEDED", "account")
     stack.drain()
-    status = stdout_json(cli("snapshot", "status", "--stack", STACK_NAME, "--audience", "aud-abm-tier1", "--json"))
+    status = stdout_json(
+        cli("snapshot", "status", "--stack", STACK_NAME, "--audience", "aud-abm-tier1", "--json")
+    )
     (run,) = status["runs"]
     (instance,) = run["reconciliation"]["instances"]
     assert (instance["instance"], instance["sent"], instance["pending"]) == (abm["id"], 2, 0)
@@ -205,9 +217,13 @@ def test_com_08_snapshot_push_as_documented_delivers_an_account_audience_to_its_
     assert settled(stack.ledger(kind, f"{kind}#{abm['id']}#aud-abm-tier1")) == 2
 
 
-def test_com_03_a_backfill_of_an_audience_no_instance_activates_says_so(cli: Invoke, stack: ActivationHarness) -> None:
+def test_com_03_a_backfill_of_an_audience_no_instance_activates_says_so(
+    cli: Invoke, stack: ActivationHarness
+) -> None:
     """Not `nothing_to_backfill` (which says every activating instance has the snapshot): the audience is
     unknown to the config, as the workflow's own refusal says (`unknown_audience`: push the config first)."""
-    result = cli("snapshot", "backfill", "--audience", "aud-nobody-activates", "--stack", STACK_NAME, "--json")
+    result = cli(
+        "snapshot", "backfill", "--audience", "aud-nobody-activates", "--stack", STACK_NAME, "--json"
+    )
     assert result.exit_code == 1
     assert stdout_json(result)["reason"] == "unknown_audience"

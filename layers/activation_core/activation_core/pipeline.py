@@ -473,12 +473,7 @@ class Pipeline:
                 )
         for broken in instances.invalid:
             self._fail_broken_instance(broken, parsed, per_record)
-        for record in parsed:
-            # A change targeted at an instance disabled since (a snapshot's): its outcome, not silence.
-            for instance_id in sorted(instances.disabled & (record.target_instances or frozenset())):
-                per_record[record.message_id].append(
-                    InstanceOutcome(instance_id, (), Outcome.skipped("instance_disabled"))
-                )
+        self._skip_disabled_targets(instances.disabled, parsed, per_record)
         for record in parsed:
             outcomes = per_record[record.message_id]
             results[record.message_id] = RecordResult(
@@ -490,6 +485,20 @@ class Pipeline:
                 snapshot_audiences=tuple(m.id for m in record.audiences) if record.snapshot_id else (),
             )
         return results
+
+    @staticmethod
+    def _skip_disabled_targets(
+        disabled: frozenset[str],
+        parsed: Sequence[InboundRecord],
+        per_record: dict[str, list[InstanceOutcome]],
+    ) -> None:
+        """A change targeted at an instance disabled since (a snapshot's) gets its outcome there, so the
+        snapshot's reconciliation counts it instead of waiting for it."""
+        for record in parsed:
+            for instance_id in sorted(disabled & (record.target_instances or frozenset())):
+                per_record[record.message_id].append(
+                    InstanceOutcome(instance_id, (), Outcome.skipped("instance_disabled"))
+                )
 
     def _fail_broken_instance(
         self,

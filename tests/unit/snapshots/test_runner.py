@@ -182,7 +182,9 @@ def test_an_invalid_snapshot_is_refused_with_a_reason_and_changes_nothing(
 def test_a_manifest_that_is_not_there_is_refused_and_changes_nothing(
     store: DirStore, state: SnapshotState
 ) -> None:
-    result = runner.prepare(store, "bucket", "incoming/never-written.jsonl.manifest.json", TWO_OF_A_TYPE, state)
+    result = runner.prepare(
+        store, "bucket", "incoming/never-written.jsonl.manifest.json", TWO_OF_A_TYPE, state
+    )
     assert isinstance(result, runner.Refusal) and result.reason == "manifest_not_found"
     assert state.pointer(AUDIENCE) is None and not (store.root / "runs").exists()
 
