@@ -200,6 +200,7 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
         return refused
     bits = bits_for(manifest.member_count, target)
     prefix = run_prefix(manifest.audience_id, manifest.snapshot_id)
+    earlier = _stored_plan(store, prefix)
     writer = PartitionWriter(bits, workdir)
     try:
         report = _partition(store, members_key_of(manifest_key, manifest), manifest, writer)
@@ -224,7 +225,9 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
         previous_snapshot_id=previous.snapshot_id if previous else None,
         previous_prefix=previous.prefix if previous else None,
         previous_bits=previous.bits if previous else 0,
-        targets=targets_for(config, manifest.audience_id, previous, manifest.full),
+        targets=earlier.targets
+        if earlier
+        else targets_for(config, manifest.audience_id, previous, manifest.full),
         members=report.members,
         lines=report.lines,
         bad_lines=report.bad,
@@ -242,11 +245,20 @@ def _unfinished_commit(
     record = state.run(manifest.audience_id, manifest.snapshot_id)
     if record is not None and record.get("status") == "APPLIED":
         return None
+    return _stored_plan(store, run_prefix(manifest.audience_id, manifest.snapshot_id))
+
+
+def _stored_plan(store: ObjectStore, prefix: str) -> RunPlan | None:
+    """The plan an earlier attempt of this run stored, None if there is none (a first attempt, or the
+    run's prefix ended with its retention).
+
+    A resumed run keeps its first attempt's targets: partitions diffed then were sent to those, so an
+    instance that started activating the audience meanwhile gets the snapshot by a backfill run, whole,
+    not from the partitions left."""
     try:
-        stored = store.get_json(f"{run_prefix(manifest.audience_id, manifest.snapshot_id)}{PLAN}")
-    except NotFound:  # the run's prefix ended with its retention
+        return RunPlan.model_validate(store.get_json(f"{prefix}{PLAN}"))
+    except NotFound:
         return None
-    return RunPlan.model_validate(stored)
 
 
 def prepare_backfill(

@@ -409,3 +409,28 @@ def test_an_empty_audience_applies_sends_nothing_and_its_next_snapshot_is_a_diff
     emptied = run(store, state, put_snapshot("s2", [], gz=False, hours=2), gone)
     assert (emptied["members"], emptied["removed"]) == (0, 5)
     assert gone.by_status("exited") == {f"person{n}@example.com" for n in range(5)}
+
+
+def test_a_run_resumed_after_the_config_changed_keeps_its_targets_and_the_new_instance_gets_a_backfill(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """An instance that starts activating the audience while a run is interrupted must not count as
+    having received the snapshot when it got only the partitions diffed after the resume."""
+    only_a = config(("marketo-a", "marketo", True), ("marketo-b", "marketo", False))
+    both = config(("marketo-a", "marketo", True), ("marketo-b", "marketo", True))
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(100)]), Bus(), cfg=only_a, target=16)
+    key = put_snapshot("s2", [profile(n) for n in range(100)], hours=1)
+    plan = runner.prepare(store, "bucket", key, only_a, state, target=16)
+    assert isinstance(plan, RunPlan) and plan.bits >= 2
+    runner.diff_partition(store, plan, 0, Bus(), "bus")  # then it died; the config is pushed meanwhile
+    resumed = runner.prepare(store, "bucket", key, both, state, target=16)
+    assert isinstance(resumed, RunPlan)
+    bus = Bus()
+    for index in range(1 << resumed.bits):
+        runner.diff_partition(store, resumed, index, bus, "bus")
+    runner.commit(store, resumed, state)
+    assert bus.entries == []  # nothing changed for marketo-a; marketo-b was not a target of this run
+    assert state.pointer(AUDIENCE).instances == ("marketo-a",)  # type: ignore[union-attr]
+    late = Bus()
+    record = backfill(store, state, both, "s2", late)
+    assert record["sent"] == {"marketo-b": 100}  # every member, from the applied membership
