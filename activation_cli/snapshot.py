@@ -58,15 +58,15 @@ def _activations(stack: Stack, audience_id: str) -> tuple[str | None, set[str]]:
 
 def _entity(asked: str | None, activated: set[str], audience_id: str) -> str:
     """The snapshot's entity: the one the activating destinations take (a profile change is routed to
-    no account destination, nor the reverse: it would be sent and never arrive)."""
+    no account destination, nor the reverse; the workflow refuses a mismatch: `entity_mismatch`)."""
     if asked is not None and asked not in ("profile", "account"):
         fail("--entity must be profile or account")
+    if len(activated) > 1:
+        fail(f"audience '{audience_id}' is activated on profile and account destinations: a snapshot holds "
+             "one entity and reaches only its destinations; activate the audience on one kind")  # fmt: skip
     if asked is not None and activated and asked not in activated:
-        fail(f"audience '{audience_id}' is activated on {'/'.join(sorted(activated))} destinations only, "
+        fail(f"audience '{audience_id}' is activated on {next(iter(activated))} destinations only, "
              f"not on any that takes --entity {asked}")  # fmt: skip
-    if asked is None and len(activated) > 1:
-        fail(f"audience '{audience_id}' is activated on profile and account destinations: say which "
-             "members the file holds (--entity profile or --entity account)")  # fmt: skip
     return asked or next(iter(activated), "profile")
 
 

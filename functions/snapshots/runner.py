@@ -14,7 +14,7 @@ interrupted run resumes without losing or duplicating a member.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -93,6 +93,25 @@ def targets_for(
     )
 
 
+def _other_entity(
+    config: DestinationsConfig, audience_id: str, entity: str, entities: Mapping[str, str]
+) -> Refusal | None:
+    """Changes of one entity reach only destinations of that entity (the bus rules match the detail
+    type): an instance activating the audience that takes the other would never receive them."""
+    other = sorted(
+        d.id
+        for d in config.destinations
+        if d.enabled and d.audience(audience_id) is not None and entities.get(d.type, entity) != entity
+    )
+    if not other:
+        return None
+    return Refusal(
+        "entity_mismatch",
+        f"the snapshot's members are of entity '{entity}'; instance(s) {', '.join(other)} activating "
+        f"audience '{audience_id}' take the other entity",
+    )
+
+
 def _read_manifest(store: ObjectStore, manifest_key: str) -> SnapshotManifest | Refusal:
     try:
         return SnapshotManifest.model_validate(store.get_json(manifest_key))
@@ -165,10 +184,15 @@ def prepare(
     *,
     target: int = DEFAULT_TARGET,
     workdir: Path | None = None,
+    entities: Mapping[str, str] | None = None,
 ) -> RunPlan | Refusal:
+    """`entities`: destination type -> the entity it takes (`profile`, `account`; the manifest's)."""
     manifest = _read_manifest(store, manifest_key)
     if isinstance(manifest, Refusal):
         return manifest
+    refused = _other_entity(config, manifest.audience_id, manifest.entity, entities or {})
+    if refused is not None:
+        return replace(refused, audience_id=manifest.audience_id, snapshot_id=manifest.snapshot_id)
     result = _prepare(store, bucket, manifest_key, manifest, config, state, target, workdir)
     if isinstance(result, Refusal):
         return replace(result, audience_id=manifest.audience_id, snapshot_id=manifest.snapshot_id)
@@ -262,7 +286,11 @@ def _stored_plan(store: ObjectStore, prefix: str) -> RunPlan | None:
 
 
 def prepare_backfill(
-    store: ObjectStore, request: BackfillRequest, config: DestinationsConfig, state: SnapshotState
+    store: ObjectStore,
+    request: BackfillRequest,
+    config: DestinationsConfig,
+    state: SnapshotState,
+    entities: Mapping[str, str] | None = None,
 ) -> RunPlan | Refusal:
     """A run that sends the audience's applied membership, as it is stored (nothing is read again from
     the members file), to the instances that activate the audience and did not receive that snapshot."""
@@ -276,6 +304,9 @@ def prepare_backfill(
                        f"backfill of '{request.snapshot_id}' was asked for: it backfills by itself", audience,
                        request.snapshot_id)  # fmt: skip
     applied = state.run(audience, previous.snapshot_id) or {}
+    refused = _other_entity(config, audience, str(applied.get("entity") or "profile"), entities or {})
+    if refused is not None:
+        return replace(refused, audience_id=audience, snapshot_id=previous.snapshot_id)
     targets = targets_for(config, audience, previous, full=False)
     if not targets.current:
         return Refusal("unknown_audience", f"audience '{audience}' is activated on no enabled destination instance",

@@ -434,3 +434,39 @@ def test_a_run_resumed_after_the_config_changed_keeps_its_targets_and_the_new_in
     late = Bus()
     record = backfill(store, state, both, "s2", late)
     assert record["sent"] == {"marketo-b": 100}  # every member, from the applied membership
+
+
+# What each destination type takes (the manifest's `entity`; the Prepare task reads it from its
+# environment, DESTINATION_ENTITIES, which `make template` writes from the manifest).
+ENTITIES = {"marketo": "profile", "rainfocus": "profile", "bombora": "account"}
+
+
+@pytest.mark.parametrize("entity", ["profile", "account"])
+def test_a_snapshot_of_another_entity_than_its_destinations_take_is_refused(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter, entity: str
+) -> None:
+    """Profile changes match no account destination's rule (nor the reverse): sent, they would never
+    arrive, pending until the deadline. Refused at once instead, naming the instances."""
+    accounts = config(("bombora-abm", "bombora", True))
+    profiles = config(("marketo-a", "marketo", True))
+    cfg = profiles if entity == "account" else accounts
+    key = put_snapshot("s1", [profile(n) for n in range(3)] if entity == "profile" else
+                       [{"identities": {"domain": f"d{n}.example"}} for n in range(3)], entity=entity)  # fmt: skip
+    result = runner.prepare(store, "bucket", key, cfg, state, entities=ENTITIES)
+    assert isinstance(result, runner.Refusal) and result.reason == "entity_mismatch", result
+    assert cfg.destinations[0].id in result.detail
+    assert state.pointer(AUDIENCE) is None and not (store.root / "runs").exists()
+    matching = accounts if entity == "account" else profiles
+    assert isinstance(runner.prepare(store, "bucket", key, matching, state, entities=ENTITIES), RunPlan)
+
+
+def test_a_backfill_to_an_instance_of_the_other_entity_is_refused(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    profiles = config(("marketo-a", "marketo", True))
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(3)]), Bus(), cfg=profiles)
+    with_accounts = config(("marketo-a", "marketo", True), ("bombora-abm", "bombora", True))
+    request = BackfillRequest(bucket="bucket", audienceId=AUDIENCE, snapshotId="s1", runId="s1.bf")
+    refused = runner.prepare_backfill(store, request, with_accounts, state, ENTITIES)
+    assert isinstance(refused, runner.Refusal) and refused.reason == "entity_mismatch"
+    assert "bombora-abm" in refused.detail
