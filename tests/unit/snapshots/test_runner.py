@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from activation_cli import discovery
 from activation_core.models.config import DestinationsConfig
 from snapshots import runner
 from snapshots.plan import BackfillRequest, RunPlan
@@ -438,7 +439,7 @@ def test_a_run_resumed_after_the_config_changed_keeps_its_targets_and_the_new_in
 
 # What each destination type takes (the manifest's `entity`; the Prepare task reads it from its
 # environment, DESTINATION_ENTITIES, which `make template` writes from the manifest).
-ENTITIES = {"marketo": "profile", "rainfocus": "profile", "bombora": "account"}
+ENTITIES = {d.type: d.entity for d in discovery.destinations().destinations}
 
 
 @pytest.mark.parametrize("entity", ["profile", "account"])
