@@ -10,6 +10,7 @@ import pytest
 
 from local.examples import sample_events
 from local.harness import ActivationHarness
+from tests.support import keys_no_role_may_write
 
 pytestmark = pytest.mark.integration
 
@@ -113,3 +114,4 @@ def test_com_08_a_settled_skip_or_rejection_delivered_again_by_sqs_is_counted_on
     assert report.dlq_depth - before.dlq_depth == 1
     assert all(b"Andover" not in r.body for r in fake.requests_to("attendee/store"))
     assert report.balanced
+    assert keys_no_role_may_write(harness) == []  # the settled-message items are the function's own
