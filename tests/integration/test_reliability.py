@@ -100,7 +100,10 @@ def test_com_08_a_settled_skip_or_rejection_delivered_again_by_sqs_is_counted_on
     before = harness.report("rainfocus")
     failed_deletes = deletes_fail(harness, monkeypatch, messages=2)
     harness.publish(
-        [ada("evt-older", "2026-11-28T14:00:00Z", "Andover"), ada("evt-future", "2999-01-01T00:00:00Z", "Later")]
+        [
+            ada("evt-older", "2026-11-28T14:00:00Z", "Andover"),
+            ada("evt-future", "2999-01-01T00:00:00Z", "Later"),
+        ]
     )
     harness.drain()
     report = harness.report("rainfocus")

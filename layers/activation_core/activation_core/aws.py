@@ -6,9 +6,9 @@ Timeouts are short and bounded: a Lambda must never hang on an SDK call.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-import time
 from functools import cache, partial
 from typing import Any, TypeVar
 
@@ -24,6 +24,7 @@ _UNPROCESSED_ROUNDS = 5
 
 class KeysLeftUnprocessed(Exception):
     """BatchGetItem left keys unprocessed after every round (the table is throttled)."""
+
 
 _SDK_CONFIG_KWARGS: dict[str, Any] = {
     "connect_timeout": 3,
@@ -71,7 +72,9 @@ def in_parallel(work: Callable[[T], R], chunks: Sequence[T]) -> list[R]:
         return list(pool.map(work, chunks))
 
 
-def batch_get(dynamodb: Any, table: str, keys: Sequence[dict[str, Any]], **options: Any) -> list[dict[str, Any]]:
+def batch_get(
+    dynamodb: Any, table: str, keys: Sequence[dict[str, Any]], **options: Any
+) -> list[dict[str, Any]]:
     """The items of `keys` that exist (strongly consistent), in BatchGetItem requests of up to 100 keys
     sent in parallel; `options` go into each table's request (e.g. `ProjectionExpression`). Raises
     botocore's ClientError, or KeysLeftUnprocessed."""

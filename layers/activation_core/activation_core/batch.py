@@ -443,7 +443,8 @@ def is_redelivery(result: RecordResult) -> bool:
     activated) depend on the event alone, so they were final the first time too; an instance that
     delivers now makes it a first settlement (counted as usual)."""
     return result.outcome.kind is Kind.SKIPPED and (
-        result.outcome.reason == REDELIVERED or any(o.outcome.reason == REDELIVERED for o in result.per_instance)
+        result.outcome.reason == REDELIVERED
+        or any(o.outcome.reason == REDELIVERED for o in result.per_instance)
     )
 
 

@@ -19,13 +19,14 @@ What this guarantees, and what not (README, "Idempotency and order"):
 - two invocations holding changes to the same entity at the same moment may both send (nothing is
   locked while the vendor is called); the guard then keeps the newest of them.
 
-Redelivery (the outcome ledger, README "What the ledger counts"): with each applied event the item
+Redelivery (the outcome ledger, README "What the ledger guarantees"): with each applied event the item
 also keeps the id of the message lineage that carried it (the SQS message id of its first copy; a
 requeued copy carries it over, `ORIGIN_ATTRIBUTE`). The same lineage seen again at the same instant is
 `redelivered`: SQS delivered a message whose outcome was already counted once more (a failed delete, a
 visibility timeout that ran out, two copies of one requeue), so the ledger counts it apart from the
 settled outcomes. The same event in another message (EventBridge published it twice) stays `duplicate`,
 a settled outcome of that message. No write is added: the lineage rides in the guard's own put.
+Outcomes that do not move the guard (skips, rejections) are recognised by activation_core.settled.
 
 Retention: an item expires (DynamoDB TTL) `retention_days` after the last change applied to its
 entity on its instance (every commit moves the expiry forward). Once DynamoDB has deleted it, the
@@ -233,7 +234,9 @@ class OrderGuard(aws.UsesDynamoDB):
         Raises RetryableError `order_guard_unavailable` when the table cannot be read."""
         keys = {self._key(instance_id, entity)["pk"]["S"]: entity for entity in sorted(set(entities))}
         try:
-            items = aws.batch_get(self._client, self._table, [self._key(instance_id, e) for e in keys.values()])
+            items = aws.batch_get(
+                self._client, self._table, [self._key(instance_id, e) for e in keys.values()]
+            )
         except ClientError as exc:
             raise RetryableError("order_guard_unavailable", _error_code(exc)) from None
         except aws.KeysLeftUnprocessed:
@@ -340,4 +343,3 @@ def _state_of(item: Mapping[str, Any]) -> EntityState:
 
 def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
-

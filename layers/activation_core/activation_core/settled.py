@@ -73,7 +73,10 @@ class SettledMessages(aws.UsesDynamoDB):
             return set()
         try:
             items = aws.batch_get(
-                self._client, self._table, [self._key(lineage) for lineage in wanted], ProjectionExpression="pk"
+                self._client,
+                self._table,
+                [self._key(lineage) for lineage in wanted],
+                ProjectionExpression="pk",
             )
         except (ClientError, aws.KeysLeftUnprocessed) as exc:
             logger.warning("settled messages not read", extra={"error_type": type(exc).__name__})

@@ -289,7 +289,9 @@ def test_each_destination_writes_only_its_own_state_keys(resources: dict[str, An
 
 
 @pytest.mark.parametrize("destination", DESTINATION_TYPES)
-def test_each_destination_may_call_what_its_state_stores_call(resources: dict[str, Any], destination: str) -> None:
+def test_each_destination_may_call_what_its_state_stores_call(
+    resources: dict[str, Any], destination: str
+) -> None:
     """moto does not enforce IAM: the operations the layer's stores send on the state table (the order
     guard and the settled messages read with BatchGetItem; transactions are PutItem to IAM) must be
     in the role, or AWS refuses them."""
