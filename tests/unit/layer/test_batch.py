@@ -443,6 +443,31 @@ def test_com_08_two_copies_of_one_requeue_settle_once(queues: dict[str, str]) ->
     totals = ledger("outreach")
     assert (totals["skipped"], totals["redelivered"]) == (1, 1)
 
+    for copy in copies:  # the two copies of another message in one batch
+        copy["messageAttributes"][batch.ORIGIN_ATTRIBUTE]["stringValue"] = "m-2"
+    run_batch({"Records": copies}, None, decided(dict.fromkeys(["copy-a", "copy-b"], skip)), ctx)
+    totals = ledger("outreach")
+    assert (totals["skipped"], totals["redelivered"]) == (2, 2)
+
+
+def test_com_08_an_erasure_delivered_again_is_counted_once(queues: dict[str, str]) -> None:
+    """An erasure moves no order guard (it deletes the person's): its settlement is remembered apart."""
+    ctx = BatchContext("rainfocus", queues["dlq"], "state")
+    decisions: list[str] = []
+    erased = counting({"m-1": Outcome.delivered("erased")}, decisions)
+
+    def erasure(records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
+        results = erased(records)
+        for result in results.values():
+            result.erasure_request = "dsr-1"
+        return results
+
+    run_batch({"Records": [sqs_record({}, "m-1", 1)]}, None, erasure, ctx)
+    run_batch({"Records": [sqs_record({}, "m-1", 2)]}, None, erasure, ctx)
+    assert decisions == ["m-1"]
+    totals = ledger("rainfocus")
+    assert (totals["received"], totals["delivered"], totals["redelivered"]) == (1, 1, 1)
+
 
 def test_com_08_of_two_invocations_settling_one_message_at_once_one_counts(queues: dict[str, str]) -> None:
     """A message's visibility ran out while its first invocation still ran: a second invocation gets it,
