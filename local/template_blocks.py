@@ -47,11 +47,13 @@ _RESOURCES_HEADER = """\
 """
 
 # The state keys every destination writes, besides those its manifest entry lists (`stateKeys`):
-# token leases (oauth.TokenProvider), erasure records, the outcome ledgers, order guards, waiting changes.
+# token leases (oauth.TokenProvider), erasure records, settled messages (activation_core.settled), the
+# outcome ledgers, order guards, waiting changes.
 _COMMON_STATE_KEYS_BEFORE = (
     '!Sub "lock#token#${{AWS::StackName}}/{type}/*"',
     '!Sub "lock#token#arn:*:secret:${{AWS::StackName}}/{type}/*"',
     '"erasure#{type}#*"',
+    '"settled#{type}#*"',
 )
 _COMMON_STATE_KEYS_AFTER = ('"outcomes"', '"snapshot-outcomes"', '"order#*"', '"waiting#*"')
 
@@ -139,9 +141,11 @@ _BLOCK = """\
               Effect: Allow
               Action: [sqs:ChangeMessageVisibility, sqs:SendMessage]
               Resource: !GetAtt @{P}Queue.Arn
-            - Sid: OwnStateKeys  # ledgers, order guards, waiting changes (shared partitions); its own leases, budgets, lists
+            - Sid: OwnStateKeys  # ledgers, order guards, waiting changes (shared partitions); its own leases, budgets, lists, settled messages
               Effect: Allow
-              Action: [dynamodb:GetItem, dynamodb:PutItem, dynamodb:UpdateItem, dynamodb:DeleteItem, dynamodb:Query]
+              # BatchGetItem: the order guard's and the settled messages' reads (a batch's keys at once);
+              # TransactWriteItems needs no action of its own (its puts are PutItem to IAM).
+              Action: [dynamodb:GetItem, dynamodb:BatchGetItem, dynamodb:PutItem, dynamodb:UpdateItem, dynamodb:DeleteItem, dynamodb:Query]
               Resource: !GetAtt StateTable.Arn
               Condition:
                 ForAllValues:StringLike:
