@@ -23,7 +23,9 @@ from activation_cli.console import out, print_json
 from activation_cli.snapshot import audience_sizes
 from activation_cli.stack import STACK_ENV, Stack, aws_errors, client, load_stack
 
-COUNTERS = ("received", "delivered", "skipped", "rejected", "retried")
+# `redelivered`: messages SQS delivered again after their outcome was counted (activation_core.settled),
+# counted apart: outside received - replayed = delivered + skipped + DLQ + queued.
+COUNTERS = ("received", "delivered", "skipped", "rejected", "retried", "redelivered")
 
 
 def ledger(table: str) -> dict[str, dict[str, int]]:
@@ -167,8 +169,8 @@ def status(
     ] = 0,
     times: Annotated[int, typer.Option("--times", min=0, help="With --watch: stop after N refreshes")] = 0,
 ) -> None:
-    """Received / delivered / skipped / rejected / retried per destination, instance and audience,
-    with DLQ and queue depth (COM-08). Exit code 3 when a destination's books do not balance."""
+    """Received / delivered / skipped / rejected / retried / redelivered per destination, instance and
+    audience, with DLQ and queue depth (COM-08). Exit code 3 when a destination's books do not balance."""
     stack = load_stack(stack_name)
     with aws_errors():
         data = report(stack, destination)

@@ -236,11 +236,11 @@ class _TimedGuard:
             self.cpu += time.process_time() - cpu
             self.round_trips += _rounds(len(set(entities)), 100)
 
-    def commit(self, instance_id: str, changes: Any, known: Any) -> int:
+    def commit(self, instance_id: str, changes: Any, known: Any) -> Any:
         changes = list(changes)
         started, cpu = time.perf_counter(), time.process_time()
         try:
-            return int(self._guard.commit(instance_id, changes, known))
+            return self._guard.commit(instance_id, changes, known)
         finally:
             self.seconds += time.perf_counter() - started
             self.cpu += time.process_time() - cpu

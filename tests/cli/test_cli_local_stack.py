@@ -53,8 +53,8 @@ def test_com_08_status_counts_per_destination_instance_and_audience_and_the_book
         report = stack.report(destination_type)
         row = status[destination_type]
         assert row["received"] == report.count("received") == report.published
-        assert (row["delivered"], row["skipped"], row["dlq"]) == (
-            report.count("delivered"), report.count("skipped"), report.dlq_depth,
+        assert (row["delivered"], row["skipped"], row["dlq"], row["redelivered"]) == (
+            report.count("delivered"), report.count("skipped"), report.dlq_depth, report.count("redelivered"),
         )  # fmt: skip
         assert row["balanced"], row
     rainfocus = status["rainfocus"]
@@ -68,6 +68,7 @@ def test_com_08_status_counts_per_destination_instance_and_audience_and_the_book
     table = cli("status", "--stack", STACK_NAME)
     assert table.exit_code == 0
     assert "aud-expo-invitees" in table.stdout and "balanced" in table.stdout
+    assert "redelivered" in table.stdout  # counted apart from the settled outcomes (COM-08)
     watched = cli("status", "--stack", STACK_NAME, "-d", "rainfocus", "--watch", "0.01", "--times", "2")
     assert watched.exit_code == 0 and "rainfocus-expo2026" in watched.stdout
 

@@ -10,6 +10,7 @@ import pytest
 
 from local.examples import sample_events
 from local.harness import ActivationHarness
+from tests.support import calls_their_roles_refuse
 
 pytestmark = pytest.mark.integration
 
@@ -46,30 +47,38 @@ def test_an_older_event_arriving_late_is_skipped_as_stale(harness: ActivationHar
     assert harness.report("rainfocus").balanced
 
 
-def test_com_08_a_settled_message_delivered_again_by_sqs_is_counted_once(
-    harness: ActivationHarness, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """SQS standard queues deliver at least once: a message whose delete failed (or whose visibility
-    ran out while its invocation still ran) comes back with the same message id after its outcome was
-    counted. The ledger counts it as `redelivered`, outside received = delivered + skipped + DLQ."""
+def deletes_fail(harness: ActivationHarness, monkeypatch: pytest.MonkeyPatch, messages: int) -> list[int]:
+    """The poller's deletes on the RainFocus queue fail until `messages` messages were not deleted: they
+    are visible again at once, and SQS delivers them again (their outcome already counted). Returns
+    the number of messages of each failed delete."""
     poller = harness.stack.poller
     sqs = poller._sqs
     delete = sqs.delete_message_batch
     queue = harness.outputs["RainfocusQueueUrl"].rsplit("/", 1)[-1]
     failed_deletes: list[int] = []
 
-    def delete_fails_once(**kwargs: Any) -> Any:
-        if failed_deletes or not kwargs["QueueUrl"].endswith(queue):
+    def delete_fails(**kwargs: Any) -> Any:
+        if sum(failed_deletes) >= messages or not kwargs["QueueUrl"].endswith(queue):
             return delete(**kwargs)
-        failed_deletes.append(len(kwargs["Entries"]))  # the message stays: visible again at once
+        failed_deletes.append(len(kwargs["Entries"]))  # the messages stay: visible again at once
         sqs.change_message_visibility_batch(
             QueueUrl=kwargs["QueueUrl"],
             Entries=[{**e, "VisibilityTimeout": 0} for e in kwargs["Entries"]],
         )
         return {"Successful": [], "Failed": []}
 
+    monkeypatch.setattr(sqs, "delete_message_batch", delete_fails)
+    return failed_deletes
+
+
+def test_com_08_a_settled_message_delivered_again_by_sqs_is_counted_once(
+    harness: ActivationHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQS standard queues deliver at least once: a message whose delete failed (or whose visibility
+    ran out while its invocation still ran) comes back with the same message id after its outcome was
+    counted. The ledger counts it as `redelivered`, outside received = delivered + skipped + DLQ."""
     before = harness.report("rainfocus")
-    monkeypatch.setattr(sqs, "delete_message_batch", delete_fails_once)
+    failed_deletes = deletes_fail(harness, monkeypatch, messages=1)
     harness.publish([ada("evt-redelivered", "2026-11-28T13:00:00Z", "Salem")])
     harness.drain()
     report = harness.report("rainfocus")
@@ -77,3 +86,35 @@ def test_com_08_a_settled_message_delivered_again_by_sqs_is_counted_once(
     assert report.count("delivered") - before.count("delivered") == 1
     assert report.count("redelivered") - before.count("redelivered") == 1
     assert report.balanced
+
+
+def test_com_08_a_settled_skip_or_rejection_delivered_again_by_sqs_is_counted_once(
+    harness: ActivationHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outcomes that never move the order guard: a stale event (skipped) and one dated in the far
+    future (rejected to the DLQ) come back after their delete failed. Each is counted once, the
+    rejection reaches the DLQ once, the vendor never gets the stale change."""
+    fake = harness.fake("rainfocus")
+    harness.publish([ada("evt-newer", "2026-11-28T14:00:10Z", "Lowell")])
+    harness.drain()
+    before = harness.report("rainfocus")
+    failed_deletes = deletes_fail(harness, monkeypatch, messages=2)
+    harness.publish(
+        [
+            ada("evt-older", "2026-11-28T14:00:00Z", "Andover"),
+            ada("evt-future", "2999-01-01T00:00:00Z", "Later"),
+        ]
+    )
+    harness.drain()
+    report = harness.report("rainfocus")
+
+    def delta(name: str) -> int:
+        return report.count(name) - before.count(name)
+
+    assert sum(failed_deletes) == 2
+    assert (delta("received"), delta("skipped"), delta("rejected"), delta("redelivered")) == (2, 1, 1, 2)
+    assert report.reasons.get("skipped:stale", 0) - before.reasons.get("skipped:stale", 0) == 1
+    assert report.dlq_depth - before.dlq_depth == 1
+    assert all(b"Andover" not in r.body for r in fake.requests_to("attendee/store"))
+    assert report.balanced
+    assert calls_their_roles_refuse(harness, "rainfocus") == []  # the settled-message items are its own

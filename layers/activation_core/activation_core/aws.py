@@ -6,8 +6,25 @@ Timeouts are short and bounded: a Lambda must never hang on an SDK call.
 
 from __future__ import annotations
 
-from functools import cache
-from typing import Any
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache, partial
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+# Requests of one batch in flight at once (e.g. the order guard's reads and commits).
+PARALLEL_REQUESTS = 8
+# BatchGetItem reads up to 100 keys a request (DynamoDB's limit); keys it leaves unprocessed (throttled)
+# are asked for again after a back-off, a few rounds at most.
+_BATCH_GET_KEYS = 100
+_UNPROCESSED_ROUNDS = 5
+
+
+class KeysLeftUnprocessed(Exception):
+    """BatchGetItem left keys unprocessed after every round (the table is throttled)."""
+
 
 _SDK_CONFIG_KWARGS: dict[str, Any] = {
     "connect_timeout": 3,
@@ -44,3 +61,38 @@ class UsesDynamoDB:
         if self._dynamodb is None:
             self._dynamodb = client("dynamodb")
         return self._dynamodb
+
+
+def in_parallel(work: Callable[[T], R], chunks: Sequence[T]) -> list[R]:
+    """`work` on each chunk, results in order: inline for one, on up to PARALLEL_REQUESTS threads for
+    several (boto3 clients are thread-safe)."""
+    if len(chunks) <= 1:
+        return [work(chunk) for chunk in chunks]
+    with ThreadPoolExecutor(max_workers=min(PARALLEL_REQUESTS, len(chunks))) as pool:
+        return list(pool.map(work, chunks))
+
+
+def batch_get(
+    dynamodb: Any, table: str, keys: Sequence[dict[str, Any]], **options: Any
+) -> list[dict[str, Any]]:
+    """The items of `keys` that exist (strongly consistent), in BatchGetItem requests of up to 100 keys
+    sent in parallel; `options` go into each table's request (e.g. `ProjectionExpression`). Raises
+    botocore's ClientError, or KeysLeftUnprocessed."""
+    chunks = [keys[i : i + _BATCH_GET_KEYS] for i in range(0, len(keys), _BATCH_GET_KEYS)]
+    read = partial(_batch_get_chunk, dynamodb, table, options)
+    return [item for part in in_parallel(read, chunks) for item in part]
+
+
+def _batch_get_chunk(
+    dynamodb: Any, table: str, options: dict[str, Any], keys: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    request: dict[str, Any] = {table: {"Keys": list(keys), "ConsistentRead": True, **options}}
+    items: list[dict[str, Any]] = []
+    for attempt in range(_UNPROCESSED_ROUNDS):
+        response = dynamodb.batch_get_item(RequestItems=request)
+        items += response.get("Responses", {}).get(table, [])
+        request = response.get("UnprocessedKeys") or {}
+        if not request:
+            return items
+        time.sleep(0.05 * 2**attempt)  # DynamoDB's advice for unprocessed keys: back off, then retry
+    raise KeysLeftUnprocessed(table)

@@ -21,6 +21,7 @@ from activation_core.chunking import packed
 from activation_core.observability import logger, metrics
 from activation_core.outcomes import BatchSummary, Kind, Outcome
 from activation_core.pipeline import REDELIVERED, RecordResult
+from activation_core.settled import SettledMessages
 from activation_core.vendor_counts import VENDOR_COUNTS, VendorCounts
 from activation_core.waiting import ORIGIN_ATTRIBUTE, REQUEUES_ATTRIBUTE, origin_of
 
@@ -388,7 +389,9 @@ def _snapshot_counters(results: Mapping[str, RecordResult]) -> dict[str, Counter
                 if result.outcome.kind is Kind.REJECTED and o.outcome.kind is Kind.RETRY
                 else o.outcome
             )
-            for audience_id in o.audience_ids:
+            # An instance that stopped activating the audience (or was disabled) skips with no audience
+            # of its own: counted under the snapshot's, so every change sent ends with an outcome.
+            for audience_id in o.audience_ids or result.snapshot_audiences:
                 key = f"{audience_id}#{result.snapshot_id}#{o.instance_id}"
                 counters[key][_counter_name(outcome)] += 1
                 if outcome.kind in (Kind.SKIPPED, Kind.REJECTED):
@@ -436,13 +439,72 @@ def _add_to_ledger(
 
 
 def is_redelivery(result: RecordResult) -> bool:
-    """SQS delivered a message again whose outcome was already counted: every instance skipped it and
-    the order guard recognised its lineage on at least one (`redelivered`). Skips before the guard
-    (consent, an audience not activated) depend on the event alone, so they were final the first
-    time too; an instance that delivers now makes it a first settlement (counted as usual)."""
-    return result.outcome.kind is Kind.SKIPPED and any(
-        o.outcome.reason == REDELIVERED for o in result.per_instance
+    """SQS delivered a message again whose outcome was already counted: found settled before it was
+    decided (activation_core.settled), or every instance skipped it and the order guard recognised its
+    lineage on at least one (`redelivered`). Skips before the guard (consent, an audience not
+    activated) depend on the event alone, so they were final the first time too; an instance that
+    delivers now makes it a first settlement (counted as usual)."""
+    return result.outcome.kind is Kind.SKIPPED and (
+        result.outcome.reason == REDELIVERED
+        or any(o.outcome.reason == REDELIVERED for o in result.per_instance)
     )
+
+
+def already_settled(
+    records: Sequence[Mapping[str, Any]], arrivals: Collection[str], settled: SettledMessages
+) -> dict[str, RecordResult]:
+    """The records whose message lineage was settled before (SQS delivered them again): skipped
+    `redelivered` without a decision. First arrivals cannot be redeliveries and are not looked up."""
+    maybe = {str(r.get("messageId")): r for r in records if str(r.get("messageId")) not in arrivals}
+    if not maybe:
+        return {}
+    seen = settled.seen([origin_of(r) for r in maybe.values()])
+    return {
+        message_id: RecordResult(
+            Outcome.skipped(REDELIVERED, "this message was settled and counted before"),
+            receive_count=_receive_count(record),
+        )
+        for message_id, record in maybe.items()
+        if origin_of(record) in seen
+    }
+
+
+def _remembered_by_settling(result: RecordResult) -> bool:
+    """A final outcome the order guard does not remember (anything but a delivered change, which moved
+    the guard with its lineage; an erasure does not)."""
+    kind = result.outcome.kind
+    if kind is Kind.RETRY or result.requeued or is_redelivery(result):
+        return False
+    return kind is not Kind.DELIVERED or result.erasure_request is not None
+
+
+def settle(
+    records: Sequence[Mapping[str, Any]], results: Mapping[str, RecordResult], settled: SettledMessages
+) -> None:
+    """Record the lineages of final outcomes the order guard does not remember (once the DLQ has taken
+    a rejection). A lineage already settled (another invocation held the message at the same time),
+    or settled by an earlier record of this batch (two copies of one requeue), is `redelivered`."""
+    mine: dict[str, str] = {}
+    in_batch: set[str] = set()
+    again: list[str] = []
+    for record in records:
+        message_id = str(record.get("messageId"))
+        result = results[message_id]
+        lineage = origin_of(record)
+        final = result.outcome.kind is not Kind.RETRY and not is_redelivery(result)
+        if final and lineage and lineage in in_batch:
+            again.append(message_id)
+            continue
+        if final:
+            in_batch.add(lineage)
+        if _remembered_by_settling(result):
+            mine[message_id] = lineage
+    first_elsewhere = settled.settle(mine.values()) if mine else set()
+    again += [message_id for message_id, lineage in mine.items() if lineage in first_elsewhere]
+    for message_id in again:
+        results[message_id].outcome = Outcome.skipped(
+            REDELIVERED, "this message was settled by another copy or invocation"
+        )
 
 
 def _counter_name(outcome: Outcome, redelivery: bool = False) -> str:
@@ -479,11 +541,15 @@ def run_batch(
     dynamodb = aws.client("dynamodb")
     arrivals = first_arrivals(records)
     record_arrivals(arrivals, ctx, dynamodb)
+    settled = SettledMessages(ctx.state_table_name, ctx.destination_type, dynamodb=dynamodb)
+    redelivered = already_settled(records, arrivals, settled)
+    undecided = [r for r in records if str(r.get("messageId")) not in redelivered]
     try:
-        results = decide(records)
+        results = decide(undecided) if undecided or not records else {}
     except Exception as exc:  # whatever broke, the batch retries rather than vanishes
         logger.exception("batch decision failed", extra={"error_type": type(exc).__name__})
         results = {}
+    results.update(redelivered)
     for record in records:
         message_id = str(record.get("messageId"))
         if message_id not in results:
@@ -497,6 +563,7 @@ def run_batch(
     send_rejections_to_dlq(records, results, ctx, sqs)
     delay_throttled(records, results, sqs)
     record_erasures(results, ctx, dynamodb)
+    settle(records, results, settled)
 
     response = partial_batch_response(records, results) if records else _empty_batch_response(event, context)
     summary = summarize(results)

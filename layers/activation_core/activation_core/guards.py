@@ -19,13 +19,14 @@ What this guarantees, and what not (README, "Idempotency and order"):
 - two invocations holding changes to the same entity at the same moment may both send (nothing is
   locked while the vendor is called); the guard then keeps the newest of them.
 
-Redelivery (the outcome ledger, README "What the ledger counts"): with each applied event the item
+Redelivery (the outcome ledger, README "What the ledger guarantees"): with each applied event the item
 also keeps the id of the message lineage that carried it (the SQS message id of its first copy; a
 requeued copy carries it over, `ORIGIN_ATTRIBUTE`). The same lineage seen again at the same instant is
 `redelivered`: SQS delivered a message whose outcome was already counted once more (a failed delete, a
 visibility timeout that ran out, two copies of one requeue), so the ledger counts it apart from the
 settled outcomes. The same event in another message (EventBridge published it twice) stays `duplicate`,
 a settled outcome of that message. No write is added: the lineage rides in the guard's own put.
+Outcomes that do not move the guard (skips, rejections) are recognised by activation_core.settled.
 
 Retention: an item expires (DynamoDB TTL) `retention_days` after the last change applied to its
 entity on its instance (every commit moves the expiry forward). Once DynamoDB has deleted it, the
@@ -43,7 +44,6 @@ import math
 import re
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -55,15 +55,12 @@ from activation_core import aws
 from activation_core.errors import RetryableError
 from activation_core.observability import logger
 
-# BatchGetItem reads up to 100 keys (DynamoDB's limit). TransactWriteItems takes up to 100 items; 25
+# Reads: aws.batch_get (BatchGetItem, 100 keys a request). TransactWriteItems takes up to 100 items; 25
 # a request keeps each request short (moto applies a transaction under one lock, item by item) at the
 # same write units, and the requests of a batch run in parallel anyway.
-_READ_CHUNK = 100
 _WRITE_CHUNK = 25
-_PARALLEL_REQUESTS = 8
 # A commit whose condition failed (another invocation moved an item meanwhile) is re-read and retried.
 _COMMIT_ROUNDS = 3
-_UNPROCESSED_ROUNDS = 5
 _SORT_KEY = "applied"
 # Days an entity's item outlives the last change applied to it (the template's OrderGuardRetentionDays).
 DEFAULT_RETENTION_DAYS = 400
@@ -235,31 +232,16 @@ class OrderGuard(aws.UsesDynamoDB):
         """What was last applied to each entity on this instance (strongly consistent).
 
         Raises RetryableError `order_guard_unavailable` when the table cannot be read."""
-        wanted = sorted(set(entities))
-        chunks = [wanted[i : i + _READ_CHUNK] for i in range(0, len(wanted), _READ_CHUNK)]
-        states: dict[str, EntityState] = {}
+        keys = {self._key(instance_id, entity)["pk"]["S"]: entity for entity in sorted(set(entities))}
         try:
-            for part in _in_parallel(functools.partial(self._read_chunk, instance_id), chunks):
-                states.update(part)
+            items = aws.batch_get(
+                self._client, self._table, [self._key(instance_id, e) for e in keys.values()]
+            )
         except ClientError as exc:
             raise RetryableError("order_guard_unavailable", _error_code(exc)) from None
-        return states
-
-    def _read_chunk(self, instance_id: str, entities: Sequence[str]) -> dict[str, EntityState]:
-        by_pk = {self._key(instance_id, entity)["pk"]["S"]: entity for entity in entities}
-        request: dict[str, Any] = {
-            self._table: {"Keys": [self._key(instance_id, e) for e in entities], "ConsistentRead": True}
-        }
-        states: dict[str, EntityState] = {}
-        for attempt in range(_UNPROCESSED_ROUNDS):
-            response = self._client.batch_get_item(RequestItems=request)
-            for item in response.get("Responses", {}).get(self._table, []):
-                states[by_pk[item["pk"]["S"]]] = _state_of(item)
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                return states
-            time.sleep(0.05 * 2**attempt)  # DynamoDB's advice for unprocessed keys: back off, then retry
-        raise RetryableError("order_guard_unavailable", "keys left unprocessed")
+        except aws.KeysLeftUnprocessed:
+            raise RetryableError("order_guard_unavailable", "keys left unprocessed") from None
+        return {keys[item["pk"]["S"]]: _state_of(item) for item in items}
 
     # ------------------------------------------------------------------ after delivery
     def commit(
@@ -287,7 +269,7 @@ class OrderGuard(aws.UsesDynamoDB):
                 return Committed(0, frozenset(redelivered))
             chunks = [list(actions)[i : i + _WRITE_CHUNK] for i in range(0, len(actions), _WRITE_CHUNK)]
             failed: list[str] = []
-            for part in _in_parallel(
+            for part in aws.in_parallel(
                 functools.partial(self._transact, actions=actions, round_=round_), chunks
             ):
                 failed += part
@@ -361,11 +343,3 @@ def _state_of(item: Mapping[str, Any]) -> EntityState:
 
 def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _in_parallel(work: Any, chunks: Sequence[Any]) -> list[Any]:
-    """`work` on each chunk: inline for one, on threads for several (boto3 clients are thread-safe)."""
-    if len(chunks) <= 1:
-        return [work(chunk) for chunk in chunks]
-    with ThreadPoolExecutor(max_workers=min(_PARALLEL_REQUESTS, len(chunks))) as pool:
-        return list(pool.map(work, chunks))

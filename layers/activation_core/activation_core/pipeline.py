@@ -94,6 +94,11 @@ class Activation:
     audience: ActivatedAudience
 
 
+def entity_of(mapped: MappedRecord) -> str:
+    """The person or account a mapped record is for, as every guard and batch keys it."""
+    return entity_key(mapped.identities or mapped.fields)
+
+
 @dataclass(frozen=True, slots=True)
 class WorkItem:
     """A record ready for a connector: mapped, with the memberships activated on its instance."""
@@ -105,6 +110,12 @@ class WorkItem:
     @property
     def key(self) -> str:
         return self.record.message_id
+
+    @property
+    def entity(self) -> str:
+        """The person or account this item is for, as the order guard keys it: its mapped identities
+        normalised (trimmed, case-folded where the namespace ignores case), whatever the mapping did."""
+        return entity_of(self.mapped)
 
 
 # One connector call: `deliver`, or `erase` for erasure requests.
@@ -168,6 +179,8 @@ class RecordResult:
     erasure_request: str | None = None  # the data subject request of an erasure record
     # A change computed from this audience snapshot: also counted per snapshot (reconciliation).
     snapshot_id: str | None = None
+    # Its audiences: where an instance that no longer activates them counts its skip (reconciliation).
+    snapshot_audiences: tuple[str, ...] = ()
 
 
 def _validation_summary(error: ValidationError) -> str:
@@ -344,6 +357,7 @@ class _Instances:
 
     ready: list[_Prepared]
     invalid: Sequence[InvalidInstance]
+    disabled: frozenset[str] = frozenset()  # in the config, `enabled: false`
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,7 +441,12 @@ class Pipeline:
                 "invalid destination instance",
                 extra={"instance": item.id, "field": error.field, "detail": error.message},
             )
-        return _Instances(prepared, invalid)
+        disabled = frozenset(
+            d.id
+            for d in loaded.config.destinations
+            if d.type == self._destination.destination_type and not d.enabled
+        )
+        return _Instances(prepared, invalid, disabled)
 
     def process(self, records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
         """One RecordResult per SQS messageId; never raises for a record's fault."""
@@ -465,6 +484,7 @@ class Pipeline:
                 )
         for broken in instances.invalid:
             self._fail_broken_instance(broken, parsed, per_record)
+        self._skip_disabled_targets(instances.disabled, parsed, per_record)
         for record in parsed:
             outcomes = per_record[record.message_id]
             results[record.message_id] = RecordResult(
@@ -473,8 +493,23 @@ class Pipeline:
                 record.receive_count,
                 erasure_request=record.erasure_request,
                 snapshot_id=record.snapshot_id,
+                snapshot_audiences=tuple(m.id for m in record.audiences) if record.snapshot_id else (),
             )
         return results
+
+    @staticmethod
+    def _skip_disabled_targets(
+        disabled: frozenset[str],
+        parsed: Sequence[InboundRecord],
+        per_record: dict[str, list[InstanceOutcome]],
+    ) -> None:
+        """A change targeted at an instance disabled since (a snapshot's) gets its outcome there, so the
+        snapshot's reconciliation counts it instead of waiting for it."""
+        for record in parsed:
+            for instance_id in sorted(disabled & (record.target_instances or frozenset())):
+                per_record[record.message_id].append(
+                    InstanceOutcome(instance_id, (), Outcome.skipped("instance_disabled"))
+                )
 
     def _fail_broken_instance(
         self,
@@ -521,9 +556,7 @@ class Pipeline:
             except ActivationError as exc:
                 decided[record.message_id] = Decision(Outcome.from_error(exc), audience_ids)
                 continue
-            candidates.append(
-                _Candidate(record, activations, mapped, entity_key(mapped.identities or mapped.fields))
-            )
+            candidates.append(_Candidate(record, activations, mapped, entity_of(mapped)))
         admitted = self._admit(instance.id, candidates, decided)
         if admitted.work:
             delivered = self._deliver_newest(instance.id, connector, admitted.work)
@@ -579,7 +612,7 @@ class Pipeline:
         """The stack forgets the person too: its order record and waiting-change item on this instance
         (both keyed by the same hash of the mapped identities). A failure retries the erasure before any
         vendor call."""
-        entity = entity_key(mapped.identities or mapped.fields)
+        entity = entity_of(mapped)
         try:
             if self._guards.order is not None:
                 self._guards.order.forget(instance_id, entity)
@@ -745,5 +778,5 @@ def _by_entity(work: Sequence[WorkItem]) -> list[list[WorkItem]]:
     """Work items grouped by the person or account they are for, in order of first appearance."""
     groups: dict[str, list[WorkItem]] = {}
     for item in work:
-        groups.setdefault(entity_key(item.mapped.identities or item.mapped.fields), []).append(item)
+        groups.setdefault(item.entity, []).append(item)
     return list(groups.values())

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from moto import mock_aws
 
-from activation_core import aws, batch, http
+from activation_core import aws, batch, http, settled
 from activation_core.batch import BatchContext, reject_all, run_batch
 from activation_core.errors import ThrottledError
 from activation_core.observability import metrics
@@ -375,3 +375,148 @@ def test_com_09_a_wait_without_a_reset_time_is_requeued_not_counted(queues: dict
     assert response == {"batchItemFailures": []} and dlq_messages(queues["dlq"]) == []
     attributes = boto3.client("sqs").get_queue_attributes(QueueUrl=queues["source"], AttributeNames=["All"])
     assert attributes["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "1"
+
+
+# ---------------------------------------------------------------- COM-08: redelivery of a settled message
+def counting(outcomes: dict[str, Outcome], decisions: list[str]) -> Any:
+    """`decided`, noting every message id it is asked to decide."""
+    decide = decided(outcomes)
+
+    def note(records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
+        decisions.extend(str(r["messageId"]) for r in records)
+        return dict(decide(records))
+
+    return note
+
+
+def dynamodb_calls() -> list[str]:
+    calls: list[str] = []
+    aws.client("dynamodb").meta.events.register(
+        "before-call.dynamodb", lambda model, **_: calls.append(model.name)
+    )
+    return calls
+
+
+def test_com_08_a_settled_skip_or_rejection_delivered_again_by_sqs_is_counted_once(
+    queues: dict[str, str],
+) -> None:
+    """Outcomes the order guard does not record (a consent skip, `stale`, a rejection): SQS delivers the
+    message again (a failed delete, a visibility timeout that ran out), and it is counted `redelivered`,
+    outside received = delivered + skipped + DLQ; a rejection is not sent to the DLQ twice."""
+    ctx = BatchContext("rainfocus", queues["dlq"], "state", max_receive_count=5)
+    outcomes = {
+        "m-1": Outcome.skipped("consent", "consent 'marketing' is 'n'"),
+        "m-2": Outcome.skipped("stale", "a newer event was applied"),
+        "m-3": Outcome.rejected("invalid_field:countryid", "not a country"),
+    }
+    decisions: list[str] = []
+    first = {"Records": [sqs_record({"n": i}, f"m-{i}", 1) for i in (1, 2, 3)]}
+    again = {"Records": [sqs_record({"n": i}, f"m-{i}", 2) for i in (1, 2, 3)]}
+    run_batch(first, None, counting(outcomes, decisions), ctx)
+    response = run_batch(again, None, counting(outcomes, decisions), ctx)
+
+    assert response == {"batchItemFailures": []}
+    assert decisions == ["m-1", "m-2", "m-3"]  # the redeliveries were settled before any decision
+    assert len(dlq_messages(queues["dlq"])) == 1
+    totals = ledger("rainfocus")
+    assert (totals["received"], totals["skipped"], totals["rejected"], totals["redelivered"]) == (3, 2, 1, 3)
+    assert totals["reason:skipped:consent"] == totals["reason:skipped:stale"] == 1
+    assert totals["received"] == totals["skipped"] + totals["rejected"]  # the books balance
+
+
+def test_com_08_two_copies_of_one_requeue_settle_once(queues: dict[str, str]) -> None:
+    """SendMessageBatch retried by the SDK after SQS took it: two copies of one waiting record, both
+    carrying the lineage of the first message. The first settles (skipped `superseded`), the second is
+    `redelivered`."""
+    ctx = BatchContext("outreach", queues["dlq"], "state")
+    copies = []
+    for copy_id in ("copy-a", "copy-b"):
+        copy = sqs_record({"n": 1}, copy_id, 1)
+        copy["messageAttributes"] = {
+            batch.ORIGIN_ATTRIBUTE: {"stringValue": "m-1", "dataType": "String"},
+            batch.REQUEUES_ATTRIBUTE: {"stringValue": "1", "dataType": "Number"},
+        }
+        copies.append(copy)
+    skip = Outcome.skipped("superseded", "a newer change sets every field")
+    for copy in copies:
+        run_batch({"Records": [copy]}, None, decided({copy["messageId"]: skip}), ctx)
+    totals = ledger("outreach")
+    assert (totals["skipped"], totals["redelivered"]) == (1, 1)
+
+    for copy in copies:  # the two copies of another message in one batch
+        copy["messageAttributes"][batch.ORIGIN_ATTRIBUTE]["stringValue"] = "m-2"
+    run_batch({"Records": copies}, None, decided(dict.fromkeys(["copy-a", "copy-b"], skip)), ctx)
+    totals = ledger("outreach")
+    assert (totals["skipped"], totals["redelivered"]) == (2, 2)
+
+
+def test_com_08_an_erasure_delivered_again_is_counted_once(queues: dict[str, str]) -> None:
+    """An erasure moves no order guard (it deletes the person's): its settlement is remembered apart."""
+    ctx = BatchContext("rainfocus", queues["dlq"], "state")
+    decisions: list[str] = []
+    erased = counting({"m-1": Outcome.delivered("erased")}, decisions)
+
+    def erasure(records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
+        results = erased(records)
+        for result in results.values():
+            result.erasure_request = "dsr-1"
+        return results
+
+    run_batch({"Records": [sqs_record({}, "m-1", 1)]}, None, erasure, ctx)
+    run_batch({"Records": [sqs_record({}, "m-1", 2)]}, None, erasure, ctx)
+    assert decisions == ["m-1"]
+    totals = ledger("rainfocus")
+    assert (totals["received"], totals["delivered"], totals["redelivered"]) == (1, 1, 1)
+
+
+def test_com_08_of_two_invocations_settling_one_message_at_once_one_counts(queues: dict[str, str]) -> None:
+    """A message's visibility ran out while its first invocation still ran: a second invocation gets it,
+    neither sees the other settled before it decides; the one whose settlement is second counts it
+    `redelivered`."""
+    ctx = BatchContext("rainfocus", queues["dlq"], "state")
+    skip = Outcome.skipped("consent", "consent 'marketing' is 'n'")
+
+    def overlapped(records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
+        # the second invocation runs and settles meanwhile
+        run_batch({"Records": [sqs_record({"n": 1}, "m-1", 2)]}, None, decided({"m-1": skip}), ctx)
+        return dict(decided({"m-1": skip})(records))
+
+    run_batch({"Records": [sqs_record({"n": 1}, "m-1", 1)]}, None, overlapped, ctx)
+    totals = ledger("rainfocus")
+    assert (totals["received"], totals["skipped"], totals["redelivered"]) == (1, 1, 1)
+    assert totals["reason:skipped:consent"] == 1
+
+
+def test_com_08_the_happy_path_writes_nothing_more_and_a_settled_skip_one_conditional_put(
+    queues: dict[str, str],
+) -> None:
+    """Delivered first arrivals: no read and no write besides the ledger's (the order guard carries their
+    lineage). A skip or rejection adds one conditional put; records received before add one read."""
+    ctx = BatchContext("rainfocus", queues["dlq"], "state")
+    calls = dynamodb_calls()
+    delivered = {f"m-{i}": Outcome.delivered() for i in range(20)}
+    run_batch({"Records": [sqs_record({"n": i}, f"m-{i}") for i in range(20)]}, None, decided(delivered), ctx)
+    assert set(calls) == {"UpdateItem"}  # the ledger's, as before
+    calls.clear()
+
+    mixed = {"s-1": Outcome.skipped("consent"), "s-2": Outcome.delivered()}
+    run_batch({"Records": [sqs_record({}, "s-1"), sqs_record({}, "s-2")]}, None, decided(mixed), ctx)
+    assert calls.count("PutItem") == 1 and "GetItem" not in calls and "BatchGetItem" not in calls
+    calls.clear()
+
+    retried = {f"r-{i}": Outcome.delivered() for i in range(3)}
+    run_batch({"Records": [sqs_record({}, f"r-{i}", 2) for i in range(3)]}, None, decided(retried), ctx)
+    assert calls.count("BatchGetItem") == 1 and "PutItem" not in calls
+
+
+def test_com_08_a_settled_message_is_remembered_by_its_lineage_for_longer_than_sqs_keeps_it(
+    queues: dict[str, str],
+) -> None:
+    ctx = BatchContext("rainfocus", queues["dlq"], "state")
+    before = time.time()
+    run_batch({"Records": [sqs_record({}, "m-1")]}, None, decided({"m-1": Outcome.skipped("consent")}), ctx)
+    key = {"pk": {"S": "settled#rainfocus#m-1"}, "sk": {"S": "message"}}
+    item = boto3.client("dynamodb").get_item(TableName="state", Key=key)["Item"]
+    expires = int(item["ttl"]["N"]) - before
+    assert settled.QUEUE_RETENTION_SECONDS <= expires <= settled.RETENTION_SECONDS + 5
+    assert set(item) == {"pk", "sk", "ttl"}  # a message id and a time: nothing of the event

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from samtranslator.yaml_helper import yaml_parse
 
+from activation_core import naming, settled
+from local.harness import DESTINATION_TYPES
 from local.sam_translate import translate
 from tests.support import properties_of_type
 
@@ -197,3 +199,14 @@ def test_a_snapshot_written_anywhere_in_the_bucket_expires(cfn: dict[str, Any]) 
     ]
     assert [r["ExpirationInDays"] for r in whole] == [{"Ref": "SnapshotMembershipRetentionDays"}]
     assert [r for r in _retention_rows() if "snapshot bucket" in r and "anywhere else" in r]
+
+
+def test_com_08_a_settled_message_is_remembered_for_longer_than_its_queue_can_deliver_it_again(
+    cfn: dict[str, Any],
+) -> None:
+    """A redelivered copy was sent before its outcome settled and its queue keeps it at most its
+    retention: the settled-message item (activation_core.settled) must outlive that."""
+    for destination in DESTINATION_TYPES:
+        queue = cfn["Resources"][f"{naming.logical_prefix(destination)}Queue"]["Properties"]
+        retention = queue.get("MessageRetentionPeriod", 345_600)  # SQS's default: 4 days
+        assert retention <= settled.QUEUE_RETENTION_SECONDS < settled.RETENTION_SECONDS, destination

@@ -203,6 +203,7 @@ VENDOR_STATE_KEYS = [
 OWN_STATE_KEYS = {
     t: [
         f"erasure#{t}#dsr-1",
+        f"settled#{t}#0b8e5c1e-5f0a-4c3a-9d1e-2f6a7b8c9d0e",
         *(k for k in VENDOR_STATE_KEYS if t in re.split(r"[#-]", k)),
     ]
     for t in DESTINATIONS
@@ -293,6 +294,25 @@ def test_each_destination_writes_only_its_own_state_keys(resources: dict[str, An
     others = [k for d, keys in OWN_STATE_KEYS.items() if d != destination for k in keys] + OTHER_STATE_KEYS
     others += [k for d, keys in LEASE_KEYS.items() if d != destination or not leases for k in keys]
     assert [k for k in others if allowed(k)] == []
+
+
+@pytest.mark.parametrize("destination", DESTINATION_TYPES)
+def test_each_destination_may_call_what_its_state_stores_call(
+    resources: dict[str, Any], destination: str
+) -> None:
+    """moto does not enforce IAM: the operations the layer's stores send on the state table (the order
+    guard and the settled messages read with BatchGetItem; transactions are PutItem to IAM) must be
+    in the role, or AWS refuses them."""
+    role = resources[f"{naming.logical_prefix(destination)}FunctionRole"]["Properties"]
+    (statement,) = _table_statements(role, "StateTable")
+    assert {
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:Query",
+    } <= set(as_list(statement["Action"]))
 
 
 def test_no_function_needs_a_lambda_dead_letter_queue(resources: dict[str, Any]) -> None:
