@@ -12,7 +12,8 @@ moto answers in no time) and every vendor call takes 50 ms. Per destination:
 - DynamoDB write requests per delivered record, every write of a batch (guard, ledger), against one
   per record (goal <= 1.0), and the write units they consume (2 per transaction item, 1 per put).
 
-`python -m tests.bench.bench_guards` prints the figures without writing BENCHMARKS.md.
+`python -m tests.bench.bench_guards [destination ...]` prints the figures (of every destination, or of
+those named) without writing BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -183,10 +184,9 @@ class DynamoCalls:
 
 
 def _instrument(calls: DynamoCalls) -> None:
-    """5 ms on every DynamoDB call of this process's shared client (the handler's), and the counts."""
+    """5 ms on every DynamoDB call of this process's DynamoDB clients (the handler's shared one and the
+    order guard's, which skips parameter validation), and the counts."""
     from activation_core import aws
-
-    events = aws.client("dynamodb").meta.events
 
     def count(model: Any, params: Mapping[str, Any], **_: Any) -> None:  # the API parameters, as called
         calls.record(model.name, params)
@@ -194,8 +194,10 @@ def _instrument(calls: DynamoCalls) -> None:
     def latency(**_: Any) -> None:
         time.sleep(DYNAMODB_LATENCY)
 
-    events.register("before-parameter-build.dynamodb", count)
-    events.register("before-send.dynamodb", latency)
+    for validated in (True, False):
+        events = aws.client("dynamodb", validated=validated).meta.events
+        events.register("before-parameter-build.dynamodb", count)
+        events.register("before-send.dynamodb", latency)
 
 
 # ------------------------------------------------------------------ one destination
@@ -236,11 +238,11 @@ class _TimedGuard:
             self.cpu += time.process_time() - cpu
             self.round_trips += _rounds(len(set(entities)), 100)
 
-    def commit(self, instance_id: str, changes: Any, known: Any) -> int:
+    def commit(self, instance_id: str, changes: Any, known: Any) -> Any:
         changes = list(changes)
         started, cpu = time.perf_counter(), time.process_time()
         try:
-            return int(self._guard.commit(instance_id, changes, known))
+            return self._guard.commit(instance_id, changes, known)
         finally:
             self.seconds += time.perf_counter() - started
             self.cpu += time.process_time() - cpu
@@ -460,7 +462,9 @@ def _note(m: Measured) -> str:
     )
 
 
-def run() -> list[Figure]:
+def run(destinations: Sequence[str] = ()) -> list[Figure]:
+    """Every destination of the manifest, or only `destinations` (`python -m tests.bench.bench_guards
+    rainfocus`: one destination's figures, printed)."""
     import boto3
 
     from activation_core import aws, oauth
@@ -513,7 +517,7 @@ def run() -> list[Figure]:
         _instrument(calls)
         prospects = _Prospects()
         figures: list[Figure] = []
-        for destination in BATCHES:
+        for destination in destinations or BATCHES:
             print(f"  bench_guards: {destination} ...", flush=True)
             measured = _measure(destination, calls, dlq, prospects)
             figures += _figures(measured)
@@ -565,7 +569,7 @@ if __name__ == "__main__":
     import sys
 
     sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "activation_core"), str(ROOT / "functions")]
-    for figure in run():
+    for figure in run(sys.argv[1:]):
         print(
             f"{figure.name}: ours {figure.ours:.3f} {figure.unit}, baseline {figure.baseline:.3f} ({figure.ratio:.2f})"
         )
