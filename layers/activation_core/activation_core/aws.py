@@ -16,7 +16,6 @@ _SDK_CONFIG_KWARGS: dict[str, Any] = {
 }
 
 
-@cache
 def client(service: str, *, validated: bool = True) -> Any:
     """The container's shared client for `service` (boto3 is imported on first use: cold start).
 
@@ -26,6 +25,11 @@ def client(service: str, *, validated: bool = True) -> Any:
     CPU, docs/decisions.md). A request it gets wrong is refused by the service instead (a
     ValidationException, a ClientError) rather than by botocore. It shares the service's session, so
     the service model is loaded once."""
+    return _client(service, validated)  # one cache key however the flag is passed
+
+
+@cache
+def _client(service: str, validated: bool) -> Any:
     from botocore.config import Config
 
     from activation_core.observability import start_tracing
@@ -45,7 +49,7 @@ def _session(service: str) -> Any:
 
 def reset_clients() -> None:
     """Forget cached clients (tests that change the endpoint or credentials)."""
-    client.cache_clear()
+    _client.cache_clear()
     _session.cache_clear()
 
 

@@ -61,7 +61,7 @@ from activation_core.observability import logger
 # same write units, and the requests of a batch run in parallel anyway.
 _READ_CHUNK = 100
 _WRITE_CHUNK = 25
-_PARALLEL_REQUESTS = 8
+PARALLEL_REQUESTS = 8
 # A commit whose condition failed (another invocation moved an item meanwhile) is re-read and retried.
 _COMMIT_ROUNDS = 3
 _UNPROCESSED_ROUNDS = 5
@@ -378,5 +378,5 @@ def _in_parallel(work: Any, chunks: Sequence[Any]) -> list[Any]:
     """`work` on each chunk: inline for one, on threads for several (boto3 clients are thread-safe)."""
     if len(chunks) <= 1:
         return [work(chunk) for chunk in chunks]
-    with ThreadPoolExecutor(max_workers=min(_PARALLEL_REQUESTS, len(chunks))) as pool:
+    with ThreadPoolExecutor(max_workers=min(PARALLEL_REQUESTS, len(chunks))) as pool:
         return list(pool.map(work, chunks))

@@ -89,6 +89,40 @@ def test_a_batch_of_many_entities_is_read_and_committed_in_a_few_requests(tables
     assert calls.count("BatchGetItem") == 6 and calls.count("TransactWriteItems") == 10
 
 
+def test_every_request_the_guard_makes_passes_botocores_parameter_validation(tables: None) -> None:
+    """The container's guard client skips botocore's parameter validation (a third of the guard's CPU,
+    docs/decisions.md): each shape the guard sends is checked here through a validated client instead:
+    a read, a first commit (no item yet), a versioned one, one refused and retried after a re-read
+    (another invocation moved the item), and an erasure's delete."""
+    calls: list[str] = []
+    validated = boto3.client("dynamodb")  # parameter validation on: a wrong shape raises here
+    validated.meta.events.register("before-call", lambda model, **_: calls.append(model.name))
+    guard = OrderGuard("state", dynamodb=validated)
+    first = guard.read("inst", ["p1", "p2"])
+    guard.commit(
+        "inst", [Change("p1", "evt-1", 10, ("aud",), "m-1"), Change("p2", "evt-2", 10, ("aud",))], first
+    )
+    guard.commit("inst", [Change("p1", "evt-3", 20, ("aud", "aud-2"), "m-3")], guard.read("inst", ["p1"]))
+    assert (
+        guard.commit("inst", [Change("p1", "evt-4", 30, ("aud",))], first).not_committed == 0
+    )  # refused, re-read
+    guard.forget("inst", "p2")
+    state = guard.read("inst", ["p1", "p2"])
+    assert set(state) == {"p1"} and state["p1"].get("aud") == Applied(30, frozenset({"evt-4"}))
+    assert set(calls) == {"BatchGetItem", "TransactWriteItems", "DeleteItem"}
+    assert calls.count("TransactWriteItems") == 4  # the refused commit was tried again
+
+
+def test_the_containers_guard_uses_the_dynamodb_client_without_parameter_validation(tables: None) -> None:
+    seen: list[str] = []
+    aws.client("dynamodb", validated=False).meta.events.register(
+        "before-call", lambda model, **_: seen.append(model.name)
+    )
+    guard = OrderGuard("state")
+    guard.commit("inst", [Change("p1", "evt-1", 10, ("aud",))], guard.read("inst", ["p1"]))
+    assert seen == ["BatchGetItem", "TransactWriteItems"]
+
+
 def test_entity_key_is_stable_and_not_the_identity() -> None:
     key = entity_key({"email": "ada@example.com"})
     assert key == entity_key({"email": "ada@example.com"})
