@@ -376,6 +376,26 @@ def test_com_08_of_two_invocations_holding_one_message_at_once_only_the_first_co
     assert guard.commit("inst", [other_message], seen_before).redelivered == frozenset()
 
 
+def test_com_08_two_invocations_committing_identical_items_are_two_requests_to_dynamodb(tables: None) -> None:
+    """DynamoDB answers a TransactWriteItems whose ClientRequestToken it saw in the last 10 minutes as a
+    replay of that request: success, nothing written (moto ignores the token). Two invocations holding
+    one message commit identical items in the same second; with one token between them the second
+    would take the first's success for its own and count the message again, instead of being refused,
+    re-reading and finding it `redelivered` (the test above). botocore's retry of one request keeps its
+    token (same request), so a token per request is enough."""
+    tokens: list[str] = []
+    client = boto3.client("dynamodb")
+    client.meta.events.register(
+        "before-parameter-build.dynamodb.TransactWriteItems",
+        lambda params, **_: tokens.append(params["ClientRequestToken"]),
+    )
+    first, second = (OrderGuard("state", dynamodb=client, clock=lambda: 1_800_000_000.0) for _ in range(2))
+    change = Change("p1", "evt-1", 10, ("aud",), origin="m-1")
+    first.commit("inst", [change], {})
+    second.commit("inst", [change], {})  # refused (the first wrote it), re-read, nothing left to write
+    assert len(tokens) == 2 and tokens[0] != tokens[1]
+
+
 def test_com_08_a_message_processed_by_two_invocations_at_once_is_counted_delivered_once(
     tables: None,
 ) -> None:
