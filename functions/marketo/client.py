@@ -143,6 +143,16 @@ class RecordStatus:
     message: str = ""
 
 
+def _statuses_by_lead(body: dict[str, Any]) -> dict[int, RecordStatus]:
+    """A result array's status per lead id (items without an id carry no lead to report on)."""
+    statuses: dict[int, RecordStatus] = {}
+    for item in body.get("result") or []:
+        status = _record_status(item)
+        if status.lead_id is not None:
+            statuses[status.lead_id] = status
+    return statuses
+
+
 def _record_status(item: Any) -> RecordStatus:
     if not isinstance(item, Mapping):
         return RecordStatus("skipped", code="", message="malformed result item")
@@ -341,12 +351,7 @@ class MarketoClient:
             raise ValueError(f"at most {BATCH_LIMIT} lead ids per call")
         payload = {"input": [{"id": int(i)} for i in lead_ids]}
         body = self._call("delete_leads", "POST", DELETE_LEADS_PATH, json=payload)
-        statuses: dict[int, RecordStatus] = {}
-        for item in body.get("result") or []:
-            status = _record_status(item)
-            if status.lead_id is not None:
-                statuses[status.lead_id] = status
-        return statuses
+        return _statuses_by_lead(body)
 
     # -- static lists -------------------------------------------------------------------------------
 
@@ -364,12 +369,7 @@ class MarketoClient:
             raise ValueError(f"at most {BATCH_LIMIT} lead ids per call")
         path = LIST_LEADS_PATH.format(list_id=int(list_id))
         body = self._call(operation, method, path, params=[("id", str(i)) for i in lead_ids])
-        statuses: dict[int, RecordStatus] = {}
-        for item in body.get("result") or []:
-            status = _record_status(item)
-            if status.lead_id is not None:
-                statuses[status.lead_id] = status
-        return statuses
+        return _statuses_by_lead(body)
 
     # -- describe and partitions (validated once a day per container) -------------------------------
 

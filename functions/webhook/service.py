@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,11 +53,8 @@ class WebhookConnector:
     def deliver(self, items: Sequence[WorkItem]) -> Mapping[str, Outcome]:
         outcomes: dict[str, Outcome] = {}
         # Several changes to one person in a batch: the newest only, so the endpoint never sees them reordered.
-        newest = newest_per_key(
-            items,
-            key=lambda i: json.dumps(i.mapped.identities, sort_keys=True, default=str),
-            at=lambda i: i.record.occurred_at,
-        )
+        # Keyed as the order guard keys a person (`Dora@Example.com` and `dora@example.com` are one).
+        newest = newest_per_key(items, key=lambda i: i.entity, at=lambda i: i.record.occurred_at)
         for stale in newest.superseded:
             outcomes[stale.key] = superseded("a newer event in the batch")
         outcomes.update(self._send(list(newest.by_key.values())))

@@ -94,6 +94,11 @@ class Activation:
     audience: ActivatedAudience
 
 
+def entity_of(mapped: MappedRecord) -> str:
+    """The person or account a mapped record is for, as every guard and batch keys it."""
+    return entity_key(mapped.identities or mapped.fields)
+
+
 @dataclass(frozen=True, slots=True)
 class WorkItem:
     """A record ready for a connector: mapped, with the memberships activated on its instance."""
@@ -105,6 +110,12 @@ class WorkItem:
     @property
     def key(self) -> str:
         return self.record.message_id
+
+    @property
+    def entity(self) -> str:
+        """The person or account this item is for, as the order guard keys it: its mapped identities
+        normalised (trimmed, case-folded where the namespace ignores case), whatever the mapping did."""
+        return entity_of(self.mapped)
 
 
 # One connector call: `deliver`, or `erase` for erasure requests.
@@ -521,9 +532,7 @@ class Pipeline:
             except ActivationError as exc:
                 decided[record.message_id] = Decision(Outcome.from_error(exc), audience_ids)
                 continue
-            candidates.append(
-                _Candidate(record, activations, mapped, entity_key(mapped.identities or mapped.fields))
-            )
+            candidates.append(_Candidate(record, activations, mapped, entity_of(mapped)))
         admitted = self._admit(instance.id, candidates, decided)
         if admitted.work:
             delivered = self._deliver_newest(instance.id, connector, admitted.work)
@@ -579,7 +588,7 @@ class Pipeline:
         """The stack forgets the person too: its order record and waiting-change item on this instance
         (both keyed by the same hash of the mapped identities). A failure retries the erasure before any
         vendor call."""
-        entity = entity_key(mapped.identities or mapped.fields)
+        entity = entity_of(mapped)
         try:
             if self._guards.order is not None:
                 self._guards.order.forget(instance_id, entity)
@@ -745,5 +754,5 @@ def _by_entity(work: Sequence[WorkItem]) -> list[list[WorkItem]]:
     """Work items grouped by the person or account they are for, in order of first appearance."""
     groups: dict[str, list[WorkItem]] = {}
     for item in work:
-        groups.setdefault(entity_key(item.mapped.identities or item.mapped.fields), []).append(item)
+        groups.setdefault(item.entity, []).append(item)
     return list(groups.values())

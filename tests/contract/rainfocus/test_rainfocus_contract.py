@@ -147,3 +147,23 @@ def test_vendor_base_url_must_be_rainfocus_unless_loopback_is_allowed(
     instance = DestinationInstance.model_validate(instance_of(example_config(), "rainfocus"))
     with pytest.raises(PermanentError, match=r"base_url|loopback|https"):
         RainfocusDestination().connect(instance, strict)
+
+
+def test_rnf_05_an_attendee_rainfocus_refuses_is_rejected_alone_and_the_rest_of_the_batch_stored(
+    connection: Any, fake: FakeRainfocus, function_settings: FunctionSettings
+) -> None:
+    fake.fail_next(
+        "attendee/store", 1, 400, body={"responseCode": "101", "responseMessage": "refused"},
+        body_contains=b"refused@example.com",
+    )  # fmt: skip
+    emails = ["a@example.com", "refused@example.com", "b@example.com", "c@example.com"]
+    batch = [sqs_record(profile(email), f"m-{i}") for i, email in enumerate(emails)]
+    results = pipeline(function_settings).process(batch)
+    outcomes = {k: (r.outcome.kind, r.outcome.reason) for k, r in results.items()}
+    assert outcomes == {
+        "m-0": (Kind.DELIVERED, "delivered"),
+        "m-1": (Kind.REJECTED, "rainfocus_101"),
+        "m-2": (Kind.DELIVERED, "delivered"),
+        "m-3": (Kind.DELIVERED, "delivered"),
+    }
+    assert {email for _, email in fake.attendees} == {"a@example.com", "b@example.com", "c@example.com"}

@@ -158,3 +158,22 @@ def test_an_erasure_request_is_sent_as_an_erasure_record(
     (erasure,) = fake.erased
     assert erasure["erasureRequest"] and erasure["identities"] == {"email": "ada.lovelace@example.com"}
     assert fake.stored_for("email", "ada.lovelace@example.com") == []
+
+
+def test_com_01_an_address_differing_only_in_case_or_spaces_is_one_person_in_a_batch(
+    connection: Any, fake: FakeWebhook, function_settings: FunctionSettings
+) -> None:
+    """The mapping is free: without a lowercase transform the identity reaches the connector as typed.
+    `Dora@Example.com` and ` dora@example.com` are still one person: only the newest change is sent."""
+    document = example_config()
+    instance_of(document, "webhook")["mapping"][0]["transforms"] = []
+    config = parse_destinations(document)
+    run = Pipeline(WebhookDestination(), function_settings, lambda: config)
+    newer = sqs_record(profile("Dora@Example.com", "2026-11-28T11:00:00Z", first_name="New"), "m-new")
+    older = sqs_record(profile(" dora@example.com", "2026-11-28T10:00:00Z", first_name="Old"), "m-old")
+    results = run.process([newer, older])
+    assert {k: (r.outcome.kind, r.outcome.reason) for k, r in results.items()} == {
+        "m-new": (Kind.DELIVERED, "delivered"),
+        "m-old": (Kind.SKIPPED, "superseded"),
+    }
+    assert [r["fields"]["firstName"] for r in fake.records.values()] == ["New"]
