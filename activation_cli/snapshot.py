@@ -12,6 +12,7 @@ progress and, until a run is reconciled, what the destinations made of its chang
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ import typer
 from rich.table import Table
 
 from activation_cli import backfill as backfills
+from activation_cli import discovery
 from activation_cli.console import fail, out, print_json
 from activation_cli.stack import STACK_ENV, Stack, aws_errors, client, load_stack
 
@@ -32,19 +34,40 @@ BUCKET_OUTPUT = "SnapshotBucketName"
 MACHINE_OUTPUT = "SnapshotStateMachineArn"
 
 
-def _audience_name(stack: Stack, audience_id: str) -> str | None:
+def _activations(stack: Stack, audience_id: str) -> tuple[str | None, set[str]]:
+    """The audience's name in the stack's config, and the entities (profile, account) of the
+    destinations that activate it (the manifest's `entity` of their types)."""
     try:
         raw = client("ssm").get_parameter(Name=stack.output("DestinationsConfigParameterName"))["Parameter"][
             "Value"
         ]
         document = json.loads(raw)
     except (json.JSONDecodeError, KeyError):
-        return None
+        return None, set()
+    name: str | None = None
+    entities: set[str] = set()
+    manifest = discovery.destinations()
     for instance in document.get("destinations", []):
         for audience in instance.get("audiences", []):
             if audience.get("id") == audience_id:
-                return str(audience.get("name") or audience_id)
-    return None
+                name = name or str(audience.get("name") or audience_id)
+                if (spec := manifest.get(str(instance.get("type")))) is not None:
+                    entities.add(spec.entity)
+    return name, entities
+
+
+def _entity(asked: str | None, activated: set[str], audience_id: str) -> str:
+    """The snapshot's entity: the one the activating destinations take (a profile change is routed to
+    no account destination, nor the reverse; the workflow refuses a mismatch: `entity_mismatch`)."""
+    if asked is not None and asked not in ("profile", "account"):
+        fail("--entity must be profile or account")
+    if len(activated) > 1:
+        fail(f"audience '{audience_id}' is activated on profile and account destinations: a snapshot holds "
+             "one entity and reaches only its destinations; activate the audience on one kind")  # fmt: skip
+    if asked is not None and activated and asked not in activated:
+        fail(f"audience '{audience_id}' is activated on {next(iter(activated))} destinations only, "
+             f"not on any that takes --entity {asked}")  # fmt: skip
+    return asked or next(iter(activated), "profile")
 
 
 def upload(stack: Stack, members: Path, manifest_path: Path, audience_id: str, snapshot_id: str) -> str:
@@ -81,7 +104,10 @@ def push(
     name: Annotated[
         str | None, typer.Option("--name", help="Audience name (default: from the config)")
     ] = None,
-    entity: Annotated[str, typer.Option("--entity", help="profile or account")] = "profile",
+    entity: Annotated[
+        str | None,
+        typer.Option("--entity", help="profile or account (default: what the activating destinations take)"),
+    ] = None,
     identity: Annotated[
         str | None, typer.Option("--identity", help="Identity namespace that keys a member (default: all)")
     ] = None,
@@ -98,24 +124,22 @@ def push(
 
     if not file.is_file():
         fail(f"no such file: {file}")
-    if entity not in ("profile", "account"):
-        fail("--entity must be profile or account")
     stack = load_stack(stack_name)
     now = datetime.now(UTC).replace(microsecond=0)
     snapshot = snapshot_id or now.strftime("%Y%m%dT%H%M%SZ")
     with aws_errors():
-        audience_name = name or _audience_name(stack, audience)
+        configured_name, entities = _activations(stack, audience)
+        audience_name = name or configured_name
         if audience_name is None:
             fail(f"audience '{audience}' is activated on no destination in stack {stack.name}'s config")
         manifest = manifest_for(
             file, audience_id=audience, audience_name=audience_name, snapshot_id=snapshot, snapshot_at=now,
-            entity=entity, full=full, identity_namespace=identity,
+            entity=_entity(entity, entities, audience), full=full, identity_namespace=identity,
         )  # fmt: skip
-        manifest_file = write_manifest(file, manifest)
-        try:
+        # Written in a folder of its own: a manifest beside the members file (the producer's) stays as is.
+        with tempfile.TemporaryDirectory() as folder:
+            manifest_file = write_manifest(Path(folder) / file.name, manifest)
             key = upload(stack, file, manifest_file, audience, snapshot)
-        finally:
-            manifest_file.unlink(missing_ok=True)
         result: dict[str, Any] = {
             "manifestKey": key,
             "members": manifest.member_count,
@@ -196,7 +220,7 @@ def start_backfill(stack: Stack, audience: str, *, quiet: bool = False) -> dict[
         for estimate in estimates:
             out.print(estimate.describe().replace("; start it: " + estimate.command, ""))
     if not any(e.snapshot_id for e in estimates):
-        reason = "nothing_to_backfill" if not estimates else "no_applied_snapshot"
+        reason = "no_applied_snapshot" if estimates else _why_none(config, audience)
         if not quiet:
             out.print(f"no backfill started for {audience}: {reason}")
         return {
@@ -210,6 +234,12 @@ def start_backfill(stack: Stack, audience: str, *, quiet: bool = False) -> dict[
     if not quiet and started["started"]:
         out.print(f"backfill {started['runId']} started: activation snapshot status --audience {audience}")
     return started | {"estimates": [e.as_dict() for e in estimates]}
+
+
+def _why_none(config: Any, audience: str) -> str:
+    """No instance lacks the audience: each activating one has it, or none activates it at all."""
+    activating = config is not None and any(i.enabled and i.audience(audience) for i in config.destinations)
+    return "nothing_to_backfill" if activating else "unknown_audience"
 
 
 def _lacking(stack: Stack, config: Any, audience: str) -> list[dict[str, str]]:

@@ -294,6 +294,7 @@ class _Shape:
     columns: tuple[_Column, ...]
     all_lower: bool
     pk_names: tuple[str | None, ...]  # per primary-key column, the name the row carries it under
+    pk_found: tuple[str, ...] | None = None  # `pk_names` when the row carries every primary-key column
 
 
 # Transforms that are plain str methods when the value already is text (`_as_text` returns it as is).
@@ -330,9 +331,31 @@ def _transformed(rule: _Rule, value: Any) -> Any:
     return value
 
 
-def _plain(text: str) -> bool:
-    """Printable ASCII without a quote or backslash: json.dumps writes it as is between quotes."""
-    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+def _node(attributes: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    """The dict at `path` in `attributes`, made of dicts as needed (replacing a value on the way)."""
+    node = attributes
+    for part in path:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    return node
+
+
+def _merged(*sections: Any) -> dict[str, Any]:
+    """The row's columns from its `keys` and `values` when one is missing or not a dict."""
+    raw: dict[str, Any] = {}
+    for section in sections:
+        if type(section) is dict or isinstance(section, Mapping):  # the ABC check only if not a dict
+            raw.update(section)
+    return raw
+
+
+def _plain(text: Any) -> bool:
+    """Text of printable ASCII without a quote or backslash: json.dumps writes it as is between quotes."""
+    return (
+        type(text) is str and text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+    )
 
 
 class RowTransformer:
@@ -349,21 +372,27 @@ class RowTransformer:
         self.types = de.field_types()
         self.pk = [name.lower() for name in de.primary_key]
         self.incremental = de.incremental_column.lower() if de.incremental_column else None
-        self.rules = tuple(
-            _Rule(
-                column=rule.column.lower(),
-                root=rule.target.split(".")[0],
-                transforms=tuple((name, TRANSFORMS[name]) for name in rule.transforms),
-                required=rule.required,
-                key=".".join(rule.target.split(".")[1:]),
-                text_transforms=tuple(_STR_METHODS[name] for name in rule.transforms)
-                if all(name in _STR_METHODS for name in rule.transforms)
-                else None,
-                parents=tuple(rule.target.split(".")[1:-1]),
-                leaf=rule.target.split(".")[-1],
+        paths: dict[
+            tuple[str, ...], tuple[str, ...]
+        ] = {}  # one tuple per path: `_event` compares by identity
+        rules: list[_Rule] = []
+        for rule in de.mapping:
+            parts = rule.target.split(".")
+            rules.append(
+                _Rule(
+                    column=rule.column.lower(),
+                    root=parts[0],
+                    transforms=tuple((name, TRANSFORMS[name]) for name in rule.transforms),
+                    required=rule.required,
+                    key=".".join(parts[1:]),
+                    text_transforms=tuple(_STR_METHODS[name] for name in rule.transforms)
+                    if all(name in _STR_METHODS for name in rule.transforms)
+                    else None,
+                    parents=paths.setdefault(tuple(parts[1:-1]), tuple(parts[1:-1])),
+                    leaf=parts[-1],
+                )
             )
-            for rule in de.mapping
-        )
+        self.rules = tuple(rules)
         self.audiences = [a.model_dump() for a in de.audiences]
         self._id_prefix = _DIGEST_ENCODER.encode([source.id, de.key])[:-1] + ","
         self._origin = {"system": "sfmc", "sourceId": source.id, "dataExtension": de.key, "runId": run_id}
@@ -385,10 +414,14 @@ class RowTransformer:
         if shape is None:
             columns = tuple(self._column(name) for name in names)
             by_lower = {column.lower: column.name for column in columns}  # the last one wins, as in a dict
+            pk_names = tuple(by_lower.get(name) for name in self.pk)
             shape = _Shape(
                 columns,
                 all(column.name == column.lower for column in columns),
-                tuple(by_lower.get(name) for name in self.pk),
+                pk_names,
+                pk_found=tuple(name for name in pk_names if name is not None)
+                if None not in pk_names
+                else None,
             )
             self._shapes[names] = shape
         return shape
@@ -407,13 +440,22 @@ class RowTransformer:
                 hours.put(value, converted)
         return converted
 
+    def _missing_key(self, pk_values: list[Any], errors: list[str]) -> list[Any]:
+        """The first primary-key column without a value as the row's error; the key digested with ""."""
+        missing_pk = [
+            lower for lower, v in zip(self.pk, pk_values, strict=True) if v is _ABSENT or v in (None, "")
+        ]
+        errors.append(f"missing_primary_key:{missing_pk[0]}")
+        return ["" if v is _ABSENT else v for v in pk_values]
+
     def transform(self, item: Mapping[str, Any]) -> RowResult:
         """`{"keys": {...}, "values": {...}}` -> RowResult (never raises for the row's data)."""
-        raw: dict[str, Any] = {}
-        for part in ("keys", "values"):
-            section = item.get(part)
-            if type(section) is dict or isinstance(section, Mapping):  # the ABC check only if not a dict
-                raw.update(section)
+        keys_part, values_part = item.get("keys"), item.get("values")
+        raw: dict[str, Any] = (
+            {**keys_part, **values_part}  # as SFMC sends a row
+            if type(keys_part) is dict and type(values_part) is dict
+            else _merged(keys_part, values_part)
+        )
         shape = self._shape(tuple(raw))
         typed: dict[str, Any] = {}
         errors: list[str] = []
@@ -431,23 +473,24 @@ class RowTransformer:
             typed_lower = typed  # SFMC's rowset API returns lower-case names: one dict serves both
         else:
             typed_lower = {column.lower: typed[column.name] for column in shape.columns}
-        keys = {name: typed_lower.get(name) for name in self.pk}
-        pk_values = [raw[name] if name is not None else _ABSENT for name in shape.pk_names]
-        if _ABSENT in pk_values or None in pk_values or "" in pk_values:  # as a rule none is
-            missing_pk = [
-                lower for lower, v in zip(self.pk, pk_values, strict=True) if v is _ABSENT or v in (None, "")
-            ]
-            errors.append(f"missing_primary_key:{missing_pk[0]}")
-            pk_values = ["" if v is _ABSENT else v for v in pk_values]
-        if all(type(v) is str and _plain(v) for v in pk_values):
+        # (map over C callables rather than comprehensions: no Python frame per row on Python 3.11)
+        keys = dict(zip(self.pk, map(typed_lower.get, self.pk), strict=True))
+        if shape.pk_found is not None:
+            pk_values = list(map(raw.__getitem__, shape.pk_found))
+        else:
+            pk_values = [raw[name] if name is not None else _ABSENT for name in shape.pk_names]
+        if shape.pk_found is None or None in pk_values or "" in pk_values:  # as a rule none is missing
+            pk_values = self._missing_key(pk_values, errors)
+        if all(map(_plain, pk_values)):
             # == digest(pk_values) without an encoder call: nothing in the values needs escaping.
             pk_digest = _digest_of_text('["' + '","'.join(pk_values) + '"]')
         else:
             pk_digest = digest(pk_values)
         incremental = typed_lower.get(self.incremental) if self.incremental else None
-        result = RowResult(typed, raw, pk_digest, keys, incremental if isinstance(incremental, str) else None)
+        result = RowResult(
+            typed, raw, pk_digest, keys, incremental if type(incremental) is str else None, None, errors
+        )
         if errors:
-            result.errors = errors
             return result
         try:
             result.event = self._event(typed_lower, result)
@@ -459,6 +502,10 @@ class RowTransformer:
         identities: dict[str, str] = {}
         attributes: dict[str, Any] = {}
         consents: dict[str, str] = {}
+        # The dict at the end of the last attribute path: rules in a row that share a path write into
+        # it without walking the path again (a rule writing a leaf on the way has another path).
+        path: tuple[str, ...] | None = None
+        node = attributes
         for rule in self.rules:
             value = typed.get(rule.column)
             if value is None:
@@ -472,12 +519,8 @@ class RowTransformer:
             # (Without transforms a text value is never blank here: typing made blank text None.)
             root = rule.root
             if root == "attributes":
-                node = attributes
-                for part in rule.parents:  # the attribute's path, made of dicts as needed
-                    child = node.get(part)
-                    if not isinstance(child, dict):
-                        child = node[part] = {}
-                    node = child
+                if rule.parents is not path:  # the previous attribute's path is this one's as a rule
+                    path, node = rule.parents, _node(attributes, rule.parents)
                 node[rule.leaf] = value
             elif root == "identities":
                 identities[rule.key] = value if type(value) is str else _identity(rule, value)
@@ -499,7 +542,9 @@ class RowTransformer:
             "profile": {"identities": identities, "attributes": attributes, "consents": consents},
             "audiences": [
                 {**audience, "status": "realized", "updatedAt": occurred_at} for audience in self.audiences
-            ],
+            ]
+            if self.audiences
+            else [],
             # Lineage for consumers and replays; the event contract ignores unknown fields. One dict
             # for every event of the page: it is only ever serialised, never changed.
             "origin": self._origin,

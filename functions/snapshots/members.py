@@ -1,6 +1,7 @@
 """Reading a members file: stream it once, checksum the stored bytes, parse and key every line.
 
-A member's **key** is the SHA-256 of its identities (or of the manifest's `identityNamespace` only):
+A member's **key** is the SHA-256 of its identities (or of the manifest's `identityNamespace` only),
+normalised as the order guard normalises them (`activation_core.guards.normalise_identity`):
 it is what "the same member" means across two snapshots, and the only identity-derived value kept
 in file and object names or sort orders. Its **digest** is the SHA-256 of the whole canonical line: a
 changed digest under the same key is a changed member.
@@ -18,6 +19,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
+from activation_core.guards import normalise_identity
 from activation_core.models.snapshots import SnapshotAccountMember, SnapshotManifest, SnapshotProfileMember
 
 MAX_LINE_BYTES = 200 * 1024  # an event must stay under EventBridge's 256 KB entry limit with its envelope
@@ -85,13 +87,15 @@ def canonical(value: Any) -> str:
 
 
 def member_key(identities: dict[str, str], namespace: str | None) -> str | None:
+    """Identities normalised as the order guard keys an entity (an address in any case, trimmed, is one
+    person): two spellings of one member are one key, never an exit plus a join of the same person."""
     if namespace is not None:
         value = identities.get(namespace)
-        if not value:
+        if not value or not (normalised := normalise_identity(namespace, value)):
             return None
-        material = f"{namespace}\x00{value}"
+        material = f"{namespace}\x00{normalised}"
     else:
-        material = canonical(identities)
+        material = canonical({name: normalise_identity(name, v) for name, v in identities.items()})
     return hashlib.sha256(material.encode()).hexdigest()
 
 
@@ -101,13 +105,17 @@ def _problem(exc: ValidationError) -> str:
     return f"invalid:{where}"
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(constant)  # NaN, Infinity, -Infinity: Python's json takes them, JSON does not
+
+
 def parse_line(raw: bytes, manifest: SnapshotManifest) -> Member | str:
     """A keyed member, or the reason the line is bad (never its value)."""
     if len(raw) > MAX_LINE_BYTES:
         return "too_large"
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = json.loads(raw, parse_constant=_not_json)
+    except (UnicodeDecodeError, ValueError):  # JSONDecodeError is a ValueError
         return "not_json"
     if not isinstance(data, dict):
         return "not_an_object"

@@ -2,6 +2,11 @@
 changes sent, and what became of them in the destination's pipeline (delivered, skipped by reason,
 rejected by reason, still pending). `undeliveredShare` = (rejected + pending) / sent.
 
+A change the pipeline skips as `duplicate` is a second copy of one already applied there (a resumed
+run resends an unfinished partition with the same event ids; EventBridge delivers at least once): it
+is counted as `resent`, not as the outcome of another change, so delivered + skipped + rejected +
+pending = sent, and copies never hide a change still pending.
+
 Deliveries happen after the run (queues, rate limits), so a reconciliation is provisional until nothing
 is pending or the deadline passes; then it is final: stored in the run record, emitted as a metric
 (the undelivered-share alarm) and a summary event.
@@ -14,10 +19,14 @@ from typing import Any
 
 from snapshots.state import SnapshotState
 
+_RESENT = "reason:skipped:duplicate"
+
 
 def _reasons(counts: dict[str, int], outcome: str) -> dict[str, int]:
     prefix = f"reason:{outcome}:"
-    return {k.removeprefix(prefix): v for k, v in sorted(counts.items()) if k.startswith(prefix)}
+    return {
+        k.removeprefix(prefix): v for k, v in sorted(counts.items()) if k.startswith(prefix) and k != _RESENT
+    }
 
 
 def reconcile(record: dict[str, Any], outcomes: dict[str, dict[str, int]]) -> dict[str, Any]:
@@ -26,6 +35,8 @@ def reconcile(record: dict[str, Any], outcomes: dict[str, dict[str, int]]) -> di
     for instance_id, sent in sorted((record.get("sent") or {}).items()):
         counts = outcomes.get(instance_id, {})
         delivered, skipped, rejected = (counts.get(k, 0) for k in ("delivered", "skipped", "rejected"))
+        resent = counts.get(_RESENT, 0)
+        skipped -= resent
         pending = max(0, sent - delivered - skipped - rejected)
         instances.append(
             {
@@ -38,6 +49,7 @@ def reconcile(record: dict[str, Any], outcomes: dict[str, dict[str, int]]) -> di
                 "rejected": rejected,
                 "rejectedByReason": _reasons(counts, "rejected"),
                 "retried": counts.get("retried", 0),
+                "resent": resent,
                 "pending": pending,
             }
         )

@@ -14,9 +14,9 @@ interrupted run resumes without losing or duplicating a member.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from activation_core.models.config import DestinationsConfig
 from activation_core.models.snapshots import MANIFEST_SUFFIX, SnapshotManifest
+from activation_core.settings import FunctionSettings
 from snapshots import erasure as snapshot_erasure
 from snapshots.diff import DiffCounts, diff, unique
 from snapshots.events import entries
@@ -41,6 +42,7 @@ from snapshots.plan import BackfillRequest, RunPlan, Targets, run_prefix, state_
 from snapshots.state import Pointer, SnapshotState
 from snapshots.store import NotFound, ObjectStore
 
+PLAN = "plan.json"  # under the run prefix: Prepare's plan, kept for a resumed Commit
 PUBLISH_CHUNK = 500  # entries held before a PutEvents round: memory stays flat in the partition size
 Publish = Callable[[Sequence[dict[str, Any]]], int]
 
@@ -91,6 +93,25 @@ def targets_for(
     )
 
 
+def _other_entity(
+    config: DestinationsConfig, audience_id: str, entity: str, entities: Mapping[str, str]
+) -> Refusal | None:
+    """Changes of one entity reach only destinations of that entity (the bus rules match the detail
+    type): an instance activating the audience that takes the other would never receive them."""
+    other = sorted(
+        d.id
+        for d in config.destinations
+        if d.enabled and d.audience(audience_id) is not None and entities.get(d.type, entity) != entity
+    )
+    if not other:
+        return None
+    return Refusal(
+        "entity_mismatch",
+        f"the snapshot's members are of entity '{entity}'; instance(s) {', '.join(other)} activating "
+        f"audience '{audience_id}' take the other entity",
+    )
+
+
 def _read_manifest(store: ObjectStore, manifest_key: str) -> SnapshotManifest | Refusal:
     try:
         return SnapshotManifest.model_validate(store.get_json(manifest_key))
@@ -102,7 +123,21 @@ def _read_manifest(store: ObjectStore, manifest_key: str) -> SnapshotManifest | 
         return Refusal("invalid_manifest", "the manifest is not JSON")
 
 
-def _check_order(manifest: SnapshotManifest, previous: Pointer | None) -> Refusal | None:
+# The destinations reject a change stamped further ahead than this (FunctionSettings, CLOCK_SKEW_SECONDS).
+CLOCK_SKEW = timedelta(seconds=FunctionSettings.model_fields["clock_skew_seconds"].default)
+
+
+def _check_order(
+    manifest: SnapshotManifest, previous: Pointer | None, now: datetime | None = None
+) -> Refusal | None:
+    if manifest.snapshot_at > (now or datetime.now(UTC)) + CLOCK_SKEW:
+        # Every change would be rejected at the destinations, and the pointer, once there, would refuse
+        # every real snapshot of the audience until that date.
+        return Refusal(
+            "snapshot_at_in_the_future",
+            f"snapshotAt {manifest.snapshot_at.isoformat()} is more than "
+            f"{CLOCK_SKEW.total_seconds():g} s ahead of now",
+        )
     if previous is None:
         return None
     if previous.snapshot_id == manifest.snapshot_id:
@@ -149,10 +184,15 @@ def prepare(
     *,
     target: int = DEFAULT_TARGET,
     workdir: Path | None = None,
+    entities: Mapping[str, str] | None = None,
 ) -> RunPlan | Refusal:
+    """`entities`: destination type -> the entity it takes (`profile`, `account`; the manifest's)."""
     manifest = _read_manifest(store, manifest_key)
     if isinstance(manifest, Refusal):
         return manifest
+    refused = _other_entity(config, manifest.audience_id, manifest.entity, entities or {})
+    if refused is not None:
+        return replace(refused, audience_id=manifest.audience_id, snapshot_id=manifest.snapshot_id)
     result = _prepare(store, bucket, manifest_key, manifest, config, state, target, workdir)
     if isinstance(result, Refusal):
         return replace(result, audience_id=manifest.audience_id, snapshot_id=manifest.snapshot_id)
@@ -169,17 +209,22 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
     target: int,
     workdir: Path | None,
 ) -> RunPlan | Refusal:
+    previous = state.pointer(manifest.audience_id)
+    if previous is not None and previous.snapshot_id == manifest.snapshot_id:
+        unfinished = _unfinished_commit(store, state, manifest)
+        if unfinished is not None:
+            return unfinished
     if not targets_for(config, manifest.audience_id, None, manifest.full).current:
         return Refusal(
             "unknown_audience",
             f"audience '{manifest.audience_id}' is activated on no enabled destination instance",
         )
-    previous = state.pointer(manifest.audience_id)
     refused = _check_order(manifest, previous)
     if refused is not None:
         return refused
     bits = bits_for(manifest.member_count, target)
     prefix = run_prefix(manifest.audience_id, manifest.snapshot_id)
+    earlier = _stored_plan(store, prefix)
     writer = PartitionWriter(bits, workdir)
     try:
         report = _partition(store, members_key_of(manifest_key, manifest), manifest, writer)
@@ -190,7 +235,7 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
         writer.close()
     store.put_json(f"{prefix}partitions.json", [{"partition": i} for i in indexes])
     store.put_json(f"{prefix}read-report.json", report.as_dict())
-    return RunPlan(
+    plan = RunPlan(
         bucket=bucket,
         audience_id=manifest.audience_id,
         audience_name=manifest.audience_name,
@@ -204,15 +249,48 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
         previous_snapshot_id=previous.snapshot_id if previous else None,
         previous_prefix=previous.prefix if previous else None,
         previous_bits=previous.bits if previous else 0,
-        targets=targets_for(config, manifest.audience_id, previous, manifest.full),
+        targets=earlier.targets
+        if earlier
+        else targets_for(config, manifest.audience_id, previous, manifest.full),
         members=report.members,
         lines=report.lines,
         bad_lines=report.bad,
     )
+    store.put_json(f"{prefix}{PLAN}", plan.model_dump(mode="json"))  # what a resumed Commit needs
+    return plan
+
+
+def _unfinished_commit(
+    store: ObjectStore, state: SnapshotState, manifest: SnapshotManifest
+) -> RunPlan | None:
+    """The plan of a run whose Commit moved the pointer but died before recording the run (and deleting
+    the superseded membership): run again, its partitions are done (nothing is sent) and Commit ends
+    its work. None when the run is recorded (the same manifest again is `already_applied`)."""
+    record = state.run(manifest.audience_id, manifest.snapshot_id)
+    if record is not None and record.get("status") == "APPLIED":
+        return None
+    return _stored_plan(store, run_prefix(manifest.audience_id, manifest.snapshot_id))
+
+
+def _stored_plan(store: ObjectStore, prefix: str) -> RunPlan | None:
+    """The plan an earlier attempt of this run stored, None if there is none (a first attempt, or the
+    run's prefix ended with its retention).
+
+    A resumed run keeps its first attempt's targets: partitions diffed then were sent to those, so an
+    instance that started activating the audience meanwhile gets the snapshot by a backfill run, whole,
+    not from the partitions left."""
+    try:
+        return RunPlan.model_validate(store.get_json(f"{prefix}{PLAN}"))
+    except NotFound:
+        return None
 
 
 def prepare_backfill(
-    store: ObjectStore, request: BackfillRequest, config: DestinationsConfig, state: SnapshotState
+    store: ObjectStore,
+    request: BackfillRequest,
+    config: DestinationsConfig,
+    state: SnapshotState,
+    entities: Mapping[str, str] | None = None,
 ) -> RunPlan | Refusal:
     """A run that sends the audience's applied membership, as it is stored (nothing is read again from
     the members file), to the instances that activate the audience and did not receive that snapshot."""
@@ -226,6 +304,9 @@ def prepare_backfill(
                        f"backfill of '{request.snapshot_id}' was asked for: it backfills by itself", audience,
                        request.snapshot_id)  # fmt: skip
     applied = state.run(audience, previous.snapshot_id) or {}
+    refused = _other_entity(config, audience, str(applied.get("entity") or "profile"), entities or {})
+    if refused is not None:
+        return replace(refused, audience_id=audience, snapshot_id=previous.snapshot_id)
     targets = targets_for(config, audience, previous, full=False)
     if not targets.current:
         return Refusal("unknown_audience", f"audience '{audience}' is activated on no enabled destination instance",

@@ -19,6 +19,8 @@ class SnapshotSettings(BaseModel):
     config_cache_seconds: int = 60
     publish_workers: int = 4
     reconcile_deadline_hours: float = 24.0
+    # destination type -> the entity it takes (the manifest's `entity`; `make template` writes it)
+    destination_entities: dict[str, str] = {}
 
     @classmethod
     def from_env(cls) -> SnapshotSettings:
@@ -32,6 +34,9 @@ class SnapshotSettings(BaseModel):
             config_cache_seconds=int(env.get("CONFIG_CACHE_SECONDS", "60")),
             publish_workers=int(env.get("PUBLISH_WORKERS", "4")),
             reconcile_deadline_hours=float(env.get("RECONCILE_DEADLINE_HOURS", "24")),
+            destination_entities=dict(
+                pair.split("=", 1) for pair in env.get("DESTINATION_ENTITIES", "").split(",") if "=" in pair
+            ),
         )
 
 

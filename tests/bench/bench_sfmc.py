@@ -302,17 +302,22 @@ def notes() -> list[str]:
         "call at level 1; SFMC's `M/D/YYYY h:mm:ss AM` dates are converted once per local hour of a page "
         "(rows come ordered by date; in a zone at a whole-hour offset the minutes and seconds carry over to "
         "UTC), not once per value; the columns of a row shape are resolved once per page; PutEvents requests "
-        "go out on one task per worker. Issue 18 (goal 7), measured against the previous code in the same "
-        "minutes (main and this branch alternated, best of 7 pages each, 3 rounds): 36,700-38,300 -> "
-        "42,400-45,400 rows per CPU second (x1.11-1.22); the landed objects and the published entries are "
-        "byte-identical (event ids unchanged). What a row still costs, about 22-23 us: typing and mapping in "
-        "Python ~8.5 us (of which the event ~3, the two SHA-256 digests ~1), the landed line ~3 us (its dict,"
-        " pydantic-core, gzip level 1 ~1), the event's serialisation and entry ~2.4 us, the look-back tracker"
-        " ~1.5-2.5 us, PutEvents batching ~1.5 us, the page's fetch and parse ~2 us. orjson was measured on "
-        "the same page and not adopted: its dumps of these events took 2.2 us against pydantic-core's 1.4 us "
-        "(identical bytes), its parse of the page 0.6 us a row against the standard library's 1.1 us, so ~2% "
-        "of the task for a new layer dependency. The 50,000 goal (20 us a row) needs the row mapper compiled "
-        "(a native extension built for the layer's platform), not another serialiser.",
+        "go out on one task per worker; the look-back tracker takes a page's rows in one loop; rules that share "
+        "an attribute path reuse its dict. Issue 18 (goal 7), two rounds, each measured against the code "
+        "before it in the same minutes (alternated): 36,700-38,300 -> 42,400-45,400 rows per CPU second "
+        "(one serialisation per event, dates split, a row shape resolved once per page), then main 27,701 "
+        "and 30,602 against 35,119 and 35,310 in this bench at load 6.6-13 (x1.15-1.27; best of 9 pages, "
+        "3 rounds: x1.21-1.29); the landed objects and the published entries are byte-identical "
+        "(tests/unit/sfmc_ingestion/test_page_output.py). What a row still costs (time.process_time per "
+        "step, load ~9): typing and mapping in Python ~10-11.5 us (the event ~3.5, typing 8 columns ~2, the "
+        "two SHA-256 digests with their text ~1.2), the landed line ~3 us (pydantic-core ~1.1, gzip level 1 "
+        "~1, the page's common fields spliced ~0.9), the event's serialisation and entry ~2.1 us, the page's "
+        "fetch and parse ~2.5 us, PutEvents batching ~1.3 us, the look-back tracker ~1.2 us: none above a "
+        "fifth of a row. orjson was measured on the same page and not adopted: its dumps of these events "
+        "took 2.2 us against pydantic-core's 1.4 us (identical bytes), its parse of the page 0.6 us a row "
+        "against the standard library's 1.1 us, so ~2% of the task for a new layer dependency. What is "
+        "left is the interpreter's cost per column and rule: a row mapper generated per data extension or "
+        "compiled (a native extension for the layer's platform), each a decision of its own.",
     ]
 
 

@@ -175,3 +175,55 @@ def test_com_03_a_second_backfill_finds_nothing_to_send(cli: Invoke, backfilled:
     assert stdout_json(again) | {"estimates": []} == {
         "audience": AUDIENCE, "started": False, "reason": "nothing_to_backfill", "estimates": [],
     }  # fmt: skip
+
+
+def test_com_08_snapshot_push_as_documented_delivers_an_account_audience_to_its_account_destination(
+    cli: Invoke, stack: ActivationHarness
+) -> None:
+    """docs/snapshots.md: `activation snapshot push FILE --audience ID [--wait]`, no --entity. The ABM
+    audience is activated on an account destination: its members are accounts, sent as account changes
+    (a profile change would match no destination's rule and stay pending for ever)."""
+    sample = Path(__file__).resolve().parents[2] / "events" / "snapshots" / "aud-abm-tier1-2026-12-01.jsonl"
+    abm = next(
+        d for d in example_config()["destinations"]
+        if any(a["id"] == "aud-abm-tier1" for a in d["audiences"])
+    )  # fmt: skip
+    beside = sample.with_name(sample.name + ".manifest.json")  # the sample's own manifest
+    kept = beside.read_bytes()
+    pushed = stdout_json(
+        cli(
+            "snapshot",
+            "push",
+            sample,
+            "--audience",
+            "aud-abm-tier1",
+            "--stack",
+            STACK_NAME,
+            "--wait",
+            "--json",
+        )
+    )
+    assert beside.read_bytes() == kept  # push writes its manifest elsewhere: a file beside is left alone
+    assert (pushed["status"], pushed["record"]["entity"]) == ("SUCCEEDED", "account")
+    stack.drain()
+    status = stdout_json(
+        cli("snapshot", "status", "--stack", STACK_NAME, "--audience", "aud-abm-tier1", "--json")
+    )
+    (run,) = status["runs"]
+    (instance,) = run["reconciliation"]["instances"]
+    assert (instance["instance"], instance["sent"], instance["pending"]) == (abm["id"], 2, 0)
+    assert instance["delivered"] + instance["skipped"] + instance["rejected"] == 2
+    kind = abm["type"]
+    assert settled(stack.ledger(kind, f"{kind}#{abm['id']}#aud-abm-tier1")) == 2
+
+
+def test_com_03_a_backfill_of_an_audience_no_instance_activates_says_so(
+    cli: Invoke, stack: ActivationHarness
+) -> None:
+    """Not `nothing_to_backfill` (which says every activating instance has the snapshot): the audience is
+    unknown to the config, as the workflow's own refusal says (`unknown_audience`: push the config first)."""
+    result = cli(
+        "snapshot", "backfill", "--audience", "aud-nobody-activates", "--stack", STACK_NAME, "--json"
+    )
+    assert result.exit_code == 1
+    assert stdout_json(result)["reason"] == "unknown_audience"

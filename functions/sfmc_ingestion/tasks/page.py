@@ -177,19 +177,18 @@ def _split(item: WorkItem, page: sfmc.RowsetPage, deps: PageDeps, zone: tzinfo) 
     split = _Split([], [], [], 0, 0, RecentRows(item.progress.high, window))
     reasons = item.progress.failure_reasons
     # Bound once: a 2,500-row page looks each of them up 2,500 times otherwise.
-    transform, see, seen, prepare = (
-        transformer.transform,
-        split.tracker.see,
-        duplicates.seen,
-        deps.publisher.prepare,
-    )
+    transform, prepare = transformer.transform, deps.publisher.prepare
+    seen = None if duplicates.empty else duplicates.seen  # as a rule no previous run's rows to skip
+    landed, entries, sizes = split.landed, split.entries, split.sizes
+    marks: list[tuple[str | None, str]] = []  # every row's (incremental value, key digest), in order
     for raw in page.items:
         result = transform(raw)
-        see(result.incremental, result.pk_digest)
-        if seen(result.incremental, result.pk_digest):
+        incremental, pk_digest, event = result.incremental, result.pk_digest, result.event
+        marks.append((incremental, pk_digest))
+        if seen is not None and seen(incremental, pk_digest):
             split.duplicate += 1  # processed by the previous run (it sits at the previous watermark)
             continue
-        prepared = prepare(result.event) if result.ok and result.event is not None else None
+        prepared = prepare(event) if event is not None and not result.errors else None
         if prepared is not None and prepared.size > MAX_REQUEST_BYTES:
             result.errors.append("event_too_large")
             prepared = None
@@ -198,9 +197,10 @@ def _split(item: WorkItem, page: sfmc.RowsetPage, deps: PageDeps, zone: tzinfo) 
             for reason in result.errors or ["unmapped"]:
                 reasons[reason] = reasons.get(reason, 0) + 1
         else:
-            split.entries.append(prepared.entry)
-            split.sizes.append(prepared.size)
-        split.landed.append(_landed_record(result))
+            entries.append(prepared.entry)
+            sizes.append(prepared.size)
+        landed.append(_landed_record(result))
+    split.tracker.see_all(marks)  # the rows seen, duplicates included (they are in the window too)
     return split
 
 

@@ -34,6 +34,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         config,
         state,
         target=settings.partition_target,
+        entities=settings.destination_entities,
     )
     if isinstance(result, runner.Refusal):
         logger.warning("snapshot refused", extra={"reason": result.reason, "detail": result.detail})
@@ -75,7 +76,9 @@ def _backfill(request: BackfillRequest) -> dict[str, Any]:
         settings.config_parameter_name, max_age=settings.config_cache_seconds, force_fetch=True
     )
     config = parse_instances(str(raw)).config
-    result = runner.prepare_backfill(S3Store(request.bucket), request, config, state)
+    result = runner.prepare_backfill(
+        S3Store(request.bucket), request, config, state, settings.destination_entities
+    )
     if isinstance(result, runner.Refusal):
         logger.warning("backfill refused", extra={"reason": result.reason, "detail": result.detail})
         state.put_run(request.audience_id, request.run_id, result.as_dict() | {"runId": request.run_id})

@@ -388,7 +388,9 @@ def _snapshot_counters(results: Mapping[str, RecordResult]) -> dict[str, Counter
                 if result.outcome.kind is Kind.REJECTED and o.outcome.kind is Kind.RETRY
                 else o.outcome
             )
-            for audience_id in o.audience_ids:
+            # An instance that stopped activating the audience (or was disabled) skips with no audience
+            # of its own: counted under the snapshot's, so every change sent ends with an outcome.
+            for audience_id in o.audience_ids or result.snapshot_audiences:
                 key = f"{audience_id}#{result.snapshot_id}#{o.instance_id}"
                 counters[key][_counter_name(outcome)] += 1
                 if outcome.kind in (Kind.SKIPPED, Kind.REJECTED):

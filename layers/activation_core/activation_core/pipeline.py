@@ -179,6 +179,8 @@ class RecordResult:
     erasure_request: str | None = None  # the data subject request of an erasure record
     # A change computed from this audience snapshot: also counted per snapshot (reconciliation).
     snapshot_id: str | None = None
+    # Its audiences: where an instance that no longer activates them counts its skip (reconciliation).
+    snapshot_audiences: tuple[str, ...] = ()
 
 
 def _validation_summary(error: ValidationError) -> str:
@@ -355,6 +357,7 @@ class _Instances:
 
     ready: list[_Prepared]
     invalid: Sequence[InvalidInstance]
+    disabled: frozenset[str] = frozenset()  # in the config, `enabled: false`
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,7 +441,12 @@ class Pipeline:
                 "invalid destination instance",
                 extra={"instance": item.id, "field": error.field, "detail": error.message},
             )
-        return _Instances(prepared, invalid)
+        disabled = frozenset(
+            d.id
+            for d in loaded.config.destinations
+            if d.type == self._destination.destination_type and not d.enabled
+        )
+        return _Instances(prepared, invalid, disabled)
 
     def process(self, records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
         """One RecordResult per SQS messageId; never raises for a record's fault."""
@@ -476,6 +484,7 @@ class Pipeline:
                 )
         for broken in instances.invalid:
             self._fail_broken_instance(broken, parsed, per_record)
+        self._skip_disabled_targets(instances.disabled, parsed, per_record)
         for record in parsed:
             outcomes = per_record[record.message_id]
             results[record.message_id] = RecordResult(
@@ -484,8 +493,23 @@ class Pipeline:
                 record.receive_count,
                 erasure_request=record.erasure_request,
                 snapshot_id=record.snapshot_id,
+                snapshot_audiences=tuple(m.id for m in record.audiences) if record.snapshot_id else (),
             )
         return results
+
+    @staticmethod
+    def _skip_disabled_targets(
+        disabled: frozenset[str],
+        parsed: Sequence[InboundRecord],
+        per_record: dict[str, list[InstanceOutcome]],
+    ) -> None:
+        """A change targeted at an instance disabled since (a snapshot's) gets its outcome there, so the
+        snapshot's reconciliation counts it instead of waiting for it."""
+        for record in parsed:
+            for instance_id in sorted(disabled & (record.target_instances or frozenset())):
+                per_record[record.message_id].append(
+                    InstanceOutcome(instance_id, (), Outcome.skipped("instance_disabled"))
+                )
 
     def _fail_broken_instance(
         self,

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from activation_core.models.events import ProfileEventDetail
 from local.fakes.sfmc import example_ingestion_config, sfmc_date
 from sfmc_ingestion.config import parse_ingestion_config
-from sfmc_ingestion.models import SourceRef, parse_time_zone
+from sfmc_ingestion.models import MappingRule, SourceRef, parse_time_zone
 from sfmc_ingestion.rows import ColumnError, RowTransformer, convert, iso, parse_date, to_filter_literal
 
 CST = parse_time_zone("-06:00")
@@ -246,3 +246,31 @@ def test_sfmc_a_page_of_dates_is_typed_as_each_date_alone(texts: list[str], zone
             assert result.errors == ["invalid_value:occurredat"] and result.row["occurredat"] is None
         else:
             assert result.row["occurredat"] == expected
+
+
+def test_attribute_paths_that_overlap_are_built_in_mapping_order() -> None:
+    """A rule writing a value where another rule's path goes replaces the dict, and a later rule on
+    that path makes a new one: rules that share a path reuse its dict only while nothing came between."""
+    de = transformer().de.model_copy(
+        update={
+            "mapping": [
+                MappingRule(column="SubscriberKey", target="identities.sfmcSubscriberKey"),
+                MappingRule(column="FirstName", target="attributes.person.first"),
+                MappingRule(column="LastName", target="attributes.person.last"),
+                MappingRule(column="Company", target="attributes.person"),
+                MappingRule(column="Country", target="attributes.person.country"),
+                MappingRule(column="LifecycleStage", target="attributes.stage"),
+                MappingRule(column="State", target="attributes.person.state"),
+            ]
+        }
+    )
+    t = RowTransformer(de, SourceRef(id="s", secret="x"), CST, "run-1", "2026-11-28T10:00:00Z")
+    event = t.transform(contact(state="CA")).event
+    assert event is not None
+    assert event["profile"]["attributes"] == {"person": {"country": "us", "state": "CA"}, "stage": "loyal"}
+    without_company = t.transform(contact(company="", state="CA")).event
+    assert without_company is not None
+    assert without_company["profile"]["attributes"] == {
+        "person": {"first": "Ada", "last": "Lovelace", "country": "us", "state": "CA"},
+        "stage": "loyal",
+    }

@@ -127,3 +127,17 @@ def test_the_same_manifest_twice_is_not_a_failed_run(definition: dict[str, Any])
     choices = definition["States"]["Accepted"]["Choices"]
     assert {"Variable": "$.prepared.reason", "StringEquals": "already_applied"}.items() <= choices[1].items()
     assert choices[1]["Next"] == "Done" and definition["States"]["Accepted"]["Default"] == "Refused"
+
+
+def test_the_prepare_task_knows_the_entity_every_destination_type_takes(
+    resources: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its refusal of a snapshot of the other entity (`entity_mismatch`) reads them from its environment."""
+    from activation_cli import discovery
+    from snapshots.settings import SnapshotSettings
+
+    variables = resources["SnapshotPrepareFunction"]["Properties"]["Environment"]["Variables"]
+    monkeypatch.setenv("DESTINATION_ENTITIES", variables["DESTINATION_ENTITIES"])
+    assert SnapshotSettings.from_env().destination_entities == {
+        d.type: d.entity for d in discovery.destinations().destinations
+    }

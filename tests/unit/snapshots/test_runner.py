@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from activation_cli import discovery
 from activation_core.models.config import DestinationsConfig
 from snapshots import runner
 from snapshots.plan import BackfillRequest, RunPlan
@@ -154,6 +155,10 @@ def test_a_bad_line_is_counted_and_reported_never_silently_dropped(
         (lambda m: m.update(snapshotAt="2026-11-30T10:00:00Z"), "older_than_applied"),
         (lambda m: m.update(snapshotId="s1"), "already_applied"),
         (lambda m: m.pop("checksum"), "invalid_manifest"),
+        (lambda m: m.update(membersKey="incoming/never-written.jsonl.gz"), "members_not_found"),
+        # A clock or a typo upstream: every change would be rejected at the destinations (occurredAt in
+        # the future) and, applied, the audience would refuse every real snapshot until that date.
+        (lambda m: m.update(snapshotAt="2099-01-01T00:00:00Z"), "snapshot_at_in_the_future"),
     ],
 )
 def test_an_invalid_snapshot_is_refused_with_a_reason_and_changes_nothing(
@@ -173,6 +178,16 @@ def test_an_invalid_snapshot_is_refused_with_a_reason_and_changes_nothing(
     assert state.pointer(AUDIENCE).snapshot_id == "s1"  # type: ignore[union-attr]
     assert sorted(p.relative_to(store.root).as_posix() for p in (store.root / "state").rglob("*")) == before
     assert not (store.root / "runs" / AUDIENCE / "s2").exists()
+
+
+def test_a_manifest_that_is_not_there_is_refused_and_changes_nothing(
+    store: DirStore, state: SnapshotState
+) -> None:
+    result = runner.prepare(
+        store, "bucket", "incoming/never-written.jsonl.manifest.json", TWO_OF_A_TYPE, state
+    )
+    assert isinstance(result, runner.Refusal) and result.reason == "manifest_not_found"
+    assert state.pointer(AUDIENCE) is None and not (store.root / "runs").exists()
 
 
 def test_an_interrupted_run_resumed_loses_nothing_and_resends_only_the_unfinished_partition(
@@ -284,3 +299,175 @@ def test_com_08_progress_counts_partitions_done_and_changes_sent_while_a_run_goe
     by_instance = {i["instance"]: i for i in progress["instances"]}
     assert by_instance["rf"]["sent"] == sent == by_instance["marketo-a"]["sent"]
     assert 0 < sent < 100 and by_instance["rf"]["pending"] == sent  # nothing delivered yet
+
+
+def test_a_line_with_a_non_json_number_is_a_bad_line_never_sent_with_the_value_nulled(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """NaN and Infinity are not JSON (Python's parser takes them; EventBridge and the vendors do not):
+    such a line is bad, not a member whose score silently becomes null at the destination."""
+    lines = [json.dumps(profile(n)) for n in range(4)]
+    lines[1] = json.dumps(profile(1) | {"attributes": {"score": float("nan")}})  # writes NaN
+    lines[2] = json.dumps(profile(2) | {"attributes": {"score": float("-inf")}})  # writes -Infinity
+    bus = Bus()
+    record = run(store, state, put_snapshot("s1", lines, gz=False), bus)
+    assert (record["members"], record["badLines"]) == (2, 2)
+    report = store.get_json(f"runs/{AUDIENCE}/s1/read-report.json")
+    assert report["badLineSamples"] == [{"line": 2, "reason": "not_json"}, {"line": 3, "reason": "not_json"}]
+    assert bus.by_status("realized") == {"person0@example.com", "person3@example.com"}
+
+
+def shouted(n: int) -> dict[str, Any]:
+    """profile(n) with its e-mail address as another system writes it: the same address."""
+    member = profile(n)
+    member["identities"]["email"] = f" Person{n}@EXAMPLE.com"
+    return member
+
+
+@pytest.mark.parametrize("namespace", [None, "email"])
+def test_an_email_in_another_case_is_the_same_member_not_an_exit_and_a_join(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter, namespace: str | None
+) -> None:
+    """The order guard and the vendors take an address in any case as one person. Sent as an exit and a
+    join with the same time, the pair would reach one entity in either order: the exit could win."""
+    ns = {"identity_namespace": namespace}
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(20)], **ns), Bus())
+    bus = Bus()
+    members = [profile(n) for n in range(20)]
+    members[7] = shouted(7)
+    record = run(store, state, put_snapshot("s2", members, hours=1, **ns), bus)
+    assert bus.by_status("exited") == set() and bus.by_status("realized") == set()
+    assert [d["profile"]["identities"]["email"] for d in bus.details()] == [" Person7@EXAMPLE.com"]
+    assert bus.details()[0]["audiences"][0]["status"] == "existing"  # its line changed: an update
+    assert (record["removed"], record["added"], record["changed"]) == (0, 0, 1)
+
+
+def test_the_same_email_twice_in_one_snapshot_in_two_cases_is_one_member_and_a_bad_line(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    bus = Bus()
+    members = [profile(n) for n in range(10)] + [shouted(3)]
+    record = run(store, state, put_snapshot("s1", members, identity_namespace="email"), bus)
+    assert (record["members"], record["badLines"]) == (10, 1)
+    assert len(bus.entries) == 10 * 1  # one event per member, each to both instances
+    assert bus.by_status("realized") == {f"person{n}@example.com" for n in range(10)}  # the first line won
+
+
+def test_a_run_that_died_in_commit_after_the_pointer_moved_resumes_to_its_record(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commit moves the pointer, then records the run and deletes the superseded membership. A commit
+    that dies in between, resumed as documented (the same manifest again), must finish that work, not
+    answer `already_applied`: without its record the run is never reconciled, and the old membership
+    (personal data) stays."""
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(40)]), Bus())
+    key = put_snapshot("s2", [profile(n) for n in range(5, 45)], hours=1)
+    plan = runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, state, target=16)
+    assert isinstance(plan, RunPlan)
+    first = Bus()
+    for index in range(1 << plan.bits):
+        runner.diff_partition(store, plan, index, first, "bus")
+
+    def dies(*args: Any) -> int:
+        raise RuntimeError("the commit task died")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(runner.snapshot_erasure, "reapply", dies)
+        with pytest.raises(RuntimeError):
+            runner.commit(store, plan, state)
+    assert state.pointer(AUDIENCE).snapshot_id == "s2"  # type: ignore[union-attr]
+    assert state.run(AUDIENCE, "s2") is None
+    assert list(store.keys(f"state/{AUDIENCE}/s1/"))  # the superseded membership is still there
+
+    again = Bus()
+    resumed = runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, state, target=16)
+    assert isinstance(resumed, RunPlan), resumed
+    for index in range(1 << resumed.bits):
+        runner.diff_partition(store, resumed, index, again, "bus")
+    record = runner.commit(store, resumed, state)
+    assert again.entries == []  # every partition was done: nothing sent twice
+    assert (record["status"], record["added"], record["removed"]) == ("APPLIED", 5, 5)
+    assert record["sent"] == {"marketo-a": 10, "rf": 10} and record["previousSnapshotId"] == "s1"
+    assert state.run(AUDIENCE, "s2")["status"] == "APPLIED"  # type: ignore[index]
+    assert list(store.keys(f"state/{AUDIENCE}/s1/")) == []  # the superseded membership is gone
+    # once recorded, the same manifest again is the no-op it was
+    assert runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, state).reason == "already_applied"  # type: ignore[union-attr]
+
+
+def test_an_empty_audience_applies_sends_nothing_and_its_next_snapshot_is_a_diff(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """An empty members file (the audience has nobody yet) is a valid snapshot; emptying an audience later
+    sends every member's exit."""
+    bus = Bus()
+    empty = run(store, state, put_snapshot("s0", []), bus)
+    assert (empty["status"], empty["members"], empty["published"], empty["sent"]) == ("APPLIED", 0, 0, {})
+    first = run(store, state, put_snapshot("s1", [profile(n) for n in range(5)], hours=1), bus)
+    assert first["sent"] == {"marketo-a": 5, "rf": 5} and bus.by_status("realized") == {
+        f"person{n}@example.com" for n in range(5)
+    }
+    gone = Bus()
+    emptied = run(store, state, put_snapshot("s2", [], gz=False, hours=2), gone)
+    assert (emptied["members"], emptied["removed"]) == (0, 5)
+    assert gone.by_status("exited") == {f"person{n}@example.com" for n in range(5)}
+
+
+def test_a_run_resumed_after_the_config_changed_keeps_its_targets_and_the_new_instance_gets_a_backfill(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """An instance that starts activating the audience while a run is interrupted must not count as
+    having received the snapshot when it got only the partitions diffed after the resume."""
+    only_a = config(("marketo-a", "marketo", True), ("marketo-b", "marketo", False))
+    both = config(("marketo-a", "marketo", True), ("marketo-b", "marketo", True))
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(100)]), Bus(), cfg=only_a, target=16)
+    key = put_snapshot("s2", [profile(n) for n in range(100)], hours=1)
+    plan = runner.prepare(store, "bucket", key, only_a, state, target=16)
+    assert isinstance(plan, RunPlan) and plan.bits >= 2
+    runner.diff_partition(store, plan, 0, Bus(), "bus")  # then it died; the config is pushed meanwhile
+    resumed = runner.prepare(store, "bucket", key, both, state, target=16)
+    assert isinstance(resumed, RunPlan)
+    bus = Bus()
+    for index in range(1 << resumed.bits):
+        runner.diff_partition(store, resumed, index, bus, "bus")
+    runner.commit(store, resumed, state)
+    assert bus.entries == []  # nothing changed for marketo-a; marketo-b was not a target of this run
+    assert state.pointer(AUDIENCE).instances == ("marketo-a",)  # type: ignore[union-attr]
+    late = Bus()
+    record = backfill(store, state, both, "s2", late)
+    assert record["sent"] == {"marketo-b": 100}  # every member, from the applied membership
+
+
+# What each destination type takes (the manifest's `entity`; the Prepare task reads it from its
+# environment, DESTINATION_ENTITIES, which `make template` writes from the manifest).
+ENTITIES = {d.type: d.entity for d in discovery.destinations().destinations}
+
+
+@pytest.mark.parametrize("entity", ["profile", "account"])
+def test_a_snapshot_of_another_entity_than_its_destinations_take_is_refused(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter, entity: str
+) -> None:
+    """Profile changes match no account destination's rule (nor the reverse): sent, they would never
+    arrive, pending until the deadline. Refused at once instead, naming the instances."""
+    accounts = config(("bombora-abm", "bombora", True))
+    profiles = config(("marketo-a", "marketo", True))
+    cfg = profiles if entity == "account" else accounts
+    key = put_snapshot("s1", [profile(n) for n in range(3)] if entity == "profile" else
+                       [{"identities": {"domain": f"d{n}.example"}} for n in range(3)], entity=entity)  # fmt: skip
+    result = runner.prepare(store, "bucket", key, cfg, state, entities=ENTITIES)
+    assert isinstance(result, runner.Refusal) and result.reason == "entity_mismatch", result
+    assert cfg.destinations[0].id in result.detail
+    assert state.pointer(AUDIENCE) is None and not (store.root / "runs").exists()
+    matching = accounts if entity == "account" else profiles
+    assert isinstance(runner.prepare(store, "bucket", key, matching, state, entities=ENTITIES), RunPlan)
+
+
+def test_a_backfill_to_an_instance_of_the_other_entity_is_refused(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    profiles = config(("marketo-a", "marketo", True))
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(3)]), Bus(), cfg=profiles)
+    with_accounts = config(("marketo-a", "marketo", True), ("bombora-abm", "bombora", True))
+    request = BackfillRequest(bucket="bucket", audienceId=AUDIENCE, snapshotId="s1", runId="s1.bf")
+    refused = runner.prepare_backfill(store, request, with_accounts, state, ENTITIES)
+    assert isinstance(refused, runner.Refusal) and refused.reason == "entity_mismatch"
+    assert "bombora-abm" in refused.detail
