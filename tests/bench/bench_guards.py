@@ -12,7 +12,8 @@ moto answers in no time) and every vendor call takes 50 ms. Per destination:
 - DynamoDB write requests per delivered record, every write of a batch (guard, ledger), against one
   per record (goal <= 1.0), and the write units they consume (2 per transaction item, 1 per put).
 
-`python -m tests.bench.bench_guards` prints the figures without writing BENCHMARKS.md.
+`python -m tests.bench.bench_guards [destination ...]` prints the figures (of every destination, or of
+those named) without writing BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from activation_core import manifest
+from activation_core import aws, manifest
 from tests.bench.run import Figure
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -183,10 +184,8 @@ class DynamoCalls:
 
 
 def _instrument(calls: DynamoCalls) -> None:
-    """5 ms on every DynamoDB call of this process's shared client (the handler's), and the counts."""
-    from activation_core import aws
-
-    events = aws.client("dynamodb").meta.events
+    """5 ms on every DynamoDB call of this process's DynamoDB clients (the handler's shared one and the
+    order guard's, which skips parameter validation), and the counts."""
 
     def count(model: Any, params: Mapping[str, Any], **_: Any) -> None:  # the API parameters, as called
         calls.record(model.name, params)
@@ -194,8 +193,10 @@ def _instrument(calls: DynamoCalls) -> None:
     def latency(**_: Any) -> None:
         time.sleep(DYNAMODB_LATENCY)
 
-    events.register("before-parameter-build.dynamodb", count)
-    events.register("before-send.dynamodb", latency)
+    for client in (aws.client("dynamodb"), aws.client("dynamodb", validated=False)):
+        events = client.meta.events
+        events.register("before-parameter-build.dynamodb", count)
+        events.register("before-send.dynamodb", latency)
 
 
 # ------------------------------------------------------------------ one destination
@@ -247,7 +248,7 @@ class _TimedGuard:
             self.round_trips += _rounds(len({c.entity for c in changes}), 25)
 
 
-def _rounds(items: int, per_request: int, parallel: int = 8) -> int:
+def _rounds(items: int, per_request: int, parallel: int = aws.PARALLEL_REQUESTS) -> int:
     requests = -(-items // per_request)
     return -(-requests // parallel)
 
@@ -456,14 +457,19 @@ def _note(m: Measured) -> str:
         f"{', '.join(f'{r.seconds:.2f}' for r in m.plain)}; of which in the guard's calls "
         f"{', '.join(f'{r.guard_seconds:.2f}' for r in m.guarded)} s for "
         f"{', '.join(str(r.guard_round_trips) for r in m.guarded)} sequential round trips, of which the "
-        f"function's CPU {', '.join(f'{r.guard_cpu:.2f}' for r in m.guarded)} s."
+        f"function's CPU {', '.join(f'{r.guard_cpu:.2f}' for r in m.guarded)} s. Outside the guard's calls "
+        f"(what the model keeps as measured) with / without: "
+        f"{', '.join(f'{r.seconds - r.guard_seconds:.2f}' for r in m.guarded)} / "
+        f"{', '.join(f'{r.seconds:.2f}' for r in m.plain)} s."
     )
 
 
-def run() -> list[Figure]:
+def run(destinations: Sequence[str] = ()) -> list[Figure]:
+    """Every destination of the manifest, or only `destinations` (`python -m tests.bench.bench_guards
+    rainfocus`: one destination's figures, printed)."""
     import boto3
 
-    from activation_core import aws, oauth
+    from activation_core import oauth
     from activation_core.observability import logger
     from tests.support import create_state_table
 
@@ -513,7 +519,7 @@ def run() -> list[Figure]:
         _instrument(calls)
         prospects = _Prospects()
         figures: list[Figure] = []
-        for destination in BATCHES:
+        for destination in destinations or BATCHES:
             print(f"  bench_guards: {destination} ...", flush=True)
             measured = _measure(destination, calls, dlq, prospects)
             figures += _figures(measured)
@@ -565,9 +571,14 @@ if __name__ == "__main__":
     import sys
 
     sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "activation_core"), str(ROOT / "functions")]
-    for figure in run():
+    for figure in run(sys.argv[1:]):
         print(
             f"{figure.name}: ours {figure.ours:.3f} {figure.unit}, baseline {figure.baseline:.3f} ({figure.ratio:.2f})"
+            + (
+                f"; goal {figure.goal} ({'met' if figure.goal_met else 'NOT met'})"
+                if figure.goal_met is not None
+                else ""
+            )
         )
     for text in notes():
         print("-", text)

@@ -226,8 +226,12 @@ def test_issue18_guarded_records_cost_a_few_dynamodb_requests_per_batch_and_no_p
     from rainfocus.service import RainfocusDestination
 
     calls: Counter[str] = Counter()
-    for service in ("dynamodb", "secretsmanager"):
-        aws.client(service).meta.events.register(
+    for client in (
+        aws.client("dynamodb"),
+        aws.client("dynamodb", validated=False),
+        aws.client("secretsmanager"),
+    ):
+        client.meta.events.register(
             "before-call",
             lambda model, **_: calls.update([f"{model.service_model.service_name}:{model.name}"]),
         )

@@ -33,33 +33,55 @@ _SDK_CONFIG_KWARGS: dict[str, Any] = {
 }
 
 
+def client(service: str, *, validated: bool = True) -> Any:
+    """The container's shared client for `service` (boto3 is imported on first use: cold start).
+
+    `validated=False`: a second client of the service that skips botocore's client-side parameter
+    validation, for a caller whose requests are built in one place, always the same shapes, and proven
+    valid by tests that inject a validated client (the order guard: validation was a third of its
+    CPU, docs/decisions.md). A request it gets wrong is refused by the service instead (a
+    ValidationException, a ClientError) rather than by botocore. It shares the service's session, so
+    the service model is loaded once."""
+    return _client(service, validated)  # one cache key however the flag is passed
+
+
 @cache
-def client(service: str) -> Any:
-    """The container's shared client for `service` (boto3 is imported on first use: cold start)."""
-    import boto3
+def _client(service: str, validated: bool) -> Any:
     from botocore.config import Config
 
     from activation_core.observability import start_tracing
 
     start_tracing()  # X-Ray patches botocore before the first AWS call (built lazily: cold import)
-    return boto3.session.Session().client(service, config=Config(**_SDK_CONFIG_KWARGS))
+    config = Config(**_SDK_CONFIG_KWARGS, parameter_validation=validated)
+    return _session(service).client(service, config=config)
+
+
+@cache
+def _session(service: str) -> Any:
+    """One boto3 session per service, shared by that service's clients (its loaded models with it)."""
+    import boto3
+
+    return boto3.session.Session()
 
 
 def reset_clients() -> None:
     """Forget cached clients (tests that change the endpoint or credentials)."""
-    client.cache_clear()
+    _client.cache_clear()
+    _session.cache_clear()
 
 
 class UsesDynamoDB:
     """A store on a DynamoDB table: the client injected at construction (tests) or, resolved on first
-    use so constructing a store needs no AWS client, the container's shared one."""
+    use so constructing a store needs no AWS client, the container's shared one (`_validated = False`:
+    the one without client-side parameter validation, see `client`)."""
 
     _dynamodb: Any = None
+    _validated = True
 
     @property
     def _client(self) -> Any:
         if self._dynamodb is None:
-            self._dynamodb = client("dynamodb")
+            self._dynamodb = client("dynamodb", validated=self._validated)
         return self._dynamodb
 
 

@@ -497,7 +497,9 @@ def test_out_05_a_429_holds_the_record_in_the_queue_until_the_reset(
     record["eventSourceARN"] = "arn:aws:sqs:us-east-1:123456789012:outreach-queue"
     spy = SqsSpy(sqs)
     real_client = aws.client
-    monkeypatch.setattr(aws, "client", lambda service: spy if service == "sqs" else real_client(service))
+    monkeypatch.setattr(
+        aws, "client", lambda service, **kw: spy if service == "sqs" else real_client(service, **kw)
+    )
 
     reset = fake.throttle_for(1800)
     response = run_batch(

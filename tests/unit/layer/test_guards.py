@@ -89,6 +89,40 @@ def test_a_batch_of_many_entities_is_read_and_committed_in_a_few_requests(tables
     assert calls.count("BatchGetItem") == 6 and calls.count("TransactWriteItems") == 10
 
 
+def test_every_request_the_guard_makes_passes_botocores_parameter_validation(tables: None) -> None:
+    """The container's guard client skips botocore's parameter validation (a third of the guard's CPU,
+    docs/decisions.md): each shape the guard sends is checked here through a validated client instead:
+    a read, a first commit (no item yet), a versioned one, one refused and retried after a re-read
+    (another invocation moved the item), and an erasure's delete."""
+    calls: list[str] = []
+    validated = boto3.client("dynamodb")  # parameter validation on: a wrong shape raises here
+    validated.meta.events.register("before-call", lambda model, **_: calls.append(model.name))
+    guard = OrderGuard("state", dynamodb=validated)
+    first = guard.read("inst", ["p1", "p2"])
+    guard.commit(
+        "inst", [Change("p1", "evt-1", 10, ("aud",), "m-1"), Change("p2", "evt-2", 10, ("aud",))], first
+    )
+    guard.commit("inst", [Change("p1", "evt-3", 20, ("aud", "aud-2"), "m-3")], guard.read("inst", ["p1"]))
+    assert (
+        guard.commit("inst", [Change("p1", "evt-4", 30, ("aud",))], first).not_committed == 0
+    )  # refused, re-read
+    guard.forget("inst", "p2")
+    state = guard.read("inst", ["p1", "p2"])
+    assert set(state) == {"p1"} and state["p1"].get("aud") == Applied(30, frozenset({"evt-4"}))
+    assert set(calls) == {"BatchGetItem", "TransactWriteItems", "DeleteItem"}
+    assert calls.count("TransactWriteItems") == 4  # the refused commit was tried again
+
+
+def test_the_containers_guard_uses_the_dynamodb_client_without_parameter_validation(tables: None) -> None:
+    seen: list[str] = []
+    aws.client("dynamodb", validated=False).meta.events.register(
+        "before-call", lambda model, **_: seen.append(model.name)
+    )
+    guard = OrderGuard("state")
+    guard.commit("inst", [Change("p1", "evt-1", 10, ("aud",))], guard.read("inst", ["p1"]))
+    assert seen == ["BatchGetItem", "TransactWriteItems"]
+
+
 def test_entity_key_is_stable_and_not_the_identity() -> None:
     key = entity_key({"email": "ada@example.com"})
     assert key == entity_key({"email": "ada@example.com"})
@@ -340,6 +374,26 @@ def test_com_08_of_two_invocations_holding_one_message_at_once_only_the_first_co
     assert guard.commit("inst", [change], seen_before).redelivered == {"m-1"}
     other_message = Change("p1", "evt-1", 10, ("aud",), origin="m-2")
     assert guard.commit("inst", [other_message], seen_before).redelivered == frozenset()
+
+
+def test_com_08_two_invocations_committing_identical_items_are_two_requests_to_dynamodb(tables: None) -> None:
+    """DynamoDB answers a TransactWriteItems whose ClientRequestToken it saw in the last 10 minutes as a
+    replay of that request: success, nothing written (moto ignores the token). Two invocations holding
+    one message commit identical items in the same second; with one token between them the second
+    would take the first's success for its own and count the message again, instead of being refused,
+    re-reading and finding it `redelivered` (the test above). botocore's retry of one request keeps its
+    token (same request), so a token per request is enough."""
+    tokens: list[str] = []
+    client = boto3.client("dynamodb")
+    client.meta.events.register(
+        "before-parameter-build.dynamodb.TransactWriteItems",
+        lambda params, **_: tokens.append(params["ClientRequestToken"]),
+    )
+    first, second = (OrderGuard("state", dynamodb=client, clock=lambda: 1_800_000_000.0) for _ in range(2))
+    change = Change("p1", "evt-1", 10, ("aud",), origin="m-1")
+    first.commit("inst", [change], {})
+    second.commit("inst", [change], {})  # refused (the first wrote it), re-read, nothing left to write
+    assert len(tokens) == 2 and tokens[0] != tokens[1]
 
 
 def test_com_08_a_message_processed_by_two_invocations_at_once_is_counted_delivered_once(
