@@ -366,10 +366,23 @@ def record_ledger(
                 audience_key = f"{ctx.destination_type}#{o.instance_id}#{audience_id}"
                 counters[audience_key]["received"] += int(first)
                 counters[audience_key][_counter_name(o.outcome, again)] += 1
-    for key, counts in counters.items():
-        _add_to_ledger(key, counts, ctx, dynamodb)
-    for key, counts in _snapshot_counters(results).items():
-        _add_to_ledger(key, counts, ctx, dynamodb, pk=SNAPSHOT_LEDGER)
+    updates = [_LedgerUpdate(OUTCOME_LEDGER, key, counts) for key, counts in counters.items()]
+    updates += [
+        _LedgerUpdate(SNAPSHOT_LEDGER, key, counts) for key, counts in _snapshot_counters(results).items()
+    ]
+    # One item per key, so the updates are independent: on threads they take about one round trip,
+    # not 2 + instances + audiences of them one after another at the end of every batch.
+    aws.in_parallel(lambda u: _add_to_ledger(u.key, u.counts, ctx, dynamodb, pk=u.pk), updates)
+
+
+OUTCOME_LEDGER = "outcomes"
+
+
+@dataclass(frozen=True)
+class _LedgerUpdate:
+    pk: str
+    key: str
+    counts: Counter[str]
 
 
 SNAPSHOT_LEDGER = "snapshot-outcomes"
@@ -421,7 +434,7 @@ def _receive_count(record: Mapping[str, Any]) -> int:
 
 
 def _add_to_ledger(
-    key: str, counts: Counter[str], ctx: BatchContext, dynamodb: Any, pk: str = "outcomes"
+    key: str, counts: Counter[str], ctx: BatchContext, dynamodb: Any, pk: str = OUTCOME_LEDGER
 ) -> None:
     names = {f"#c{i}": name for i, name in enumerate(counts)}
     values = {f":v{i}": {"N": str(counts[name])} for i, name in enumerate(counts)}
