@@ -9,6 +9,7 @@ the CLI (and boto3, the AWS CLI) at it.
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 from typing import Annotated
@@ -41,11 +42,26 @@ def up(
 ) -> None:
     """Start the local stack and keep it running; prints the exports for another shell."""
     root = development.require("local up", files=("template.yaml", "shared/config", "events/eventbridge"))
+    started = time.monotonic()
+    # SIGTERM (kill, a supervisor, a closed terminal) stops it as Ctrl-C does, from the first moment:
+    # Python's default ends the process at once, and moto, the fakes and the Lambda workers outlived it.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        _run(root, workdir, sample_events, duration, started)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C or SIGTERM, at any moment: the harness has stopped what it started
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    out.print("local stack stopped")
+
+
+def _run(
+    root: Path, workdir: Path | None, sample_events: bool, duration: float | None, started: float
+) -> None:
     from local.examples import sample_events as load_samples
     from local.harness import STACK_NAME, ActivationHarness
     from local.sam_local.sam import write_env_vars_file
 
-    started = time.monotonic()
     with ActivationHarness(workdir=workdir or root / ".local-stack") as harness:
         harness.stack.poller.run_in_background()
         endpoint = harness.stack.endpoint_url
@@ -68,17 +84,15 @@ def up(
             published = harness.publish(load_samples())
             out.print(f"published {published} sample events to {harness.outputs['EventBusName']}")
         err.print("[dim]Ctrl-C stops it[/]")
-        try:
-            # The poller works in its own thread: this one only waits to be told to stop.
-            if duration is None:
-                _wait_forever()
-            else:
-                time.sleep(duration)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            harness.stack.poller.stop()
-    out.print("local stack stopped")
+        # The poller works in its own thread: this one only waits to be told to stop.
+        if duration is None:
+            _wait_forever()
+        else:
+            time.sleep(duration)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _wait_forever() -> None:

@@ -106,7 +106,11 @@ class ActivationHarness:
         self.published: dict[str, int] = dict.fromkeys(DESTINATION_TYPES, 0)
 
     def __enter__(self) -> ActivationHarness:
-        self.start()
+        try:
+            self.start()
+        except BaseException:  # interrupted or failed while starting: stop what did start
+            self.stop()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
