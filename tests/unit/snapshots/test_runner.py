@@ -46,6 +46,13 @@ class Bus:
         }
 
 
+def diff_every_partition_and_commit(store: DirStore, state: SnapshotState, plan: RunPlan, bus: Bus) -> Any:
+    """What the workflow does once Prepare planned a run: every partition's diff, then the commit."""
+    for index in range(1 << plan.bits):
+        runner.diff_partition(store, plan, index, bus, "bus")
+    return runner.commit(store, plan, state)
+
+
 def run(
     store: DirStore,
     state: SnapshotState,
@@ -57,9 +64,7 @@ def run(
 ) -> dict[str, Any]:
     plan = runner.prepare(store, "bucket", key, cfg, state, target=target)
     assert isinstance(plan, RunPlan), plan
-    for index in range(1 << plan.bits):
-        runner.diff_partition(store, plan, index, bus, "bus")
-    return runner.commit(store, plan, state)
+    return diff_every_partition_and_commit(store, state, plan, bus)
 
 
 def test_com_08_first_snapshot_is_a_backfill_for_the_activating_instances_only(
@@ -232,9 +237,7 @@ def backfill(
     plan = runner.prepare_backfill(store, request, cfg, state)
     if not isinstance(plan, RunPlan):
         return plan
-    for index in range(1 << plan.bits):
-        runner.diff_partition(store, plan, index, bus, "bus")
-    return runner.commit(store, plan, state)
+    return diff_every_partition_and_commit(store, state, plan, bus)
 
 
 def test_com_03_a_backfill_sends_the_applied_snapshot_to_the_newly_activating_instance_only(
