@@ -7,7 +7,7 @@ SAM_VENV ?= .sam-venv
 CHECKOV_VENV ?= .checkov-venv
 STACK ?= activation-dev
 
-.PHONY: install demo test test-fast lint scan soak soak-snapshots bench schemas template build validate deploy clean sam-local sam-base-image test-sam-local
+.PHONY: install demo test test-suite test-fast lint scan soak soak-snapshots bench schemas template build validate deploy clean sam-local sam-base-image test-sam-local
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,9 +21,19 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m local.demo
 
-## Lint, type-check, scan the template and run the whole test suite.
-test: $(STAMP) lint scan
-	$(PY) -m pytest -q
+## Lint, type-check, scan the template and run the whole test suite, all at once: the suite on two
+## workers (PYTEST_WORKERS), lint and scan beside it, each printed whole when it ends (the suite's output
+## streams and its summary closes the output); any failure fails make test. docs/decisions.md "make test
+## in parallel".
+PYTEST_WORKERS ?= 2
+
+test: $(STAMP)
+	$(MAKE) --no-print-directory -j 3 --output-sync=target lint scan test-suite
+
+# `+`: the suite's output is not held back by --output-sync (it streams, as in a plain pytest run).
+# loadfile: a module's tests share one worker, so a module-scoped local stack starts once.
+test-suite: $(STAMP)
+	+$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q tests/unit tests/contract

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
@@ -109,13 +110,19 @@ def zip_folder(folder: Path, *, layer: bool, package: bool = False, out_dir: Pat
     digest.update(prefix.encode())
     out = out_dir / f"{folder.name}-{digest.hexdigest()[:16]}.zip"
     if not out.exists():
-        tmp = out.with_suffix(".tmp")
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-            for f in files:
-                info = zipfile.ZipInfo(prefix + f.relative_to(folder).as_posix(), _ZIP_DATE)
-                info.external_attr = 0o644 << 16
-                zf.writestr(info, f.read_bytes(), zipfile.ZIP_DEFLATED)
-        tmp.replace(out)
+        # A scratch name of this process's own: several processes (pytest workers, two checkouts) may
+        # zip the same folder into this shared directory at once; the rename makes one zip whole.
+        handle, scratch = tempfile.mkstemp(prefix=f"{out.stem}-", suffix=".tmp", dir=out_dir)
+        tmp = Path(scratch)
+        try:
+            with os.fdopen(handle, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
+                for f in files:
+                    info = zipfile.ZipInfo(prefix + f.relative_to(folder).as_posix(), _ZIP_DATE)
+                    info.external_attr = 0o644 << 16
+                    zf.writestr(info, f.read_bytes(), zipfile.ZIP_DEFLATED)
+            tmp.replace(out)
+        finally:
+            tmp.unlink(missing_ok=True)
     return out
 
 

@@ -15,6 +15,11 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 for _name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN"):
     os.environ[_name] = "testing"
 os.environ.pop("AWS_PROFILE", None)
+# A pytest-xdist worker starts with COLUMNS=80 and LINES=24 in its environment; Rich fixes a console's
+# width from COLUMNS when the console is made (at import), so the width a CLI test asks for would be
+# ignored and tables folded. Without them a console reads COLUMNS at print time, as in one process.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
 
 
 @pytest.fixture
