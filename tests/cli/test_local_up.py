@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,3 +61,57 @@ def test_local_up_stopped_by_sigterm_stops_every_process_it_started(tmp_path: Pa
     assert "local stack stopped" in rest, (process.returncode, rest)
     with pytest.raises(ProcessLookupError):  # no process of its group is left
         os.killpg(process.pid, 0)
+
+
+def test_local_up_wakes_for_a_sigterm_another_of_its_threads_takes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel may hand a process's SIGTERM to any of its threads (`local up` has ~30); Python runs the
+    handler on the main thread, which must wake from its wait for it. Once the main thread waits, a
+    helper thread takes SIGTERM (pthread_kill to itself, so its C handler runs there) until the wait
+    ends: it ends at the first one, with the handler's KeyboardInterrupt, not at its 30 s."""
+    from activation_cli import local
+
+    waiting = threading.Event()  # the main thread is in its wait
+    done = threading.Event()
+    pair = socket.socketpair
+
+    class Reader:  # the wait's end of the socket pair, telling the helper when the wait starts
+        def __init__(self, sock: socket.socket) -> None:
+            self.sock = sock
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.sock, name)
+
+        def recv(self, size: int) -> bytes:
+            waiting.set()
+            return self.sock.recv(size)
+
+    def socketpair() -> tuple[Any, socket.socket]:
+        reader, writer = pair()
+        return Reader(reader), writer
+
+    sent = 0
+
+    def take_sigterms() -> None:
+        nonlocal sent
+        deadline = time.monotonic() + 20
+        if not waiting.wait(20):
+            return
+        while not done.is_set() and time.monotonic() < deadline:
+            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+            sent += 1
+            done.wait(0.05)  # again, should the first land before the main thread blocks
+
+    monkeypatch.setattr(socket, "socketpair", socketpair)
+    previous = signal.signal(signal.SIGTERM, local._interrupt)
+    helper = threading.Thread(target=take_sigterms)
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            helper.start()
+            local._wait_for_a_signal(30)
+    finally:
+        done.set()
+        helper.join()
+        signal.signal(signal.SIGTERM, previous)
+    assert sent >= 1
+    assert time.monotonic() - started < 10  # woken by a signal, not by the end of its 30 s
