@@ -313,17 +313,6 @@ def _transformed(rule: _Rule, value: Any) -> Any:
     return value
 
 
-def _node(attributes: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
-    """The dict at `path` in `attributes`, made of dicts as needed (replacing a value on the way)."""
-    node = attributes
-    for part in path:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = node[part] = {}
-        node = child
-    return node
-
-
 def _merged(*sections: Any) -> dict[str, Any]:
     """The row's columns from its `keys` and `values` when one is missing or not a dict."""
     raw: dict[str, Any] = {}
@@ -340,13 +329,6 @@ def _plain(text: Any) -> bool:
     )
 
 
-def _key_digest(values: list[Any]) -> str:
-    """`digest(values)`, without an encoder call when nothing in the values needs escaping."""
-    if all(map(_plain, values)):
-        return _digest_of_text('["' + '","'.join(values) + '"]')
-    return digest(values)
-
-
 def _row_version(raw: Mapping[Any, Any]) -> str:
     """A row's version when its data extension has no incremental column: the digest of its values."""
     return digest([sorted(raw.items(), key=lambda kv: str(kv[0]))])
@@ -357,6 +339,11 @@ def _consented(rule: _Rule, value: Any) -> str:
         return _consent(value)
     except ValueError:
         raise ColumnError(rule.column, f"invalid_consent:{rule.column}") from None
+
+
+def _local(prefix: str, column: int | None, absent: str = "None") -> str:
+    """A generated mapper's local name of a column's value (`t3`, `v3`), or `absent`."""
+    return absent if column is None else f"{prefix}{column}"
 
 
 def _literal(text: str) -> str:
@@ -504,93 +491,125 @@ class RowTransformer:
         src = _MapperSource(
             {
                 "RowResult": RowResult, "ColumnError": ColumnError, "ABSENT": _ABSENT, "typed_": self._typed,
-                "missing_key": self._missing_key, "key_digest": _key_digest, "row_version": _row_version,
+                "missing_key": self._missing_key, "plain": _plain, "digest": digest, "row_version": _row_version,
                 "digest_of_text": _digest_of_text, "transformed": _transformed, "identity": _identity,
-                "consented": _consented, "node_at": _node, "STARTED": self.started_at,
-                "ID_PREFIX": self._id_prefix, "ORIGIN": self._origin, "AUDIENCES": self.audiences,
+                "consented": _consented, "STARTED": self.started_at, "ID_PREFIX": self._id_prefix,
+                "ORIGIN": self._origin, "AUDIENCES": self.audiences,
                 "hour": self._hours.get if self._hours is not None else None,
             }
         )  # fmt: skip
         src.add(0, "def map_row(raw):", "    errors = []")
-        if columns:
-            src.add(1, ", ".join(f"v{i}" for i in range(len(columns))) + ", = raw.values()")
-        # Typing: each column's type decided here; the common case inline, the rest through `typed_`.
-        for i, column in enumerate(columns):
-            v, c = f"v{i}", src.ref(column, "c")
-            slow = f"typed_({c}, {v}, errors)"
-            if column.text:  # blank text (what strip() empties) -> None, without a stripped copy
-                src.add(1, f"t{i} = ({v} if {v} and not {v}.isspace() else None) if type({v}) is str else {slow}")
-            elif column.whole:  # "42" without Decimal
-                src.add(1, f"t{i} = int({v}) if type({v}) is str and {v}.isdigit() and {v}.isascii() else {slow}")
-            elif column.date and self._hours is not None:  # a date through the page's hour cache
-                src.add(1, f"t{i} = hour({v}) if type({v}) is str else None", f"if t{i} is None:", f"    t{i} = {slow}")
-            else:
-                src.add(1, f"t{i} = {slow}")
-        # The typed row by name as SFMC returned it; by lower-case name, the last column of that name.
-        src.add(1, "typed = {" + ", ".join(f"{_literal(c.name)}: t{i}" for i, c in enumerate(columns)) + "}")
-        last = {column.lower: i for i, column in enumerate(columns)}
-        by_lower = {lower: f"t{i}" for lower, i in last.items()}
-        src.add(1, "keys = {" + ", ".join(f"{_literal(name)}: {by_lower.get(name, 'None')}" for name in self.pk) + "}")
-        pk = [last.get(name) for name in self.pk]
-        if None in pk:
-            src.add(1, "pk = missing_key([" + ", ".join("ABSENT" if i is None else f"v{i}" for i in pk) + "], errors)")
-        else:
-            src.add(1, "pk = [" + ", ".join(f"v{i}" for i in pk) + "]", 'if None in pk or "" in pk:',
-                    "    pk = missing_key(pk, errors)")  # fmt: skip
-        src.add(1, "pk_digest = key_digest(pk)")
-        incremental = by_lower.get(self.incremental) if self.incremental else None
-        src.add(1, f"inc = {incremental} if type({incremental}) is str else None" if incremental else "inc = None")
+        by_lower = self._typing_lines(src, columns)
+        self._key_lines(src, by_lower)
         src.add(1, "if errors:", "    return RowResult(typed, raw, pk_digest, keys, inc, None, errors)")
-        # Mapping: each rule's lines; a rule whose column the shape lacks is a constant.
-        src.add(1, "try:", "    identities = {}", "    attributes = {}", "    consents = {}",
-                "    path = None", "    node = attributes")  # fmt: skip
-        for rule in self.rules:
-            r = src.ref(rule, "r")
-            value = by_lower.get(rule.column)
-            if value is None:
-                if rule.required:
-                    src.add(2, f'raise ColumnError({r}.column, "missing_required:" + {r}.column)')
-                continue
-            src.add(2, f"v = {value}")
-            if rule.required:
-                src.add(2, "if v is None:", f'    raise ColumnError({r}.column, "missing_required:" + {r}.column)')
-                depth = 2
-            else:
-                src.add(2, "if v is not None:")
-                depth = 3
-            if rule.transforms:
-                if rule.text_methods is not None:
-                    calls = "".join(f".{method}()" for method in rule.text_methods)
-                    src.add(depth, f"v = v{calls} if type(v) is str else transformed({r}, v)")
-                else:
-                    src.add(depth, f"v = transformed({r}, v)")
-                src.add(depth, "if not isinstance(v, str) or v.strip():")  # blank after transforms: skipped
-                depth += 1
-            # (Without transforms a text value is never blank here: typing made blank text None.)
-            if rule.root == "attributes":
-                # Rules in a row that share a path write into the dict it ended in without walking it
-                # again (a rule writing a leaf on the way has another path).
-                p = src.ref(rule.parents, "p")
-                src.add(depth, f"if path is not {p}:", f"    path = {p}", f"    node = node_at(attributes, {p})",
-                        f"node[{_literal(rule.leaf)}] = v")  # fmt: skip
-            elif rule.root == "identities":
-                src.add(depth, f"identities[{_literal(rule.key)}] = v if type(v) is str else identity({r}, v)")
-            else:
-                src.add(depth, f"consents[{_literal(rule.key)}] = consented({r}, v)")
-        src.add(2, "if not identities:", '    raise ColumnError("", "no_identity")')
-        src.add(1, "except ColumnError as exc:", "    return RowResult(typed, raw, pk_digest, keys, inc, None, [str(exc)])")
-        src.add(1, "occurred_at = inc or STARTED",
-                # == digest([source id, key, pk digest, version]): both are ISO/hex text, nothing to escape.
-                """event_id = "sfmc-" + digest_of_text(ID_PREFIX + '"' + pk_digest + '","' + (inc or row_version(raw)) + '"]')""")  # fmt: skip
-        audiences = (
-            '[{**audience, "status": "realized", "updatedAt": occurred_at} for audience in AUDIENCES]'
-            if self.audiences
-            else "[]"
+        src.add(
+            1, "try:", "    identities = {}", "    attributes = {}", "    consents = {}", "    path = None"
         )
+        for rule in self.rules:
+            self._rule_lines(src, rule, by_lower.get(rule.column))
+        src.add(2, "if not identities:", '    raise ColumnError("", "no_identity")')
+        src.add(1, "except ColumnError as exc:")
+        src.add(2, "return RowResult(typed, raw, pk_digest, keys, inc, None, [str(exc)])")
+        # == digest([source id, key, pk digest, version]): both are ISO/hex text, nothing to escape.
+        src.add(1, "version = inc or row_version(raw)")
+        src.add(
+            1, """event_id = "sfmc-" + digest_of_text(ID_PREFIX + '"' + pk_digest + '","' + version + '"]')"""
+        )
+        src.add(1, "occurred_at = inc or STARTED")
+        audiences = "[]"
+        if self.audiences:
+            audiences = (
+                '[{**audience, "status": "realized", "updatedAt": occurred_at} for audience in AUDIENCES]'
+            )
         # Lineage (`origin`) for consumers and replays; the event contract ignores unknown fields. One
         # dict for every event of the page: it is only ever serialised, never changed.
-        src.add(1, 'event = {"schemaVersion": "1", "eventId": event_id, "occurredAt": occurred_at,',
-                '    "profile": {"identities": identities, "attributes": attributes, "consents": consents},',
-                f'    "audiences": {audiences}, "origin": ORIGIN}}',
-                "return RowResult(typed, raw, pk_digest, keys, inc, event, errors)")  # fmt: skip
+        src.add(1, 'event = {"schemaVersion": "1", "eventId": event_id, "occurredAt": occurred_at,')
+        src.add(2, '"profile": {"identities": identities, "attributes": attributes, "consents": consents},')
+        src.add(2, f'"audiences": {audiences}, "origin": ORIGIN}}')
+        src.add(1, "return RowResult(typed, raw, pk_digest, keys, inc, event, errors)")
         return src.compile()
+
+    def _typing_lines(self, src: _MapperSource, columns: tuple[_Column, ...]) -> dict[str, int]:
+        """`t<i>`, each column typed (its type decided here: the common case inline, the rest through
+        `_typed`), and the typed row; returns the column of each lower-case name (the last column of
+        that name, as a dict by lower-case name would hold)."""
+        if columns:
+            src.add(1, ", ".join(f"v{i}" for i in range(len(columns))) + ", = raw.values()")
+        for i, column in enumerate(columns):
+            v, slow = f"v{i}", f"typed_({src.ref(column, 'c')}, v{i}, errors)"
+            if column.text:  # blank text (what strip() empties) -> None, without a stripped copy
+                value = f"({v} if {v} and not {v}.isspace() else None)"
+                src.add(1, f"t{i} = {value} if type({v}) is str else {slow}")
+            elif column.whole:  # "42" without Decimal
+                src.add(
+                    1, f"t{i} = int({v}) if type({v}) is str and {v}.isdigit() and {v}.isascii() else {slow}"
+                )
+            elif column.date and self._hours is not None:  # through the page's hour cache
+                src.add(1, f"t{i} = hour({v}) if type({v}) is str else None", f"if t{i} is None:")
+                src.add(2, f"t{i} = {slow}")
+            else:
+                src.add(1, f"t{i} = {slow}")
+        # The typed row by name as SFMC returned it (a name twice: the last value, as in a dict).
+        src.add(1, "typed = {" + ", ".join(f"{_literal(c.name)}: t{i}" for i, c in enumerate(columns)) + "}")
+        return {column.lower: i for i, column in enumerate(columns)}
+
+    def _key_lines(self, src: _MapperSource, by_lower: dict[str, int]) -> None:
+        """`keys` (typed, by lower-case name), `pk_digest` (of the values as SFMC sent them) and `inc`."""
+        keys = ", ".join(f"{_literal(name)}: {_local('t', by_lower.get(name))}" for name in self.pk)
+        src.add(1, f"keys = {{{keys}}}")
+        raw_values = [_local("v", by_lower.get(name), "ABSENT") for name in self.pk]
+        src.add(1, f"pk = [{', '.join(raw_values)}]")
+        if "ABSENT" in raw_values:
+            src.add(1, "pk = missing_key(pk, errors)")
+        else:
+            src.add(1, 'if None in pk or "" in pk:', "    pk = missing_key(pk, errors)")
+        names = [f"p{i}" for i in range(len(self.pk))]
+        src.add(1, f"{', '.join(names)}, = pk")
+        # == digest(pk) without an encoder call when nothing in the values needs escaping.
+        src.add(1, f"if {' and '.join(f'plain({p})' for p in names)}:")
+        src.add(2, "pk_digest = digest_of_text('[\"' + " + " + '\",\"' + ".join(names) + " + '\"]')")
+        src.add(1, "else:", "    pk_digest = digest(pk)")
+        incremental = by_lower.get(self.incremental) if self.incremental else None
+        if incremental is None:
+            src.add(1, "inc = None")
+        else:
+            src.add(1, f"inc = t{incremental} if type(t{incremental}) is str else None")
+
+    @staticmethod
+    def _rule_lines(src: _MapperSource, rule: _Rule, column: int | None) -> None:
+        """One mapping rule's lines, in the mapper's `try`; `column`: the rule's typed column, None when
+        the row shape has no such column (then the rule is a constant)."""
+        r = src.ref(rule, "r")
+        if column is None:
+            if rule.required:
+                src.add(2, f'raise ColumnError({r}.column, "missing_required:" + {r}.column)')
+            return
+        src.add(2, f"v = t{column}")
+        depth = 2
+        if rule.required:
+            src.add(
+                2, "if v is None:", f'    raise ColumnError({r}.column, "missing_required:" + {r}.column)'
+            )
+        else:
+            src.add(2, "if v is not None:")
+            depth += 1
+        if rule.transforms:
+            calls = "".join(f".{method}()" for method in rule.text_methods or ())
+            text = f"v{calls} if type(v) is str else " if rule.text_methods is not None else ""
+            src.add(depth, f"v = {text}transformed({r}, v)", "if not isinstance(v, str) or v.strip():")
+            depth += 1  # (a value blank after its transforms is skipped)
+        # (Without transforms a text value is never blank here: typing made blank text None.)
+        if rule.root == "attributes":
+            # Rules that share a path write into the dict it ended in without walking it again (one
+            # writing a leaf on the way has another path); the walk makes dicts, replacing a value.
+            p = src.ref(rule.parents, "p")
+            src.add(depth, f"if path is not {p}:", f"    path = {p}", "    node = attributes")
+            for part in rule.parents:
+                src.add(depth + 1, f"child = node.get({_literal(part)})", "if not isinstance(child, dict):")
+                src.add(depth + 2, f"child = node[{_literal(part)}] = {{}}")
+                src.add(depth + 1, "node = child")
+            src.add(depth, f"node[{_literal(rule.leaf)}] = v")
+        elif rule.root == "identities":
+            src.add(depth, f"identities[{_literal(rule.key)}] = v if type(v) is str else identity({r}, v)")
+        else:
+            src.add(depth, f"consents[{_literal(rule.key)}] = consented({r}, v)")
