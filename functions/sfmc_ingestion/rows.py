@@ -122,6 +122,11 @@ def _iso_date(text: str, zone: tzinfo) -> str:
     return iso(parse_date(text, zone))
 
 
+# Every valid `mm:ss` (two ASCII digits each, below 60): one set lookup checks a clock's minutes and
+# seconds (`isdecimal` also takes other scripts' digits, which the cache once copied into a date).
+_MINUTES_SECONDS = frozenset(f"{minute:02d}:{second:02d}" for minute in range(60) for second in range(60))
+
+
 class _HourCache:
     """SFMC dates (`M/D/YYYY h:mm:ss AM`) of one page, converted per local hour rather than per value.
 
@@ -148,21 +153,21 @@ class _HourCache:
     @staticmethod
     def _split(text: str) -> tuple[str, str] | None:
         """(`M/D/YYYY h` + ` AM`, `mm:ss`) when `text` ends in exactly `:mm:ss AM` (minutes and
-        seconds two digits below 60), else None."""
+        seconds two ASCII digits below 60), else None."""
         head, _, tail = text.partition(":")
-        if (
-            len(tail) == 8 and tail[2] == ":" and tail[5] == " " and tail[0] < "6" and tail[3] < "6"
-            and tail[:2].isdecimal() and tail[3:5].isdecimal()
-        ):  # fmt: skip
+        if len(tail) == 8 and tail[5] == " " and tail[:5] in _MINUTES_SECONDS:
             return head + tail[5:], tail[:5]
         return None
 
     def get(self, text: str) -> str | None:
-        parts = self._split(text)
-        if parts is None:
-            return None
-        prefix = self._prefixes.get(parts[0])
-        return None if prefix is None else prefix + parts[1] + "Z"
+        """`text` converted when its local hour was converted on this page, else None (one call a row:
+        the lookup first; a key of the cache ends in ` AM`, so a hit with an 8-character tail has
+        exactly the `mm:ss AM` form once its `mm:ss` is valid)."""
+        head, _, tail = text.partition(":")
+        prefix = self._prefixes.get(head + tail[5:])
+        if prefix is not None and len(tail) == 8 and (clock := tail[:5]) in _MINUTES_SECONDS:
+            return prefix + clock + "Z"
+        return None
 
     def put(self, text: str, converted: str) -> None:
         parts = self._split(text)

@@ -240,6 +240,7 @@ _CLOCK = st.builds(
     ["6/23/2024 1:02:03 AM", "6/23/2024 1:04:05 PM", "6/23/2024 1:60:00 AM", "6/23/2024 1:2:03 AM"], "-06:00"
 )
 @example(["12/31/2024 11:59:59 PM", "12/31/2024 11:00:00 PM", "1/1/2025 12:00:00 AM"], "+14:00")
+@example(["6/23/2024 1:02:03 AM", "6/23/2024 1:1\u0663:00 AM"], "-06:00")  # another script's digit 3
 def test_sfmc_a_page_of_dates_is_typed_as_each_date_alone(texts: list[str], zone_name: str) -> None:
     """The page's per-hour cache of converted dates (rows.py `_HourCache`) never changes a value."""
     zone = parse_time_zone(zone_name)
