@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from types import CodeType
 from typing import Any
 
 from activation_core.mapping import TRANSFORMS
@@ -359,6 +361,13 @@ def _literal(text: str) -> str:
     return repr(text)
 
 
+@lru_cache(maxsize=64)
+def _code(text: str) -> CodeType:
+    """A mapper's text compiled, kept for the next page tasks of a warm container: compiling took
+    ~0.85 ms, a third of a microsecond per row of a 2,500-row page; the namespace is per page."""
+    return compile(text + "\n", "<sfmc row mapper>", "exec")
+
+
 class _MapperSource:
     """The source of one row mapper: straight-line Python for one row shape of one data extension.
 
@@ -388,8 +397,7 @@ class _MapperSource:
         self.lines.extend("    " * indent + line for line in lines)
 
     def compile(self) -> Callable[[dict[Any, Any]], RowResult]:
-        code = compile("\n".join(self.lines) + "\n", "<sfmc row mapper>", "exec")
-        exec(code, self.namespace)  # noqa: S102 - the text is made of literals and generated names only
+        exec(_code("\n".join(self.lines)), self.namespace)  # noqa: S102 - the text is made of literals and generated names only
         mapper: Callable[[dict[Any, Any]], RowResult] = self.namespace["map_row"]
         return mapper
 
