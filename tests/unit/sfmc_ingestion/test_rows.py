@@ -283,3 +283,25 @@ def test_attribute_paths_that_overlap_are_built_in_mapping_order() -> None:
         "person": {"first": "Ada", "last": "Lovelace", "country": "us", "state": "CA"},
         "stage": "loyal",
     }
+
+
+HOSTILE_NAMES = (
+    "x'] = 1; raise SystemExit(3) #",
+    '"); raise SystemExit(3) #',
+    "line\nbreak\\",
+    "{t0}",
+    "\u2028é",
+)
+
+
+def test_column_names_from_the_rowset_are_data_never_code() -> None:
+    """The row mapper is generated per row shape (rows.py `_MapperSource`): names SFMC returns, whatever
+    their text, become dict keys as they are; none of it runs."""
+    t = transformer()
+    item = contact()
+    item["values"].update({name: f"value {n}" for n, name in enumerate(HOSTILE_NAMES)})
+    result = t.transform(item)
+    assert result.ok, result.errors
+    assert [result.row[name] for name in HOSTILE_NAMES] == [f"value {n}" for n in range(len(HOSTILE_NAMES))]
+    assert result.event is not None
+    assert result.event["profile"] == t.transform(contact()).event["profile"]  # type: ignore[index]
