@@ -32,7 +32,7 @@ import typer
 from botocore.exceptions import ClientError
 
 from activation_cli.config import read_pushed
-from activation_cli.console import out, print_json
+from activation_cli.console import fail, out, print_json
 from activation_cli.stack import STACK_ENV, aws_errors, client, load_stack
 from activation_core import naming
 
@@ -63,7 +63,7 @@ def _old_items(dynamodb: Any, table: str) -> Iterator[dict[str, Any]]:
 
 def _refused(exc: ClientError) -> bool:
     """Another writer came first: the typed item exists, or another run moved the old one."""
-    return exc.response.get("Error", {}).get("Code") == "TransactionCanceledException"
+    return bool(exc.response.get("Error", {}).get("Code") == "TransactionCanceledException")
 
 
 def _delete_old(table: str, key: Mapping[str, Any]) -> dict[str, Any]:
@@ -168,8 +168,11 @@ def upgrade_keys(
     """Once, after deploying typed state keys: move the order guards, waiting changes and outcome
     ledgers written under the old untyped keys to their destination type's keys (docs/operations.md)."""
     stack = load_stack(stack_name)
-    document = read_pushed(stack) or {}
-    instance_types = {str(d["id"]): str(d["type"]) for d in document.get("destinations", []) if "id" in d}
+    document = read_pushed(stack)
+    destinations = document.get("destinations") if isinstance(document, dict) else None
+    if not destinations:  # every instance would look removed, and its guards be deleted
+        fail("the stack's destinations config could not be read or lists no instance: nothing was changed")
+    instance_types = {str(d["id"]): str(d["type"]) for d in destinations if "id" in d and "type" in d}
     with aws_errors():
         counts = upgrade_state_keys(
             client("dynamodb"), stack.output("StateTableName"), instance_types, dry_run=dry_run
