@@ -340,7 +340,8 @@ def summarize(results: Mapping[str, RecordResult]) -> BatchSummary:
 def record_ledger(
     results: Mapping[str, RecordResult], ctx: BatchContext, dynamodb: Any, first_arrivals: Collection[str]
 ) -> None:
-    """Count outcomes per destination type, per instance and per audience in the state table (COM-08).
+    """Count outcomes per destination type, per instance and per audience in the state table (COM-08),
+    in the type's own partition (`naming.ledger_key`: its role may write no other type's).
 
     Final outcomes are counted once; a retry counts as an attempt; a redelivery (SQS delivered a
     message again whose outcome was counted: `is_redelivery`) counts as `redelivered`, outside
