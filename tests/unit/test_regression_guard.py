@@ -281,6 +281,8 @@ def test_issue18_the_layer_ships_the_versions_the_cold_start_guards_measure() ->
     layer = pins([line.split("#")[0].strip() for line in text if line.split("#")[0].strip()])
     project = tomllib.loads((core.ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     declared = {name: version for name, version in pins(project).items() if name in layer}
-    assert declared == layer, "layers/activation_core/requirements.txt and pyproject.toml pin different versions"
+    assert declared == layer, (
+        "layers/activation_core/requirements.txt and pyproject.toml pin different versions"
+    )
     installed = {name: metadata.version(name) for name in layer}
     assert installed == layer, "the dev venv is stale: run make install"
