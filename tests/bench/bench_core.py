@@ -97,10 +97,43 @@ def layer_distributions() -> list[str]:
     return sorted(extras)
 
 
+# The interpreter of the Lambda-like probes. Lambda runs python3.13 (template.yaml); the dev venv's may be
+# older, and their garbage collectors differ: on 3.11 it adds about 100 ms to our cold path and not to
+# boto3's, on 3.13 not (docs/decisions.md, cold path). BENCH_LAMBDA_PYTHON names a python3.13 whose
+# environment holds the layer's requirements, boto3 and packaging (e.g. a venv: `python3.13 -m venv v &&
+# v/bin/pip install -r layers/activation_core/requirements.txt boto3==<pyproject's pin> packaging`).
+LAMBDA_PYTHON_VARIABLE = "BENCH_LAMBDA_PYTHON"
+
+
+def lambda_python() -> str:
+    """The interpreter the cold-start probes run in (and whose packages the Lambda-like site links)."""
+    return os.environ.get(LAMBDA_PYTHON_VARIABLE) or sys.executable
+
+
+def lambda_python_version() -> str:
+    """`python3.13`, say: the probes' interpreter, for the figures' notes."""
+    done = subprocess.run(
+        [lambda_python(), "-c", "import sys; print('python%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return done.stdout.strip()
+
+
 def build_lambda_site(target: Path) -> Path:
     """A directory of links to exactly those distributions: what /opt/python plus the runtime hold."""
     from importlib import metadata
 
+    if lambda_python() != sys.executable:  # the site links that interpreter's packages: built by it
+        subprocess.run(
+            [lambda_python(), "-c", _BUILD_SITE, str(ROOT), str(target)],
+            env={**os.environ, LAMBDA_PYTHON_VARIABLE: ""},
+            check=True,
+            timeout=120,
+        )
+        return target
     target.mkdir(parents=True, exist_ok=True)
     for name in layer_distributions():
         dist = metadata.distribution(name)
@@ -111,6 +144,15 @@ def build_lambda_site(target: Path) -> Path:
             if (base / top).exists() and not link.exists():
                 link.symlink_to(base / top)
     return target
+
+
+_BUILD_SITE = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from tests.bench.bench_core import build_lambda_site
+build_lambda_site(Path(sys.argv[2]))
+"""
 
 
 def handler_modules() -> list[str]:
@@ -145,7 +187,7 @@ class ImportProbe:
 def _probe_command(module: str, site: Path, *extra: str) -> list[str]:
     # -I: no PYTHON* variables, no user site, no cwd on the path; -S: not even the venv's site-packages.
     return [
-        sys.executable,
+        lambda_python(),
         "-I",
         "-S",
         *extra,
@@ -491,7 +533,8 @@ def cold_import_figures() -> tuple[list[Figure], str]:
     top = ", ".join(f"{name} {ms:.0f} ms" for name, ms in breakdown)
     saved = best[before] - best["rainfocus.handler"]
     notes = (
-        "Cold imports run in a fresh interpreter (`python -I -S`) whose path holds the functions, the layer "
+        f"Cold imports run in a fresh interpreter ({lambda_python_version()} `-I -S`) whose path holds the "
+        "functions, the layer "
         "and links to exactly the layer's requirements plus boto3 (what Lambda's /opt/python and runtime "
         "hold), with Lambda's environment (Tracing: Active, so Powertools loads the X-Ray SDK and patches "
         "botocore and httpx). The dev venv would add httpx's CLI (rich, click), which Lambda never loads. "
@@ -559,7 +602,7 @@ def cold_path_figures() -> tuple[list[Figure], str]:
         for _ in range(IMPORT_RUNS):  # interleaved, as the imports above
             for mode, runs in cpu.items():
                 done = subprocess.run(
-                    [sys.executable, "-I", "-S", "-c", _COLD_PATH_PROBE, mode, services, *map(str, paths)],
+                    [lambda_python(), "-I", "-S", "-c", _COLD_PATH_PROBE, mode, services, *map(str, paths)],
                     env=env,
                     cwd=tmp,
                     capture_output=True,
@@ -569,6 +612,11 @@ def cold_path_figures() -> tuple[list[Figure], str]:
                 )
                 runs.append(json.loads(done.stdout.strip().splitlines()[-1])["cpu"] * 1000)
     median = {m: statistics.median(runs) for m, runs in cpu.items()}
+    interpreter = lambda_python_version() + (
+        f" ({LAMBDA_PYTHON_VARIABLE})"
+        if os.environ.get(LAMBDA_PYTHON_VARIABLE)
+        else f", the dev venv's (Lambda runs python3.13: set {LAMBDA_PYTHON_VARIABLE})"
+    )
     figures = [
         Figure(
             "Cold start",
@@ -601,12 +649,12 @@ def cold_path_figures() -> tuple[list[Figure], str]:
         "and h11 about 18 ms and the client's TLS context with the CA bundle about 20 ms; Powertools' "
         "logger and metrics about 8 ms; the Tracer about 12 ms (30 ms before wrapt was held at 1.x). The "
         "three clients (about 180-210 ms, mostly botocore loading service models) and boto3's import are "
-        "in both. This bench runs the probe with the dev venv's interpreter (python3.11), where the "
-        "garbage collector adds about 100 ms to our path and not to boto3's (pydantic's and our objects "
-        "make each full collection longer; GC time, wall clock: ours 117-184 ms, boto3's 49-87 ms): on "
-        "python3.13, whose collector runs far less often, main measured 1.50 against 1.68 here a minute "
-        "apart (1.52-1.62 on 3.13 in later rounds, at load 8-9). A `gc.freeze()` after the import takes those 100 ms off on "
-        "3.11 and nothing on 3.13, so it was not adopted (docs/decisions.md). What is left on 3.13 (about "
+        f"in both. The interpreter matters: these figures ran on {interpreter}. On python3.11 the garbage "
+        "collector adds about 100 ms to our path and not to boto3's (pydantic's and our objects make each "
+        "full collection longer; GC time, wall clock: ours 117-184 ms, boto3's 49-87 ms); on python3.13, "
+        "whose collector runs far less often, main measured 1.50 against 1.68 on 3.11 a minute apart "
+        "(1.52-1.62 on 3.13 in later rounds, at load 8-9). A `gc.freeze()` after the import takes those "
+        "100 ms off on 3.11 and nothing on 3.13, so it was not adopted (docs/decisions.md). What is left on 3.13 (about "
         "200 ms over boto3 plus its clients, against 80 allowed) would need the vendor HTTP client on "
         "urllib3 (which botocore loads anyway), tracing without the X-Ray SDK, and the config and event "
         "contracts without pydantic: each a product decision, together about the 1.2."

@@ -143,13 +143,21 @@ def test_issue18_tracing_still_starts_before_the_first_outbound_call_as_deployed
     import json
     import os
     import subprocess
-    import sys
 
     site = core.build_lambda_site(tmp_path / "site")
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **core.LAMBDA_ENV}
     env |= {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}  # no call is made
     done = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", _TRACING_PROBE, str(core.FUNCTIONS), str(core.LAYER), str(site)],
+        [
+            core.lambda_python(),
+            "-I",
+            "-S",
+            "-c",
+            _TRACING_PROBE,
+            str(core.FUNCTIONS),
+            str(core.LAYER),
+            str(site),
+        ],
         env=env,
         cwd=tmp_path,
         capture_output=True,
