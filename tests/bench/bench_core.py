@@ -654,8 +654,9 @@ def cold_path_figures() -> tuple[list[Figure], str]:
         "full collection longer; GC time, wall clock: ours 117-184 ms, boto3's 49-87 ms); on python3.13, "
         "whose collector runs far less often, main measured 1.50 against 1.68 on 3.11 a minute apart "
         "(1.52-1.62 on 3.13 in later rounds, at load 8-9). A `gc.freeze()` after the import takes those "
-        "100 ms off on 3.11 and nothing on 3.13, so it was not adopted (docs/decisions.md). What is left on 3.13 (about "
-        "200 ms over boto3 plus its clients, against 80 allowed) would need the vendor HTTP client on "
+        "100 ms off on 3.11 and nothing on 3.13, so it was not adopted (docs/decisions.md). What is left "
+        "on 3.13 (about 150-200 ms over boto3 plus its clients, against 80 allowed) would need the vendor "
+        "HTTP client on "
         "urllib3 (which botocore loads anyway), tracing without the X-Ray SDK, and the config and event "
         "contracts without pydantic: each a product decision, together about the 1.2."
     )
