@@ -551,8 +551,9 @@ def cold_import_figures() -> tuple[list[Figure], str]:
         "first invocation needs it (tracing stays on as deployed: a regression test checks botocore and httpx "
         "are patched before the first call), and it patches botocore and httpx only, not X-Ray's whole list. "
         "The first invocation pays for it once (about 12 ms of CPU on python3.13 once boto3 is loaded, which "
-        "that invocation loads anyway; 30 ms before wrapt was held at 1.x: wrapt 2 imports asyncio). The event contract models are built on first validation (`defer_build`): "
-        "a profile destination never builds the account models, Bombora never the profile ones. "
+        "that invocation loads anyway; 30 ms before wrapt was held at 1.x: wrapt 2 imports asyncio). The "
+        "event contract models are built on first validation (`defer_build`): a profile destination never "
+        "builds the account models, Bombora never the profile ones. "
         "What remains is pydantic building the config and settings models (under activation_core and the "
         "destination), Powertools' logger and metrics, and httpx, all used by the first invocation."
     )
