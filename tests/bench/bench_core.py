@@ -1248,7 +1248,7 @@ def _guarded_throughput(batch_size: int) -> float:
     from tests.support import sqs_record
 
     config = parse_destinations({"schemaVersion": "1", "destinations": [rainfocus_instance()]})
-    guards = Guards(order=OrderGuard(STATE_TABLE))
+    guards = Guards(order=OrderGuard(STATE_TABLE, "rainfocus"))
     pipeline = Pipeline(RainfocusDestination(), function_settings(), lambda: config, guards)
     events = profile_events(batch_size * THROUGHPUT_BATCHES, prefix="g")
     batches = [

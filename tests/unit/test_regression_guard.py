@@ -248,7 +248,7 @@ def test_issue18_guarded_records_cost_a_few_dynamodb_requests_per_batch_and_no_p
             lambda model, **_: calls.update([f"{model.service_model.service_name}:{model.name}"]),
         )
     config = parse_destinations({"schemaVersion": "1", "destinations": [core.rainfocus_instance()]})
-    guards = Guards(order=OrderGuard(core.STATE_TABLE))
+    guards = Guards(order=OrderGuard(core.STATE_TABLE, "rainfocus"))
     pipeline = Pipeline(RainfocusDestination(), core.function_settings(), lambda: config, guards)
     pipeline.process(_batch(core.profile_events(1, prefix="w"), "w"))  # token, connection: once per container
     calls.clear()
