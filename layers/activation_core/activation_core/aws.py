@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 # Requests of one batch in flight at once (e.g. the order guard's reads and commits), as many as each
-# client's connection pool holds: a Bombora batch of 1,000 is 10 reads and 10 transactions, each set one
+# client's connection pool holds: a batch of 1,000 entities is 10 reads and 10 transactions, each set one
 # round trip (docs/decisions.md, "as built").
 PARALLEL_REQUESTS = 10
 # BatchGetItem reads up to 100 keys a request (DynamoDB's limit); keys it leaves unprocessed (throttled)
