@@ -270,13 +270,14 @@ def invoke(harness: ActivationHarness, output: str, payload: dict[str, Any]) -> 
     return result
 
 
-def stage_unannounced(
-    harness: ActivationHarness, folder: Path, snapshot_id: str, members: list[int], minutes: int
-) -> tuple[str, str]:
+def stage_unannounced(  # noqa: PLR0913 - the audience's two names default to the expo's
+    harness: ActivationHarness, folder: Path, snapshot_id: str, members: list[int], minutes: int,
+    audience: tuple[str, str] = (AUDIENCE, "Expo 2026 invitees"),
+) -> tuple[str, str]:  # fmt: skip
     """Members file and manifest outside incoming/ (nothing starts until announced); (bucket, key)."""
     path = folder / f"{snapshot_id}.jsonl.gz"
     write_members(path, (member(n) for n in members))
-    manifest = manifest_for(path, audience_id=AUDIENCE, audience_name="Expo 2026 invitees", snapshot_id=snapshot_id,
+    manifest = manifest_for(path, audience_id=audience[0], audience_name=audience[1], snapshot_id=snapshot_id,
                             snapshot_at=datetime.now(UTC) + timedelta(minutes=minutes), identity_namespace="email")  # fmt: skip
     manifest_file = write_manifest(path, manifest)
     s3, bucket = harness.stack.client("s3"), harness.outputs["SnapshotBucketName"]
@@ -419,3 +420,89 @@ def test_com_08_a_run_that_died_mid_partition_resumed_matches_an_uninterrupted_o
         assert duplicates == half, instance  # the resent half: skipped, not sent to the vendor again
         assert settled(outcomes) - duplicates == 14, instance  # each change its one outcome: nothing lost
     assert run["patches"] == dict.fromkeys(run["patches"], 1)  # one PATCH per changed prospect at Outreach
+
+
+# Runs of one audience never overlap. A second audience (activated on marketo-other only, its own list),
+# so these runs are independent of the expo audience's above.
+OTHER = ("aud-other", "Other")
+OTHER_LIST = 1002
+
+
+def announced_run(harness: ActivationHarness, bucket: str, key: str) -> dict[str, Any]:
+    """Announce a staged snapshot and wait for the execution that announcement started."""
+    sfn = harness.stack.client("stepfunctions")
+    machine = harness.outputs["SnapshotStateMachineArn"]
+    before = {e["executionArn"] for e in sfn.list_executions(stateMachineArn=machine)["executions"]}
+    announce(harness, bucket, key)
+    (started,) = [
+        e["executionArn"]
+        for e in sfn.list_executions(stateMachineArn=machine)["executions"]
+        if e["executionArn"] not in before
+    ]
+    execution = harness.stack.wait_execution(started, max_rounds=12_000)
+    harness.drain(max_rounds=DRAIN_ROUNDS)
+    return execution
+
+
+def listed(harness: ActivationHarness, members: range) -> set[int]:
+    """Which of these members are in the audience's Marketo list now (what the vendor shows)."""
+    marketo = harness.fake("marketo")
+    on_list = marketo.members(OTHER_LIST)
+    return {
+        n for n in members for lead in marketo.leads_where("email", f"member{n}@example.com") if lead["id"] in on_list
+    }
+
+
+@pytest.fixture(scope="module")
+def overlapping(stack: ActivationHarness, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """o1 (members 900-919) applied. o2 (900-917: 918 and 919 leave) prepared and diffed (its exits sent),
+    not committed yet, when o3 (900-919: they are back) arrives. o2 commits while o3 is waiting (or, without
+    serialised runs, after o3 ran)."""
+    stack.fake("marketo").add_list(OTHER_LIST, "Other")
+    folder = tmp_path_factory.mktemp("overlap")
+    everyone, fewer = list(range(900, 920)), list(range(900, 918))
+    first = announced_run(stack, *stage_unannounced(stack, folder, "o1", everyone, -180, OTHER))
+    listed_after_o1 = listed(stack, range(900, 920))
+    o2 = stage_unannounced(stack, folder, "o2", fewer, -120, OTHER)
+    prepared = invoke(stack, "SnapshotPrepareFunctionName", {"bucket": o2[0], "manifestKey": o2[1]})
+    assert prepared["status"] == "PREPARED", prepared
+    for index in range(1 << prepared["plan"]["bits"]):
+        invoke(stack, "SnapshotDiffFunctionName", {"partition": index, "plan": prepared["plan"]})
+    stack.drain()
+    listed_while_o2_runs = listed(stack, range(900, 920))
+    committed: list[dict[str, Any]] = []
+
+    def commit_o2() -> None:
+        if not committed:
+            committed.append(invoke(stack, "SnapshotCommitFunctionName", {"prepared": prepared}))
+
+    waits = sfn_fast_time.RECORDED
+    waits.on_retry(commit_o2)  # o2 finishes while o3 waits for the audience (the retry's wait)
+    try:
+        third = announced_run(stack, *stage_unannounced(stack, folder, "o3", everyone, -60, OTHER))
+    finally:
+        waits.on_retry(None)
+    commit_o2()  # without serialised runs o3 never waited: o2's commit comes after it
+    stack.drain()
+    state = SnapshotState(stack.outputs["StateTableName"], stack.stack.client("dynamodb"))
+    return {
+        "executions": (first, third),
+        "listed": (listed_after_o1, listed_while_o2_runs, listed(stack, range(900, 920))),
+        "o2": committed[0],
+        "pointer": state.pointer(OTHER[0]),
+    }
+
+
+def test_com_04_overlapping_runs_of_one_audience_leave_every_member_of_the_last_snapshot_at_the_vendor(
+    overlapping: dict[str, Any],
+) -> None:
+    """The review's finding: o2's exits were sent while o3 ran against o1; o3 saw 918 and 919 unchanged
+    and sent nothing, so they stayed removed although the applied snapshot lists them. Serialised, o3
+    waits for o2 and diffs against it: 918 and 919 are added again."""
+    after_o1, while_o2, final = overlapping["listed"]
+    assert after_o1 == set(range(900, 920))
+    assert while_o2 == set(range(900, 918))  # o2's exits reached Marketo
+    assert [e["status"] for e in overlapping["executions"]] == ["SUCCEEDED", "SUCCEEDED"]
+    assert overlapping["pointer"].snapshot_id == "o3"
+    assert set(range(900, 920)) - final == set()  # every member of the applied snapshot is on the list
+    assert overlapping["o2"]["status"] == "APPLIED"  # o3 waited for it
