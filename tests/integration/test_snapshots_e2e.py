@@ -485,7 +485,13 @@ def overlapping(stack: ActivationHarness, tmp_path_factory: pytest.TempPathFacto
     commit_o2()  # without serialised runs o3 never waited: o2's commit comes after it
     stack.drain()
     state = SnapshotState(stack.outputs["StateTableName"], stack.stack.client("dynamodb"))
+    history = stack.stack.client("stepfunctions").get_execution_history(executionArn=third["executionArn"])
     return {
+        "busy": [
+            e["lambdaFunctionFailedEventDetails"]
+            for e in history["events"]
+            if e["type"] == "LambdaFunctionFailed"
+        ],
         "executions": (first, third),
         "listed": (listed_after_o1, listed_while_o2_runs, listed(stack, range(900, 920))),
         "o2": committed[0],
@@ -506,3 +512,6 @@ def test_com_04_overlapping_runs_of_one_audience_leave_every_member_of_the_last_
     assert overlapping["pointer"].snapshot_id == "o3"
     assert set(range(900, 920)) - final == set()  # every member of the applied snapshot is on the list
     assert overlapping["o2"]["status"] == "APPLIED"  # o3 waited for it
+    (busy,) = overlapping["busy"]  # o3's Prepare, once, while o2 held the audience; then it ran
+    assert busy["error"] == "SnapshotAudienceBusy"
+    assert "audience 'aud-other' is held by run 'o2'" in busy["cause"]
