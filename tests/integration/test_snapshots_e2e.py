@@ -515,3 +515,55 @@ def test_com_04_overlapping_runs_of_one_audience_leave_every_member_of_the_last_
     (busy,) = overlapping["busy"]  # o3's Prepare, once, while o2 held the audience; then it ran
     assert busy["error"] == "SnapshotAudienceBusy"
     assert "audience 'aud-other' is held by run 'o2'" in busy["cause"]
+
+
+@pytest.fixture(scope="module")
+def superseded(
+    stack: ActivationHarness, overlapping: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """f4 (918 and 919 leave, 920 joins) sends its changes and fails (its Map failed: RecordFailure); then
+    o5, newer, has 900-919 again: against o3 (the applied one) nobody changed, but the vendor holds f4's."""
+    folder = tmp_path_factory.mktemp("superseded")
+    f4 = stage_unannounced(stack, folder, "f4", [*range(900, 918), 920], -50, OTHER)
+    prepared = invoke(stack, "SnapshotPrepareFunctionName", {"bucket": f4[0], "manifestKey": f4[1]})
+    for index in range(1 << prepared["plan"]["bits"]):
+        invoke(stack, "SnapshotDiffFunctionName", {"partition": index, "plan": prepared["plan"]})
+    failed = invoke(
+        stack, "SnapshotCommitFunctionName", {"prepared": prepared, "error": {"Error": "States.TaskFailed"}}
+    )
+    stack.drain()
+    listed_after_f4 = listed(stack, range(900, 921))
+    o5 = announced_run(stack, *stage_unannounced(stack, folder, "o5", list(range(900, 920)), -40, OTHER))
+    state = SnapshotState(stack.outputs["StateTableName"], stack.stack.client("dynamodb"))
+    return {
+        "failed": failed,
+        "execution": o5,
+        "listed": (listed_after_f4, listed(stack, range(900, 921))),
+        "record": state.run(OTHER[0], "o5"),
+        "pointer": state.pointer(OTHER[0]),
+    }
+
+
+def test_com_04_a_failed_run_superseded_by_a_newer_one_leaves_the_vendor_as_the_applied_snapshot_says(
+    superseded: dict[str, Any],
+) -> None:
+    """The review's second case: a failed run's changes stay sent. The next run sends again every member
+    the failed run may have changed, as its own snapshot has them: 918 and 919 back, 920 removed."""
+    after_f4, final = superseded["listed"]
+    assert superseded["failed"]["status"] == "FAILED"
+    assert after_f4 == {*range(900, 918), 920}  # f4's changes reached Marketo
+    assert superseded["execution"]["status"] == "SUCCEEDED", superseded["execution"]
+    assert final == set(range(900, 920))
+    record = superseded["record"]
+    assert (record["status"], record["changed"], record["removed"], record["added"]) == ("APPLIED", 2, 1, 0)
+    assert superseded["pointer"].unsettled == ()  # o5 settled f4
+
+
+def test_the_audience_lease_and_the_re_checks_are_calls_the_snapshot_roles_allow(
+    stack: ActivationHarness, superseded: dict[str, Any]
+) -> None:
+    """Prepare takes and releases the audience's lease, the diff tasks renew it and read a failed run's
+    partitions, Commit renews and releases it and deletes what the failed run kept: each as AWS would
+    allow it (the key `lock#snapshot#<audience>` and nothing more)."""
+    functions = ("snapshot-prepare", "snapshot-diff", "snapshot-commit")
+    assert calls_their_roles_refuse(stack, *functions) == []
