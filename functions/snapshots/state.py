@@ -10,6 +10,8 @@ later snapshot; it also lists the runs since it that sent changes and were not a
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -49,9 +51,12 @@ class LeaseLost(Exception):
 
 
 class SnapshotState:
-    def __init__(self, table: str, dynamodb: Any | None = None) -> None:
+    def __init__(
+        self, table: str, dynamodb: Any | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
         self.table = table
         self._dynamodb = dynamodb
+        self._clock = clock  # the lease's (tests move it past an expiry)
 
     @property
     def dynamodb(self) -> Any:
@@ -122,7 +127,7 @@ class SnapshotState:
             raise
 
     def _lock(self) -> LeaseLock:
-        return LeaseLock(self.table, dynamodb=self.dynamodb)
+        return LeaseLock(self.table, dynamodb=self.dynamodb, clock=self._clock)
 
     def hold(self, audience_id: str, run_key: str, seconds: float = LEASE_SECONDS) -> None:
         """Take the audience's lease for this run (again, if it is this run's); AudienceBusy if another
