@@ -270,8 +270,8 @@ def invoke(harness: ActivationHarness, output: str, payload: dict[str, Any]) -> 
     return result
 
 
-def stage_unannounced(  # noqa: PLR0913 - the audience's two names default to the expo's
-    harness: ActivationHarness, folder: Path, snapshot_id: str, members: list[int], minutes: int,
+def stage_unannounced(
+    harness: ActivationHarness, folder: Path, snapshot_id: str, members: list[int], minutes: int, *,
     audience: tuple[str, str] = (AUDIENCE, "Expo 2026 invitees"),
 ) -> tuple[str, str]:  # fmt: skip
     """Members file and manifest outside incoming/ (nothing starts until announced); (bucket, key)."""
@@ -449,7 +449,10 @@ def listed(harness: ActivationHarness, members: range) -> set[int]:
     marketo = harness.fake("marketo")
     on_list = marketo.members(OTHER_LIST)
     return {
-        n for n in members for lead in marketo.leads_where("email", f"member{n}@example.com") if lead["id"] in on_list
+        n
+        for n in members
+        for lead in marketo.leads_where("email", f"member{n}@example.com")
+        if lead["id"] in on_list
     }
 
 
@@ -461,9 +464,9 @@ def overlapping(stack: ActivationHarness, tmp_path_factory: pytest.TempPathFacto
     stack.fake("marketo").add_list(OTHER_LIST, "Other")
     folder = tmp_path_factory.mktemp("overlap")
     everyone, fewer = list(range(900, 920)), list(range(900, 918))
-    first = announced_run(stack, *stage_unannounced(stack, folder, "o1", everyone, -180, OTHER))
+    first = announced_run(stack, *stage_unannounced(stack, folder, "o1", everyone, -180, audience=OTHER))
     listed_after_o1 = listed(stack, range(900, 920))
-    o2 = stage_unannounced(stack, folder, "o2", fewer, -120, OTHER)
+    o2 = stage_unannounced(stack, folder, "o2", fewer, -120, audience=OTHER)
     prepared = invoke(stack, "SnapshotPrepareFunctionName", {"bucket": o2[0], "manifestKey": o2[1]})
     assert prepared["status"] == "PREPARED", prepared
     for index in range(1 << prepared["plan"]["bits"]):
@@ -479,7 +482,7 @@ def overlapping(stack: ActivationHarness, tmp_path_factory: pytest.TempPathFacto
     waits = sfn_fast_time.RECORDED
     waits.on_retry(commit_o2)  # o2 finishes while o3 waits for the audience (the retry's wait)
     try:
-        third = announced_run(stack, *stage_unannounced(stack, folder, "o3", everyone, -60, OTHER))
+        third = announced_run(stack, *stage_unannounced(stack, folder, "o3", everyone, -60, audience=OTHER))
     finally:
         waits.on_retry(None)
     commit_o2()  # without serialised runs o3 never waited: o2's commit comes after it
@@ -524,7 +527,7 @@ def superseded(
     """f4 (918 and 919 leave, 920 joins) sends its changes and fails (its Map failed: RecordFailure); then
     o5, newer, has 900-919 again: against o3 (the applied one) nobody changed, but the vendor holds f4's."""
     folder = tmp_path_factory.mktemp("superseded")
-    f4 = stage_unannounced(stack, folder, "f4", [*range(900, 918), 920], -50, OTHER)
+    f4 = stage_unannounced(stack, folder, "f4", [*range(900, 918), 920], -50, audience=OTHER)
     prepared = invoke(stack, "SnapshotPrepareFunctionName", {"bucket": f4[0], "manifestKey": f4[1]})
     for index in range(1 << prepared["plan"]["bits"]):
         invoke(stack, "SnapshotDiffFunctionName", {"partition": index, "plan": prepared["plan"]})
@@ -533,7 +536,9 @@ def superseded(
     )
     stack.drain()
     listed_after_f4 = listed(stack, range(900, 921))
-    o5 = announced_run(stack, *stage_unannounced(stack, folder, "o5", list(range(900, 920)), -40, OTHER))
+    o5 = announced_run(
+        stack, *stage_unannounced(stack, folder, "o5", list(range(900, 920)), -40, audience=OTHER)
+    )
     state = SnapshotState(stack.outputs["StateTableName"], stack.stack.client("dynamodb"))
     return {
         "failed": failed,

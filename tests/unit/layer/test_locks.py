@@ -154,7 +154,9 @@ def test_a_lease_is_renewed_only_by_its_holder(dynamodb: Any, state_table: str) 
     assert lock.renew(lease, 30) is None
 
 
-def test_a_named_owner_takes_its_own_lease_again_and_nobody_else_does(dynamodb: Any, state_table: str) -> None:
+def test_a_named_owner_takes_its_own_lease_again_and_nobody_else_does(
+    dynamodb: Any, state_table: str
+) -> None:
     """A workflow run retrying a step holds its lease again; another run waits; holder() names it."""
     clock = Clock()
     lock = LeaseLock(state_table, dynamodb=dynamodb, clock=clock)

@@ -47,7 +47,9 @@ def test_a_second_run_of_the_audience_waits_while_the_first_holds_it(
     with pytest.raises(AudienceBusy, match=f"audience '{AUDIENCE}' is held by run 's2' until "):
         runner.prepare(store, "bucket", put_snapshot("s3", [profile(n) for n in range(10)], hours=2),
                        TWO_OF_A_TYPE, state, target=64)  # fmt: skip
-    assert prepared(store, state, put_snapshot("s2", [profile(n) for n in range(8)], hours=1)) == first  # resumed
+    assert (
+        prepared(store, state, put_snapshot("s2", [profile(n) for n in range(8)], hours=1)) == first
+    )  # resumed
     diff_every_partition_and_commit(store, state, first, Bus())  # releases the audience
     bus = Bus()
     record = run(store, state, put_snapshot("s3", [profile(n) for n in range(10)], hours=2), bus)
@@ -59,7 +61,9 @@ def test_a_refused_snapshot_and_a_backfill_give_the_audience_back(
     store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
 ) -> None:
     run(store, state, put_snapshot("s1", [profile(n) for n in range(10)]), Bus())
-    refused = runner.prepare(store, "bucket", put_snapshot("s0", [profile(1)], hours=-1), TWO_OF_A_TYPE, state)
+    refused = runner.prepare(
+        store, "bucket", put_snapshot("s0", [profile(1)], hours=-1), TWO_OF_A_TYPE, state
+    )
     assert isinstance(refused, runner.Refusal) and refused.reason == "older_than_applied"
     request = BackfillRequest(bucket="bucket", audienceId=AUDIENCE, snapshotId="s1", runId="s1.backfill-1")
     nothing = runner.prepare_backfill(store, request, TWO_OF_A_TYPE, state)
