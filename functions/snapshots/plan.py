@@ -64,6 +64,7 @@ class RunPlan(BaseModel):
     # Runs since the applied snapshot that sent changes and were not applied (docs/snapshots.md,
     # "Runs of one audience"): every member they may have changed is sent again as this snapshot has it.
     unsettled: tuple[Unsettled, ...] = ()
+    checksum: str = ""  # the members file's (the manifest's): a snapshotId names one file ("" for a backfill)
 
     @property
     def run_key(self) -> str:

@@ -217,22 +217,23 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
     if previous is not None and previous.snapshot_id == manifest.snapshot_id:
         unfinished = _unfinished_commit(store, state, manifest)
         if unfinished is not None:
-            return unfinished
+            return _same_file(manifest, unfinished) or unfinished
     if not targets_for(config, manifest.audience_id, None, manifest.full).current:
         return Refusal(
             "unknown_audience",
             f"audience '{manifest.audience_id}' is activated on no enabled destination instance",
         )
-    refused = _check_order(manifest, previous)
-    if refused is not None:
-        return refused
     unsettled = tuple(u for u in previous.unsettled if u.run_key != manifest.snapshot_id) if previous else ()
-    refused = _after_unsettled(manifest, unsettled)
+    prefix = run_prefix(manifest.audience_id, manifest.snapshot_id)
+    earlier = _stored_plan(store, prefix)
+    refused = (
+        _check_order(manifest, previous)
+        or _after_unsettled(manifest, unsettled)
+        or _same_file(manifest, earlier)
+    )
     if refused is not None:
         return refused
     bits = bits_for(manifest.member_count, target)
-    prefix = run_prefix(manifest.audience_id, manifest.snapshot_id)
-    earlier = _stored_plan(store, prefix)
     writer = PartitionWriter(bits, workdir)
     try:
         report = _partition(store, members_key_of(manifest_key, manifest), manifest, writer)
@@ -266,12 +267,26 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
         lines=report.lines,
         bad_lines=report.bad,
         unsettled=unsettled,
+        checksum=manifest.checksum,
     )
     store.put_json(f"{prefix}{PLAN}", plan.model_dump(mode="json"))  # what a resumed Commit needs
     # Before anything is sent: until this run is applied, the next one re-checks what it may send.
     state.add_unsettled(plan.audience_id, Unsettled(run_key=plan.run_key, snapshot_at=plan.snapshot_at,
                                                     prefix=plan.new_prefix, bits=plan.bits))  # fmt: skip
     return plan
+
+
+def _same_file(manifest: SnapshotManifest, earlier: RunPlan | None) -> Refusal | None:
+    """A snapshotId names one members file. Another file under the id of a run that got as far as its
+    plan would meet that run's done markers (its partitions not diffed again) and leave what that run
+    sent unchecked; under a new id, it re-checks that run (docs/snapshots.md, "Runs of one audience")."""
+    if earlier is None or not earlier.checksum or earlier.checksum == manifest.checksum:
+        return None
+    return Refusal(
+        "snapshot_id_reused",
+        f"snapshot '{manifest.snapshot_id}' was run with another members file ({earlier.checksum[:19]}...): "
+        "give this one a new snapshotId",
+    )
 
 
 def _after_unsettled(manifest: SnapshotManifest, unsettled: Sequence[Unsettled]) -> Refusal | None:

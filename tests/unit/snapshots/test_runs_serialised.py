@@ -127,3 +127,24 @@ def test_a_backfill_keeps_the_runs_still_to_re_check(
     diff_every_partition_and_commit(store, state, backfill, Bus())
     pointer = state.pointer(AUDIENCE)
     assert pointer is not None and [u.run_key for u in pointer.unsettled] == ["s2"]
+
+
+def test_another_file_under_the_snapshot_id_of_a_run_that_sent_changes_is_refused(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """Resumed with another file, the first file's done markers would stand for partitions it diffed (the
+    new file's changes there never sent) and its sent exits would not be re-checked. A snapshotId names
+    one file: the other one is refused, and under a new id it re-checks what the first file sent."""
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(100)]), Bus())
+    first = prepared(store, state, put_snapshot("s2", [profile(n) for n in range(90)], hours=1))
+    assert first.bits >= 1
+    runner.diff_partition(store, first, 0, Bus(), "bus")  # then it failed
+    state.release(AUDIENCE, "s2")
+    everyone = [profile(n) for n in range(100)]
+    refused = runner.prepare(store, "bucket", put_snapshot("s2", everyone, hours=1), TWO_OF_A_TYPE, state)
+    assert isinstance(refused, runner.Refusal) and refused.reason == "snapshot_id_reused"
+    bus = Bus()
+    record = run(store, state, put_snapshot("s3", everyone, hours=2), bus)
+    exited_by_s2 = {f"person{n}@example.com" for n in range(90, 100)}
+    assert record["status"] == "APPLIED"
+    assert bus.by_status("existing") == exited_by_s2  # sent again: whatever s2 sent, they are members
