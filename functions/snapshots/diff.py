@@ -6,10 +6,13 @@ Memory: the new partition (bounded by the partition target) plus one previous ro
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
+from snapshots.members import BAD_LINE_SAMPLES
 from snapshots.partitions import Row
+
+DUPLICATE_LINES = BAD_LINE_SAMPLES  # as many as the read report names of the lines Prepare refused
 
 
 class ChangeKind(StrEnum):
@@ -34,6 +37,7 @@ class DiffCounts:
     duplicates: int = (
         0  # the same member twice in one snapshot: the first line wins, the others are bad lines
     )
+    duplicate_lines: list[int] = field(default_factory=list)  # their line numbers, the first DUPLICATE_LINES
 
     def add(self, kind: ChangeKind) -> None:
         setattr(self, kind.value, getattr(self, kind.value) + 1)
@@ -51,6 +55,8 @@ def diff(new_sorted: Sequence[Row], previous: Iterable[Row], counts: DiffCounts)
     for row in new_sorted:
         if row.key == last_key:
             counts.duplicates += 1
+            if row.number and len(counts.duplicate_lines) < DUPLICATE_LINES:
+                counts.duplicate_lines.append(row.number)
             continue
         last_key = row.key
         while prev is not None and prev.key < row.key:
@@ -76,7 +82,7 @@ def unique(rows: Sequence[Row]) -> Iterator[Row]:
     for row in rows:
         if row.key != last:
             last = row.key
-            yield row
+            yield Row(row.key, row.digest, row.line)  # the line number means nothing to the next snapshot
 
 
 UNSETTLED = "unsettled"  # the digest of a member whose state at the vendors is not known

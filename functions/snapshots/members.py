@@ -31,6 +31,7 @@ class Member:
     key: str
     digest: str
     line: str  # canonical JSON of the member (sorted keys, no whitespace)
+    number: int = 0  # its line number in the members file (duplicates are reported by it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +155,7 @@ def read_members(
                 report.add_bad(report.lines, parsed)
                 continue
             report.members += 1
-            yield parsed
+            yield Member(parsed.key, parsed.digest, parsed.line, report.lines)
     except (OSError, EOFError) as exc:  # a truncated or corrupt gzip stream
         report.add_bad(report.lines + 1, f"unreadable:{type(exc).__name__}")
     # Whatever the gzip reader left unread still belongs to the stored bytes.

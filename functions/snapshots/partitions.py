@@ -1,6 +1,7 @@
 """Membership kept compactly in S3: members hash-partitioned by the top bits of their key.
 
-A partition is a gzip text object of sorted rows `key<TAB>digest<TAB>canonical member JSON`. Because a
+A partition is a gzip text object of sorted rows `key<TAB>digest<TAB>canonical member JSON` (a run's
+new partitions, unsorted, also hold the line number before the JSON). Because a
 partition holds one contiguous range of the key space, partitions in order are one sorted sequence:
 a snapshot split into 2^b partitions can be diffed against a previous one split into 2^c (any b, c)
 by streaming the overlapping ranges. A partition holds about `target` members, so every task's memory
@@ -43,17 +44,23 @@ class Row:
     key: str
     digest: str
     line: str
+    number: int = 0  # the line number in the members file, in a run's new partitions only
 
     @classmethod
     def parse(cls, raw: str) -> Row:
-        key, digest, line = raw.rstrip("\n").split("\t", 2)
-        return cls(key, digest, line)
+        key, digest, rest = raw.rstrip("\n").split("\t", 2)
+        number, tab, line = rest.partition("\t")
+        if tab and number.isdigit():  # a member's line is a JSON object: it never starts with a digit
+            return cls(key, digest, line, int(number))
+        return cls(key, digest, rest)
 
     @classmethod
     def of(cls, member: Member) -> Row:
-        return cls(member.key, member.digest, member.line)
+        return cls(member.key, member.digest, member.line, member.number)
 
     def text(self) -> str:
+        if self.number:
+            return f"{self.key}\t{self.digest}\t{self.number}\t{self.line}\n"
         return f"{self.key}\t{self.digest}\t{self.line}\n"
 
 
@@ -105,7 +112,7 @@ def read_rows(store: ObjectStore, key: str) -> Iterator[Row]:
 def load_sorted(store: ObjectStore, key: str) -> list[Row]:
     """One new partition, sorted by key (bounded by the partition target)."""
     rows = list(read_rows(store, key))
-    rows.sort(key=lambda r: r.key)
+    rows.sort(key=lambda r: (r.key, r.number))  # a member's first line first
     return rows
 
 

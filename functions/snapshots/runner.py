@@ -26,7 +26,7 @@ from activation_core.models.config import DestinationsConfig
 from activation_core.models.snapshots import MANIFEST_SUFFIX, SnapshotManifest
 from activation_core.settings import FunctionSettings
 from snapshots import erasure as snapshot_erasure
-from snapshots.diff import DiffCounts, diff, unique, unsettle
+from snapshots.diff import DUPLICATE_LINES, DiffCounts, diff, unique, unsettle
 from snapshots.events import entries
 from snapshots.members import ReadReport, read_members
 from snapshots.partitions import (
@@ -421,6 +421,7 @@ class PartitionResult:
             "unchanged": c.unchanged,
             "removed": c.removed,
             "duplicates": c.duplicates,
+            "duplicateLines": c.duplicate_lines,
             "sent": self.sent,
             "published": self.published,
         }
@@ -459,17 +460,23 @@ def totals(store: ObjectStore, plan: RunPlan) -> dict[str, Any]:
     sums = dict.fromkeys(("added", "changed", "unchanged", "removed", "duplicates", "published"), 0)
     sent: dict[str, int] = {}
     missing: list[int] = []
+    duplicate_lines: list[int] = []
     for index in range(1 << plan.bits):
         try:
             done = store.get_json(f"{plan.run_prefix}done/{index:04d}.json")
         except NotFound:
             missing.append(index)
             continue
+        duplicate_lines += done.get("duplicateLines", [])
         for key in sums:
             sums[key] += int(done.get(key, 0))
         for instance, count in done.get("sent", {}).items():
             sent[instance] = sent.get(instance, 0) + int(count)
-    return sums | {"sent": sent, "missingPartitions": missing}
+    return sums | {
+        "sent": sent,
+        "missingPartitions": missing,
+        "duplicateLines": sorted(duplicate_lines)[:DUPLICATE_LINES],
+    }
 
 
 def commit(
