@@ -48,11 +48,12 @@ class Row:
 
     @classmethod
     def parse(cls, raw: str) -> Row:
-        key, digest, rest = raw.rstrip("\n").split("\t", 2)
-        number, tab, line = rest.partition("\t")
-        if tab and number.isdigit():  # a member's line is a JSON object: it never starts with a digit
-            return cls(key, digest, line, int(number))
-        return cls(key, digest, rest)
+        # A member's line is canonical JSON: no raw tab in it (JSON escapes control characters).
+        parts = raw.rstrip("\n").split("\t", 3)
+        if len(parts) == 4:
+            return cls(parts[0], parts[1], parts[3], int(parts[2]))
+        key, digest, line = parts
+        return cls(key, digest, line)
 
     @classmethod
     def of(cls, member: Member) -> Row:
