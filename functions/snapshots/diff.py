@@ -82,7 +82,7 @@ def unique(rows: Sequence[Row]) -> Iterator[Row]:
     for row in rows:
         if row.key != last:
             last = row.key
-            yield Row(row.key, row.digest, row.line)  # the line number means nothing to the next snapshot
+            yield row
 
 
 UNSETTLED = "unsettled"  # the digest of a member whose state at the vendors is not known

@@ -60,9 +60,12 @@ class Row:
         return cls(member.key, member.digest, member.line, member.number)
 
     def text(self) -> str:
-        if self.number:
-            return f"{self.key}\t{self.digest}\t{self.number}\t{self.line}\n"
+        """As a membership keeps it (`state/`): the line number means nothing to the next snapshot."""
         return f"{self.key}\t{self.digest}\t{self.line}\n"
+
+    def numbered_text(self) -> str:
+        """As a run's new partitions keep it: duplicates are reported by line number."""
+        return f"{self.key}\t{self.digest}\t{self.number}\t{self.line}\n"
 
 
 class PartitionWriter:
@@ -86,7 +89,7 @@ class PartitionWriter:
 
     def add(self, member: Member) -> None:
         index = partition_of(member.key, self.bits)
-        self._file(index).write(Row.of(member).text())
+        self._file(index).write(Row.of(member).numbered_text())
         self.counts[index] += 1
 
     def upload(self, store: ObjectStore, prefix: str) -> list[int]:
