@@ -20,6 +20,7 @@ from rich.table import Table
 
 from activation_cli.console import err, out, print_json
 from activation_cli.stack import STACK_ENV, Stack, aws_errors, client, load_stack
+from activation_core import naming
 
 app = typer.Typer(no_args_is_help=True, help="List and replay the dead-letter queues (COM-09).")
 
@@ -104,7 +105,7 @@ def record_replayed(stack: Stack, destination_type: str, count: int) -> None:
         return
     client("dynamodb").update_item(
         TableName=stack.output("StateTableName"),
-        Key={"pk": {"S": "outcomes"}, "sk": {"S": destination_type}},
+        Key={"pk": {"S": naming.ledger_key(destination_type)}, "sk": {"S": destination_type}},
         UpdateExpression="ADD replayed :n",
         ExpressionAttributeValues={":n": {"N": str(count)}},
     )

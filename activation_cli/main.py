@@ -20,6 +20,7 @@ from activation_cli import (
     snapshot,
     stack,
     status,
+    upgrade,
 )
 
 app = typer.Typer(
@@ -47,3 +48,4 @@ app.add_typer(sfmc.app, name="sfmc")
 app.add_typer(snapshot.app, name="snapshot")
 app.command(name="preview")(preview.preview)
 app.command(name="status")(status.status)
+app.command(name="upgrade-keys")(upgrade.upgrade_keys)

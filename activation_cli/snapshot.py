@@ -257,14 +257,14 @@ def _lacking(stack: Stack, config: Any, audience: str) -> list[dict[str, str]]:
 
 
 def report(stack: Stack, audience: str | None = None) -> dict[str, Any]:
-    from snapshots.reconcile import reconcile
+    from snapshots.reconcile import outcomes_of, reconcile
     from snapshots.state import SnapshotState
 
     state = SnapshotState(stack.output("StateTableName"), client("dynamodb"))
     runs = sorted(state.runs(audience), key=lambda r: str(r.get("finishedAt") or ""), reverse=True)
     for run in runs:  # delivering: what the destinations made of the run's changes so far
         if run.get("status") == "APPLIED" and not run.get("reconciledAt"):
-            run["reconciliation"] = reconcile(run, state.outcomes(run["audienceId"], run["snapshotId"]))
+            run["reconciliation"] = reconcile(run, outcomes_of(state, run))
     sfn = client("stepfunctions")
     running = []
     for execution in sfn.list_executions(
@@ -286,16 +286,21 @@ def _progress(stack: Stack, state: Any, request: dict[str, Any]) -> dict[str, An
     from snapshots.store import NotFound, S3Store
 
     store = S3Store(stack.output(BUCKET_OUTPUT), client("s3"))
+    types = stack.destination_types()  # the run's own targets are known once it is recorded
     if "backfill" in request:
         ask = request["backfill"]
-        return run_progress(store, state, ask["audienceId"], ask["snapshotId"], ask["runId"])
+        return run_progress(
+            store, state, ask["audienceId"], ask["snapshotId"], ask["runId"], destination_types=types
+        )
     try:
         manifest = store.get_json(str(request.get("manifestKey")))
     except (NotFound, ValueError):
         return {"stage": "preparing"}
     if not isinstance(manifest, dict) or "audienceId" not in manifest or "snapshotId" not in manifest:
         return {"stage": "preparing"}
-    return run_progress(store, state, str(manifest["audienceId"]), str(manifest["snapshotId"]))
+    return run_progress(
+        store, state, str(manifest["audienceId"]), str(manifest["snapshotId"]), destination_types=types
+    )
 
 
 def render(data: dict[str, Any]) -> Table:

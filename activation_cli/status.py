@@ -1,8 +1,8 @@
 """`activation status`: per destination, instance and audience, what was received and what became of
 it (COM-08), with each DLQ's and queue's depth, and whether the books balance.
 
-Counts come from the outcome ledger in the state table (items pk=outcomes, sk=<type>,
-<type>#<instance>, <type>#<instance>#<audience>; see activation_core.batch.record_ledger), depths
+Counts come from the outcome ledger in the state table (one partition per type, pk=outcomes#<type>,
+sk=<type>, <type>#<instance>, <type>#<instance>#<audience>; see activation_core.batch.record_ledger), depths
 from SQS. Nothing is lost when, per destination,
     received - replayed = delivered + skipped + DLQ + queued (visible, in flight or delayed).
 """
@@ -22,29 +22,26 @@ from rich.text import Text
 from activation_cli.console import out, print_json
 from activation_cli.snapshot import audience_sizes
 from activation_cli.stack import STACK_ENV, Stack, aws_errors, client, load_stack
+from activation_core import naming
 
 # `redelivered`: messages SQS delivered again after their outcome was counted (activation_core.settled),
 # counted apart: outside received - replayed = delivered + skipped + DLQ + queued.
 COUNTERS = ("received", "delivered", "skipped", "rejected", "retried", "redelivered")
 
 
-def ledger(table: str) -> dict[str, dict[str, int]]:
-    """Every ledger item: sort key -> counters."""
-    dynamodb = client("dynamodb")
+def ledger(table: str, destination_type: str) -> dict[str, dict[str, int]]:
+    """Every ledger item of one destination type: sort key -> counters."""
+    paginator = client("dynamodb").get_paginator("query")
     items: dict[str, dict[str, int]] = {}
-    kwargs: dict[str, Any] = {
-        "TableName": table,
-        "KeyConditionExpression": "pk = :pk",
-        "ExpressionAttributeValues": {":pk": {"S": "outcomes"}},
-        "ConsistentRead": True,
-    }
-    while True:
-        page = dynamodb.query(**kwargs)
+    for page in paginator.paginate(
+        TableName=table,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": naming.ledger_key(destination_type)}},
+        ConsistentRead=True,
+    ):
         for item in page.get("Items", []):
             items[item["sk"]["S"]] = {k: int(v["N"]) for k, v in item.items() if "N" in v}
-        if "LastEvaluatedKey" not in page:
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return items
 
 
 def queue_depth(url: str) -> dict[str, int]:
@@ -65,10 +62,10 @@ def _counts(item: dict[str, int]) -> dict[str, int]:
 def report(stack: Stack, destination: str | None = None) -> dict[str, Any]:
     """The whole picture, as data (the table and --json both render it)."""
     types = [stack.known_type(destination)] if destination else stack.destination_types()
-    items = ledger(stack.output("StateTableName"))
     sizes = audience_sizes(stack.output("StateTableName"))  # members of each audience's latest snapshot
     destinations = []
     for destination_type in types:
+        items = ledger(stack.output("StateTableName"), destination_type)
         own = items.get(destination_type, {})
         dlq = queue_depth(stack.dead_letter_queue_url(destination_type))
         queue = queue_depth(stack.queue_url(destination_type))

@@ -207,7 +207,7 @@ class ActivationHarness:
             self.stack.client("dynamodb")
             .get_item(
                 TableName=self.outputs["StateTableName"],
-                Key={"pk": {"S": "outcomes"}, "sk": {"S": key or destination_type}},
+                Key={"pk": {"S": naming.ledger_key(destination_type)}, "sk": {"S": key or destination_type}},
                 ConsistentRead=True,
             )
             .get("Item", {})

@@ -48,7 +48,8 @@ _RESOURCES_HEADER = """\
 
 # The state keys every destination writes, besides those its manifest entry lists (`stateKeys`):
 # token leases (oauth.TokenProvider: only a destination whose `credentials` are "oauth"), erasure
-# records, settled messages (activation_core.settled), the outcome ledgers, order guards, waiting changes.
+# records, settled messages (activation_core.settled), the outcome ledgers, order guards, waiting changes
+# (activation_core.naming). Each carries the type: a role reaches no other type's partition.
 _TOKEN_LEASE_KEYS = (
     '!Sub "lock#token#${{AWS::StackName}}/{type}/*"',
     '!Sub "lock#token#arn:*:secret:${{AWS::StackName}}/{type}/*"',
@@ -60,7 +61,12 @@ _SECRET_ACTIONS = {
     "oauth": "[secretsmanager:GetSecretValue, secretsmanager:PutSecretValue]",
     "static": "[secretsmanager:GetSecretValue]",
 }
-_COMMON_STATE_KEYS_AFTER = ('"outcomes"', '"snapshot-outcomes"', '"order#*"', '"waiting#*"')
+_COMMON_STATE_KEYS_AFTER = (
+    '"outcomes#{type}"',
+    '"snapshot-outcomes#{type}"',
+    '"order#{type}#*"',
+    '"waiting#{type}#*"',
+)
 
 _BLOCK = """\
   # ---------------------------------------------------------------- @{type}
@@ -146,7 +152,7 @@ _BLOCK = """\
               Effect: Allow
               Action: [sqs:ChangeMessageVisibility, sqs:SendMessage]
               Resource: !GetAtt @{P}Queue.Arn
-            - Sid: OwnStateKeys  # ledgers, order guards, waiting changes (shared partitions); its own leases, budgets, lists, settled messages
+            - Sid: OwnStateKeys  # its own ledgers, order guards, waiting changes, leases, budgets, lists, settled messages
               Effect: Allow
               # BatchGetItem: the order guard's and the settled messages' reads (a batch's keys at once),
               # authorised as dynamodb:BatchGetItem, not GetItem; TransactWriteItems needs no action of its
@@ -438,7 +444,8 @@ def render_resources(destinations: Any, functions_dir: Path = FUNCTIONS) -> str:
         prefix = spec.logical_prefix
         leases = _TOKEN_LEASE_KEYS if spec.credentials == "oauth" else ()
         keys = [k.format(type=spec.type) for k in (*leases, *_COMMON_STATE_KEYS_BEFORE)]
-        keys += [json.dumps(k) for k in spec.state_keys] + list(_COMMON_STATE_KEYS_AFTER)
+        keys += [json.dumps(k) for k in spec.state_keys]
+        keys += [k.format(type=spec.type) for k in _COMMON_STATE_KEYS_AFTER]
         widgets = [json.dumps(w) for w in _widgets(spec, prefix)]
         blocks.append(
             _fill(

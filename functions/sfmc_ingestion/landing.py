@@ -49,9 +49,8 @@ def encode(records: Iterable[dict[str, Any]], common: dict[str, Any] | None = No
     """
     if common:
         head = _line(common)  # b'{...}'
-        lines = b"\n".join(
-            [head[:-1] + b"," + line[1:] if line != b"{}" else head for line in map(_line, records)]
-        )
+        opening = head[:-1] + b","  # once, not once per line
+        lines = b"\n".join([opening + line[1:] if line != b"{}" else head for line in map(_line, records)])
     else:
         lines = b"\n".join(map(_line, records))
     if lines:

@@ -5,6 +5,7 @@ made of them so far (the pipeline's per-snapshot ledger, as the reconciliation r
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from snapshots.plan import run_prefix
@@ -14,7 +15,13 @@ from snapshots.store import NotFound, ObjectStore
 
 
 def run_progress(
-    store: ObjectStore, state: SnapshotState, audience_id: str, snapshot_id: str, run_key: str | None = None
+    store: ObjectStore,
+    state: SnapshotState,
+    audience_id: str,
+    snapshot_id: str,
+    run_key: str | None = None,
+    *,
+    destination_types: Iterable[str],
 ) -> dict[str, Any]:
     prefix = run_prefix(audience_id, run_key or snapshot_id)
     progress: dict[str, Any] = {
@@ -32,7 +39,7 @@ def run_progress(
         done += 1
         for instance, count in store.get_json(key).get("sent", {}).items():
             sent[instance] = sent.get(instance, 0) + int(count)
-    so_far = reconcile({"sent": sent}, state.outcomes(audience_id, snapshot_id))
+    so_far = reconcile({"sent": sent}, state.outcomes(audience_id, snapshot_id, destination_types))
     return progress | {
         "stage": "diffing" if done < partitions else "committing",
         "partitions": partitions,

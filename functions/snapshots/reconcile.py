@@ -65,6 +65,12 @@ def reconcile(record: dict[str, Any], outcomes: dict[str, dict[str, int]]) -> di
     }
 
 
+def outcomes_of(state: SnapshotState, record: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """What the destinations made of a run's changes so far: the ledgers of the types it was sent to."""
+    types = ((record.get("targets") or {}).get("types") or {}).values()
+    return state.outcomes(str(record["audienceId"]), str(record["snapshotId"]), types)
+
+
 def due(record: dict[str, Any], reconciliation: dict[str, Any], now: datetime, deadline: timedelta) -> bool:
     """Final when nothing is pending any more, or when the deadline since the run passed."""
     finished = datetime.fromisoformat(str(record.get("finishedAt")))

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from activation_core import aws
+from activation_core import aws, naming
 from activation_core.locks import Lease, LeaseLock
 from snapshots.plan import Unsettled
 
@@ -162,21 +162,28 @@ class SnapshotState:
             },
         )
 
-    def outcomes(self, audience_id: str, snapshot_id: str) -> dict[str, dict[str, int]]:
-        """The pipeline's counters of this snapshot's changes, per instance (activation_core.batch)."""
+    def outcomes(
+        self, audience_id: str, snapshot_id: str, destination_types: Iterable[str]
+    ) -> dict[str, dict[str, int]]:
+        """The pipeline's counters of this snapshot's changes, per instance (activation_core.batch):
+        one query per destination type the snapshot was sent to (each type's own ledger partition)."""
         prefix = f"{audience_id}#{snapshot_id}#"
         out: dict[str, dict[str, int]] = {}
         paginator = self.dynamodb.get_paginator("query")
-        for page in paginator.paginate(
-            TableName=self.table,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
-            ExpressionAttributeValues={":pk": {"S": "snapshot-outcomes"}, ":p": {"S": prefix}},
-            ConsistentRead=True,
-        ):
-            for item in page.get("Items", []):
-                out[item["sk"]["S"].removeprefix(prefix)] = {
-                    k: int(v["N"]) for k, v in item.items() if "N" in v
-                }
+        for destination_type in sorted(set(destination_types)):
+            for page in paginator.paginate(
+                TableName=self.table,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+                ExpressionAttributeValues={
+                    ":pk": {"S": naming.snapshot_ledger_key(destination_type)},
+                    ":p": {"S": prefix},
+                },
+                ConsistentRead=True,
+            ):
+                for item in page.get("Items", []):
+                    out[item["sk"]["S"].removeprefix(prefix)] = {
+                        k: int(v["N"]) for k, v in item.items() if "N" in v
+                    }
         return out
 
     def run(self, audience_id: str, run_key: str) -> dict[str, Any] | None:

@@ -97,10 +97,43 @@ def layer_distributions() -> list[str]:
     return sorted(extras)
 
 
+# The interpreter of the Lambda-like probes. Lambda runs python3.13 (template.yaml); the dev venv's may be
+# older, and their garbage collectors differ: on 3.11 it adds about 100 ms to our cold path and not to
+# boto3's, on 3.13 not (docs/decisions.md, cold path). BENCH_LAMBDA_PYTHON names a python3.13 whose
+# environment holds the layer's requirements, boto3 and packaging (e.g. a venv: `python3.13 -m venv v &&
+# v/bin/pip install -r layers/activation_core/requirements.txt boto3==<pyproject's pin> packaging`).
+LAMBDA_PYTHON_VARIABLE = "BENCH_LAMBDA_PYTHON"
+
+
+def lambda_python() -> str:
+    """The interpreter the cold-start probes run in (and whose packages the Lambda-like site links)."""
+    return os.environ.get(LAMBDA_PYTHON_VARIABLE) or sys.executable
+
+
+def lambda_python_version() -> str:
+    """`python3.13`, say: the probes' interpreter, for the figures' notes."""
+    done = subprocess.run(
+        [lambda_python(), "-c", "import sys; print('python%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return done.stdout.strip()
+
+
 def build_lambda_site(target: Path) -> Path:
     """A directory of links to exactly those distributions: what /opt/python plus the runtime hold."""
     from importlib import metadata
 
+    if lambda_python() != sys.executable:  # the site links that interpreter's packages: built by it
+        subprocess.run(
+            [lambda_python(), "-c", _BUILD_SITE, str(ROOT), str(target)],
+            env={**os.environ, LAMBDA_PYTHON_VARIABLE: ""},
+            check=True,
+            timeout=120,
+        )
+        return target
     target.mkdir(parents=True, exist_ok=True)
     for name in layer_distributions():
         dist = metadata.distribution(name)
@@ -111,6 +144,15 @@ def build_lambda_site(target: Path) -> Path:
             if (base / top).exists() and not link.exists():
                 link.symlink_to(base / top)
     return target
+
+
+_BUILD_SITE = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from tests.bench.bench_core import build_lambda_site
+build_lambda_site(Path(sys.argv[2]))
+"""
 
 
 def handler_modules() -> list[str]:
@@ -145,7 +187,7 @@ class ImportProbe:
 def _probe_command(module: str, site: Path, *extra: str) -> list[str]:
     # -I: no PYTHON* variables, no user site, no cwd on the path; -S: not even the venv's site-packages.
     return [
-        sys.executable,
+        lambda_python(),
         "-I",
         "-S",
         *extra,
@@ -491,7 +533,8 @@ def cold_import_figures() -> tuple[list[Figure], str]:
     top = ", ".join(f"{name} {ms:.0f} ms" for name, ms in breakdown)
     saved = best[before] - best["rainfocus.handler"]
     notes = (
-        "Cold imports run in a fresh interpreter (`python -I -S`) whose path holds the functions, the layer "
+        f"Cold imports run in a fresh interpreter ({lambda_python_version()} `-I -S`) whose path holds the "
+        "functions, the layer "
         "and links to exactly the layer's requirements plus boto3 (what Lambda's /opt/python and runtime "
         "hold), with Lambda's environment (Tracing: Active, so Powertools loads the X-Ray SDK and patches "
         "botocore and httpx). The dev venv would add httpx's CLI (rich, click), which Lambda never loads. "
@@ -507,9 +550,10 @@ def cold_import_figures() -> tuple[list[Figure], str]:
         "by `observability.start_tracing()` when the first AWS client, the first vendor HTTP client or the "
         "first invocation needs it (tracing stays on as deployed: a regression test checks botocore and httpx "
         "are patched before the first call), and it patches botocore and httpx only, not X-Ray's whole list. "
-        "The first invocation pays for it once (about 30 ms of CPU once boto3 is loaded, which that "
-        "invocation loads anyway). The event contract models are built on first validation (`defer_build`): "
-        "a profile destination never builds the account models, Bombora never the profile ones. "
+        "The first invocation pays for it once (about 12 ms of CPU on python3.13 once boto3 is loaded, which "
+        "that invocation loads anyway; 30 ms before wrapt was held at 1.x: wrapt 2 imports asyncio). The "
+        "event contract models are built on first validation (`defer_build`): a profile destination never "
+        "builds the account models, Bombora never the profile ones. "
         "What remains is pydantic building the config and settings models (under activation_core and the "
         "destination), Powertools' logger and metrics, and httpx, all used by the first invocation."
     )
@@ -559,7 +603,7 @@ def cold_path_figures() -> tuple[list[Figure], str]:
         for _ in range(IMPORT_RUNS):  # interleaved, as the imports above
             for mode, runs in cpu.items():
                 done = subprocess.run(
-                    [sys.executable, "-I", "-S", "-c", _COLD_PATH_PROBE, mode, services, *map(str, paths)],
+                    [lambda_python(), "-I", "-S", "-c", _COLD_PATH_PROBE, mode, services, *map(str, paths)],
                     env=env,
                     cwd=tmp,
                     capture_output=True,
@@ -569,6 +613,11 @@ def cold_path_figures() -> tuple[list[Figure], str]:
                 )
                 runs.append(json.loads(done.stdout.strip().splitlines()[-1])["cpu"] * 1000)
     median = {m: statistics.median(runs) for m, runs in cpu.items()}
+    interpreter = lambda_python_version() + (
+        f" ({LAMBDA_PYTHON_VARIABLE})"
+        if os.environ.get(LAMBDA_PYTHON_VARIABLE)
+        else f", the dev venv's (Lambda runs python3.13: set {LAMBDA_PYTHON_VARIABLE})"
+    )
     figures = [
         Figure(
             "Cold start",
@@ -593,17 +642,24 @@ def cold_path_figures() -> tuple[list[Figure], str]:
         "configuration. The first token request is network time, the same for both, and not counted. CPU "
         "time: the waits for a core on this shared machine are not counted. The 1.2 goal is "
         + ("met." if all(f.goal_met for f in figures) else "NOT met. ")
-        + "Where the difference went on 2026-12-07 (CPU, one process, stage by stage): the handler's "
-        "import about 160-195 ms (pydantic and our models, Powertools' logger and metrics, httpx), building "
-        "the Tracer with the X-Ray SDK about 45 ms (re-profiled with `-X importtime` for issue 18: about 30 "
-        "ms of it is asyncio, which wrapt imports for the SDK's async recorder; the SDK is needed only "
-        "because tracing is on), the httpx client about 35 ms (httpx imports httpcore and h11 when the "
-        "first client is built, and its TLS context loads the CA bundle: about 25 ms with a context of "
-        "our own, so nothing to win by building it ourselves); the three clients themselves (about 270 "
-        "ms, mostly botocore loading the service models; DynamoDB's alone about 140 ms) are in both, and "
-        "so is boto3's own import, which Powertools' parameters utility triggers. What is left would need "
-        "tracing without the X-Ray SDK, fewer or lighter models at import, or no vendor HTTP client "
-        "library: each a product decision."
+        + "Where the difference goes (re-measured for issue 18, goal 6, CPU stage by stage, rainfocus.handler, "
+        "boto3 imported first so that only what boto3 and its clients do not do is counted; python3.13 as "
+        "deployed, in a throwaway venv with the layer's pins): pydantic's own import about 55 ms; the "
+        "handler's modules about 45-75 ms (our 40 dataclasses alone 25-33 ms, the config and settings "
+        "models the first invocation validates, pydantic's first schema build); httpx about 17 ms, httpcore "
+        "and h11 about 18 ms and the client's TLS context with the CA bundle about 20 ms; Powertools' "
+        "logger and metrics about 8 ms; the Tracer about 12 ms (30 ms before wrapt was held at 1.x). The "
+        "three clients (about 180-210 ms, mostly botocore loading service models) and boto3's import are "
+        f"in both. The interpreter matters: these figures ran on {interpreter}. On python3.11 the garbage "
+        "collector adds about 100 ms to our path and not to boto3's (pydantic's and our objects make each "
+        "full collection longer; GC time, wall clock: ours 117-184 ms, boto3's 49-87 ms); on python3.13, "
+        "whose collector runs far less often, main measured 1.50 against 1.68 on 3.11 a minute apart "
+        "(1.52-1.62 on 3.13 in later rounds, at load 8-9). A `gc.freeze()` after the import takes those "
+        "100 ms off on 3.11 and nothing on 3.13, so it was not adopted (docs/decisions.md). What is left "
+        "on 3.13 (about 150-200 ms over boto3 plus its clients, against 80 allowed) would need the vendor "
+        "HTTP client on "
+        "urllib3 (which botocore loads anyway), tracing without the X-Ray SDK, and the config and event "
+        "contracts without pydantic: each a product decision, together about the 1.2."
     )
     return figures, notes
 
@@ -1192,7 +1248,7 @@ def _guarded_throughput(batch_size: int) -> float:
     from tests.support import sqs_record
 
     config = parse_destinations({"schemaVersion": "1", "destinations": [rainfocus_instance()]})
-    guards = Guards(order=OrderGuard(STATE_TABLE))
+    guards = Guards(order=OrderGuard(STATE_TABLE, "rainfocus"))
     pipeline = Pipeline(RainfocusDestination(), function_settings(), lambda: config, guards)
     events = profile_events(batch_size * THROUGHPUT_BATCHES, prefix="g")
     batches = [

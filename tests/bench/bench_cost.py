@@ -561,6 +561,7 @@ def render(measured: dict[str, Measured], prices: dict[str, Any], seconds: float
             f"event); the goal leaves {_money(max(room, 0.0))}, {max(room, 0.0) / wru:.2f} writes per event"
             + (" (the rest alone is over the goal)" if room <= 0 else "")
         )
+    lines += provisioned_lever(measured, priced, totals, prices)
     lines += ["", "## Per service", ""]
     services = list(dict.fromkeys(line.service for lines_ in priced.values() for line in lines_))
     lines += [
@@ -610,6 +611,66 @@ def render(measured: dict[str, Measured], prices: dict[str, Any], seconds: float
         lines.append(f"| {ceiling.destination} | {ceiling.limit} | {ceiling.ceiling} | {ceiling.actions} |")
     lines.append("")
     return "\n".join(lines)
+
+
+def provisioned_lever(
+    measured: dict[str, Measured],
+    priced: dict[str, list[Line]],
+    totals: dict[str, float],
+    prices: dict[str, Any],
+) -> list[str]:
+    """The same measured units priced at provisioned capacity: computed, not measured (issue 18, goal 4)."""
+    on_demand, provisioned = prices["dynamodb"], prices["dynamodb_provisioned"]
+    utilisation = provisioned["target_utilisation"]
+
+    def hourly(units_per_event: float, unit_hour: float) -> float:
+        # a unit serves one request a second: units per million events / 3600 = unit-hours at 100%
+        return units_per_event * 1e6 / 3600 / utilisation * unit_hour
+
+    lines = [
+        "",
+        "## What DynamoDB's capacity mode would change (computed, not measured)",
+        "",
+        "The state table is on-demand (the template's `PAY_PER_REQUEST`). The same write and read units per "
+        "event, priced at provisioned capacity with auto scaling keeping "
+        f"{utilisation:.0%} of the capacity busy (`tests/bench/prices.toml`), and with the guard's "
+        "transactional writes (2 units an item) replaced by single conditional writes (1 unit, e.g. "
+        'PartiQL `BatchExecuteStatement`; see docs/decisions.md, "The order guard keeps its '
+        'transactions"):',
+        "",
+        "| destination | on-demand (today) | provisioned | on-demand, 1 unit a guard write | provisioned, 1 unit a guard write |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for destination, lines_ in priced.items():
+        wru = sum(line.per_record for line in lines_ if line.unit == "WRU")
+        rru = sum(line.per_record for line in lines_ if line.unit == "RRU")
+        dynamodb = sum(line.dollars_per_million for line in lines_ if line.service == "DynamoDB")
+        rest = totals[destination] - dynamodb
+        m = measured[destination]
+        transaction_items = m.counts.get("dynamodb:TransactWriteItems", {}).get("items", 0) / m.records
+        single_wru = wru - transaction_items  # each transaction item: 1 unit instead of 2
+        scenarios = (
+            dynamodb,
+            hourly(wru, provisioned["write_capacity_unit_hour"])
+            + hourly(rru, provisioned["read_capacity_unit_hour"]),
+            single_wru * on_demand["write_request_unit_per_million"]
+            + rru * on_demand["read_request_unit_per_million"],
+            hourly(single_wru, provisioned["write_capacity_unit_hour"])
+            + hourly(rru, provisioned["read_capacity_unit_hour"]),
+        )
+        cells = [
+            f"{_money(rest + cost)}{' (met)' if rest + cost <= GOAL_PER_MILLION else ''}"
+            for cost in scenarios
+        ]
+        lines.append(f"| {destination} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Provisioned capacity is paid by the hour whether or not events arrive, and a burst above it is "
+        "throttled (the batch retries) until auto scaling catches up, which takes minutes; on-demand has "
+        "neither problem. It pays off for a steady stream. The template does not offer it: a product "
+        "decision, as is the guard's write (see docs/decisions.md).",
+    ]
+    return lines
 
 
 _SUMMARY: list[str] = []

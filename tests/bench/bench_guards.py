@@ -166,7 +166,7 @@ class DynamoCalls:
         elif operation in ("UpdateItem", "PutItem", "DeleteItem", "BatchWriteItem"):
             key = params.get("Key") or params.get("Item") or {}
             pk = key.get("pk", {}).get("S", "")
-            if pk == "outcomes":
+            if pk.startswith("outcomes#"):  # the ledger (naming.ledger_key)
                 self.ledger_writes += 1
             elif pk.startswith("order#"):
                 self.guard_writes += 1
@@ -322,7 +322,7 @@ def _measure(destination: str, calls: DynamoCalls, dlq_url: str, prospects: _Pro
     def load() -> Any:
         return config
 
-    timed = _TimedGuard(OrderGuard(STATE_TABLE))
+    timed = _TimedGuard(OrderGuard(STATE_TABLE, destination))
     pipelines = {
         "plain": Pipeline(source, settings, load, Guards()),
         "guarded": Pipeline(source, settings, load, Guards(order=timed)),  # type: ignore[arg-type]

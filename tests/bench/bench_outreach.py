@@ -124,7 +124,11 @@ def waiting_changes_run(*, merge_across_batches: bool) -> WaitingRun:
         for prospect in prospects:
             fake.add_prospect(prospect, firstName=f"P{prospect}")
         boto3.client("secretsmanager").create_secret(Name=SECRET, SecretString=_secret(fake))
-        waiting = WaitingChanges(SETTINGS.state_table_name, clock=clock) if merge_across_batches else None
+        waiting = (
+            WaitingChanges(SETTINGS.state_table_name, SETTINGS.destination_type, clock=clock)
+            if merge_across_batches
+            else None
+        )
         # One call at a time, so the hour's first 429 is the only refused call.
         run = _pipeline(OutreachDestination(clock=clock, sleep=clock.sleep), waiting, maxConcurrency=1)
 

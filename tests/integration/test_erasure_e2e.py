@@ -46,6 +46,7 @@ def request(request_id: str, identities: dict[str, str]) -> dict[str, Any]:
 
 def order_records_of_the_person(harness: ActivationHarness) -> list[str]:
     """The order guard partitions keyed by the person's hashed identities, per person-destination instance."""
+    from activation_core import naming
     from activation_core.config_store import parse_destinations
     from activation_core.guards import entity_key
     from activation_core.mapping import CompiledMapping
@@ -58,7 +59,7 @@ def order_records_of_the_person(harness: ActivationHarness) -> list[str]:
         mapped = CompiledMapping(rows).apply({"identities": REQUEST["detail"]["profile"]["identities"]})
         if not mapped.identities:
             continue
-        pk = f"order#{instance.id}#{entity_key(mapped.identities)}"
+        pk = naming.order_key(instance.type, instance.id, entity_key(mapped.identities))
         items = dynamodb.query(
             TableName=harness.outputs["StateTableName"],
             KeyConditionExpression="pk = :pk",

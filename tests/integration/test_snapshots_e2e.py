@@ -22,6 +22,7 @@ import pytest
 from local import sfn_fast_time
 from local.harness import STACK_NAME, ActivationHarness
 from snapshots.files import manifest_for, write_manifest, write_members
+from snapshots.reconcile import outcomes_of
 from snapshots.state import SnapshotState
 from tests.support import calls_their_roles_refuse, cli_snapshot_push, example_config, instance_of
 from tests.support import snapshot_member as member
@@ -388,8 +389,9 @@ def crashed_mid_partition(
         "after_crash": after_crash,
         "after": ledger_totals(stack),
         "patches": {n: len(stack.fake("outreach").patches(50_000 + n)) - patches_before[n] for n in changed},
-        "outcomes": SnapshotState(stack.outputs["StateTableName"], stack.stack.client("dynamodb")).outcomes(
-            AUDIENCE, "s5"
+        "outcomes": outcomes_of(  # as reconciliation reads them: the ledgers of the run's types
+            SnapshotState(stack.outputs["StateTableName"], stack.stack.client("dynamodb")),
+            run_record(stack, "s5"),
         ),
     }
 

@@ -131,22 +131,33 @@ print(json.dumps({
     "disabled": tracer.disabled,
     "botocore_patched": hasattr(botocore.client.BaseClient._make_api_call, "__wrapped__"),
     "httpx_patched": type(http.shared_client()).__name__,
+    "asyncio_loaded": "asyncio" in sys.modules,
 }))
 """
 
 
 def test_issue18_tracing_still_starts_before_the_first_outbound_call_as_deployed(tmp_path: Path) -> None:
-    """Lazy X-Ray: nothing at import, but botocore and httpx are patched before the first client is used."""
+    """Lazy X-Ray: nothing at import, but botocore and httpx are patched before the first client is used;
+    and building the Tracer loads no asyncio (wrapt 2 imports it, wrapt 1.x as pinned does not: 60% of
+    the Tracer's cost on the first invocation, docs/decisions.md)."""
     import json
     import os
     import subprocess
-    import sys
 
     site = core.build_lambda_site(tmp_path / "site")
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **core.LAMBDA_ENV}
     env |= {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}  # no call is made
     done = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", _TRACING_PROBE, str(core.FUNCTIONS), str(core.LAYER), str(site)],
+        [
+            core.lambda_python(),
+            "-I",
+            "-S",
+            "-c",
+            _TRACING_PROBE,
+            str(core.FUNCTIONS),
+            str(core.LAYER),
+            str(site),
+        ],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -161,6 +172,7 @@ def test_issue18_tracing_still_starts_before_the_first_outbound_call_as_deployed
         "disabled": False,
         "botocore_patched": True,
         "httpx_patched": "_InstrumentedClient",
+        "asyncio_loaded": False,
     }
 
 
@@ -236,7 +248,7 @@ def test_issue18_guarded_records_cost_a_few_dynamodb_requests_per_batch_and_no_p
             lambda model, **_: calls.update([f"{model.service_model.service_name}:{model.name}"]),
         )
     config = parse_destinations({"schemaVersion": "1", "destinations": [core.rainfocus_instance()]})
-    guards = Guards(order=OrderGuard(core.STATE_TABLE))
+    guards = Guards(order=OrderGuard(core.STATE_TABLE, "rainfocus"))
     pipeline = Pipeline(RainfocusDestination(), core.function_settings(), lambda: config, guards)
     pipeline.process(_batch(core.profile_events(1, prefix="w"), "w"))  # token, connection: once per container
     calls.clear()
@@ -253,3 +265,32 @@ def test_issue8_the_lambda_like_site_holds_only_the_layer_closure(tmp_path: Path
     names = {p.name for p in site.iterdir()}
     assert {"pydantic", "httpx", "aws_lambda_powertools", "boto3", "botocore"} <= names
     assert not {"moto", "pytest", "rich", "click", "yaml"} & names
+
+
+def test_issue18_the_layer_ships_the_versions_the_cold_start_guards_measure() -> None:
+    """The Lambda-like site links the dev venv's packages: every pin of the layer's requirements.txt is
+    pinned the same in pyproject.toml and installed, so a guard or a figure never measures another version
+    than the layer ships (e.g. wrapt, held at 1.x for the cold path)."""
+    import tomllib
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    def pins(lines: list[str]) -> dict[str, str]:
+        found = {}
+        for line in lines:
+            requirement = Requirement(line)
+            (spec,) = requirement.specifier
+            assert spec.operator == "==", f"{line}: the layer pins exact versions"
+            found[requirement.name.lower()] = spec.version
+        return found
+
+    text = (core.LAYER / "requirements.txt").read_text().splitlines()
+    layer = pins([line.split("#")[0].strip() for line in text if line.split("#")[0].strip()])
+    project = tomllib.loads((core.ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    declared = {name: version for name, version in pins(project).items() if name in layer}
+    assert declared == layer, (
+        "layers/activation_core/requirements.txt and pyproject.toml pin different versions"
+    )
+    installed = {name: metadata.version(name) for name in layer}
+    assert installed == layer, "the dev venv is stale: run make install"

@@ -13,7 +13,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from activation_core import aws
 from activation_core.models.snapshots import SNAPSHOT_RECONCILED, SNAPSHOT_SOURCE
 from activation_core.observability import logger
-from snapshots.reconcile import due, open_runs, reconcile
+from snapshots.reconcile import due, open_runs, outcomes_of, reconcile
 from snapshots.settings import snapshot_settings
 from snapshots.state import SnapshotState
 from snapshots.tasks.errors import transient_errors
@@ -39,7 +39,7 @@ def run(
 ) -> list[dict[str, Any]]:
     done = []
     for record in open_runs(state):
-        reconciliation = reconcile(record, state.outcomes(record["audienceId"], record["snapshotId"]))
+        reconciliation = reconcile(record, outcomes_of(state, record))
         record["reconciliation"] = reconciliation
         if due(record, reconciliation, now, deadline):
             record["reconciledAt"] = now.isoformat()

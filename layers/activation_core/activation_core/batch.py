@@ -16,7 +16,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from activation_core import aws, erasure
+from activation_core import aws, erasure, naming
 from activation_core.chunking import packed
 from activation_core.observability import logger, metrics
 from activation_core.outcomes import BatchSummary, Kind, Outcome
@@ -340,7 +340,8 @@ def summarize(results: Mapping[str, RecordResult]) -> BatchSummary:
 def record_ledger(
     results: Mapping[str, RecordResult], ctx: BatchContext, dynamodb: Any, first_arrivals: Collection[str]
 ) -> None:
-    """Count outcomes per destination type, per instance and per audience in the state table (COM-08).
+    """Count outcomes per destination type, per instance and per audience in the state table (COM-08),
+    in the type's own partition (`naming.ledger_key`: its role may write no other type's).
 
     Final outcomes are counted once; a retry counts as an attempt; a redelivery (SQS delivered a
     message again whose outcome was counted: `is_redelivery`) counts as `redelivered`, outside
@@ -366,16 +367,17 @@ def record_ledger(
                 audience_key = f"{ctx.destination_type}#{o.instance_id}#{audience_id}"
                 counters[audience_key]["received"] += int(first)
                 counters[audience_key][_counter_name(o.outcome, again)] += 1
-    updates = [_LedgerUpdate(OUTCOME_LEDGER, key, counts) for key, counts in counters.items()]
+    ledger, snapshot_ledger = (
+        naming.ledger_key(ctx.destination_type),
+        naming.snapshot_ledger_key(ctx.destination_type),
+    )
+    updates = [_LedgerUpdate(ledger, key, counts) for key, counts in counters.items()]
     updates += [
-        _LedgerUpdate(SNAPSHOT_LEDGER, key, counts) for key, counts in _snapshot_counters(results).items()
+        _LedgerUpdate(snapshot_ledger, key, counts) for key, counts in _snapshot_counters(results).items()
     ]
     # One item per key, so the updates are independent: on threads they take about one round trip,
     # not 2 + instances + audiences of them one after another at the end of every batch.
-    aws.in_parallel(lambda u: _add_to_ledger(u.key, u.counts, ctx, dynamodb, pk=u.pk), updates)
-
-
-OUTCOME_LEDGER = "outcomes"
+    aws.in_parallel(lambda u: _add_to_ledger(u.pk, u.key, u.counts, ctx, dynamodb), updates)
 
 
 @dataclass(frozen=True)
@@ -385,12 +387,9 @@ class _LedgerUpdate:
     counts: Counter[str]
 
 
-SNAPSHOT_LEDGER = "snapshot-outcomes"
-
-
 def _snapshot_counters(results: Mapping[str, RecordResult]) -> dict[str, Counter[str]]:
     """Outcomes of snapshot changes per (audience, snapshot, instance): what reconciliation reads.
-    Items `pk=snapshot-outcomes`, `sk=<audience>#<snapshot>#<instance>`."""
+    Items `pk=snapshot-outcomes#<type>`, `sk=<audience>#<snapshot>#<instance>` (naming.snapshot_ledger_key)."""
     counters: dict[str, Counter[str]] = defaultdict(Counter)
     for result in results.values():
         if result.snapshot_id is None or is_redelivery(result):
@@ -423,7 +422,8 @@ def record_arrivals(arrivals: Collection[str], ctx: BatchContext, dynamodb: Any)
     record whose first invocation timed out is still counted once: received = delivered + skipped +
     DLQ depth + queued once the queue settles."""
     if arrivals:
-        _add_to_ledger(ctx.destination_type, Counter(received=len(arrivals)), ctx, dynamodb)
+        pk = naming.ledger_key(ctx.destination_type)
+        _add_to_ledger(pk, ctx.destination_type, Counter(received=len(arrivals)), ctx, dynamodb)
 
 
 def _receive_count(record: Mapping[str, Any]) -> int:
@@ -433,9 +433,7 @@ def _receive_count(record: Mapping[str, Any]) -> int:
         return 1
 
 
-def _add_to_ledger(
-    key: str, counts: Counter[str], ctx: BatchContext, dynamodb: Any, pk: str = OUTCOME_LEDGER
-) -> None:
+def _add_to_ledger(pk: str, key: str, counts: Counter[str], ctx: BatchContext, dynamodb: Any) -> None:
     names = {f"#c{i}": name for i, name in enumerate(counts)}
     values = {f":v{i}": {"N": str(counts[name])} for i, name in enumerate(counts)}
     expression = "ADD " + ", ".join(f"#c{i} :v{i}" for i in range(len(counts)))

@@ -52,7 +52,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from activation_core import aws
+from activation_core import aws, naming
 from activation_core.errors import RetryableError
 from activation_core.observability import logger
 
@@ -216,19 +216,21 @@ class OrderGuard(aws.UsesDynamoDB):
     def __init__(
         self,
         table_name: str,
+        destination_type: str,
         *,
         dynamodb: Any | None = None,
         retention_days: int = DEFAULT_RETENTION_DAYS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._table = table_name
+        self._type = destination_type
         self._dynamodb = dynamodb
         self._retention_seconds = retention_days * 86400
         self._clock = clock
 
     def _key(self, instance_id: str, entity: str) -> dict[str, Any]:
-        # The `order#` partitions the destination roles may write (template.yaml, LeadingKeys).
-        return {"pk": {"S": f"order#{instance_id}#{entity}"}, "sk": {"S": _SORT_KEY}}
+        # `order#<type>#...`: the partitions only this type's role may write (template.yaml, LeadingKeys).
+        return {"pk": {"S": naming.order_key(self._type, instance_id, entity)}, "sk": {"S": _SORT_KEY}}
 
     def forget(self, instance_id: str, entity: str) -> None:
         """Drop the order-and-idempotency item of one entity on one instance (an erasure request)."""

@@ -31,10 +31,12 @@ def destination_handler(destination: Destination) -> LambdaHandler:
                 lambda: load_instances(settings.config_parameter_name, settings.config_cache_seconds),
                 Guards(
                     order=OrderGuard(
-                        settings.state_table_name, retention_days=settings.order_guard_retention_days
+                        settings.state_table_name,
+                        settings.destination_type,
+                        retention_days=settings.order_guard_retention_days,
                     )
                 ),
-                WaitingChanges(settings.state_table_name),
+                WaitingChanges(settings.state_table_name, settings.destination_type),
             )
         return pipeline.process(records)
 

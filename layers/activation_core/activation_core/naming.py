@@ -47,3 +47,27 @@ def output_name(destination_type: str, output: str) -> str:
 def secret_prefix(stack_name: str, destination_type: str) -> str:
     """`<stack>/<type>/`: the only secret names a destination's function may read."""
     return f"{stack_name}/{check_type(destination_type)}/"
+
+
+# The state-table partitions a destination type writes for its instances. Each starts `<kind>#<type>`
+# so that the type's role may be limited to its own with `dynamodb:LeadingKeys` (`order#<type>#*` ...,
+# local/template_blocks.py); a key that carried only the instance would let every destination write it
+# (docs/decisions.md, "Guard and ledger keys per destination type").
+def order_key(destination_type: str, instance_id: str, entity: str) -> str:
+    """The order guard's item of one entity on one instance (activation_core.guards)."""
+    return f"order#{destination_type}#{instance_id}#{entity}"
+
+
+def waiting_key(destination_type: str, instance_id: str, entity: str) -> str:
+    """The waiting changes of one entity on one instance (activation_core.waiting)."""
+    return f"waiting#{destination_type}#{instance_id}#{entity}"
+
+
+def ledger_key(destination_type: str) -> str:
+    """The outcome ledger of a type: sort keys `<type>`, `<type>#<instance>`, `<type>#<instance>#<audience>`."""
+    return f"outcomes#{destination_type}"
+
+
+def snapshot_ledger_key(destination_type: str) -> str:
+    """The type's outcomes of snapshot changes: sort keys `<audience>#<snapshot>#<instance>`."""
+    return f"snapshot-outcomes#{destination_type}"

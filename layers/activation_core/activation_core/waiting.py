@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from activation_core import aws
+from activation_core import aws, naming
 from activation_core.guards import entity_key
 from activation_core.observability import logger
 from activation_core.outcomes import Kind, Outcome
@@ -108,17 +108,19 @@ class WaitingChanges(aws.UsesDynamoDB):
     def __init__(
         self,
         table_name: str,
+        destination_type: str,
         *,
         dynamodb: Any | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._table = table_name
+        self._type = destination_type
         self._dynamodb = dynamodb
         self._clock = clock
 
-    @staticmethod
-    def _key(instance_id: str, entity: str) -> dict[str, Any]:
-        return {"pk": {"S": f"waiting#{instance_id}#{entity}"}, "sk": {"S": "fields"}}
+    def _key(self, instance_id: str, entity: str) -> dict[str, Any]:
+        # `waiting#<type>#...`: the partitions only this type's role may write (template.yaml, LeadingKeys).
+        return {"pk": {"S": naming.waiting_key(self._type, instance_id, entity)}, "sk": {"S": "fields"}}
 
     def forget(self, instance_id: str, entity: str) -> None:
         """Drop the waiting-change item of one entity on one instance (an erasure request)."""

@@ -65,7 +65,12 @@ def test_com_01_the_vendor_ends_with_the_newest_real_change_whatever_the_order_c
 ) -> None:
     events, sizes = history
     config = parse_destinations(example_config())
-    run = Pipeline(RainfocusDestination(), function_settings, lambda: config, Guards(OrderGuard(STATE_TABLE)))
+    run = Pipeline(
+        RainfocusDestination(),
+        function_settings,
+        lambda: config,
+        Guards(OrderGuard(STATE_TABLE, "rainfocus")),
+    )
     now = datetime.now(UTC)
     records = []
     for i, (email, offset, future) in enumerate(events):

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from moto import mock_aws
 
-from activation_core import aws, batch, http, settled
+from activation_core import aws, batch, http, naming, settled
 from activation_core.batch import BatchContext, reject_all, run_batch
 from activation_core.errors import ThrottledError
 from activation_core.observability import metrics
@@ -49,7 +49,9 @@ def decided(outcomes: dict[str, Outcome]) -> Any:
 def ledger(key: str) -> dict[str, int]:
     item = (
         boto3.client("dynamodb")
-        .get_item(TableName="state", Key={"pk": {"S": "outcomes"}, "sk": {"S": key}})
+        .get_item(
+            TableName="state", Key={"pk": {"S": naming.ledger_key(key.partition("#")[0])}, "sk": {"S": key}}
+        )
         .get("Item", {})
     )
     return {k: int(v["N"]) for k, v in item.items() if "N" in v}

@@ -13,12 +13,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from activation_core import aws
+from activation_core import aws, naming
 from activation_core.guards import Applied, Change, OrderGuard, Verdict, entity_key
 from activation_core.outcomes import Kind, Outcome
 from activation_core.pipeline import Guards, Pipeline
 from tests.support import create_state_table, load_event, sqs_record
 from tests.unit.layer.recording import SETTINGS, RecordingConnector, RecordingDestination, config
+
+TYPE = SETTINGS.destination_type  # the guard's keys carry its destination type
 
 
 @pytest.fixture
@@ -36,7 +38,7 @@ def at(second: int) -> datetime:
 
 
 def test_the_guard_reads_what_was_committed_per_entity_and_audience(tables: None) -> None:
-    guard = OrderGuard("state")
+    guard = OrderGuard("state", TYPE)
     assert guard.read("inst", ["p1", "p2"]) == {}
     guard.commit("inst", [Change("p1", "evt-1", 10, ("aud", "other-aud"))], {})
     state = guard.read("inst", ["p1", "p2"])
@@ -49,7 +51,7 @@ def test_the_guard_reads_what_was_committed_per_entity_and_audience(tables: None
 
 
 def test_the_guard_never_moves_backwards_whatever_another_invocation_did(tables: None) -> None:
-    guard = OrderGuard("state")
+    guard = OrderGuard("state", TYPE)
     seen_before = guard.read("inst", ["p1"])  # this invocation read, then delivered...
     guard.commit("inst", [Change("p1", "evt-new", 20, ("aud",))], {})  # ...while another one committed
     assert guard.commit("inst", [Change("p1", "evt-old", 10, ("aud",))], seen_before).not_committed == 0
@@ -57,7 +59,7 @@ def test_the_guard_never_moves_backwards_whatever_another_invocation_did(tables:
 
 
 def test_a_concurrent_change_to_another_audience_of_the_entity_is_kept(tables: None) -> None:
-    guard = OrderGuard("state")
+    guard = OrderGuard("state", TYPE)
     seen_before = guard.read("inst", ["p1"])
     guard.commit("inst", [Change("p1", "evt-b", 20, ("aud-b",))], {})  # another invocation, meanwhile
     guard.commit("inst", [Change("p1", "evt-a", 10, ("aud-a",))], seen_before)
@@ -69,7 +71,7 @@ def test_a_concurrent_change_to_another_audience_of_the_entity_is_kept(tables: N
 
 
 def test_events_of_the_same_instant_are_all_remembered(tables: None) -> None:
-    guard = OrderGuard("state")
+    guard = OrderGuard("state", TYPE)
     guard.commit("inst", [Change("p1", "evt-a", 10, ("aud",))], {})
     guard.commit("inst", [Change("p1", "evt-b", 10, ("aud",))], guard.read("inst", ["p1"]))
     # A stale read (the first commit not seen) is re-read when its condition fails, and still merges.
@@ -81,7 +83,7 @@ def test_a_batch_of_many_entities_is_read_and_committed_in_a_few_requests(tables
     calls: list[str] = []
     client = boto3.client("dynamodb")
     client.meta.events.register("before-call", lambda model, **_: calls.append(model.name))
-    guard = OrderGuard("state", dynamodb=client)
+    guard = OrderGuard("state", TYPE, dynamodb=client)
     entities = [f"p{i}" for i in range(250)]
     known = guard.read("inst", entities)
     guard.commit("inst", [Change(e, f"evt-{e}", 1, ("aud",)) for e in entities], known)
@@ -97,7 +99,7 @@ def test_every_request_the_guard_makes_passes_botocores_parameter_validation(tab
     calls: list[str] = []
     validated = boto3.client("dynamodb")  # parameter validation on: a wrong shape raises here
     validated.meta.events.register("before-call", lambda model, **_: calls.append(model.name))
-    guard = OrderGuard("state", dynamodb=validated)
+    guard = OrderGuard("state", TYPE, dynamodb=validated)
     first = guard.read("inst", ["p1", "p2"])
     guard.commit(
         "inst", [Change("p1", "evt-1", 10, ("aud",), "m-1"), Change("p2", "evt-2", 10, ("aud",))], first
@@ -118,7 +120,7 @@ def test_the_containers_guard_uses_the_dynamodb_client_without_parameter_validat
     aws.client("dynamodb", validated=False).meta.events.register(
         "before-call", lambda model, **_: seen.append(model.name)
     )
-    guard = OrderGuard("state")
+    guard = OrderGuard("state", TYPE)
     guard.commit("inst", [Change("p1", "evt-1", 10, ("aud",))], guard.read("inst", ["p1"]))
     assert seen == ["BatchGetItem", "TransactWriteItems"]
 
@@ -131,7 +133,7 @@ def test_entity_key_is_stable_and_not_the_identity() -> None:
 
 def guarded_pipeline(destination: RecordingDestination) -> Pipeline:
     cfg = config("one")
-    guards = Guards(OrderGuard("state"))
+    guards = Guards(OrderGuard("state", TYPE))
     return Pipeline(destination, SETTINGS, lambda: cfg, guards)
 
 
@@ -268,14 +270,14 @@ def test_entity_key_folds_case_only_where_the_namespace_ignores_it() -> None:
 
 
 def guard_item(client: Any, instance: str, entity: str) -> dict[str, Any]:
-    key = {"pk": {"S": f"order#{instance}#{entity}"}, "sk": {"S": "applied"}}
+    key = {"pk": {"S": naming.order_key(TYPE, instance, entity)}, "sk": {"S": "applied"}}
     return dict(client.get_item(TableName="state", Key=key).get("Item") or {})
 
 
 def test_a_guard_item_expires_the_stated_days_after_the_last_change_applied(tables: None) -> None:
     client = boto3.client("dynamodb")
     now = [1_800_000_000.0]
-    guard = OrderGuard("state", retention_days=30, clock=lambda: now[0])
+    guard = OrderGuard("state", TYPE, retention_days=30, clock=lambda: now[0])
     guard.commit("inst", [Change("p1", "evt-1", 10, ("aud",))], {})
     assert int(guard_item(client, "inst", "p1")["ttl"]["N"]) == 1_800_000_000 + 30 * 86400
     now[0] += 86400  # a day later a newer change is applied: the item's end moves with it
@@ -284,7 +286,7 @@ def test_a_guard_item_expires_the_stated_days_after_the_last_change_applied(tabl
 
 
 def test_the_default_guard_retention_is_long_compared_with_any_delay_in_the_stack(tables: None) -> None:
-    guard = OrderGuard("state")
+    guard = OrderGuard("state", TYPE)
     guard.commit("inst", [Change("p1", "evt-1", 10, ("aud",))], {})
     expires_in_days = (
         int(guard_item(boto3.client("dynamodb"), "inst", "p1")["ttl"]["N"]) - time.time()
@@ -296,10 +298,12 @@ def test_the_default_guard_retention_is_long_compared_with_any_delay_in_the_stac
 def test_once_dynamodb_deleted_an_expired_guard_item_an_older_event_is_applied_again(tables: None) -> None:
     """The trade-off of a retention (docs/decisions.md): after expiry the entity is unknown again."""
     client = boto3.client("dynamodb")
-    guard = OrderGuard("state", retention_days=1)
+    guard = OrderGuard("state", TYPE, retention_days=1)
     guard.commit("inst", [Change("p1", "evt-new", 20, ("aud",))], {})
     assert guard.read("inst", ["p1"])["p1"].get("aud").verdict(10, "evt-old") is Verdict.STALE
-    client.delete_item(TableName="state", Key={"pk": {"S": "order#inst#p1"}, "sk": {"S": "applied"}})  # TTL
+    client.delete_item(
+        TableName="state", Key={"pk": {"S": naming.order_key(TYPE, "inst", "p1")}, "sk": {"S": "applied"}}
+    )  # TTL
     assert guard.read("inst", ["p1"]) == {}  # the older event would now be sent
 
 
@@ -318,14 +322,14 @@ def test_an_erasure_request_forgets_the_persons_guard_and_waiting_items_on_the_i
     from activation_core.waiting import WaitingChanges
 
     client = boto3.client("dynamodb")
-    guards = Guards(OrderGuard("state"))
+    guards = Guards(OrderGuard("state", TYPE))
     pipeline = Pipeline(
-        RecordingDestination(), SETTINGS, lambda: config("one"), guards, waiting=WaitingChanges("state")
+        RecordingDestination(), SETTINGS, lambda: config("one"), guards, waiting=WaitingChanges("state", TYPE)
     )
     realized = event_at("evt-1", "2026-11-28T10:00:00Z")
     pipeline.process([sqs_record(realized, "m-1")])
     entity = entity_key({"email": realized["detail"]["profile"]["identities"]["email"]})
-    waiting = {"pk": {"S": f"waiting#one#{entity}"}, "sk": {"S": "fields"}}
+    waiting = {"pk": {"S": naming.waiting_key(TYPE, "one", entity)}, "sk": {"S": "fields"}}
     client.put_item(TableName="state", Item={**waiting, "field:email": {"N": "1"}})
     assert guard_item(client, "one", entity)  # the stack holds the person's guard and waiting items
 
@@ -367,7 +371,7 @@ def test_com_08_a_requeued_copy_keeps_the_lineage_of_its_first_message(tables: N
 def test_com_08_of_two_invocations_holding_one_message_at_once_only_the_first_commit_counts(
     tables: None,
 ) -> None:
-    guard = OrderGuard("state")
+    guard = OrderGuard("state", TYPE)
     change = Change("p1", "evt-1", 10, ("aud",), origin="m-1")
     seen_before = guard.read("inst", ["p1"])  # both invocations read before either committed
     assert guard.commit("inst", [change], {}).redelivered == frozenset()
@@ -389,7 +393,9 @@ def test_com_08_two_invocations_committing_identical_items_are_two_requests_to_d
         "before-parameter-build.dynamodb.TransactWriteItems",
         lambda params, **_: tokens.append(params["ClientRequestToken"]),
     )
-    first, second = (OrderGuard("state", dynamodb=client, clock=lambda: 1_800_000_000.0) for _ in range(2))
+    first, second = (
+        OrderGuard("state", TYPE, dynamodb=client, clock=lambda: 1_800_000_000.0) for _ in range(2)
+    )
     change = Change("p1", "evt-1", 10, ("aud",), origin="m-1")
     first.commit("inst", [change], {})
     second.commit("inst", [change], {})  # refused (the first wrote it), re-read, nothing left to write

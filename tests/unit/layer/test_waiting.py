@@ -61,7 +61,7 @@ def counting(dynamodb: Any) -> Counter[str]:
 def test_issue18_an_older_waiting_change_is_superseded_by_a_newer_one_of_the_same_entity(
     dynamodb: Any, state_table: str
 ) -> None:
-    store = WaitingChanges(state_table, dynamodb=dynamodb)
+    store = WaitingChanges(state_table, "outreach", dynamodb=dynamodb)
     older, newer = item("old", 1), item("new", 2)
     store.note("inst", [newer], {"new": WAIT})  # batch 2 waits first...
     store.note("inst", [older], {"old": WAIT})  # ...then the older batch: it must not lower the time
@@ -73,7 +73,7 @@ def test_issue18_an_older_waiting_change_is_superseded_by_a_newer_one_of_the_sam
 def test_issue18_a_change_is_superseded_only_when_every_field_it_sets_is_set_by_newer_changes(
     dynamodb: Any, state_table: str
 ) -> None:
-    store = WaitingChanges(state_table, dynamodb=dynamodb)
+    store = WaitingChanges(state_table, "outreach", dynamodb=dynamodb)
     store.note(
         "inst",
         [item("n1", 5, audiences=("aud-a",)), item("n2", 6, audiences=("aud-b",))],
@@ -92,7 +92,7 @@ def test_issue18_a_change_is_superseded_only_when_every_field_it_sets_is_set_by_
 def test_issue18_records_that_never_waited_cost_no_read_and_delivered_ones_no_write(
     dynamodb: Any, state_table: str
 ) -> None:
-    store = WaitingChanges(state_table, dynamodb=dynamodb)
+    store = WaitingChanges(state_table, "outreach", dynamodb=dynamodb)
     calls = counting(dynamodb)
     fresh = [item(f"f{i}", i, person=f"p{i}", waited=False) for i in range(5)]
     assert store.superseded("inst", fresh) == {}
@@ -104,7 +104,7 @@ def test_issue18_records_that_never_waited_cost_no_read_and_delivered_ones_no_wr
 
 
 def test_issue18_an_unreadable_store_supersedes_nothing(state_table: str, mocked_aws: None) -> None:
-    store = WaitingChanges("no-such-table")
+    store = WaitingChanges("no-such-table", "outreach")
     store.note("inst", [item("new", 2)], {"new": WAIT})  # logged, not raised
     assert store.superseded("inst", [item("old", 1)]) == {}
 

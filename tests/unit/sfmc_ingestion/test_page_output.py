@@ -11,6 +11,7 @@ byte, event id, detail or count fails here.
 
 from __future__ import annotations
 
+import gc
 import gzip
 import hashlib
 import json
@@ -157,3 +158,33 @@ EXPECTED = {
 def test_the_page_tasks_landed_lines_events_and_counts_are_unchanged(case: str) -> None:
     key, rows, zone, lower, look_back = CASES[case]
     assert run_page(key, rows(), zone=zone, lower=lower, look_back=look_back) == EXPECTED[case]
+
+
+class RefusingS3:
+    def put_object(self, **kwargs: Any) -> None:
+        raise RuntimeError("S3 is down")
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_collector_is_as_it_was_after_a_page_and_after_a_failed_one(enabled: bool) -> None:
+    """The page task pauses the cyclic garbage collector while it works (tasks/page.py); whatever the page's
+    outcome, the collector is left as it found it."""
+    (source,) = parse_ingestion_config(example_ingestion_config()).sources
+    de = next(d for d in source.data_extensions if d.key == "Web_Activity")
+    item = WorkItem(
+        run_id="run-1", started_at="2026-11-28T10:00:00Z",
+        source=SourceRef(id=source.id, secret=source.secret), data_extension=de,
+    )  # fmt: skip
+    items = rowset(web_activity(50).rows, tuple(de.primary_key), lower=True, seed=1)
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        process_page(item.model_copy(deep=True), _deps(items, Watermark()), now=NOW)
+        assert gc.isenabled() is enabled
+        failing = _deps(items, Watermark())
+        failing.lander = Lander("landing", s3=RefusingS3())
+        with pytest.raises(RuntimeError):
+            process_page(item.model_copy(deep=True), failing, now=NOW)
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()

@@ -240,6 +240,7 @@ _CLOCK = st.builds(
     ["6/23/2024 1:02:03 AM", "6/23/2024 1:04:05 PM", "6/23/2024 1:60:00 AM", "6/23/2024 1:2:03 AM"], "-06:00"
 )
 @example(["12/31/2024 11:59:59 PM", "12/31/2024 11:00:00 PM", "1/1/2025 12:00:00 AM"], "+14:00")
+@example(["6/23/2024 1:02:03 AM", "6/23/2024 1:1\u0663:00 AM"], "-06:00")  # another script's digit 3
 def test_sfmc_a_page_of_dates_is_typed_as_each_date_alone(texts: list[str], zone_name: str) -> None:
     """The page's per-hour cache of converted dates (rows.py `_HourCache`) never changes a value."""
     zone = parse_time_zone(zone_name)
@@ -282,3 +283,25 @@ def test_attribute_paths_that_overlap_are_built_in_mapping_order() -> None:
         "person": {"first": "Ada", "last": "Lovelace", "country": "us", "state": "CA"},
         "stage": "loyal",
     }
+
+
+HOSTILE_NAMES = (
+    "x'] = 1; raise SystemExit(3) #",
+    '"); raise SystemExit(3) #',
+    "line\nbreak\\",
+    "{t0}",
+    "\u2028é",
+)
+
+
+def test_column_names_from_the_rowset_are_data_never_code() -> None:
+    """The row mapper is generated per row shape (rows.py `_MapperSource`): names SFMC returns, whatever
+    their text, become dict keys as they are; none of it runs."""
+    t = transformer()
+    item = contact()
+    item["values"].update({name: f"value {n}" for n, name in enumerate(HOSTILE_NAMES)})
+    result = t.transform(item)
+    assert result.ok, result.errors
+    assert [result.row[name] for name in HOSTILE_NAMES] == [f"value {n}" for n in range(len(HOSTILE_NAMES))]
+    assert result.event is not None
+    assert result.event["profile"] == t.transform(contact()).event["profile"]  # type: ignore[index]

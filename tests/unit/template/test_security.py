@@ -189,10 +189,24 @@ ALLOWED_MANAGED_POLICIES = {
 DESTINATIONS = DESTINATION_TYPES  # the manifest
 STACK = "stk"
 # The state-table partition keys each destination writes (formats from the code that writes them:
-# erasure, oauth.TokenProvider, rate_budget, bombora.lists); "outcomes" (ledger) and "order#..." are
-# shared. Every destination records erasures and may hold a token lock (its secret named or an ARN).
+# erasure, oauth.TokenProvider, rate_budget, bombora.lists; the ledgers, order guards and waiting
+# changes from activation_core.naming, which the layer's stores call). None is shared between types.
+# Every destination records erasures and may hold a token lock (its secret named or an ARN).
 TOKEN_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret"
+
+
 # Keys only some destinations write; each names its owner between '#' or '-' separators.
+def typed_state_keys(destination_type: str) -> list[str]:
+    """The keys the layer's stores build for one instance of a type (a real-looking entity hash)."""
+    entity = "3f2a9c0d" * 8
+    return [
+        naming.ledger_key(destination_type),
+        naming.snapshot_ledger_key(destination_type),
+        naming.order_key(destination_type, "inst-1", entity),
+        naming.waiting_key(destination_type, "inst-1", entity),
+    ]
+
+
 VENDOR_STATE_KEYS = [
     "bombora#lists#acct-1",
     "lock#bombora-list#acct-1#aud-1",
@@ -205,6 +219,7 @@ OWN_STATE_KEYS = {
         f"erasure#{t}#dsr-1",
         f"settled#{t}#0b8e5c1e-5f0a-4c3a-9d1e-2f6a7b8c9d0e",
         *(k for k in VENDOR_STATE_KEYS if t in re.split(r"[#-]", k)),
+        *typed_state_keys(t),
     ]
     for t in DESTINATIONS
 }
@@ -213,7 +228,6 @@ LEASE_KEYS = {
     t: [f"lock#token#{STACK}/{t}/conn", f"lock#token#{TOKEN_SECRET_ARN}:{STACK}/{t}/conn-AbCdEf"]
     for t in DESTINATIONS
 }
-SHARED_STATE_KEYS = ["outcomes", "snapshot-outcomes", "order#inst-1#3f2a", "waiting#inst-1#3f2a"]
 OTHER_STATE_KEYS = [
     "sfmc#watermark",
     "sfmc#runs",
@@ -291,10 +305,48 @@ def test_each_destination_writes_only_its_own_state_keys(resources: dict[str, An
 
     spec = MANIFEST.get(destination)
     leases = LEASE_KEYS[destination] if spec is not None and spec.credentials == "oauth" else []
-    assert all(allowed(k) for k in OWN_STATE_KEYS[destination] + leases + SHARED_STATE_KEYS)
+    assert all(allowed(k) for k in OWN_STATE_KEYS[destination] + leases)
     others = [k for d, keys in OWN_STATE_KEYS.items() if d != destination for k in keys] + OTHER_STATE_KEYS
     others += [k for d, keys in LEASE_KEYS.items() if d != destination or not leases for k in keys]
     assert [k for k in others if allowed(k)] == []
+
+
+STATE_TABLE_ARN = f"arn:aws:dynamodb:us-east-1:123456789012:table/{STACK}-state"
+
+
+def _state_statement(resources: dict[str, Any], destination: str) -> dict[str, Any]:
+    """The destination role's state-table statement, resolved as AWS would see it deployed."""
+    role = resources[f"{naming.logical_prefix(destination)}FunctionRole"]["Properties"]
+    (statement,) = _table_statements(role, "StateTable")
+    condition = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": _leading_key_patterns(statement)}}
+    return {**statement, "Resource": STATE_TABLE_ARN, "Condition": condition}
+
+
+def test_a_marketo_role_cannot_write_an_outreach_order_guard_ledger_or_waiting_key(
+    resources: dict[str, Any],
+) -> None:
+    """The security review: the guard and ledger keys carried the instance, not the type, so every
+    destination role could write every `order#*` key and every ledger row. Evaluated as IAM does
+    (local.iam_audit, the e2e audit's evaluator: `dynamodb:LeadingKeys` under ForAllValues:StringLike,
+    `*` any run of characters, case-sensitive; a request naming several keys needs every one to match),
+    the keys the layer builds for an outreach instance are refused to marketo's role, its own allowed."""
+    from local.iam_audit import Request, allowed
+
+    marketo = [_state_statement(resources, "marketo")]
+
+    def marketo_may(action: str, *keys: str) -> bool:
+        return allowed(marketo, Request(f"dynamodb:{action}", STATE_TABLE_ARN, keys))
+
+    for action in ("PutItem", "UpdateItem", "DeleteItem", "GetItem", "BatchGetItem"):
+        assert all(marketo_may(action, key) for key in typed_state_keys("marketo")), action
+        assert [key for key in typed_state_keys("outreach") if marketo_may(action, key)] == [], action
+    entity = "3f2a9c0d" * 8
+    # Nor the keys of before (the instance only, shared ledger rows), nor a batch mixing both types' keys.
+    for key in ("outcomes", "snapshot-outcomes", f"order#inst-1#{entity}", f"waiting#inst-1#{entity}"):
+        assert not marketo_may("PutItem", key), key
+    mixed = (naming.order_key("marketo", "m", entity), naming.order_key("outreach", "o", entity))
+    assert not marketo_may("BatchGetItem", *mixed)
+    assert marketo_may("BatchGetItem", mixed[0])
 
 
 @pytest.mark.parametrize("destination", DESTINATION_TYPES)
