@@ -110,8 +110,8 @@ def _not_json(constant: str) -> Any:
     raise ValueError(constant)  # NaN, Infinity, -Infinity: Python's json takes them, JSON does not
 
 
-def parse_line(raw: bytes, manifest: SnapshotManifest) -> Member | str:
-    """A keyed member, or the reason the line is bad (never its value)."""
+def parse_line(raw: bytes, manifest: SnapshotManifest, number: int = 0) -> Member | str:
+    """A keyed member (`number`: its line in the file), or the reason the line is bad (never its value)."""
     if len(raw) > MAX_LINE_BYTES:
         return "too_large"
     try:
@@ -130,7 +130,7 @@ def parse_line(raw: bytes, manifest: SnapshotManifest) -> Member | str:
     if key is None:
         return f"missing_identity:{manifest.identity_namespace}"
     line = canonical(document)
-    return Member(key, hashlib.sha256(line.encode()).hexdigest()[:32], line)
+    return Member(key, hashlib.sha256(line.encode()).hexdigest()[:32], line, number)
 
 
 def read_members(
@@ -150,12 +150,12 @@ def read_members(
             if not stripped:
                 continue
             report.lines += 1
-            parsed = parse_line(stripped, manifest)
+            parsed = parse_line(stripped, manifest, report.lines)
             if isinstance(parsed, str):
                 report.add_bad(report.lines, parsed)
                 continue
             report.members += 1
-            yield Member(parsed.key, parsed.digest, parsed.line, report.lines)
+            yield parsed
     except (OSError, EOFError) as exc:  # a truncated or corrupt gzip stream
         report.add_bad(report.lines + 1, f"unreadable:{type(exc).__name__}")
     # Whatever the gzip reader left unread still belongs to the stored bytes.
