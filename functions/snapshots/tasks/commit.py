@@ -67,6 +67,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "backfill": plan.backfill,
         }
         state.put_run(plan.audience_id, plan.run_key, record)
+        state.release(plan.audience_id, plan.run_key)  # the next run of the audience may start
     else:
         try:
             record = runner.commit(S3Store(plan.bucket), plan, state)
@@ -81,6 +82,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 "backfill": plan.backfill,
             }
             state.put_run(plan.audience_id, plan.run_key, record)
+            state.release(plan.audience_id, plan.run_key)
     emit_metrics(record)
     publish_summary(settings.event_bus_name, record)
     logger.info("snapshot run finished", extra={"status": record["status"], "audience": plan.audience_id})
