@@ -107,6 +107,8 @@ def _send_as_built(made: Any) -> None:
     for operation in _AS_BUILT:
         events.register(f"provide-client-params.{service}.{operation}", _stand_in)
         events.register(f"before-call.{service}.{operation}", _built_body)
+    for operation in _AS_SENT:
+        events.register(f"before-parse.{service}.{operation}", _body_as_sent)
 
 
 def _stand_in(params: Mapping[str, Any], model: Any, context: dict[str, Any], **_: Any) -> dict[str, Any]:
@@ -117,6 +119,25 @@ def _stand_in(params: Mapping[str, Any], model: Any, context: dict[str, Any], **
 def _built_body(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
     built = context.pop(_PREBUILT)  # a KeyError, not a request with the stand-in's one item, if unpaired
     params["body"] = json.dumps(built).encode()
+
+
+# Responses taken as DynamoDB sent them: botocore's JSON parser walks the model shape of every
+# attribute value of every item read (about half of a read's CPU for 100 items: 72,000 calls for 3,000
+# entities), for a result equal to `json.loads` of the body wherever no value is binary (botocore
+# decodes B and BS from base64; the order guard's items hold S, N and SS only). A body with a binary
+# value, and every error, go through botocore's parser as before.
+_AS_SENT = ("BatchGetItem",)
+_BINARY = (b'"B":', b'"BS":')
+
+
+def _body_as_sent(response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any) -> None:
+    body = response_dict.get("body")
+    if response_dict.get("status_code", 500) >= 300 or not isinstance(body, bytes):
+        return
+    if any(marker in body for marker in _BINARY):
+        return
+    customized_response_dict.update(json.loads(body))  # botocore adds it over what it parses:
+    response_dict["body"] = b"{}"  # nothing left to parse but the response metadata
 
 
 @cache

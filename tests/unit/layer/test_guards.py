@@ -140,6 +140,29 @@ def test_the_guards_requests_sent_as_built_are_byte_for_byte_what_botocore_would
         assert _signed_headers(ours) == _signed_headers(botocores)
 
 
+def test_the_guards_reads_taken_as_sent_are_what_botocore_would_parse(tables: None) -> None:
+    """The container's guard client takes a read's body as DynamoDB sent it (aws.py, `_body_as_sent`:
+    botocore's parser walked every attribute of every item): for the guard's items (versions, times,
+    event-id and lineage sets), for keys not found, and for an item with a binary value (left to
+    botocore's parser: it decodes base64), the result is botocore's own, response metadata aside."""
+    guard = OrderGuard("state", TYPE)
+    changes = [Change("p1", "evt-1", 10, ("aud",), "m-1"), Change("p2", "evt-2", 10, ("aud", "aud-2"))]
+    guard.commit("inst", changes, guard.read("inst", ["p1", "p2"]))
+    validated = boto3.client("dynamodb")
+    binary_key = {"pk": {"S": naming.order_key(TYPE, "inst", "p9")}, "sk": {"S": "applied"}}
+    validated.put_item(TableName="state", Item={**binary_key, "b": {"B": b"\x00\xff"}, "bs": {"BS": [b"x"]}})
+    keys = [{"pk": {"S": naming.order_key(TYPE, "inst", e)}, "sk": {"S": "applied"}} for e in ("p1", "p2", "p3")]
+    as_sent = aws.client("dynamodb", validated=False)
+    found = []
+    for read in (keys, [*keys, binary_key], keys[2:]):
+        params = {"RequestItems": {"state": {"Keys": read, "ConsistentRead": True}}}
+        ours, botocores = as_sent.batch_get_item(**params), validated.batch_get_item(**params)
+        ours.pop("ResponseMetadata"), botocores.pop("ResponseMetadata")
+        assert ours == botocores
+        found.append(len(ours["Responses"]["state"]))
+    assert found == [2, 3, 0]
+
+
 def _signed_headers(request: Any) -> dict[str, str]:
     """The request's headers but those that differ per attempt (time, signature, invocation id)."""
     varying = {"x-amz-date", "authorization", "amz-sdk-invocation-id", "amz-sdk-request", "user-agent"}
