@@ -151,7 +151,9 @@ def test_the_guards_reads_taken_as_sent_are_what_botocore_would_parse(tables: No
     validated = boto3.client("dynamodb")
     binary_key = {"pk": {"S": naming.order_key(TYPE, "inst", "p9")}, "sk": {"S": "applied"}}
     validated.put_item(TableName="state", Item={**binary_key, "b": {"B": b"\x00\xff"}, "bs": {"BS": [b"x"]}})
-    keys = [{"pk": {"S": naming.order_key(TYPE, "inst", e)}, "sk": {"S": "applied"}} for e in ("p1", "p2", "p3")]
+    keys = [
+        {"pk": {"S": naming.order_key(TYPE, "inst", e)}, "sk": {"S": "applied"}} for e in ("p1", "p2", "p3")
+    ]
     as_sent = aws.client("dynamodb", validated=False)
     found = []
     for read in (keys, [*keys, binary_key], keys[2:]):
