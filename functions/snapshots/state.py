@@ -151,16 +151,39 @@ class SnapshotState:
         """Give the audience back (only if this run still holds it)."""
         self._lock().release(Lease(f"snapshot#{audience_id}", run_key, 0.0))
 
-    def put_run(self, audience_id: str, snapshot_id: str, record: dict[str, Any]) -> None:
-        self.dynamodb.put_item(
-            TableName=self.table,
-            Item={
-                "pk": {"S": "snapshot-run"},
-                "sk": {"S": f"{audience_id}#{snapshot_id}"},
-                "record": {"S": json.dumps(record, default=str)},
-                "status": {"S": str(record.get("status", ""))},
-            },
+    def put_run(
+        self, audience_id: str, snapshot_id: str, record: dict[str, Any], *, keep_applied: bool = False
+    ) -> bool:
+        """Write the run's record; `keep_applied`: not over one already APPLIED (a second execution of
+        the same manifest failing after the first applied it). False when the applied record stays."""
+        condition = (
+            {
+                "ConditionExpression": "attribute_not_exists(pk) OR #status <> :applied",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {":applied": {"S": "APPLIED"}},
+            }
+            if keep_applied
+            else {}
         )
+        try:
+            self.dynamodb.put_item(
+                TableName=self.table,
+                Item={
+                    "pk": {"S": "snapshot-run"},
+                    "sk": {"S": f"{audience_id}#{snapshot_id}"},
+                    "record": {"S": json.dumps(record, default=str)},
+                    "status": {"S": str(record.get("status", ""))},
+                },
+                **condition,
+            )
+        except ClientError as exc:
+            if (
+                keep_applied
+                and exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+            ):
+                return False
+            raise
+        return True
 
     def outcomes(
         self, audience_id: str, snapshot_id: str, destination_types: Iterable[str]

@@ -148,3 +148,38 @@ def test_another_file_under_the_snapshot_id_of_a_run_that_sent_changes_is_refuse
     exited_by_s2 = {f"person{n}@example.com" for n in range(90, 100)}
     assert record["status"] == "APPLIED"
     assert bus.by_status("existing") == exited_by_s2  # sent again: whatever s2 sent, they are members
+
+
+def test_a_second_copy_of_an_applied_run_that_loses_the_audience_leaves_the_run_applied(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3 and EventBridge deliver at least once: a second execution of one manifest is the same run (not
+    held off). Once the first commits and gives the audience back, the copy's next diff task finds the
+    lease gone and its Map fails to RecordFailure, which must not turn the applied run's record FAILED
+    (reconciliation and `activation snapshot status` read it)."""
+    from snapshots.settings import snapshot_settings
+    from snapshots.tasks import commit as commit_task
+
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(10)]), Bus())
+    key = put_snapshot("s2", [profile(n) for n in range(8)], hours=1)
+    first = prepared(store, state, key)
+    copy = prepared(store, state, key)  # the second delivery: the same run takes the audience again
+    diff_every_partition_and_commit(store, state, first, Bus())
+    assert state.run(AUDIENCE, "s2")["status"] == "APPLIED"
+    with pytest.raises(LeaseLost):
+        state.renew(AUDIENCE, copy.run_key)  # what the copy's next diff task does first
+
+    monkeypatch.setenv("STATE_TABLE_NAME", state.table)
+    monkeypatch.setenv("EVENT_BUS_NAME", "bus")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "test")
+    snapshot_settings.cache_clear()
+    try:
+        failed = {"Error": "SnapshotLeaseLost", "Cause": "run 's2' no longer holds the audience"}
+        commit_task.lambda_handler(
+            {"prepared": {"plan": copy.model_dump(mode="json")}, "error": failed}, None
+        )
+    finally:
+        snapshot_settings.cache_clear()
+    record = state.run(AUDIENCE, "s2")
+    assert record is not None
+    assert (record["status"], record.get("members")) == ("APPLIED", 8)
