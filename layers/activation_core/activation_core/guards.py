@@ -6,7 +6,7 @@ at that instant. The pipeline reads the items of a whole batch before delivery (
 keys a request): a change older than the one applied is skipped as `stale`, the same event again as
 `duplicate` (or `redelivered` when it is the very same message again: see below). After delivery, the items of the changes the vendor accepted (or the connector
 deliberately skipped) are written whole, on condition that they did not change since they were read
-(a version number), in TransactWriteItems (100 items a request, requests in parallel); a refused one
+(a version number), in TransactWriteItems (100 items, at most 3 MB of them, a request, requests in parallel); a refused one
 is read again and merged, so an item never moves backwards whatever other invocations do meanwhile.
 The guard moves only once a change is applied, and a batch costs a few DynamoDB round trips, not
 three per record (docs/decisions.md, 2026-12-07).
@@ -62,6 +62,10 @@ from activation_core.observability import logger
 # guard's CPU once the items are sent as built (docs/decisions.md, "as built"). A refused item cancels
 # its whole request: every entity of it is re-read and tried again.
 WRITE_CHUNK = 100
+# ... and at most 4 MB of items a request (AWS; moto does not check it): an entity in many audiences
+# makes a large item (about 200 bytes an audience), so a request is also closed at this many bytes of
+# items as `_item_size` counts them (attribute names and values; the margin covers non-ASCII text).
+WRITE_CHUNK_BYTES = 3 * 1024 * 1024
 # A commit whose condition failed (another invocation moved an item meanwhile) is re-read and retried.
 _COMMIT_ROUNDS = 3
 _SORT_KEY = "applied"
@@ -280,8 +284,7 @@ class OrderGuard(aws.UsesDynamoDB):
             }
             if not actions:
                 return Committed(0, frozenset(redelivered))
-            keys = list(actions)
-            chunks = [keys[i : i + WRITE_CHUNK] for i in range(0, len(keys), WRITE_CHUNK)]
+            chunks = _chunks(actions)
             failed: list[str] = []
             for part in aws.in_parallel(functools.partial(self._transact, actions=actions), chunks):
                 failed += part
@@ -343,6 +346,30 @@ class OrderGuard(aws.UsesDynamoDB):
                 logger.warning("order guard commit failed", extra={"error_type": _error_code(exc)})
             return list(entities)
         return []
+
+
+def _chunks(actions: Mapping[str, Any]) -> list[list[str]]:
+    """The entities of `actions` in transactions of at most WRITE_CHUNK items and WRITE_CHUNK_BYTES."""
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for entity, action in actions.items():
+        item_size = _item_size(action["Put"]["Item"])
+        if chunks[-1] and (len(chunks[-1]) == WRITE_CHUNK or size + item_size > WRITE_CHUNK_BYTES):
+            chunks.append([])
+            size = 0
+        chunks[-1].append(entity)
+        size += item_size
+    return chunks
+
+
+def _item_size(item: Mapping[str, Any]) -> int:
+    """An item's size as DynamoDB counts it, near enough: its attribute names and values (S, N, SS)."""
+    size = 0
+    for name, value in item.items():
+        size += len(name)
+        for typed in value.values():
+            size += sum(map(len, typed)) if type(typed) is list else len(typed)
+    return size
 
 
 def _state_of(item: Mapping[str, Any]) -> EntityState:

@@ -507,3 +507,25 @@ def test_com_08_a_message_processed_by_two_invocations_at_once_is_counted_delive
     outer = guarded_pipeline(Overlapping()).process([record])
     assert inner["m-1"].outcome.kind is Kind.DELIVERED
     assert outer["m-1"].outcome.reason == "redelivered"
+
+
+def test_a_commit_of_large_guard_items_stays_within_dynamodbs_4_mb_a_transaction(tables: None) -> None:
+    """TransactWriteItems takes at most 100 items and 4 MB of them (AWS; moto enforces neither): a batch
+    of 100 entities each in many audiences (about 50 KB an item) goes out in requests under 4 MB, and
+    every entity is committed."""
+    sizes: list[int] = []
+    aws.client("dynamodb", validated=False).meta.events.register(
+        "before-send.dynamodb.TransactWriteItems", lambda request, **_: sizes.append(len(request.body))
+    )
+    guard = OrderGuard("state", TYPE)
+    entities = [f"p{i}" for i in range(100)]
+    audiences = tuple(f"audience-{n:04d}-" + "with-a-long-descriptive-identifier-" * 4 for n in range(100))
+    changes = [Change(e, f"evt-{e}", 1, audiences, f"m-{e}") for e in entities]
+    assert guard.commit("inst", changes, guard.read("inst", entities)).not_committed == 0
+    assert len(sizes) > 1 and max(sizes) < 4 * 1024 * 1024, sizes
+    state = guard.read("inst", entities)
+    assert all(
+        state[e].get(a) == Applied(1, frozenset({f"evt-{e}"}), frozenset({f"m-{e}"}))
+        for e in entities
+        for a in audiences
+    )
