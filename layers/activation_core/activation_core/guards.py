@@ -64,7 +64,7 @@ from activation_core.observability import logger
 WRITE_CHUNK = 100
 # ... and at most 4 MB of items a request (AWS; moto does not check it): an entity in many audiences
 # makes a large item (about 200 bytes an audience), so a request is also closed at this many bytes of
-# items as `_item_size` counts them (attribute names and values; the margin covers non-ASCII text).
+# items as `_item_size` counts them (the UTF-8 bytes of attribute names and values).
 WRITE_CHUNK_BYTES = 3 * 1024 * 1024
 # A commit whose condition failed (another invocation moved an item meanwhile) is re-read and retried.
 _COMMIT_ROUNDS = 3
@@ -363,13 +363,18 @@ def _chunks(actions: Mapping[str, Any]) -> list[list[str]]:
 
 
 def _item_size(item: Mapping[str, Any]) -> int:
-    """An item's size as DynamoDB counts it, near enough: its attribute names and values (S, N, SS)."""
+    """An item's size as DynamoDB counts it, near enough: the UTF-8 bytes of its attribute names and
+    values (S, N, SS)."""
     size = 0
     for name, value in item.items():
-        size += len(name)
+        size += _utf8_length(name)
         for typed in value.values():
-            size += sum(map(len, typed)) if type(typed) is list else len(typed)
+            size += sum(map(_utf8_length, typed)) if type(typed) is list else _utf8_length(typed)
     return size
+
+
+def _utf8_length(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
 
 
 def _state_of(item: Mapping[str, Any]) -> EntityState:

@@ -529,3 +529,15 @@ def test_a_commit_of_large_guard_items_stays_within_dynamodbs_4_mb_a_transaction
         for e in entities
         for a in audiences
     )
+
+
+def test_a_guard_items_size_counts_utf8_bytes_as_dynamodb_does() -> None:
+    """DynamoDB sizes an item by the UTF-8 bytes of its names and values: an audience or event id in
+    another script counts 2-4 bytes a character towards the 4 MB a transaction."""
+    from activation_core.guards import _item_size
+
+    item = {"t:prospects-münchen": {"N": "17"}, "e:prospects-münchen": {"SS": ["évt-1", "事件-2"]}}
+    expected = sum(
+        len(text.encode()) for text in ("t:prospects-münchen", "17", "e:prospects-münchen", "évt-1", "事件-2")
+    )
+    assert _item_size(item) == expected
