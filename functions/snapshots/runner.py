@@ -194,13 +194,31 @@ def prepare(
     refused = _other_entity(config, manifest.audience_id, manifest.entity, entities or {})
     if refused is not None:
         return replace(refused, audience_id=manifest.audience_id, snapshot_id=manifest.snapshot_id)
+    if _is_applied(manifest, state):  # the applied snapshot again: refused without waiting for the audience
+        return Refusal(
+            "already_applied",
+            f"snapshot '{manifest.snapshot_id}' is the one applied",
+            audience_id=manifest.audience_id,
+            snapshot_id=manifest.snapshot_id,
+        )
     # One run of an audience at a time, from here to its Commit (AudienceBusy: the state machine waits).
-    state.hold(manifest.audience_id, manifest.snapshot_id)
+    taken = state.hold(manifest.audience_id, manifest.snapshot_id)
     result = _prepare(store, bucket, manifest_key, manifest, config, state, target, workdir)
     if isinstance(result, Refusal):
-        state.release(manifest.audience_id, manifest.snapshot_id)
+        if taken:  # a second copy of a running run leaves the lease to the copy that took it
+            state.release(manifest.audience_id, manifest.snapshot_id)
         return replace(result, audience_id=manifest.audience_id, snapshot_id=manifest.snapshot_id)
     return result
+
+
+def _is_applied(manifest: SnapshotManifest, state: SnapshotState) -> bool:
+    """The pointer names this snapshot and its run is recorded APPLIED (a commit that died between the
+    two is finished by running again: not this case)."""
+    previous = state.pointer(manifest.audience_id)
+    if previous is None or previous.snapshot_id != manifest.snapshot_id:
+        return False
+    record = state.run(manifest.audience_id, manifest.snapshot_id)
+    return record is not None and record.get("status") == "APPLIED"
 
 
 def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on

@@ -129,10 +129,12 @@ class SnapshotState:
     def _lock(self) -> LeaseLock:
         return LeaseLock(self.table, dynamodb=self.dynamodb, clock=self._clock)
 
-    def hold(self, audience_id: str, run_key: str, seconds: float = LEASE_SECONDS) -> None:
+    def hold(self, audience_id: str, run_key: str, seconds: float = LEASE_SECONDS) -> bool:
         """Take the audience's lease for this run (again, if it is this run's); AudienceBusy if another
-        run holds it."""
+        run holds it. True when this call took it, False when the run held it already (a second copy of
+        the run: it must not give the lease back on the first copy's behalf)."""
         lock = self._lock()
+        before = lock.holder(f"snapshot#{audience_id}")
         if lock.try_acquire(f"snapshot#{audience_id}", seconds, owner=run_key) is None:
             held = lock.holder(f"snapshot#{audience_id}")
             by = (
@@ -141,6 +143,7 @@ class SnapshotState:
                 else "another run"
             )
             raise AudienceBusy(f"audience '{audience_id}' is held by {by}")
+        return before is None or before.owner != run_key or before.expires_at < self._clock()
 
     def renew(self, audience_id: str, run_key: str, seconds: float = LEASE_SECONDS) -> None:
         """Extend this run's lease; LeaseLost if it expired and another run took the audience."""

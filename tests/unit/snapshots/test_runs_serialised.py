@@ -183,3 +183,30 @@ def test_a_second_copy_of_an_applied_run_that_loses_the_audience_leaves_the_run_
     record = state.run(AUDIENCE, "s2")
     assert record is not None
     assert (record["status"], record.get("members")) == ("APPLIED", 8)
+
+
+def test_the_applied_snapshot_again_is_refused_at_once_while_another_run_holds_the_audience(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """A duplicate of the applied manifest waits for no one (it would wait 75 minutes, then fail busy)."""
+    applied = put_snapshot("s1", [profile(n) for n in range(10)])
+    run(store, state, applied, Bus())
+    prepared(store, state, put_snapshot("s2", [profile(n) for n in range(8)], hours=1))  # holds the audience
+    again = runner.prepare(store, "bucket", applied, TWO_OF_A_TYPE, state, target=64)
+    assert isinstance(again, runner.Refusal) and again.reason == "already_applied"
+
+
+def test_a_refused_second_copy_of_a_running_run_leaves_the_audience_held(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """Both copies of one manifest hold the lease under the run's name; the copy refused (here: its
+    audience no longer activated) must not give it back while the first copy still runs."""
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(10)]), Bus())
+    running = put_snapshot("s2", [profile(n) for n in range(8)], hours=1)
+    prepared(store, state, running)
+    nobody = config(("marketo-a", "marketo", False), ("rf", "rainfocus", False))
+    copy = runner.prepare(store, "bucket", running, nobody, state, target=64)
+    assert isinstance(copy, runner.Refusal) and copy.reason == "unknown_audience"
+    with pytest.raises(AudienceBusy, match="held by run 's2'"):
+        runner.prepare(store, "bucket", put_snapshot("s3", [profile(n) for n in range(10)], hours=2),
+                       TWO_OF_A_TYPE, state, target=64)  # fmt: skip
