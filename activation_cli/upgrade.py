@@ -9,8 +9,10 @@ old item under its typed key, so that ordering, the books of `activation status`
 carry on across the upgrade:
 
 - an old guard or waiting-change item is copied under its type's key (the type of its instance in the
-  deployed destinations config) unless the function already wrote that key since the deploy (a newer
-  state: kept), and the old item is deleted, both in one transaction;
+  deployed destinations config), and the old item is deleted, both in one transaction; when the
+  function already wrote that key since the deploy (from nothing: it never read the old key), the two
+  are merged into it, per audience the later change applied and per waiting field the later time, on
+  condition that the typed item did not change meanwhile;
 - an old ledger row's counters are added to the typed row (the type is the sort key's first part; a
   snapshot row's instance gives it), and the old row is deleted in the same transaction, so a second
   run (or two at once) counts nothing twice;
@@ -93,27 +95,76 @@ def _move_ledger_row(dynamodb: Any, table: str, item: dict[str, Any], pk: str) -
 
 
 def _move_entity_item(dynamodb: Any, table: str, item: dict[str, Any], pk: str) -> bool:
-    """Copy under the typed key and delete the old item; False when the typed key was written since."""
+    """Copy under the typed key and delete the old item; False when the typed key was written since
+    (then the two are merged into it: `_merged`)."""
     old_key = {"pk": item["pk"], "sk": item["sk"]}
-    try:
-        dynamodb.transact_write_items(
-            TransactItems=[
-                {
-                    "Put": {
-                        "TableName": table,
-                        "Item": {**item, "pk": {"S": pk}},
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                },
-                _delete_old(table, old_key),
-            ]
-        )
-    except ClientError as exc:
-        if not _refused(exc):
-            raise
-        dynamodb.delete_item(TableName=table, Key=old_key)  # the typed item is newer: it stays
-        return False
-    return True
+    typed_key = {"pk": {"S": pk}, "sk": item["sk"]}
+    put: dict[str, Any] = {
+        "TableName": table,
+        "Item": {**item, "pk": {"S": pk}},
+        "ConditionExpression": "attribute_not_exists(pk)",
+    }
+    moved = True
+    for _ in range(_MERGE_ROUNDS):
+        try:
+            dynamodb.transact_write_items(TransactItems=[{"Put": put}, _delete_old(table, old_key)])
+        except ClientError as exc:
+            if not _refused(exc):
+                raise
+        else:
+            return moved
+        moved = False
+        if "Item" not in dynamodb.get_item(TableName=table, Key=old_key, ConsistentRead=True):
+            return False  # another run moved it meanwhile
+        typed = dynamodb.get_item(TableName=table, Key=typed_key, ConsistentRead=True).get("Item")
+        if typed is None:
+            continue  # gone again (an erasure): the plain copy
+        version = _VERSION[item["pk"]["S"].partition("#")[0]]
+        current = typed.get(version, {}).get("N")
+        put = {
+            "TableName": table,
+            "Item": _merged(item, typed, version),
+            "ConditionExpression": "#v = :v"
+            if current
+            else "attribute_exists(pk) AND attribute_not_exists(#v)",
+            "ExpressionAttributeNames": {"#v": version},
+            **({"ExpressionAttributeValues": {":v": {"N": current}}} if current else {}),
+        }
+    raise RuntimeError("the typed item kept changing while it was merged: run the command again")
+
+
+# The attribute each kind's writer bumps on every write (guards.OrderGuard, waiting.WaitingChanges).
+_VERSION = {"order": "v", "waiting": "version"}
+_MERGE_ROUNDS = 5
+
+
+def _merged(old: Mapping[str, Any], typed: Mapping[str, Any], version: str) -> dict[str, Any]:
+    """The typed item with what the old one knew and it does not: per audience the later change applied
+    (`t:`, with its events `e:` and lineages `o:`; both, at the same instant), per waiting field the later
+    time; the later expiry; the version moved on (its writer's condition sees the change)."""
+    merged = dict(typed)
+    for name, value in old.items():
+        if name.startswith("t:"):
+            audience = name[2:]
+            mine = typed.get(name)
+            if mine is None or int(value["N"]) > int(mine["N"]):
+                for part in ("t:", "e:", "o:"):
+                    merged.pop(part + audience, None)
+                    if part + audience in old:
+                        merged[part + audience] = old[part + audience]
+            elif int(value["N"]) == int(mine["N"]):
+                for part in ("e:", "o:"):
+                    union = set(old.get(part + audience, {}).get("SS", [])) | set(
+                        typed.get(part + audience, {}).get("SS", [])
+                    )
+                    if union:
+                        merged[part + audience] = {"SS": sorted(union)}
+        elif name.startswith(("field:", "audience:")) or name == "ttl":
+            mine = typed.get(name)
+            if mine is None or float(value["N"]) > float(mine["N"]):
+                merged[name] = value
+    merged[version] = {"N": str(int(typed.get(version, {}).get("N", "0")) + 1)}
+    return merged
 
 
 def upgrade_state_keys(
@@ -153,9 +204,7 @@ def upgrade_state_keys(
         else:
             moved = _move_entity_item(dynamodb, table, item, typed)
         counts[
-            f"{kind} items moved"
-            if moved
-            else f"{kind} items already rewritten since the deploy, old deleted"
+            f"{kind} items moved" if moved else f"{kind} items already rewritten since the deploy, merged"
         ] += 1
     return dict(sorted(counts.items()))
 

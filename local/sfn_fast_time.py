@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import types
+from collections.abc import Callable
 from typing import Any
 
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
@@ -25,6 +26,12 @@ class Waits:
         self._lock = threading.Lock()
         self.retries: list[float] = []
         self.waits: list[float] = []
+        self._on_retry: Callable[[], None] | None = None
+
+    def on_retry(self, action: Callable[[], None] | None) -> None:
+        """Run `action` (in the interpreter's thread) whenever a retry would wait: a test makes what the
+        waiting run waits for happen then, instead of sleeping on the clock. None removes it."""
+        self._on_retry = action
 
     def clear(self) -> None:
         with self._lock:
@@ -34,6 +41,8 @@ class Waits:
     def _retry(self, seconds: float) -> None:
         with self._lock:
             self.retries.append(float(seconds))
+        if self._on_retry is not None:
+            self._on_retry()
 
     def _wait(self, seconds: float) -> None:
         with self._lock:

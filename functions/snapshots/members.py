@@ -31,6 +31,7 @@ class Member:
     key: str
     digest: str
     line: str  # canonical JSON of the member (sorted keys, no whitespace)
+    number: int = 0  # its line number in the members file (duplicates are reported by it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +110,8 @@ def _not_json(constant: str) -> Any:
     raise ValueError(constant)  # NaN, Infinity, -Infinity: Python's json takes them, JSON does not
 
 
-def parse_line(raw: bytes, manifest: SnapshotManifest) -> Member | str:
-    """A keyed member, or the reason the line is bad (never its value)."""
+def parse_line(raw: bytes, manifest: SnapshotManifest, number: int = 0) -> Member | str:
+    """A keyed member (`number`: its line in the file), or the reason the line is bad (never its value)."""
     if len(raw) > MAX_LINE_BYTES:
         return "too_large"
     try:
@@ -129,7 +130,7 @@ def parse_line(raw: bytes, manifest: SnapshotManifest) -> Member | str:
     if key is None:
         return f"missing_identity:{manifest.identity_namespace}"
     line = canonical(document)
-    return Member(key, hashlib.sha256(line.encode()).hexdigest()[:32], line)
+    return Member(key, hashlib.sha256(line.encode()).hexdigest()[:32], line, number)
 
 
 def read_members(
@@ -149,7 +150,7 @@ def read_members(
             if not stripped:
                 continue
             report.lines += 1
-            parsed = parse_line(stripped, manifest)
+            parsed = parse_line(stripped, manifest, report.lines)
             if isinstance(parsed, str):
                 report.add_bad(report.lines, parsed)
                 continue

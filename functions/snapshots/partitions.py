@@ -1,6 +1,7 @@
 """Membership kept compactly in S3: members hash-partitioned by the top bits of their key.
 
-A partition is a gzip text object of sorted rows `key<TAB>digest<TAB>canonical member JSON`. Because a
+A partition is a gzip text object of sorted rows `key<TAB>digest<TAB>canonical member JSON` (a run's
+new partitions, unsorted, also hold the line number before the JSON). Because a
 partition holds one contiguous range of the key space, partitions in order are one sorted sequence:
 a snapshot split into 2^b partitions can be diffed against a previous one split into 2^c (any b, c)
 by streaming the overlapping ranges. A partition holds about `target` members, so every task's memory
@@ -43,18 +44,28 @@ class Row:
     key: str
     digest: str
     line: str
+    number: int = 0  # the line number in the members file, in a run's new partitions only
 
     @classmethod
     def parse(cls, raw: str) -> Row:
-        key, digest, line = raw.rstrip("\n").split("\t", 2)
+        # A member's line is canonical JSON: no raw tab in it (JSON escapes control characters).
+        parts = raw.rstrip("\n").split("\t", 3)
+        if len(parts) == 4:
+            return cls(parts[0], parts[1], parts[3], int(parts[2]))
+        key, digest, line = parts
         return cls(key, digest, line)
 
     @classmethod
     def of(cls, member: Member) -> Row:
-        return cls(member.key, member.digest, member.line)
+        return cls(member.key, member.digest, member.line, member.number)
 
     def text(self) -> str:
+        """As a membership keeps it (`state/`): the line number means nothing to the next snapshot."""
         return f"{self.key}\t{self.digest}\t{self.line}\n"
+
+    def numbered_text(self) -> str:
+        """As a run's new partitions keep it: duplicates are reported by line number."""
+        return f"{self.key}\t{self.digest}\t{self.number}\t{self.line}\n"
 
 
 class PartitionWriter:
@@ -78,7 +89,7 @@ class PartitionWriter:
 
     def add(self, member: Member) -> None:
         index = partition_of(member.key, self.bits)
-        self._file(index).write(Row.of(member).text())
+        self._file(index).write(Row.of(member).numbered_text())
         self.counts[index] += 1
 
     def upload(self, store: ObjectStore, prefix: str) -> list[int]:
@@ -105,7 +116,7 @@ def read_rows(store: ObjectStore, key: str) -> Iterator[Row]:
 def load_sorted(store: ObjectStore, key: str) -> list[Row]:
     """One new partition, sorted by key (bounded by the partition target)."""
     rows = list(read_rows(store, key))
-    rows.sort(key=lambda r: r.key)
+    rows.sort(key=lambda r: (r.key, r.number))  # a member's first line first
     return rows
 
 

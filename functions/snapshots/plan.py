@@ -25,6 +25,18 @@ class Targets(BaseModel):
     types: dict[str, str] = Field(description="instance id -> destination type")
 
 
+class Unsettled(BaseModel):
+    """A run of the audience that sent changes and was not applied (failed, or stopped): the vendors may
+    hold any of them, so the next run of the audience sends again every member it may have changed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_key: str
+    snapshot_at: datetime
+    prefix: str = Field(description="its members as Prepare partitioned them: runs/<audience>/<run>/new/")
+    bits: int
+
+
 class RunPlan(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -49,6 +61,10 @@ class RunPlan(BaseModel):
     # that activated the audience since; it has its own run id (its run prefix and run record).
     backfill: bool = False
     run_id: str | None = None
+    # Runs since the applied snapshot that sent changes and were not applied (docs/snapshots.md,
+    # "Runs of one audience"): every member they may have changed is sent again as this snapshot has it.
+    unsettled: tuple[Unsettled, ...] = ()
+    checksum: str = ""  # the members file's (the manifest's): a snapshotId names one file ("" for a backfill)
 
     @property
     def run_key(self) -> str:

@@ -14,7 +14,7 @@ interrupted run resumes without losing or duplicating a member.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,19 +26,20 @@ from activation_core.models.config import DestinationsConfig
 from activation_core.models.snapshots import MANIFEST_SUFFIX, SnapshotManifest
 from activation_core.settings import FunctionSettings
 from snapshots import erasure as snapshot_erasure
-from snapshots.diff import DiffCounts, diff, unique
+from snapshots.diff import DUPLICATE_LINES, DiffCounts, diff, unique, unsettle
 from snapshots.events import entries
 from snapshots.members import ReadReport, read_members
 from snapshots.partitions import (
     DEFAULT_TARGET,
     PartitionWriter,
+    Row,
     bits_for,
     load_sorted,
     partition_name,
     previous_rows,
     write_sorted,
 )
-from snapshots.plan import BackfillRequest, RunPlan, Targets, run_prefix, state_prefix
+from snapshots.plan import BackfillRequest, RunPlan, Targets, Unsettled, run_prefix, state_prefix
 from snapshots.state import Pointer, SnapshotState
 from snapshots.store import NotFound, ObjectStore
 
@@ -193,10 +194,31 @@ def prepare(
     refused = _other_entity(config, manifest.audience_id, manifest.entity, entities or {})
     if refused is not None:
         return replace(refused, audience_id=manifest.audience_id, snapshot_id=manifest.snapshot_id)
+    if _is_applied(manifest, state):  # the applied snapshot again: refused without waiting for the audience
+        return Refusal(
+            "already_applied",
+            f"snapshot '{manifest.snapshot_id}' is the one applied",
+            audience_id=manifest.audience_id,
+            snapshot_id=manifest.snapshot_id,
+        )
+    # One run of an audience at a time, from here to its Commit (AudienceBusy: the state machine waits).
+    taken = state.hold(manifest.audience_id, manifest.snapshot_id)
     result = _prepare(store, bucket, manifest_key, manifest, config, state, target, workdir)
     if isinstance(result, Refusal):
+        if taken:  # a second copy of a running run leaves the lease to the copy that took it
+            state.release(manifest.audience_id, manifest.snapshot_id)
         return replace(result, audience_id=manifest.audience_id, snapshot_id=manifest.snapshot_id)
     return result
+
+
+def _is_applied(manifest: SnapshotManifest, state: SnapshotState) -> bool:
+    """The pointer names this snapshot and its run is recorded APPLIED (a commit that died between the
+    two is finished by running again: not this case)."""
+    previous = state.pointer(manifest.audience_id)
+    if previous is None or previous.snapshot_id != manifest.snapshot_id:
+        return False
+    record = state.run(manifest.audience_id, manifest.snapshot_id)
+    return record is not None and record.get("status") == "APPLIED"
 
 
 def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
@@ -213,18 +235,23 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
     if previous is not None and previous.snapshot_id == manifest.snapshot_id:
         unfinished = _unfinished_commit(store, state, manifest)
         if unfinished is not None:
-            return unfinished
+            return _same_file(manifest, unfinished) or unfinished
     if not targets_for(config, manifest.audience_id, None, manifest.full).current:
         return Refusal(
             "unknown_audience",
             f"audience '{manifest.audience_id}' is activated on no enabled destination instance",
         )
-    refused = _check_order(manifest, previous)
+    unsettled = tuple(u for u in previous.unsettled if u.run_key != manifest.snapshot_id) if previous else ()
+    prefix = run_prefix(manifest.audience_id, manifest.snapshot_id)
+    earlier = _stored_plan(store, prefix)
+    refused = (
+        _check_order(manifest, previous)
+        or _after_unsettled(manifest, unsettled)
+        or _same_file(manifest, earlier)
+    )
     if refused is not None:
         return refused
     bits = bits_for(manifest.member_count, target)
-    prefix = run_prefix(manifest.audience_id, manifest.snapshot_id)
-    earlier = _stored_plan(store, prefix)
     writer = PartitionWriter(bits, workdir)
     try:
         report = _partition(store, members_key_of(manifest_key, manifest), manifest, writer)
@@ -251,13 +278,53 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
         previous_bits=previous.bits if previous else 0,
         targets=earlier.targets
         if earlier
-        else targets_for(config, manifest.audience_id, previous, manifest.full),
+        else targets_for(
+            config, manifest.audience_id, previous, manifest.full or _forgotten(store, unsettled)
+        ),
         members=report.members,
         lines=report.lines,
         bad_lines=report.bad,
+        unsettled=unsettled,
+        checksum=manifest.checksum,
     )
     store.put_json(f"{prefix}{PLAN}", plan.model_dump(mode="json"))  # what a resumed Commit needs
+    # Before anything is sent: until this run is applied, the next one re-checks what it may send.
+    state.add_unsettled(plan.audience_id, Unsettled(run_key=plan.run_key, snapshot_at=plan.snapshot_at,
+                                                    prefix=plan.new_prefix, bits=plan.bits))  # fmt: skip
     return plan
+
+
+def _same_file(manifest: SnapshotManifest, earlier: RunPlan | None) -> Refusal | None:
+    """A snapshotId names one members file. Another file under the id of a run that got as far as its
+    plan would meet that run's done markers (its partitions not diffed again) and leave what that run
+    sent unchecked; under a new id, it re-checks that run (docs/snapshots.md, "Runs of one audience")."""
+    if earlier is None or not earlier.checksum or earlier.checksum == manifest.checksum:
+        return None
+    return Refusal(
+        "snapshot_id_reused",
+        f"snapshot '{manifest.snapshot_id}' was run with another members file ({earlier.checksum[:19]}...): "
+        "give this one a new snapshotId",
+    )
+
+
+def _after_unsettled(manifest: SnapshotManifest, unsettled: Sequence[Unsettled]) -> Refusal | None:
+    """A run not applied sent changes stamped with its snapshot's time; this snapshot's, older, would
+    lose to them at the destinations' order guard: refused as older than the applied one is."""
+    later = [u for u in unsettled if u.snapshot_at >= manifest.snapshot_at]
+    if not later:
+        return None
+    return Refusal(
+        "older_than_sent",
+        f"snapshotAt {manifest.snapshot_at.isoformat()} is not later than snapshot '{later[0].run_key}' "
+        f"({later[0].snapshot_at.isoformat()}), whose run sent changes and was not applied: resume that "
+        "one or send a newer snapshot",
+    )
+
+
+def _forgotten(store: ObjectStore, unsettled: Sequence[Unsettled]) -> bool:
+    """A run not applied whose partitions ended with the runs' retention: what it sent is unknown, so
+    this run is a resync (every member sent again)."""
+    return any(not store.exists(f"{u.prefix}{partition_name(0)}") for u in unsettled)
 
 
 def _unfinished_commit(
@@ -294,6 +361,21 @@ def prepare_backfill(
 ) -> RunPlan | Refusal:
     """A run that sends the audience's applied membership, as it is stored (nothing is read again from
     the members file), to the instances that activate the audience and did not receive that snapshot."""
+    audience = request.audience_id
+    state.hold(audience, request.run_id)
+    result = _prepare_backfill(store, request, config, state, entities)
+    if isinstance(result, Refusal):
+        state.release(audience, request.run_id)
+    return result
+
+
+def _prepare_backfill(
+    store: ObjectStore,
+    request: BackfillRequest,
+    config: DestinationsConfig,
+    state: SnapshotState,
+    entities: Mapping[str, str] | None,
+) -> RunPlan | Refusal:
     audience = request.audience_id
     previous = state.pointer(audience)
     if previous is None:
@@ -357,6 +439,7 @@ class PartitionResult:
             "unchanged": c.unchanged,
             "removed": c.removed,
             "duplicates": c.duplicates,
+            "duplicateLines": c.duplicate_lines,
             "sent": self.sent,
             "published": self.published,
         }
@@ -371,7 +454,10 @@ def diff_partition(
         return result | {"resumed": True}
     rows = load_sorted(store, f"{plan.new_prefix}{partition_name(index)}")
     outcome = PartitionResult(index)
-    previous = previous_rows(store, plan.previous_prefix, plan.previous_bits, index, plan.bits)
+    previous: Iterable[Row] = previous_rows(store, plan.previous_prefix, plan.previous_bits, index, plan.bits)
+    for run in plan.unsettled:  # what a run not applied may have sent: this snapshot's state goes again
+        sent = sorted(previous_rows(store, run.prefix, run.bits, index, plan.bits), key=lambda r: r.key)
+        previous = unsettle(previous, unique(sent))
     chunk: list[dict[str, Any]] = []
     for item in entries(plan, diff(rows, previous, outcome.counts), bus_name, outcome.sent):
         chunk.append(item)
@@ -392,17 +478,23 @@ def totals(store: ObjectStore, plan: RunPlan) -> dict[str, Any]:
     sums = dict.fromkeys(("added", "changed", "unchanged", "removed", "duplicates", "published"), 0)
     sent: dict[str, int] = {}
     missing: list[int] = []
+    duplicate_lines: list[int] = []
     for index in range(1 << plan.bits):
         try:
             done = store.get_json(f"{plan.run_prefix}done/{index:04d}.json")
         except NotFound:
             missing.append(index)
             continue
+        duplicate_lines += done.get("duplicateLines", [])
         for key in sums:
             sums[key] += int(done.get(key, 0))
         for instance, count in done.get("sent", {}).items():
             sent[instance] = sent.get(instance, 0) + int(count)
-    return sums | {"sent": sent, "missingPartitions": missing}
+    return sums | {
+        "sent": sent,
+        "missingPartitions": missing,
+        "duplicateLines": sorted(duplicate_lines)[:DUPLICATE_LINES],
+    }
 
 
 def commit(
@@ -433,10 +525,22 @@ def commit(
             "detail": str(summed["missingPartitions"][:20]),
         }
         state.put_run(plan.audience_id, plan.run_key, record)
+        state.release(plan.audience_id, plan.run_key)
         return record
+    state.renew(plan.audience_id, plan.run_key)  # LeaseLost: another run has the audience, this one stops
+    # Applied, this run settles every run it re-checked (and a backfill, which sends the applied
+    # membership, settles none: their list stays).
+    current = state.pointer(plan.audience_id) if plan.backfill else None
     state.advance(
         plan.audience_id,
-        Pointer(plan.snapshot_id, plan.snapshot_at, plan.bits, plan.state_prefix, plan.targets.current),
+        Pointer(
+            plan.snapshot_id,
+            plan.snapshot_at,
+            plan.bits,
+            plan.state_prefix,
+            plan.targets.current,
+            current.unsettled if current else (),
+        ),
     )
     # A snapshot taken before an erasure must not bring the person back (snapshots/erasure.py).
     if erased_again := snapshot_erasure.reapply(store, state, plan):
@@ -445,4 +549,7 @@ def commit(
     state.put_run(plan.audience_id, plan.run_key, record)
     if plan.previous_prefix and plan.previous_prefix != plan.state_prefix:
         store.delete_prefix(plan.previous_prefix)  # the superseded membership: personal data kept no longer
+    for run in plan.unsettled:  # what the runs it settled kept of their membership
+        store.delete_prefix(state_prefix(plan.audience_id, run.run_key))
+    state.release(plan.audience_id, plan.run_key)  # the next run of the audience may start
     return record

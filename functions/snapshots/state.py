@@ -1,20 +1,30 @@
-"""Per audience: which snapshot is applied (the pointer to its partitions) and every run's record.
+"""Per audience: which snapshot is applied (the pointer to its partitions), every run's record, and the
+lease that lets one run of the audience at a time.
 
 State table items: `pk=snapshot`, `sk=<audience>` (the pointer; moved only by a conditional write to a
-later snapshot) and `pk=snapshot-run`, `sk=<audience>#<snapshot>` (status, counts, reconciliation).
+later snapshot; it also lists the runs since it that sent changes and were not applied, `unsettled`),
+`pk=snapshot-run`, `sk=<audience>#<snapshot>` (status, counts, reconciliation) and
+`pk=lock#snapshot#<audience>`, `sk=lock` (the audience's run lease, activation_core.locks).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from activation_core import aws, naming
+from activation_core.locks import Lease, LeaseLock
+from snapshots.plan import Unsettled
+
+# How long a run holds its audience without renewing (each step renews it): longer than any step with its
+# retries (a task runs at most 15 minutes), so only a run that stopped (aborted, timed out) loses it.
+LEASE_SECONDS = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,16 +34,29 @@ class Pointer:
     bits: int
     prefix: str
     instances: tuple[str, ...]
+    unsettled: tuple[Unsettled, ...] = ()
 
 
 class StaleSnapshot(Exception):
     """Another run applied a later snapshot first."""
 
 
+class AudienceBusy(Exception):
+    """Another run of the audience holds its lease: this one waits (the state machine retries), then is
+    refused."""
+
+
+class LeaseLost(Exception):
+    """The run's lease on its audience expired and another run took it: this run must stop."""
+
+
 class SnapshotState:
-    def __init__(self, table: str, dynamodb: Any | None = None) -> None:
+    def __init__(
+        self, table: str, dynamodb: Any | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
         self.table = table
         self._dynamodb = dynamodb
+        self._clock = clock  # the lease's (tests move it past an expiry)
 
     @property
     def dynamodb(self) -> Any:
@@ -53,10 +76,34 @@ class SnapshotState:
             bits=int(item["bits"]["N"]),
             prefix=item["prefix"]["S"],
             instances=tuple(json.loads(item["instances"]["S"])),
+            unsettled=tuple(
+                Unsettled.model_validate(u) for u in json.loads(item.get("unsettled", {}).get("S", "[]"))
+            ),
         )
 
     def advance(self, audience_id: str, new: Pointer) -> None:
         """Point the audience at `new`, only if nothing later was applied meanwhile."""
+        self._put_pointer(
+            audience_id,
+            new,
+            "attribute_not_exists(pk) OR epoch < :t OR snapshotId = :id",
+            {":t": {"N": str(new.snapshot_at.timestamp())}, ":id": {"S": new.snapshot_id}},
+        )
+
+    def add_unsettled(self, audience_id: str, run: Unsettled) -> None:
+        """Record, before it sends anything, that `run` may change members at the vendors until it is
+        applied (nothing when the audience has no applied snapshot yet: nobody can go missing)."""
+        current = self.pointer(audience_id)
+        if current is None or any(u.run_key == run.run_key for u in current.unsettled):
+            return
+        self._put_pointer(
+            audience_id,
+            replace(current, unsettled=(*current.unsettled, run)),
+            "snapshotId = :id",
+            {":id": {"S": current.snapshot_id}},
+        )
+
+    def _put_pointer(self, audience_id: str, new: Pointer, condition: str, values: dict[str, Any]) -> None:
         try:
             self.dynamodb.put_item(
                 TableName=self.table,
@@ -69,28 +116,77 @@ class SnapshotState:
                     "bits": {"N": str(new.bits)},
                     "prefix": {"S": new.prefix},
                     "instances": {"S": json.dumps(list(new.instances))},
+                    "unsettled": {"S": json.dumps([u.model_dump(mode="json") for u in new.unsettled])},
                 },
-                ConditionExpression="attribute_not_exists(pk) OR epoch < :t OR snapshotId = :id",
-                ExpressionAttributeValues={
-                    ":t": {"N": str(new.snapshot_at.timestamp())},
-                    ":id": {"S": new.snapshot_id},
-                },
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 raise StaleSnapshot(audience_id) from exc
             raise
 
-    def put_run(self, audience_id: str, snapshot_id: str, record: dict[str, Any]) -> None:
-        self.dynamodb.put_item(
-            TableName=self.table,
-            Item={
-                "pk": {"S": "snapshot-run"},
-                "sk": {"S": f"{audience_id}#{snapshot_id}"},
-                "record": {"S": json.dumps(record, default=str)},
-                "status": {"S": str(record.get("status", ""))},
-            },
+    def _lock(self) -> LeaseLock:
+        return LeaseLock(self.table, dynamodb=self.dynamodb, clock=self._clock)
+
+    def hold(self, audience_id: str, run_key: str, seconds: float = LEASE_SECONDS) -> bool:
+        """Take the audience's lease for this run (again, if it is this run's); AudienceBusy if another
+        run holds it. True when this call took it, False when the run held it already (a second copy of
+        the run: it must not give the lease back on the first copy's behalf)."""
+        lock = self._lock()
+        before = lock.holder(f"snapshot#{audience_id}")
+        if lock.try_acquire(f"snapshot#{audience_id}", seconds, owner=run_key) is None:
+            held = lock.holder(f"snapshot#{audience_id}")
+            by = (
+                f"run '{held.owner}' until {datetime.fromtimestamp(held.expires_at, UTC).isoformat()}"
+                if held
+                else "another run"
+            )
+            raise AudienceBusy(f"audience '{audience_id}' is held by {by}")
+        return before is None or before.owner != run_key or before.expires_at < self._clock()
+
+    def renew(self, audience_id: str, run_key: str, seconds: float = LEASE_SECONDS) -> None:
+        """Extend this run's lease; LeaseLost if it expired and another run took the audience."""
+        if self._lock().renew(Lease(f"snapshot#{audience_id}", run_key, 0.0), seconds) is None:
+            raise LeaseLost(f"run '{run_key}' no longer holds audience '{audience_id}'")
+
+    def release(self, audience_id: str, run_key: str) -> None:
+        """Give the audience back (only if this run still holds it)."""
+        self._lock().release(Lease(f"snapshot#{audience_id}", run_key, 0.0))
+
+    def put_run(
+        self, audience_id: str, snapshot_id: str, record: dict[str, Any], *, keep_applied: bool = False
+    ) -> bool:
+        """Write the run's record; `keep_applied`: not over one already APPLIED (a second execution of
+        the same manifest failing after the first applied it). False when the applied record stays."""
+        condition = (
+            {
+                "ConditionExpression": "attribute_not_exists(pk) OR #status <> :applied",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {":applied": {"S": "APPLIED"}},
+            }
+            if keep_applied
+            else {}
         )
+        try:
+            self.dynamodb.put_item(
+                TableName=self.table,
+                Item={
+                    "pk": {"S": "snapshot-run"},
+                    "sk": {"S": f"{audience_id}#{snapshot_id}"},
+                    "record": {"S": json.dumps(record, default=str)},
+                    "status": {"S": str(record.get("status", ""))},
+                },
+                **condition,
+            )
+        except ClientError as exc:
+            if (
+                keep_applied
+                and exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+            ):
+                return False
+            raise
+        return True
 
     def outcomes(
         self, audience_id: str, snapshot_id: str, destination_types: Iterable[str]

@@ -6,7 +6,7 @@ destination's fake vendor on 127.0.0.1, on RECORDS events in SQS batches of the 
 one warm container from its cold start on. Inside that interpreter:
 
 - botocore event hooks on every client created count each AWS request by service and operation
-  (`before-parameter-build`), with what prices it (consistent reads, items of batch and transactional
+  (`provide-client-params`), with what prices it (consistent reads, items of batch and transactional
   calls), and add AWS_LATENCY to each HTTP attempt (`before-send`), a realistic AWS round trip (moto
   answers on loopback in about a millisecond);
 - the bytes written to stdout (Powertools' log lines and EMF metrics: what CloudWatch Logs ingests) are
@@ -84,7 +84,7 @@ def counted(self, *args, **kwargs):
     def round_trip(**_):  # each HTTP attempt: an AWS round trip; moto answers on loopback at once
         time.sleep(spec["latency"])
 
-    client.meta.events.register("before-parameter-build", count)
+    client.meta.events.register("provide-client-params", count)  # as called (not a stand-in: aws.py)
     client.meta.events.register("before-send", round_trip)
     return client
 

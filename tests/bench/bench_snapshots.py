@@ -334,8 +334,10 @@ def _memory_state() -> Any:
         def pointer(self, audience_id: str) -> Pointer | None:
             return self.pointers.get(audience_id)
 
-        def advance(self, audience_id: str, new: Pointer) -> None:
-            self.pointers[audience_id] = new
+        def _put_pointer(
+            self, audience_id: str, new: Pointer, condition: str, values: dict[str, Any]
+        ) -> None:
+            self.pointers[audience_id] = new  # moving it (advance) or listing a run on it (add_unsettled)
 
         def put_run(self, audience_id: str, snapshot_id: str, record: dict[str, Any]) -> None:
             pass

@@ -272,12 +272,13 @@ def invoke(harness: ActivationHarness, output: str, payload: dict[str, Any]) -> 
 
 
 def stage_unannounced(
-    harness: ActivationHarness, folder: Path, snapshot_id: str, members: list[int], minutes: int
-) -> tuple[str, str]:
+    harness: ActivationHarness, folder: Path, snapshot_id: str, members: list[int], minutes: int, *,
+    audience: tuple[str, str] = (AUDIENCE, "Expo 2026 invitees"),
+) -> tuple[str, str]:  # fmt: skip
     """Members file and manifest outside incoming/ (nothing starts until announced); (bucket, key)."""
     path = folder / f"{snapshot_id}.jsonl.gz"
     write_members(path, (member(n) for n in members))
-    manifest = manifest_for(path, audience_id=AUDIENCE, audience_name="Expo 2026 invitees", snapshot_id=snapshot_id,
+    manifest = manifest_for(path, audience_id=audience[0], audience_name=audience[1], snapshot_id=snapshot_id,
                             snapshot_at=datetime.now(UTC) + timedelta(minutes=minutes), identity_namespace="email")  # fmt: skip
     manifest_file = write_manifest(path, manifest)
     s3, bucket = harness.stack.client("s3"), harness.outputs["SnapshotBucketName"]
@@ -421,3 +422,155 @@ def test_com_08_a_run_that_died_mid_partition_resumed_matches_an_uninterrupted_o
         assert duplicates == half, instance  # the resent half: skipped, not sent to the vendor again
         assert settled(outcomes) - duplicates == 14, instance  # each change its one outcome: nothing lost
     assert run["patches"] == dict.fromkeys(run["patches"], 1)  # one PATCH per changed prospect at Outreach
+
+
+# Runs of one audience never overlap. A second audience (activated on marketo-other only, its own list),
+# so these runs are independent of the expo audience's above.
+OTHER = ("aud-other", "Other")
+OTHER_LIST = 1002
+
+
+def announced_run(harness: ActivationHarness, bucket: str, key: str) -> dict[str, Any]:
+    """Announce a staged snapshot and wait for the execution that announcement started."""
+    sfn = harness.stack.client("stepfunctions")
+    machine = harness.outputs["SnapshotStateMachineArn"]
+    before = {e["executionArn"] for e in sfn.list_executions(stateMachineArn=machine)["executions"]}
+    announce(harness, bucket, key)
+    (started,) = [
+        e["executionArn"]
+        for e in sfn.list_executions(stateMachineArn=machine)["executions"]
+        if e["executionArn"] not in before
+    ]
+    execution = harness.stack.wait_execution(started, max_rounds=12_000)
+    harness.drain(max_rounds=DRAIN_ROUNDS)
+    return execution
+
+
+def listed(harness: ActivationHarness, members: range) -> set[int]:
+    """Which of these members are in the audience's Marketo list now (what the vendor shows)."""
+    marketo = harness.fake("marketo")
+    on_list = marketo.members(OTHER_LIST)
+    return {
+        n
+        for n in members
+        for lead in marketo.leads_where("email", f"member{n}@example.com")
+        if lead["id"] in on_list
+    }
+
+
+@pytest.fixture(scope="module")
+def overlapping(stack: ActivationHarness, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """o1 (members 900-919) applied. o2 (900-917: 918 and 919 leave) prepared and diffed (its exits sent),
+    not committed yet, when o3 (900-919: they are back) arrives. o2 commits while o3 is waiting (or, without
+    serialised runs, after o3 ran)."""
+    stack.fake("marketo").add_list(OTHER_LIST, "Other")
+    folder = tmp_path_factory.mktemp("overlap")
+    everyone, fewer = list(range(900, 920)), list(range(900, 918))
+    first = announced_run(stack, *stage_unannounced(stack, folder, "o1", everyone, -180, audience=OTHER))
+    listed_after_o1 = listed(stack, range(900, 920))
+    o2 = stage_unannounced(stack, folder, "o2", fewer, -120, audience=OTHER)
+    prepared = invoke(stack, "SnapshotPrepareFunctionName", {"bucket": o2[0], "manifestKey": o2[1]})
+    assert prepared["status"] == "PREPARED", prepared
+    for index in range(1 << prepared["plan"]["bits"]):
+        invoke(stack, "SnapshotDiffFunctionName", {"partition": index, "plan": prepared["plan"]})
+    stack.drain()
+    listed_while_o2_runs = listed(stack, range(900, 920))
+    committed: list[dict[str, Any]] = []
+
+    def commit_o2() -> None:
+        if not committed:
+            committed.append(invoke(stack, "SnapshotCommitFunctionName", {"prepared": prepared}))
+
+    waits = sfn_fast_time.RECORDED
+    waits.on_retry(commit_o2)  # o2 finishes while o3 waits for the audience (the retry's wait)
+    try:
+        third = announced_run(stack, *stage_unannounced(stack, folder, "o3", everyone, -60, audience=OTHER))
+    finally:
+        waits.on_retry(None)
+    commit_o2()  # without serialised runs o3 never waited: o2's commit comes after it
+    stack.drain()
+    state = SnapshotState(stack.outputs["StateTableName"], stack.stack.client("dynamodb"))
+    history = stack.stack.client("stepfunctions").get_execution_history(executionArn=third["executionArn"])
+    return {
+        "busy": [
+            e["lambdaFunctionFailedEventDetails"]
+            for e in history["events"]
+            if e["type"] == "LambdaFunctionFailed"
+        ],
+        "executions": (first, third),
+        "listed": (listed_after_o1, listed_while_o2_runs, listed(stack, range(900, 920))),
+        "o2": committed[0],
+        "pointer": state.pointer(OTHER[0]),
+    }
+
+
+def test_com_04_overlapping_runs_of_one_audience_leave_every_member_of_the_last_snapshot_at_the_vendor(
+    overlapping: dict[str, Any],
+) -> None:
+    """The review's finding: o2's exits were sent while o3 ran against o1; o3 saw 918 and 919 unchanged
+    and sent nothing, so they stayed removed although the applied snapshot lists them. Serialised, o3
+    waits for o2 and diffs against it: 918 and 919 are added again."""
+    after_o1, while_o2, final = overlapping["listed"]
+    assert after_o1 == set(range(900, 920))
+    assert while_o2 == set(range(900, 918))  # o2's exits reached Marketo
+    assert [e["status"] for e in overlapping["executions"]] == ["SUCCEEDED", "SUCCEEDED"]
+    assert overlapping["pointer"].snapshot_id == "o3"
+    assert set(range(900, 920)) - final == set()  # every member of the applied snapshot is on the list
+    assert overlapping["o2"]["status"] == "APPLIED"  # o3 waited for it
+    (busy,) = overlapping["busy"]  # o3's Prepare, once, while o2 held the audience; then it ran
+    assert busy["error"] == "SnapshotAudienceBusy"
+    assert "audience 'aud-other' is held by run 'o2'" in busy["cause"]
+
+
+@pytest.fixture(scope="module")
+def superseded(
+    stack: ActivationHarness, overlapping: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """f4 (918 and 919 leave, 920 joins) sends its changes and fails (its Map failed: RecordFailure); then
+    o5, newer, has 900-919 again: against o3 (the applied one) nobody changed, but the vendor holds f4's."""
+    folder = tmp_path_factory.mktemp("superseded")
+    f4 = stage_unannounced(stack, folder, "f4", [*range(900, 918), 920], -50, audience=OTHER)
+    prepared = invoke(stack, "SnapshotPrepareFunctionName", {"bucket": f4[0], "manifestKey": f4[1]})
+    for index in range(1 << prepared["plan"]["bits"]):
+        invoke(stack, "SnapshotDiffFunctionName", {"partition": index, "plan": prepared["plan"]})
+    failed = invoke(
+        stack, "SnapshotCommitFunctionName", {"prepared": prepared, "error": {"Error": "States.TaskFailed"}}
+    )
+    stack.drain()
+    listed_after_f4 = listed(stack, range(900, 921))
+    o5 = announced_run(
+        stack, *stage_unannounced(stack, folder, "o5", list(range(900, 920)), -40, audience=OTHER)
+    )
+    state = SnapshotState(stack.outputs["StateTableName"], stack.stack.client("dynamodb"))
+    return {
+        "failed": failed,
+        "execution": o5,
+        "listed": (listed_after_f4, listed(stack, range(900, 921))),
+        "record": state.run(OTHER[0], "o5"),
+        "pointer": state.pointer(OTHER[0]),
+    }
+
+
+def test_com_04_a_failed_run_superseded_by_a_newer_one_leaves_the_vendor_as_the_applied_snapshot_says(
+    superseded: dict[str, Any],
+) -> None:
+    """The review's second case: a failed run's changes stay sent. The next run sends again every member
+    the failed run may have changed, as its own snapshot has them: 918 and 919 back, 920 removed."""
+    after_f4, final = superseded["listed"]
+    assert superseded["failed"]["status"] == "FAILED"
+    assert after_f4 == {*range(900, 918), 920}  # f4's changes reached Marketo
+    assert superseded["execution"]["status"] == "SUCCEEDED", superseded["execution"]
+    assert final == set(range(900, 920))
+    record = superseded["record"]
+    assert (record["status"], record["changed"], record["removed"], record["added"]) == ("APPLIED", 2, 1, 0)
+    assert superseded["pointer"].unsettled == ()  # o5 settled f4
+
+
+def test_the_audience_lease_and_the_re_checks_are_calls_the_snapshot_roles_allow(
+    stack: ActivationHarness, superseded: dict[str, Any]
+) -> None:
+    """Prepare takes and releases the audience's lease, the diff tasks renew it and read a failed run's
+    partitions, Commit renews and releases it and deletes what the failed run kept: each as AWS would
+    allow it (the key `lock#snapshot#<audience>` and nothing more)."""
+    functions = ("snapshot-prepare", "snapshot-diff", "snapshot-commit")
+    assert calls_their_roles_refuse(stack, *functions) == []

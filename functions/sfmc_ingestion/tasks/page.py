@@ -8,10 +8,7 @@ the watermark is not touched here.
 
 from __future__ import annotations
 
-import gc
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import partial
@@ -19,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from activation_core.collector import cycle_collection_paused
 from activation_core.errors import PermanentError
 from activation_core.locks import LeaseLock
 from activation_core.oauth import TokenProvider
@@ -64,7 +62,7 @@ class _Split:
 
 
 def process_page(item: WorkItem, deps: PageDeps, *, now: datetime | None = None) -> WorkItem:
-    with _no_cycle_collection():
+    with cycle_collection_paused():  # a page's rows hold no cycles: see activation_core.collector
         return _process_page(item, deps, now)
 
 
@@ -176,26 +174,6 @@ def _fetch(item: WorkItem, deps: PageDeps, zone: tzinfo) -> sfmc.RowsetPage:
             "sfmc_paging_runaway", f"page {number} of a result set announced as {expected_pages}"
         )
     return page
-
-
-@contextmanager
-def _no_cycle_collection() -> Iterator[None]:
-    """The cyclic garbage collector paused during a page task (issue 18, goal 7).
-
-    A 2,500-row page parses ~7,500 dicts and maps them to ~25,000 more that live until the page is
-    done, so the collector ran ~33 young and ~3 middle passes a page, and a full pass over every
-    object of the process about one page in five: ~4.6 us a row of CPU in collections (gc.callbacks),
-    a fifth of the task. A page's rows hold no reference cycle (dicts of values, freed by reference
-    counting as before), so nothing waits for the collector; it runs again after the page, and then
-    finds the page's objects already gone.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _split(item: WorkItem, page: sfmc.RowsetPage, deps: PageDeps, zone: tzinfo) -> _Split:

@@ -66,7 +66,12 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "runId": plan.run_key,
             "backfill": plan.backfill,
         }
-        state.put_run(plan.audience_id, plan.run_key, record)
+        if not state.put_run(plan.audience_id, plan.run_key, record, keep_applied=True):
+            # A second execution of the same manifest (delivered twice) whose copy applied the run and
+            # gave the audience back: that record, its metrics and its summary event stand.
+            logger.info("snapshot run already applied", extra={"audience": plan.audience_id})
+            return {"status": "APPLIED", "audienceId": plan.audience_id, "snapshotId": plan.snapshot_id}
+        state.release(plan.audience_id, plan.run_key)  # the next run of the audience may start
     else:
         try:
             record = runner.commit(S3Store(plan.bucket), plan, state)
@@ -81,6 +86,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 "backfill": plan.backfill,
             }
             state.put_run(plan.audience_id, plan.run_key, record)
+            state.release(plan.audience_id, plan.run_key)
     emit_metrics(record)
     publish_summary(settings.event_bus_name, record)
     logger.info("snapshot run finished", extra={"status": record["status"], "audience": plan.audience_id})

@@ -8,6 +8,7 @@ from activation_core.publishing import EventPublisher  # the bus's PutEvents bat
 from snapshots import runner
 from snapshots.plan import RunPlan
 from snapshots.settings import snapshot_settings
+from snapshots.state import SnapshotState
 from snapshots.store import S3Store
 from snapshots.tasks.errors import transient_errors
 
@@ -16,6 +17,8 @@ from snapshots.tasks.errors import transient_errors
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = snapshot_settings()
     plan = RunPlan.model_validate(event["plan"])
+    # The run still holds its audience (renewed for another hour), or it stops before sending anything.
+    SnapshotState(settings.state_table_name).renew(plan.audience_id, plan.run_key)
     publisher = EventPublisher(settings.event_bus_name, workers=settings.publish_workers)
     return runner.diff_partition(
         S3Store(plan.bucket), plan, int(event["partition"]), publisher.publish, settings.event_bus_name

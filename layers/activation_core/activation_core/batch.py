@@ -18,6 +18,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from activation_core import aws, erasure, naming
 from activation_core.chunking import packed
+from activation_core.collector import cycle_collection_paused
 from activation_core.observability import logger, metrics
 from activation_core.outcomes import BatchSummary, Kind, Outcome
 from activation_core.pipeline import REDELIVERED, RecordResult
@@ -540,6 +541,7 @@ def _publish_metrics(summary: BatchSummary, before: VendorCounts) -> None:
     metrics.add_metric("RecordsRetried", MetricUnit.Count, summary.retry)
 
 
+@cycle_collection_paused()  # one batch's allocations start no full collection: activation_core.collector
 def run_batch(
     event: Mapping[str, Any],
     context: Any,

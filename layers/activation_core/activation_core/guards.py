@@ -6,7 +6,7 @@ at that instant. The pipeline reads the items of a whole batch before delivery (
 keys a request): a change older than the one applied is skipped as `stale`, the same event again as
 `duplicate` (or `redelivered` when it is the very same message again: see below). After delivery, the items of the changes the vendor accepted (or the connector
 deliberately skipped) are written whole, on condition that they did not change since they were read
-(a version number), in TransactWriteItems (25 items a request, requests in parallel); a refused one
+(a version number), in TransactWriteItems (100 items, at most 3 MB of them, a request, requests in parallel); a refused one
 is read again and merged, so an item never moves backwards whatever other invocations do meanwhile.
 The guard moves only once a change is applied, and a batch costs a few DynamoDB round trips, not
 three per record (docs/decisions.md, 2026-12-07).
@@ -56,10 +56,16 @@ from activation_core import aws, naming
 from activation_core.errors import RetryableError
 from activation_core.observability import logger
 
-# Reads: aws.batch_get (BatchGetItem, 100 keys a request). TransactWriteItems takes up to 100 items; 25
-# a request keeps each request short (moto applies a transaction under one lock, item by item) at the
-# same write units, and the requests of a batch run in parallel anyway.
-_WRITE_CHUNK = 25
+# Reads: aws.batch_get (BatchGetItem, 100 keys a request). Commits: TransactWriteItems of up to 100
+# items (AWS's limit; 4 MB a request, far above 100 of these items): the same write units as smaller
+# ones in a quarter of the requests, whose fixed cost (signing, headers, HTTP, parsing) was half the
+# guard's CPU once the items are sent as built (docs/decisions.md, "as built"). A refused item cancels
+# its whole request: every entity of it is re-read and tried again.
+WRITE_CHUNK = 100
+# ... and at most 4 MB of items a request (AWS; moto does not check it): an entity in many audiences
+# makes a large item (about 200 bytes an audience), so a request is also closed at this many bytes of
+# items as `_item_size` counts them (the UTF-8 bytes of attribute names and values).
+WRITE_CHUNK_BYTES = 3 * 1024 * 1024
 # A commit whose condition failed (another invocation moved an item meanwhile) is re-read and retried.
 _COMMIT_ROUNDS = 3
 _SORT_KEY = "applied"
@@ -207,9 +213,10 @@ class _Target:
 class OrderGuard(aws.UsesDynamoDB):
     """Reads and commits the order-and-idempotency items of one state table (see the module doc).
 
-    Its requests are built here alone, in a few fixed shapes that the unit tests send through a
-    validated client, so the container's guard client skips botocore's parameter validation (a third
-    of the guard's CPU on a 1,000-record batch; docs/decisions.md, 2026-12-07)."""
+    Its requests are built here alone, in DynamoDB's wire form and a few fixed shapes that the unit
+    tests send through a validated client, so the container's guard client skips botocore's
+    parameter validation and sends its reads and transactions as built (`aws.client`, validated=False:
+    together about 60% of the guard's CPU on a 1,000-record batch; docs/decisions.md, 2026-12-07)."""
 
     _validated = False
 
@@ -277,8 +284,7 @@ class OrderGuard(aws.UsesDynamoDB):
             }
             if not actions:
                 return Committed(0, frozenset(redelivered))
-            keys = list(actions)
-            chunks = [keys[i : i + _WRITE_CHUNK] for i in range(0, len(keys), _WRITE_CHUNK)]
+            chunks = _chunks(actions)
             failed: list[str] = []
             for part in aws.in_parallel(functools.partial(self._transact, actions=actions), chunks):
                 failed += part
@@ -340,6 +346,35 @@ class OrderGuard(aws.UsesDynamoDB):
                 logger.warning("order guard commit failed", extra={"error_type": _error_code(exc)})
             return list(entities)
         return []
+
+
+def _chunks(actions: Mapping[str, Any]) -> list[list[str]]:
+    """The entities of `actions` in transactions of at most WRITE_CHUNK items and WRITE_CHUNK_BYTES."""
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for entity, action in actions.items():
+        item_size = _item_size(action["Put"]["Item"])
+        if chunks[-1] and (len(chunks[-1]) == WRITE_CHUNK or size + item_size > WRITE_CHUNK_BYTES):
+            chunks.append([])
+            size = 0
+        chunks[-1].append(entity)
+        size += item_size
+    return chunks
+
+
+def _item_size(item: Mapping[str, Any]) -> int:
+    """An item's size as DynamoDB counts it, near enough: the UTF-8 bytes of its attribute names and
+    values (S, N, SS)."""
+    size = 0
+    for name, value in item.items():
+        size += _utf8_length(name)
+        for typed in value.values():
+            size += sum(map(_utf8_length, typed)) if type(typed) is list else _utf8_length(typed)
+    return size
+
+
+def _utf8_length(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
 
 
 def _state_of(item: Mapping[str, Any]) -> EntityState:

@@ -62,12 +62,15 @@ class LeaseLock(aws.UsesDynamoDB):
     def _item_key(key: str) -> dict[str, dict[str, str]]:
         return {"pk": {"S": f"lock#{key}"}, "sk": {"S": "lock"}}
 
-    def try_acquire(self, key: str, lease_seconds: float) -> Lease | None:
-        """Take the lease on `key` for `lease_seconds`; None when someone else holds an unexpired one."""
+    def try_acquire(self, key: str, lease_seconds: float, owner: str | None = None) -> Lease | None:
+        """Take the lease on `key` for `lease_seconds`; None when someone else holds an unexpired one.
+
+        `owner`: a name the holder keeps across processes (e.g. a workflow run's id), so the same owner
+        taking the lease again (a retried step) gets it back; by default a random one per call."""
         if not math.isfinite(lease_seconds) or lease_seconds <= 0:
             raise ValueError("lease_seconds must be a positive number")
         now = self._clock()
-        lease = Lease(key=key, owner=uuid.uuid4().hex, expires_at=now + lease_seconds)
+        lease = Lease(key=key, owner=owner or uuid.uuid4().hex, expires_at=now + lease_seconds)
         try:
             self._client.put_item(
                 TableName=self._table_name,
@@ -78,8 +81,9 @@ class LeaseLock(aws.UsesDynamoDB):
                     "ttl": {"N": str(math.ceil(lease.expires_at))},
                 },
                 # An expired lease is free even if TTL has not removed the item yet.
-                ConditionExpression="attribute_not_exists(pk) OR expiresAt < :now",
-                ExpressionAttributeValues={":now": {"N": _number(now)}},
+                ConditionExpression="attribute_not_exists(pk) OR expiresAt < :now OR #owner = :owner",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":now": {"N": _number(now)}, ":owner": {"S": lease.owner}},
             )
         except (BotoCoreError, ClientError) as exc:
             code = _error_code(exc)
@@ -113,6 +117,15 @@ class LeaseLock(aws.UsesDynamoDB):
                 return None
             raise RetryableError("lock_unavailable", code) from exc
         return renewed
+
+    def holder(self, key: str) -> Lease | None:
+        """Who holds the lease on `key` and until when (None: nobody, or it expired)."""
+        item = self._client.get_item(
+            TableName=self._table_name, Key=self._item_key(key), ConsistentRead=True
+        ).get("Item")
+        if not item or float(item["expiresAt"]["N"]) < self._clock():
+            return None
+        return Lease(key=key, owner=item["owner"]["S"], expires_at=float(item["expiresAt"]["N"]))
 
     def release(self, lease: Lease) -> None:
         """Give the lease back if we still own it; best effort (it expires by itself anyway)."""

@@ -1,6 +1,7 @@
 """SQS glue: rejected records reach the DLQ with their reason, retries become batch item failures,
 and the ledger keeps the books (received = delivered + skipped + rejected + retry)."""
 
+import gc
 import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -522,3 +523,34 @@ def test_com_08_a_settled_message_is_remembered_by_its_lineage_for_longer_than_s
     expires = int(item["ttl"]["N"]) - before
     assert settled.QUEUE_RETENTION_SECONDS <= expires <= settled.RETENTION_SECONDS + 5
     assert set(item) == {"pk", "sk", "ttl"}  # a message id and a time: nothing of the event
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_batch_runs_with_the_cycle_collector_paused_and_leaves_it_as_found(
+    queues: dict[str, str], enabled: bool
+) -> None:
+    """No full collection mid-batch (activation_core.collector); the collector's state is restored, even
+    when the batch is interrupted."""
+    seen: list[bool] = []
+
+    class Interrupted(BaseException):  # what run_batch does not catch (it turns exceptions into retries)
+        pass
+
+    def decide(records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
+        seen.append(gc.isenabled())
+        if len(seen) > 1:
+            raise Interrupted
+        return decided({"m-1": Outcome.delivered()})(records)
+
+    event = {"Records": [sqs_record({"n": 1}, "m-1")]}
+    context = BatchContext("rainfocus", queues["dlq"], "state")
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        assert run_batch(event, None, decide, context) == {"batchItemFailures": []}
+        assert seen == [False] and gc.isenabled() is enabled
+        with pytest.raises(Interrupted):
+            run_batch(event, None, decide, context)
+        assert seen == [False, False] and gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -11,6 +12,8 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore import xform_name
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from activation_core import aws, naming
@@ -80,15 +83,92 @@ def test_events_of_the_same_instant_are_all_remembered(tables: None) -> None:
 
 
 def test_a_batch_of_many_entities_is_read_and_committed_in_a_few_requests(tables: None) -> None:
+    """Through the container's guard client, which sends its reads and transactions as built: every
+    entity of every request arrives (not only the stand-in's first), in requests of AWS's maxima."""
     calls: list[str] = []
-    client = boto3.client("dynamodb")
-    client.meta.events.register("before-call", lambda model, **_: calls.append(model.name))
-    guard = OrderGuard("state", TYPE, dynamodb=client)
+    aws.client("dynamodb", validated=False).meta.events.register(
+        "before-call", lambda model, **_: calls.append(model.name)
+    )
+    guard = OrderGuard("state", TYPE)
     entities = [f"p{i}" for i in range(250)]
     known = guard.read("inst", entities)
     guard.commit("inst", [Change(e, f"evt-{e}", 1, ("aud",)) for e in entities], known)
-    assert len(guard.read("inst", entities)) == 250
-    assert calls.count("BatchGetItem") == 6 and calls.count("TransactWriteItems") == 10
+    state = guard.read("inst", entities)
+    assert {e: s.get("aud") for e, s in state.items()} == {
+        e: Applied(1, frozenset({f"evt-{e}"})) for e in entities
+    }
+    assert calls.count("BatchGetItem") == 6 and calls.count("TransactWriteItems") == 3
+
+
+def test_the_guards_requests_sent_as_built_are_byte_for_byte_what_botocore_would_send(tables: None) -> None:
+    """The container's guard client sends its reads and transactions with `json.dumps` of the guard's
+    own parameters as the body (aws.py, `_send_as_built`: botocore's serializer and endpoint rules
+    walked every item). For every shape the guard sends (a read of existing and missing entities, a
+    first and a versioned commit with lineages, a refused one re-read and retried), the body, URL and
+    headers botocore builds from the same parameters through a validated client are the same."""
+    sent: list[tuple[str, dict[str, Any], Any]] = []  # the operation, the caller's parameters, the request
+
+    def caller(params: dict[str, Any], model: Any, **_: Any) -> None:
+        sent.append((model.name, json.loads(json.dumps(params)), None))
+
+    def request(request: Any, **_: Any) -> None:
+        name, params, _unset = sent[-1]
+        sent[-1] = (name, params, request)
+
+    as_built = aws.client("dynamodb", validated=False)
+    as_built.meta.events.register("provide-client-params.dynamodb", caller)
+    as_built.meta.events.register("before-send.dynamodb", request)
+    guard = OrderGuard("state", TYPE)
+    first = guard.read("inst", ["p1", "p2", "p3"])
+    changes = [Change("p1", "evt-1", 10, ("aud",), "m-1"), Change("p2", "evt-2", 10, ("aud", "aud-2"))]
+    guard.commit("inst", changes, first)
+    guard.commit("inst", [Change("p1", "evt-3", 20, ("aud",), "m-3")], guard.read("inst", ["p1", "p3"]))
+    assert guard.commit("inst", [Change("p1", "evt-4", 30, ("aud",))], first).not_committed == 0
+    assert [name for name, _, _ in sent] == [
+        "BatchGetItem", "TransactWriteItems", "BatchGetItem", "TransactWriteItems",
+        "TransactWriteItems", "BatchGetItem", "TransactWriteItems",
+    ]  # fmt: skip
+
+    built: list[Any] = []
+    validated = boto3.client("dynamodb")  # botocore's own serializer, parameter validation on
+    validated.meta.events.register("before-send.dynamodb", lambda request, **_: built.append(request))
+    for name, params, request in sent:
+        with contextlib.suppress(ClientError):  # sent again to moto: a commit's condition now fails
+            getattr(validated, xform_name(name))(**params)
+        ours, botocores = request, built[-1]
+        assert (ours.url, ours.body) == (botocores.url, botocores.body)
+        assert _signed_headers(ours) == _signed_headers(botocores)
+
+
+def test_the_guards_reads_taken_as_sent_are_what_botocore_would_parse(tables: None) -> None:
+    """The container's guard client takes a read's body as DynamoDB sent it (aws.py, `_body_as_sent`:
+    botocore's parser walked every attribute of every item): for the guard's items (versions, times,
+    event-id and lineage sets), for keys not found, and for an item with a binary value (left to
+    botocore's parser: it decodes base64), the result is botocore's own, response metadata aside."""
+    guard = OrderGuard("state", TYPE)
+    changes = [Change("p1", "evt-1", 10, ("aud",), "m-1"), Change("p2", "evt-2", 10, ("aud", "aud-2"))]
+    guard.commit("inst", changes, guard.read("inst", ["p1", "p2"]))
+    validated = boto3.client("dynamodb")
+    binary_key = {"pk": {"S": naming.order_key(TYPE, "inst", "p9")}, "sk": {"S": "applied"}}
+    validated.put_item(TableName="state", Item={**binary_key, "b": {"B": b"\x00\xff"}, "bs": {"BS": [b"x"]}})
+    keys = [
+        {"pk": {"S": naming.order_key(TYPE, "inst", e)}, "sk": {"S": "applied"}} for e in ("p1", "p2", "p3")
+    ]
+    as_sent = aws.client("dynamodb", validated=False)
+    found = []
+    for read in (keys, [*keys, binary_key], keys[2:]):
+        params = {"RequestItems": {"state": {"Keys": read, "ConsistentRead": True}}}
+        ours, botocores = as_sent.batch_get_item(**params), validated.batch_get_item(**params)
+        ours.pop("ResponseMetadata"), botocores.pop("ResponseMetadata")
+        assert ours == botocores
+        found.append(len(ours["Responses"]["state"]))
+    assert found == [2, 3, 0]
+
+
+def _signed_headers(request: Any) -> dict[str, str]:
+    """The request's headers but those that differ per attempt (time, signature, invocation id)."""
+    varying = {"x-amz-date", "authorization", "amz-sdk-invocation-id", "amz-sdk-request", "user-agent"}
+    return {k.lower(): str(v) for k, v in request.headers.items() if k.lower() not in varying}
 
 
 def test_every_request_the_guard_makes_passes_botocores_parameter_validation(tables: None) -> None:
@@ -427,3 +507,37 @@ def test_com_08_a_message_processed_by_two_invocations_at_once_is_counted_delive
     outer = guarded_pipeline(Overlapping()).process([record])
     assert inner["m-1"].outcome.kind is Kind.DELIVERED
     assert outer["m-1"].outcome.reason == "redelivered"
+
+
+def test_a_commit_of_large_guard_items_stays_within_dynamodbs_4_mb_a_transaction(tables: None) -> None:
+    """TransactWriteItems takes at most 100 items and 4 MB of them (AWS; moto enforces neither): a batch
+    of 100 entities each in many audiences (about 50 KB an item) goes out in requests under 4 MB, and
+    every entity is committed."""
+    sizes: list[int] = []
+    aws.client("dynamodb", validated=False).meta.events.register(
+        "before-send.dynamodb.TransactWriteItems", lambda request, **_: sizes.append(len(request.body))
+    )
+    guard = OrderGuard("state", TYPE)
+    entities = [f"p{i}" for i in range(100)]
+    audiences = tuple(f"audience-{n:04d}-" + "with-a-long-descriptive-identifier-" * 4 for n in range(100))
+    changes = [Change(e, f"evt-{e}", 1, audiences, f"m-{e}") for e in entities]
+    assert guard.commit("inst", changes, guard.read("inst", entities)).not_committed == 0
+    assert len(sizes) > 1 and max(sizes) < 4 * 1024 * 1024, sizes
+    state = guard.read("inst", entities)
+    assert all(
+        state[e].get(a) == Applied(1, frozenset({f"evt-{e}"}), frozenset({f"m-{e}"}))
+        for e in entities
+        for a in audiences
+    )
+
+
+def test_a_guard_items_size_counts_utf8_bytes_as_dynamodb_does() -> None:
+    """DynamoDB sizes an item by the UTF-8 bytes of its names and values: an audience or event id in
+    another script counts 2-4 bytes a character towards the 4 MB a transaction."""
+    from activation_core.guards import _item_size
+
+    item = {"t:prospects-münchen": {"N": "17"}, "e:prospects-münchen": {"SS": ["évt-1", "事件-2"]}}
+    expected = sum(
+        len(text.encode()) for text in ("t:prospects-münchen", "17", "e:prospects-münchen", "évt-1", "事件-2")
+    )
+    assert _item_size(item) == expected

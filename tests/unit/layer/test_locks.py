@@ -152,3 +152,20 @@ def test_a_lease_is_renewed_only_by_its_holder(dynamodb: Any, state_table: str) 
     other = lock.try_acquire("k", 30)
     assert other is not None
     assert lock.renew(lease, 30) is None
+
+
+def test_a_named_owner_takes_its_own_lease_again_and_nobody_else_does(
+    dynamodb: Any, state_table: str
+) -> None:
+    """A workflow run retrying a step holds its lease again; another run waits; holder() names it."""
+    clock = Clock()
+    lock = LeaseLock(state_table, dynamodb=dynamodb, clock=clock)
+    assert lock.try_acquire("k", 30, owner="run-1") is not None
+    clock.now += 10
+    again = lock.try_acquire("k", 30, owner="run-1")
+    assert again is not None and again.expires_at == clock.now + 30
+    assert lock.try_acquire("k", 30, owner="run-2") is None
+    assert lock.holder("k") == again
+    clock.now += 31
+    assert lock.holder("k") is None  # expired: nobody holds it
+    assert lock.try_acquire("k", 30, owner="run-2") is not None

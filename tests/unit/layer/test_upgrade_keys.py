@@ -46,7 +46,7 @@ def test_old_guards_waiting_changes_and_ledgers_move_to_their_types_keys_once(
     )
     _add(dynamodb, state_table, f"waiting#or#{OTHER}", "fields", **{"field:email": 5})
     _add(dynamodb, state_table, f"order#gone#{ENTITY}", "applied", version=1)  # an instance since removed
-    # A guard the function rewrote under its typed key after the deploy (newer): it stays as it is.
+    # A guard the function rewrote under its typed key after the deploy (newer): what it holds stays.
     guard.commit("mk", [Change(RACED, "evt-after", 30, ("aud",))], {})
     _add(dynamodb, state_table, f"order#mk#{RACED}", "applied", version=9)
     # Books: counted before the deploy (old rows), and since (typed rows) for the same keys.
@@ -64,7 +64,7 @@ def test_old_guards_waiting_changes_and_ledgers_move_to_their_types_keys_once(
     assert counts == {
         "ledger rows moved": 3,
         "ledger rows of an unknown instance, left": 1,
-        "order items already rewritten since the deploy, old deleted": 1,
+        "order items already rewritten since the deploy, merged": 1,
         "order items moved": 1,
         "order items of an unknown instance, deleted": 1,
         "waiting items moved": 1,
@@ -101,3 +101,34 @@ def test_an_erasure_after_the_upgrade_reaches_the_moved_items(dynamodb: Any, sta
     WaitingChanges(state_table, "marketo", dynamodb=dynamodb).forget("mk", ENTITY)
     scan = dynamodb.scan(TableName=state_table)["Items"]
     assert scan == []
+
+
+def test_com_01_a_guard_rewritten_since_the_deploy_keeps_what_the_old_one_knew(
+    dynamodb: Any, state_table: str
+) -> None:
+    """The function writes the typed guard from nothing after the deploy (it does not read the old key):
+    for another audience, or even for an older change. The upgrade keeps, per audience, the later of
+    the two changes, so an event older than one applied before the upgrade stays stale afterwards."""
+    guard = OrderGuard(state_table, "marketo", dynamodb=dynamodb)
+    guard.commit("mk", [Change(ENTITY, "evt-a", 100, ("aud-a", "aud-c"))], {})
+    _as_before(
+        dynamodb, state_table, naming.order_key("marketo", "mk", ENTITY), f"order#mk#{ENTITY}", "applied"
+    )
+    # Since the deploy: a change to aud-b, and an older one to aud-c (applied: the guard was empty).
+    guard.commit("mk", [Change(ENTITY, "evt-b", 50, ("aud-b",)), Change(ENTITY, "evt-c", 40, ("aud-c",))], {})
+
+    upgrade_state_keys(dynamodb, state_table, INSTANCES)
+
+    state = guard.read("mk", [ENTITY])[ENTITY]
+    assert state.get("aud-a").verdict(90, "evt-old") is Verdict.STALE
+    assert state.get("aud-b").verdict(50, "evt-b") is Verdict.DUPLICATE
+    assert state.get("aud-c").verdict(90, "evt-old") is Verdict.STALE
+    assert _item(dynamodb, state_table, f"order#mk#{ENTITY}", "applied") == {}
+    # And the guard still commits over the merged item (its version moved on).
+    assert (
+        guard.commit(
+            "mk", [Change(ENTITY, "evt-d", 200, ("aud-a",))], guard.read("mk", [ENTITY])
+        ).not_committed
+        == 0
+    )
+    assert guard.read("mk", [ENTITY])[ENTITY].get("aud-a").verdict(150, "x") is Verdict.STALE

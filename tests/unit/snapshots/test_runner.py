@@ -357,6 +357,18 @@ def test_the_same_email_twice_in_one_snapshot_in_two_cases_is_one_member_and_a_b
     assert bus.by_status("realized") == {f"person{n}@example.com" for n in range(10)}  # the first line won
 
 
+def test_duplicate_lines_are_named_by_their_line_numbers_in_the_run_record(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """As the read report names the lines Prepare refused: the later lines of a member already seen, in
+    any partition, up to 20 (numbers only, never values)."""
+    members = [profile(n) for n in range(200)] + [shouted(3), profile(150), shouted(7)]  # lines 201-203
+    members += [profile(n) for n in range(30)]  # lines 204-233: 30 more duplicates, 20 listed
+    record = run(store, state, put_snapshot("s1", members, identity_namespace="email"), Bus())
+    assert (record["members"], record["duplicates"], record["badLines"]) == (200, 33, 33)
+    assert record["duplicateLines"] == list(range(201, 221))
+
+
 def test_a_run_that_died_in_commit_after_the_pointer_moved_resumes_to_its_record(
     store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:

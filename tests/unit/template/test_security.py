@@ -234,6 +234,7 @@ OTHER_STATE_KEYS = [
     f"lock#token#{STACK}/sfmc/conn",
     "snapshot",
     "snapshot-run",
+    "lock#snapshot#aud-1",
 ]
 
 

@@ -1,0 +1,212 @@
+"""Runs of one audience never overlap (a lease per audience), and a run that sent changes without being
+applied is re-checked by the next one (docs/snapshots.md, "Runs of one audience")."""
+
+from __future__ import annotations
+
+import pytest
+
+from snapshots import runner
+from snapshots.diff import UNSETTLED, unsettle
+from snapshots.partitions import Row
+from snapshots.plan import BackfillRequest, RunPlan
+from snapshots.state import LEASE_SECONDS, AudienceBusy, LeaseLost, SnapshotState
+from snapshots.store import DirStore
+from tests.unit.snapshots.conftest import AUDIENCE, SnapshotWriter, config, profile
+from tests.unit.snapshots.test_runner import TWO_OF_A_TYPE, Bus, diff_every_partition_and_commit, run
+
+
+def rows(*pairs: tuple[str, str]) -> list[Row]:
+    return [Row(key, digest, f"line-{key}-{digest}") for key, digest in pairs]
+
+
+def test_unsettle_marks_every_member_a_run_not_applied_may_have_changed() -> None:
+    previous = rows(("a", "1"), ("b", "1"), ("c", "1"), ("e", "1"))
+    sent = rows(("a", "1"), ("b", "2"), ("d", "1"), ("e", "1"))  # b changed, c removed, d added
+    marked = list(unsettle(previous, sent))
+    assert [(r.key, r.digest) for r in marked] == [
+        ("a", "1"),
+        ("b", UNSETTLED),
+        ("c", UNSETTLED),
+        ("d", UNSETTLED),
+        ("e", "1"),
+    ]
+    assert marked[3].line == "line-d-1"  # an added member's line comes from the run: its exit needs it
+
+
+def prepared(store: DirStore, state: SnapshotState, key: str) -> RunPlan:
+    plan = runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, state, target=64)
+    assert isinstance(plan, RunPlan), plan
+    return plan
+
+
+def test_a_second_run_of_the_audience_waits_while_the_first_holds_it(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(10)]), Bus())
+    first = prepared(store, state, put_snapshot("s2", [profile(n) for n in range(8)], hours=1))
+    with pytest.raises(AudienceBusy, match=f"audience '{AUDIENCE}' is held by run 's2' until "):
+        runner.prepare(store, "bucket", put_snapshot("s3", [profile(n) for n in range(10)], hours=2),
+                       TWO_OF_A_TYPE, state, target=64)  # fmt: skip
+    assert (
+        prepared(store, state, put_snapshot("s2", [profile(n) for n in range(8)], hours=1)) == first
+    )  # resumed
+    diff_every_partition_and_commit(store, state, first, Bus())  # releases the audience
+    bus = Bus()
+    record = run(store, state, put_snapshot("s3", [profile(n) for n in range(10)], hours=2), bus)
+    assert (record["status"], record["previousSnapshotId"]) == ("APPLIED", "s2")
+    assert bus.by_status("realized") == {"person8@example.com", "person9@example.com"}  # against s2: back
+
+
+def test_a_refused_snapshot_and_a_backfill_give_the_audience_back(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(10)]), Bus())
+    refused = runner.prepare(
+        store, "bucket", put_snapshot("s0", [profile(1)], hours=-1), TWO_OF_A_TYPE, state
+    )
+    assert isinstance(refused, runner.Refusal) and refused.reason == "older_than_applied"
+    request = BackfillRequest(bucket="bucket", audienceId=AUDIENCE, snapshotId="s1", runId="s1.backfill-1")
+    nothing = runner.prepare_backfill(store, request, TWO_OF_A_TYPE, state)
+    assert isinstance(nothing, runner.Refusal) and nothing.reason == "nothing_to_backfill"
+    prepared(store, state, put_snapshot("s2", [profile(n) for n in range(10)], hours=1))  # not busy
+
+
+def test_a_stopped_runs_lease_expires_and_it_may_not_go_on(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    now = [1_000_000.0]
+    clocked = SnapshotState(state.table, state.dynamodb, clock=lambda: now[0])
+    run(store, clocked, put_snapshot("s1", [profile(n) for n in range(10)]), Bus())
+    stopped = prepared(store, clocked, put_snapshot("s2", [profile(n) for n in range(8)], hours=1))
+    now[0] += LEASE_SECONDS - 1
+    with pytest.raises(AudienceBusy):
+        clocked.hold(AUDIENCE, "s3")
+    now[0] += 2  # the lease ran out: the audience is free
+    clocked.hold(AUDIENCE, "s3")
+    with pytest.raises(LeaseLost):
+        diff_every_partition_and_commit(store, clocked, stopped, Bus())  # s2 may not apply over s3's run
+    assert clocked.pointer(AUDIENCE).snapshot_id == "s1"  # type: ignore[union-attr]
+
+
+def test_a_run_older_than_one_that_sent_changes_is_refused(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """Its changes would lose to the failed run's, newer, at the destinations' order guard."""
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(10)]), Bus())
+    failed = prepared(store, state, put_snapshot("s3", [profile(n) for n in range(8)], hours=3))
+    runner.diff_partition(store, failed, 0, Bus(), "bus")
+    state.release(AUDIENCE, "s3")  # what RecordFailure does
+    refused = runner.prepare(store, "bucket", put_snapshot("s2", [profile(1)], hours=2), TWO_OF_A_TYPE, state)
+    assert isinstance(refused, runner.Refusal)
+    assert refused.reason == "older_than_sent" and "'s3'" in refused.detail
+
+
+def test_a_run_after_a_failed_one_whose_partitions_ended_is_a_resync(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(10)]), Bus())
+    failed = prepared(store, state, put_snapshot("s2", [profile(n) for n in range(8)], hours=1))
+    state.release(AUDIENCE, "s2")
+    store.delete_prefix(failed.run_prefix)  # SnapshotRunRetentionDays later
+    plan = prepared(store, state, put_snapshot("s3", [profile(n) for n in range(10)], hours=2))
+    assert plan.targets.full == plan.targets.current  # every member again: what s2 sent is unknown
+    record = diff_every_partition_and_commit(store, state, plan, Bus())
+    assert record["sent"] == {"marketo-a": 10, "rf": 10}
+
+
+def test_a_backfill_keeps_the_runs_still_to_re_check(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(10)]), Bus())
+    prepared(store, state, put_snapshot("s2", [profile(n) for n in range(8)], hours=1))
+    state.release(AUDIENCE, "s2")  # failed
+    more = config(("marketo-a", "marketo", True), ("marketo-b", "marketo", True), ("rf", "rainfocus", True))
+    request = BackfillRequest(bucket="bucket", audienceId=AUDIENCE, snapshotId="s1", runId="s1.backfill-1")
+    backfill = runner.prepare_backfill(store, request, more, state)
+    assert isinstance(backfill, RunPlan)
+    diff_every_partition_and_commit(store, state, backfill, Bus())
+    pointer = state.pointer(AUDIENCE)
+    assert pointer is not None and [u.run_key for u in pointer.unsettled] == ["s2"]
+
+
+def test_another_file_under_the_snapshot_id_of_a_run_that_sent_changes_is_refused(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """Resumed with another file, the first file's done markers would stand for partitions it diffed (the
+    new file's changes there never sent) and its sent exits would not be re-checked. A snapshotId names
+    one file: the other one is refused, and under a new id it re-checks what the first file sent."""
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(100)]), Bus())
+    first = prepared(store, state, put_snapshot("s2", [profile(n) for n in range(90)], hours=1))
+    assert first.bits >= 1
+    runner.diff_partition(store, first, 0, Bus(), "bus")  # then it failed
+    state.release(AUDIENCE, "s2")
+    everyone = [profile(n) for n in range(100)]
+    refused = runner.prepare(store, "bucket", put_snapshot("s2", everyone, hours=1), TWO_OF_A_TYPE, state)
+    assert isinstance(refused, runner.Refusal) and refused.reason == "snapshot_id_reused"
+    bus = Bus()
+    record = run(store, state, put_snapshot("s3", everyone, hours=2), bus)
+    exited_by_s2 = {f"person{n}@example.com" for n in range(90, 100)}
+    assert record["status"] == "APPLIED"
+    assert bus.by_status("existing") == exited_by_s2  # sent again: whatever s2 sent, they are members
+
+
+def test_a_second_copy_of_an_applied_run_that_loses_the_audience_leaves_the_run_applied(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3 and EventBridge deliver at least once: a second execution of one manifest is the same run (not
+    held off). Once the first commits and gives the audience back, the copy's next diff task finds the
+    lease gone and its Map fails to RecordFailure, which must not turn the applied run's record FAILED
+    (reconciliation and `activation snapshot status` read it)."""
+    from snapshots.settings import snapshot_settings
+    from snapshots.tasks import commit as commit_task
+
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(10)]), Bus())
+    key = put_snapshot("s2", [profile(n) for n in range(8)], hours=1)
+    first = prepared(store, state, key)
+    copy = prepared(store, state, key)  # the second delivery: the same run takes the audience again
+    diff_every_partition_and_commit(store, state, first, Bus())
+    assert state.run(AUDIENCE, "s2")["status"] == "APPLIED"
+    with pytest.raises(LeaseLost):
+        state.renew(AUDIENCE, copy.run_key)  # what the copy's next diff task does first
+
+    monkeypatch.setenv("STATE_TABLE_NAME", state.table)
+    monkeypatch.setenv("EVENT_BUS_NAME", "bus")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "test")
+    snapshot_settings.cache_clear()
+    try:
+        failed = {"Error": "SnapshotLeaseLost", "Cause": "run 's2' no longer holds the audience"}
+        commit_task.lambda_handler(
+            {"prepared": {"plan": copy.model_dump(mode="json")}, "error": failed}, None
+        )
+    finally:
+        snapshot_settings.cache_clear()
+    record = state.run(AUDIENCE, "s2")
+    assert record is not None
+    assert (record["status"], record.get("members")) == ("APPLIED", 8)
+
+
+def test_the_applied_snapshot_again_is_refused_at_once_while_another_run_holds_the_audience(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """A duplicate of the applied manifest waits for no one (it would wait 75 minutes, then fail busy)."""
+    applied = put_snapshot("s1", [profile(n) for n in range(10)])
+    run(store, state, applied, Bus())
+    prepared(store, state, put_snapshot("s2", [profile(n) for n in range(8)], hours=1))  # holds the audience
+    again = runner.prepare(store, "bucket", applied, TWO_OF_A_TYPE, state, target=64)
+    assert isinstance(again, runner.Refusal) and again.reason == "already_applied"
+
+
+def test_a_refused_second_copy_of_a_running_run_leaves_the_audience_held(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """Both copies of one manifest hold the lease under the run's name; the copy refused (here: its
+    audience no longer activated) must not give it back while the first copy still runs."""
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(10)]), Bus())
+    running = put_snapshot("s2", [profile(n) for n in range(8)], hours=1)
+    prepared(store, state, running)
+    nobody = config(("marketo-a", "marketo", False), ("rf", "rainfocus", False))
+    copy = runner.prepare(store, "bucket", running, nobody, state, target=64)
+    assert isinstance(copy, runner.Refusal) and copy.reason == "unknown_audience"
+    with pytest.raises(AudienceBusy, match="held by run 's2'"):
+        runner.prepare(store, "bucket", put_snapshot("s3", [profile(n) for n in range(10)], hours=2),
+                       TWO_OF_A_TYPE, state, target=64)  # fmt: skip
