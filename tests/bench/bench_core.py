@@ -975,7 +975,7 @@ def memory_figures() -> tuple[list[Figure], str]:
                     Path(event_file).write_text(json.dumps({"Records": records}))
                 ours_conn.send("count")
                 ours_conn.recv()  # set-up requests are not the handler's
-                command = [sys.executable, "-I", "-S", "-c", _MEMORY_PROBE, event_file, str(out_file)]
+                command = [lambda_python(), "-I", "-S", "-c", _MEMORY_PROBE, event_file, str(out_file)]
                 subprocess.run(
                     [*command, str(FUNCTIONS), str(LAYER), str(site)],
                     env=env,

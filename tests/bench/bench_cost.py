@@ -262,7 +262,7 @@ def _measure(destination: str, endpoint: str, tmp: Path, site: Path, conn: Any) 
             )
         conn.send("count")
         conn.recv()  # set-up requests are not the handler's
-        command = [sys.executable, "-I", "-S", "-c", _PROBE, str(spec_file), str(out_file)]
+        command = [core.lambda_python(), "-I", "-S", "-c", _PROBE, str(spec_file), str(out_file)]
         subprocess.run(
             [*command, str(core.FUNCTIONS), str(core.LAYER), str(site)],
             env=env,
