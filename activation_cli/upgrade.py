@@ -64,7 +64,7 @@ def _old_items(dynamodb: Any, table: str) -> Iterator[dict[str, Any]]:
 
 
 def _refused(exc: ClientError) -> bool:
-    """Another writer came first: the typed item exists, or another run moved the old one."""
+    """A condition failed or the transaction conflicted with another writer: read again and retry."""
     return bool(exc.response.get("Error", {}).get("Code") == "TransactionCanceledException")
 
 
@@ -72,26 +72,47 @@ def _delete_old(table: str, key: Mapping[str, Any]) -> dict[str, Any]:
     return {"Delete": {"TableName": table, "Key": key, "ConditionExpression": "attribute_exists(pk)"}}
 
 
-def _move_ledger_row(dynamodb: Any, table: str, item: dict[str, Any], pk: str) -> None:
-    counters = {name: value for name, value in item.items() if "N" in value}
+def _move_ledger_row(dynamodb: Any, table: str, item: dict[str, Any], pk: str) -> bool:
+    """Add the old row's counters to the typed row and delete the old row, in one transaction whose
+    delete holds only while the counters are still the ones added (a writer of the old key meanwhile,
+    or a conflicting transaction, makes it re-read and try again). False when another run moved it."""
     key = {"pk": item["pk"], "sk": item["sk"]}
-    writes = [_delete_old(table, key)]
-    if counters:
-        names = {f"#c{i}": name for i, name in enumerate(counters)}
-        values = {f":v{i}": counters[name] for i, name in enumerate(counters)}
-        writes.insert(
-            0,
-            {
-                "Update": {
-                    "TableName": table,
-                    "Key": {"pk": {"S": pk}, "sk": item["sk"]},
-                    "UpdateExpression": "ADD " + ", ".join(f"#c{i} :v{i}" for i in range(len(counters))),
-                    "ExpressionAttributeNames": names,
-                    "ExpressionAttributeValues": values,
-                }
-            },
-        )
-    dynamodb.transact_write_items(TransactItems=writes)
+    for _ in range(_MERGE_ROUNDS):
+        try:
+            dynamodb.transact_write_items(TransactItems=_ledger_move(table, key, item, pk))
+        except ClientError as exc:
+            if not _refused(exc):
+                raise
+        else:
+            return True
+        fresh = dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
+        if fresh is None:
+            return False  # another run moved it meanwhile
+        item = fresh
+    raise RuntimeError("an old ledger row kept changing while it was moved: run the command again")
+
+
+def _ledger_move(table: str, key: dict[str, Any], item: dict[str, Any], pk: str) -> list[dict[str, Any]]:
+    counters = {name: value for name, value in item.items() if "N" in value}
+    names = {f"#c{i}": name for i, name in enumerate(counters)}
+    values = {f":v{i}": counters[name] for i, name in enumerate(counters)}
+    unchanged = "".join(f" AND #c{i} = :v{i}" for i in range(len(counters)))
+    delete: dict[str, Any] = {
+        "TableName": table,
+        "Key": key,
+        "ConditionExpression": "attribute_exists(pk)" + unchanged,
+        **({"ExpressionAttributeNames": names, "ExpressionAttributeValues": values} if counters else {}),
+    }
+    if not counters:
+        return [{"Delete": delete}]
+    add = {
+        "TableName": table,
+        "Key": {"pk": {"S": pk}, "sk": item["sk"]},
+        "UpdateExpression": "ADD " + ", ".join(f"#c{i} :v{i}" for i in range(len(counters))),
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
+    return [{"Update": add}, {"Delete": delete}]
 
 
 def _move_entity_item(dynamodb: Any, table: str, item: dict[str, Any], pk: str) -> bool:
@@ -117,8 +138,13 @@ def _move_entity_item(dynamodb: Any, table: str, item: dict[str, Any], pk: str) 
         if "Item" not in dynamodb.get_item(TableName=table, Key=old_key, ConsistentRead=True):
             return False  # another run moved it meanwhile
         typed = dynamodb.get_item(TableName=table, Key=typed_key, ConsistentRead=True).get("Item")
-        if typed is None:
-            continue  # gone again (an erasure): the plain copy
+        if typed is None:  # gone again (an erasure): the plain copy
+            put = {
+                "TableName": table,
+                "Item": {**item, "pk": {"S": pk}},
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+            continue
         version = _VERSION[item["pk"]["S"].partition("#")[0]]
         current = typed.get(version, {}).get("N")
         put = {
@@ -180,13 +206,8 @@ def upgrade_state_keys(
             if not type_:
                 counts["ledger rows of an unknown instance, left"] += 1
                 continue
-            if not dry_run:
-                try:
-                    _move_ledger_row(dynamodb, table, item, _LEDGERS[pk](type_))
-                except ClientError as exc:
-                    if not _refused(exc):
-                        raise
-                    continue  # another run moved it meanwhile
+            if not dry_run and not _move_ledger_row(dynamodb, table, item, _LEDGERS[pk](type_)):
+                continue  # another run moved it meanwhile
             counts["ledger rows moved"] += 1
             continue
         kind, instance_id, entity = pk.split("#")

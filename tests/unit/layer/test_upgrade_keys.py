@@ -132,3 +132,27 @@ def test_com_01_a_guard_rewritten_since_the_deploy_keeps_what_the_old_one_knew(
         == 0
     )
     assert guard.read("mk", [ENTITY])[ENTITY].get("aud-a").verdict(150, "x") is Verdict.STALE
+
+
+def test_com_08_counts_added_to_an_old_ledger_row_after_it_was_read_are_moved_too(
+    dynamodb: Any, state_table: str
+) -> None:
+    """A function of before (or a DLQ replay) adds to the old row between the scan and the move: the
+    old row is deleted only with the counters that were added to the typed one, so nothing is lost."""
+    from activation_cli.upgrade import _move_ledger_row
+
+    sk = "marketo#mk#aud-1"
+    _add(dynamodb, state_table, "outcomes", sk, received=5, delivered=4)
+    read = _item(dynamodb, state_table, "outcomes", sk)
+    dynamodb.update_item(
+        TableName=state_table,
+        Key={"pk": {"S": "outcomes"}, "sk": {"S": sk}},
+        UpdateExpression="ADD received :one, delivered :one",
+        ExpressionAttributeValues={":one": {"N": "1"}},
+    )
+    assert _move_ledger_row(dynamodb, state_table, read, naming.ledger_key("marketo"))
+    assert _counters(dynamodb, state_table, naming.ledger_key("marketo"), sk) == {
+        "received": 6,
+        "delivered": 5,
+    }
+    assert _item(dynamodb, state_table, "outcomes", sk) == {}
