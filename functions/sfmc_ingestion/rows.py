@@ -576,7 +576,7 @@ class RowTransformer:
             src.add(1, "pk = missing_key(pk, errors)")
         else:
             src.add(1, 'if None in pk or "" in pk:', "    pk = missing_key(pk, errors)")
-        names = [f"p{i}" for i in range(len(self.pk))]
+        names = [f"key{i}" for i in range(len(self.pk))]  # not p<n>: the namespace's path objects
         src.add(1, f"{', '.join(names)}, = pk")
         # == digest(pk) without an encoder call when nothing in the values needs escaping.
         src.add(1, f"if {' and '.join(f'plain({p})' for p in names)}:")

@@ -305,3 +305,18 @@ def test_column_names_from_the_rowset_are_data_never_code() -> None:
     assert [result.row[name] for name in HOSTILE_NAMES] == [f"value {n}" for n in range(len(HOSTILE_NAMES))]
     assert result.event is not None
     assert result.event["profile"] == t.transform(contact()).event["profile"]  # type: ignore[index]
+
+
+def test_sfmc_04_a_repeated_primary_key_column_leaves_every_attribute_in_its_own_place() -> None:
+    """The generated mapper's locals for the key values never shadow the attribute paths it refers to
+    (a data extension whose primary key names one column 40 times, which the config accepts, made p<n>
+    locals that shadowed the paths: an attribute was written under another one)."""
+    (source,) = parse_ingestion_config(example_ingestion_config()).sources
+    de = next(d for d in source.data_extensions if d.key == "Contacts")
+    repeated = de.model_copy(update={"primary_key": [de.primary_key[0]] * 40})
+    t = RowTransformer(
+        repeated, SourceRef(id=source.id, secret=source.secret), CST, "run-1", "2026-11-28T10:00:00Z"
+    )
+    ours, plain = t.transform(contact()), transformer().transform(contact())
+    assert ours.ok and plain.ok and ours.event is not None and plain.event is not None
+    assert ours.event["profile"]["attributes"] == plain.event["profile"]["attributes"]
