@@ -202,12 +202,31 @@ def prepare(
             snapshot_id=manifest.snapshot_id,
         )
     # One run of an audience at a time, from here to its Commit (AudienceBusy: the state machine waits).
-    taken = state.hold(manifest.audience_id, manifest.snapshot_id)
-    result = _prepare(store, bucket, manifest_key, manifest, config, state, target, workdir)
+    result = _under_lease(
+        state,
+        manifest.audience_id,
+        manifest.snapshot_id,
+        lambda: _prepare(store, bucket, manifest_key, manifest, config, state, target, workdir),
+    )
     if isinstance(result, Refusal):
-        if taken:  # a second copy of a running run leaves the lease to the copy that took it
-            state.release(manifest.audience_id, manifest.snapshot_id)
         return replace(result, audience_id=manifest.audience_id, snapshot_id=manifest.snapshot_id)
+    return result
+
+
+def _under_lease(
+    state: SnapshotState, audience_id: str, run_key: str, work: Callable[[], RunPlan | Refusal]
+) -> RunPlan | Refusal:
+    """`work` with the audience's lease taken for the run; a refusal or an exception gives it back,
+    only if this call took it (a second copy of a running run leaves it to the copy that did)."""
+    taken = state.hold(audience_id, run_key)
+    try:
+        result = work()
+    except BaseException:
+        if taken:  # a failed Prepare holds nobody back for the lease's hour (a retry takes it again)
+            state.release(audience_id, run_key)
+        raise
+    if isinstance(result, Refusal) and taken:
+        state.release(audience_id, run_key)
     return result
 
 
@@ -361,12 +380,12 @@ def prepare_backfill(
 ) -> RunPlan | Refusal:
     """A run that sends the audience's applied membership, as it is stored (nothing is read again from
     the members file), to the instances that activate the audience and did not receive that snapshot."""
-    audience = request.audience_id
-    state.hold(audience, request.run_id)
-    result = _prepare_backfill(store, request, config, state, entities)
-    if isinstance(result, Refusal):
-        state.release(audience, request.run_id)
-    return result
+    return _under_lease(
+        state,
+        request.audience_id,
+        request.run_id,
+        lambda: _prepare_backfill(store, request, config, state, entities),
+    )
 
 
 def _prepare_backfill(

@@ -210,3 +210,37 @@ def test_a_refused_second_copy_of_a_running_run_leaves_the_audience_held(
     with pytest.raises(AudienceBusy, match="held by run 's2'"):
         runner.prepare(store, "bucket", put_snapshot("s3", [profile(n) for n in range(10)], hours=2),
                        TWO_OF_A_TYPE, state, target=64)  # fmt: skip
+
+
+def test_a_refused_second_copy_of_a_running_backfill_leaves_the_audience_held(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(10)]), Bus())
+    more = config(("marketo-a", "marketo", True), ("marketo-b", "marketo", True), ("rf", "rainfocus", True))
+    request = BackfillRequest(bucket="bucket", audienceId=AUDIENCE, snapshotId="s1", runId="s1.backfill-1")
+    assert isinstance(runner.prepare_backfill(store, request, more, state), RunPlan)
+    copy = runner.prepare_backfill(store, request, TWO_OF_A_TYPE, state)  # nothing left to backfill: refused
+    assert isinstance(copy, runner.Refusal)
+    with pytest.raises(AudienceBusy, match="held by run 's1.backfill-1'"):
+        runner.prepare(store, "bucket", put_snapshot("s2", [profile(n) for n in range(10)], hours=1),
+                       TWO_OF_A_TYPE, state, target=64)  # fmt: skip
+
+
+def test_a_prepare_that_fails_gives_the_audience_back(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """An exception in Prepare (its retries take the lease again) holds no other run back for an hour."""
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(10)]), Bus())
+
+    class Broken(RuntimeError):
+        pass
+
+    def fail(*_: object, **__: object) -> None:
+        raise Broken
+
+    failing = put_snapshot("s2", [profile(n) for n in range(8)], hours=1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(store, "put_json", fail)
+        with pytest.raises(Broken):
+            runner.prepare(store, "bucket", failing, TWO_OF_A_TYPE, state, target=64)
+    prepared(store, state, put_snapshot("s3", [profile(n) for n in range(10)], hours=2))  # not busy
