@@ -221,7 +221,7 @@ def test_a_refused_second_copy_of_a_running_backfill_leaves_the_audience_held(
     assert isinstance(runner.prepare_backfill(store, request, more, state), RunPlan)
     copy = runner.prepare_backfill(store, request, TWO_OF_A_TYPE, state)  # nothing left to backfill: refused
     assert isinstance(copy, runner.Refusal)
-    with pytest.raises(AudienceBusy, match="held by run 's1.backfill-1'"):
+    with pytest.raises(AudienceBusy, match=r"held by run 's1\.backfill-1'"):
         runner.prepare(store, "bucket", put_snapshot("s2", [profile(n) for n in range(10)], hours=1),
                        TWO_OF_A_TYPE, state, target=64)  # fmt: skip
 
