@@ -23,7 +23,7 @@ from local import sfn_fast_time
 from local.harness import STACK_NAME, ActivationHarness
 from snapshots.files import manifest_for, write_manifest, write_members
 from snapshots.reconcile import outcomes_of
-from snapshots.state import SnapshotState
+from snapshots.state import Pending, SnapshotState
 from tests.support import calls_their_roles_refuse, cli_snapshot_push, example_config, instance_of
 from tests.support import snapshot_member as member
 
@@ -563,7 +563,7 @@ def test_com_04_a_failed_run_superseded_by_a_newer_one_leaves_the_vendor_as_the_
     assert final == set(range(900, 920))
     record = superseded["record"]
     assert (record["status"], record["changed"], record["removed"], record["added"]) == ("APPLIED", 2, 1, 0)
-    assert superseded["pointer"].unsettled == ()  # o5 settled f4
+    assert superseded["pointer"].pending == Pending()  # o5 settled f4
 
 
 def test_the_audience_lease_and_the_re_checks_are_calls_the_snapshot_roles_allow(

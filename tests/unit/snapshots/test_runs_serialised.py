@@ -9,7 +9,7 @@ from snapshots import runner
 from snapshots.diff import UNSETTLED, unsettle
 from snapshots.partitions import Row
 from snapshots.plan import BackfillRequest, RunPlan
-from snapshots.state import LEASE_SECONDS, AudienceBusy, LeaseLost, SnapshotState
+from snapshots.state import LEASE_SECONDS, AudienceBusy, LeaseLost, Pending, SnapshotState
 from snapshots.store import DirStore
 from tests.unit.snapshots.conftest import AUDIENCE, SnapshotWriter, config, profile
 from tests.unit.snapshots.test_runner import TWO_OF_A_TYPE, Bus, diff_every_partition_and_commit, run
@@ -126,7 +126,7 @@ def test_a_backfill_keeps_the_runs_still_to_re_check(
     assert isinstance(backfill, RunPlan)
     diff_every_partition_and_commit(store, state, backfill, Bus())
     pointer = state.pointer(AUDIENCE)
-    assert pointer is not None and [u.run_key for u in pointer.unsettled] == ["s2"]
+    assert pointer is not None and [u.run_key for u in pointer.pending.open] == ["s2"]
 
 
 def test_another_file_under_the_snapshot_id_of_a_run_that_sent_changes_is_refused(
@@ -244,3 +244,58 @@ def test_a_prepare_that_fails_gives_the_audience_back(
         with pytest.raises(Broken):
             runner.prepare(store, "bucket", failing, TWO_OF_A_TYPE, state, target=64)
     prepared(store, state, put_snapshot("s3", [profile(n) for n in range(10)], hours=2))  # not busy
+
+
+def fail_after_sending(store: DirStore, state: SnapshotState, key: str) -> RunPlan:
+    """A run that sent every partition's changes and failed (RecordFailure gives the audience back)."""
+    plan = prepared(store, state, key)
+    for index in range(1 << plan.bits):
+        runner.diff_partition(store, plan, index, Bus(), "bus")
+    state.release(AUDIENCE, plan.run_key)
+    return plan
+
+
+def pointer_item_bytes(state: SnapshotState) -> int:
+    """The pointer item's size as DynamoDB counts it (attribute names and values, UTF-8)."""
+    item = state.dynamodb.get_item(
+        TableName=state.table, Key={"pk": {"S": "snapshot"}, "sk": {"S": AUDIENCE}}
+    )
+    return sum(len(k) + len(next(iter(v.values()))) for k, v in item["Item"].items())
+
+
+def test_twenty_five_failed_runs_in_a_row_keep_the_audience_state_the_plan_and_the_diff_flat(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review's finding: each failed run was appended to the pointer's list, and every diff task
+    loaded each listed run's partition: ~25 failures in a row exhausted the diff task's memory, and the
+    pointer item (400 KB) and the plan (a Step Functions payload, 256 KB) grew without bound. Folded into
+    one set per audience, they stay the size they had after the second failure, and the next run still
+    leaves every member as its snapshot says (each failed run exited one member and added another)."""
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(40)]), Bus())
+    items, plans = [], []
+    for k in range(25):
+        members = [profile(n) for n in range(40) if n != k] + [profile(100 + k)]
+        plan = fail_after_sending(store, state, put_snapshot(f"f{k:02d}", members, hours=k + 1))
+        items.append(pointer_item_bytes(state))
+        plans.append(len(plan.model_dump_json()))
+    assert max(items[1:]) <= items[1] + 8 and max(plans[1:]) <= plans[1] + 8  # flat, not one run more each
+
+    final = prepared(store, state, put_snapshot("s2", [profile(n) for n in range(40)], hours=30))
+    opened: set[str] = set()
+    open_object = store.open
+
+    def counting(key: str) -> object:
+        opened.add(key.rsplit("/", 1)[0])
+        return open_object(key)
+
+    monkeypatch.setattr(store, "open", counting)
+    bus = Bus()
+    for index in range(1 << final.bits):
+        runner.diff_partition(store, final, index, bus, "bus")
+    # What a diff task reads: this run's partitions, the applied membership, the one folded set.
+    assert len(opened) <= 3, sorted(opened)
+    record = runner.commit(store, final, state)
+    assert record["status"] == "APPLIED"
+    assert bus.by_status("existing") == {f"person{n}@example.com" for n in range(25)}  # exited by f00-f24
+    assert bus.by_status("exited") == {f"person{n}@example.com" for n in range(100, 125)}  # they added
+    assert state.audience(AUDIENCE)[1] == Pending()  # settled
