@@ -192,8 +192,11 @@ def prepare(
     target: int = DEFAULT_TARGET,
     workdir: Path | None = None,
     entities: Mapping[str, str] | None = None,
+    owner: str | None = None,
 ) -> RunPlan | Refusal:
-    """`entities`: destination type -> the entity it takes (`profile`, `account`; the manifest's)."""
+    """`entities`: destination type -> the entity it takes (`profile`, `account`; the manifest's).
+    `owner`: who holds the audience's lease for the run: the execution (the Prepare task passes
+    `$$.Execution.Id`: a second execution of the same manifest waits); None, the run itself (tests)."""
     manifest = _read_manifest(store, manifest_key)
     if isinstance(manifest, Refusal):
         return manifest
@@ -211,7 +214,7 @@ def prepare(
     result = _under_lease(
         state,
         manifest.audience_id,
-        manifest.snapshot_id,
+        owner or manifest.snapshot_id,
         lambda: _prepare(store, bucket, manifest_key, manifest, config, state, target, workdir),
     )
     if isinstance(result, Refusal):
@@ -220,19 +223,19 @@ def prepare(
 
 
 def _under_lease(
-    state: SnapshotState, audience_id: str, run_key: str, work: Callable[[], RunPlan | Refusal]
+    state: SnapshotState, audience_id: str, owner: str, work: Callable[[], RunPlan | Refusal]
 ) -> RunPlan | Refusal:
-    """`work` with the audience's lease taken for the run; a refusal or an exception gives it back,
-    only if this call took it (a second copy of a running run leaves it to the copy that did)."""
-    taken = state.hold(audience_id, run_key)
+    """`work` with the audience's lease taken by `owner`; a refusal or an exception gives it back, only
+    if this call took it (a retried Prepare of an execution that holds it leaves it held)."""
+    taken = state.hold(audience_id, owner)
     try:
         result = work()
     except BaseException:
         if taken:  # a failed Prepare holds nobody back for the lease's hour (a retry takes it again)
-            state.release(audience_id, run_key)
+            state.release(audience_id, owner)
         raise
     if isinstance(result, Refusal) and taken:
-        state.release(audience_id, run_key)
+        state.release(audience_id, owner)
     return result
 
 
@@ -397,13 +400,16 @@ def prepare_backfill(
     config: DestinationsConfig,
     state: SnapshotState,
     entities: Mapping[str, str] | None = None,
+    *,
+    owner: str | None = None,
 ) -> RunPlan | Refusal:
     """A run that sends the audience's applied membership, as it is stored (nothing is read again from
-    the members file), to the instances that activate the audience and did not receive that snapshot."""
+    the members file), to the instances that activate the audience and did not receive that snapshot.
+    `owner`: as for `prepare`."""
     return _under_lease(
         state,
         request.audience_id,
-        request.run_id,
+        owner or request.run_id,
         lambda: _prepare_backfill(store, request, config, state, entities),
     )
 
@@ -544,8 +550,14 @@ def _other_memberships(store: ObjectStore, plan: RunPlan) -> list[str]:
 
 
 def commit(
-    store: ObjectStore, plan: RunPlan, state: SnapshotState, now: datetime | None = None
+    store: ObjectStore,
+    plan: RunPlan,
+    state: SnapshotState,
+    now: datetime | None = None,
+    owner: str | None = None,
 ) -> dict[str, Any]:
+    """`owner`: the lease's, as Prepare took it (None: the run itself)."""
+    owner = owner or plan.run_key
     summed = totals(store, plan)
     record: dict[str, Any] = {
         "audienceId": plan.audience_id,
@@ -571,9 +583,9 @@ def commit(
             "detail": str(summed["missingPartitions"][:20]),
         }
         state.put_run(plan.audience_id, plan.run_key, record)
-        state.release(plan.audience_id, plan.run_key)
+        state.release(plan.audience_id, owner)
         return record
-    state.renew(plan.audience_id, plan.run_key)  # LeaseLost: another run has the audience, this one stops
+    state.renew(plan.audience_id, owner)  # LeaseLost: another run has the audience, this one stops
     # Applied, this run settles every run it re-checked (and a backfill, which sends the applied
     # membership, settles none: they stay pending).
     pending = state.audience(plan.audience_id)[1] if plan.backfill else Pending()
@@ -593,5 +605,5 @@ def commit(
         # of its membership): personal data kept no longer. One listing, however many runs failed.
         for stale in _other_memberships(store, plan):
             store.delete_prefix(stale)
-    state.release(plan.audience_id, plan.run_key)  # the next run of the audience may start
+    state.release(plan.audience_id, owner)  # the next run of the audience may start
     return record

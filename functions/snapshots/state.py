@@ -163,13 +163,13 @@ class SnapshotState:
     def _lock(self) -> LeaseLock:
         return LeaseLock(self.table, dynamodb=self.dynamodb, clock=self._clock)
 
-    def hold(self, audience_id: str, run_key: str, seconds: float = LEASE_SECONDS) -> bool:
-        """Take the audience's lease for this run (again, if it is this run's); AudienceBusy if another
-        run holds it. True when this call took it, False when the run held it already (a second copy of
-        the run: it must not give the lease back on the first copy's behalf)."""
+    def hold(self, audience_id: str, owner: str, seconds: float = LEASE_SECONDS) -> bool:
+        """Take the audience's lease for `owner` (an execution; again, if it holds it already);
+        AudienceBusy if another holds it. True when this call took it, False when the owner held it
+        already (a retried Prepare: it must not give back what an earlier attempt took)."""
         lock = self._lock()
         before = lock.holder(f"snapshot#{audience_id}")
-        if lock.try_acquire(f"snapshot#{audience_id}", seconds, owner=run_key) is None:
+        if lock.try_acquire(f"snapshot#{audience_id}", seconds, owner=owner) is None:
             held = lock.holder(f"snapshot#{audience_id}")
             by = (
                 f"run '{held.owner}' until {datetime.fromtimestamp(held.expires_at, UTC).isoformat()}"
@@ -177,16 +177,16 @@ class SnapshotState:
                 else "another run"
             )
             raise AudienceBusy(f"audience '{audience_id}' is held by {by}")
-        return before is None or before.owner != run_key or before.expires_at < self._clock()
+        return before is None or before.owner != owner or before.expires_at < self._clock()
 
-    def renew(self, audience_id: str, run_key: str, seconds: float = LEASE_SECONDS) -> None:
+    def renew(self, audience_id: str, owner: str, seconds: float = LEASE_SECONDS) -> None:
         """Extend this run's lease; LeaseLost if it expired and another run took the audience."""
-        if self._lock().renew(Lease(f"snapshot#{audience_id}", run_key, 0.0), seconds) is None:
-            raise LeaseLost(f"run '{run_key}' no longer holds audience '{audience_id}'")
+        if self._lock().renew(Lease(f"snapshot#{audience_id}", owner, 0.0), seconds) is None:
+            raise LeaseLost(f"run '{owner}' no longer holds audience '{audience_id}'")
 
-    def release(self, audience_id: str, run_key: str) -> None:
+    def release(self, audience_id: str, owner: str) -> None:
         """Give the audience back (only if this run still holds it)."""
-        self._lock().release(Lease(f"snapshot#{audience_id}", run_key, 0.0))
+        self._lock().release(Lease(f"snapshot#{audience_id}", owner, 0.0))
 
     def put_run(
         self, audience_id: str, snapshot_id: str, record: dict[str, Any], *, keep_applied: bool = False

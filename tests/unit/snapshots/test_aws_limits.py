@@ -90,7 +90,31 @@ def test_the_map_is_distributed_bounded_and_a_failed_partition_fails_the_run(
     assert diff["ToleratedFailureCount"] == 0 and "ToleratedFailurePercentage" not in diff
     assert diff["ItemReader"]["ReaderConfig"]["InputType"] == "JSON"
     assert diff["Catch"][0]["Next"] == "RecordFailure"
-    assert definition["States"]["RecordFailure"]["Next"] == "RunFailed"
+    assert definition["States"]["RecordFailure"]["Next"] == "Recorded"
+
+
+def test_a_commit_that_fails_after_its_retries_gives_the_audience_back_and_records_the_run(
+    definition: dict[str, Any],
+) -> None:
+    """Without a Catch the execution ended there: the audience held for the lease's hour, no run record.
+    Any error after Commit's retries goes to RecordFailure (run FAILED, lease released), as a Map's does."""
+    states = definition["States"]
+    assert states["Commit"]["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}
+    ]
+    recorded = states["Recorded"]
+    assert recorded["Choices"] == [
+        {"Variable": "$.summary.reason", "StringEquals": "already_applied", "Next": "Done"}
+    ]
+    assert recorded["Default"] == "RunFailed"
+
+
+def test_the_execution_owns_the_audience_lease(definition: dict[str, Any]) -> None:
+    """Two executions of one run (the same manifest delivered twice) must not both hold the audience:
+    the lease is named after the execution, passed to every task that takes, renews or releases it."""
+    states = definition["States"]
+    assert states["Prepare"]["Parameters"] == {"request.$": "$", "execution.$": "$$.Execution.Id"}
+    assert states["DiffPartitions"]["ItemSelector"]["owner.$"] == "$.prepared.owner"
 
 
 def test_execution_history_does_not_grow_with_the_snapshot(definition: dict[str, Any]) -> None:

@@ -150,36 +150,61 @@ def test_another_file_under_the_snapshot_id_of_a_run_that_sent_changes_is_refuse
     assert bus.by_status("existing") == exited_by_s2  # sent again: whatever s2 sent, they are members
 
 
-def test_a_second_copy_of_an_applied_run_that_loses_the_audience_leaves_the_run_applied(
+def test_two_executions_of_one_run_do_not_both_hold_the_audience(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """S3 and EventBridge deliver at least once: two executions of one manifest. The lease is the
+    execution's, so the second waits (AudienceBusy) instead of running beside the first; once the first
+    applied the run, it is `already_applied` (the state machine ends it succeeded, a no-op)."""
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(10)]), Bus())
+    key = put_snapshot("s2", [profile(n) for n in range(8)], hours=1)
+    first = runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, state, target=64, owner="execution-1")
+    assert isinstance(first, RunPlan)
+    with pytest.raises(AudienceBusy, match="held by run 'execution-1'"):
+        runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, state, target=64, owner="execution-2")
+    again = runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, state, target=64, owner="execution-1")
+    assert again == first  # the same execution again (a retried Prepare, a redrive): re-entrant
+    for index in range(1 << first.bits):
+        runner.diff_partition(store, first, index, Bus(), "bus")
+    assert runner.commit(store, first, state, owner="execution-1")["status"] == "APPLIED"
+    second = runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, state, target=64, owner="execution-2")
+    assert isinstance(second, runner.Refusal) and second.reason == "already_applied"
+
+
+def test_a_failure_path_finding_the_run_applied_by_another_execution_ends_as_already_applied(
     store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """S3 and EventBridge deliver at least once: a second execution of one manifest is the same run (not
-    held off). Once the first commits and gives the audience back, the copy's next diff task finds the
-    lease gone and its Map fails to RecordFailure, which must not turn the applied run's record FAILED
-    (reconciliation and `activation snapshot status` read it)."""
+    """An execution whose lease ran out (stopped an hour) while another execution of the same run applied
+    it: its RecordFailure keeps the APPLIED record and answers `already_applied`, which the state machine
+    ends as succeeded (docs/snapshots.md: the same manifest again is not a failure)."""
     from snapshots.settings import snapshot_settings
     from snapshots.tasks import commit as commit_task
 
-    run(store, state, put_snapshot("s1", [profile(n) for n in range(10)]), Bus())
+    now = [1_000_000.0]
+    clocked = SnapshotState(state.table, state.dynamodb, clock=lambda: now[0])
+    run(store, clocked, put_snapshot("s1", [profile(n) for n in range(10)]), Bus())
     key = put_snapshot("s2", [profile(n) for n in range(8)], hours=1)
-    first = prepared(store, state, key)
-    copy = prepared(store, state, key)  # the second delivery: the same run takes the audience again
-    diff_every_partition_and_commit(store, state, first, Bus())
-    assert state.run(AUDIENCE, "s2")["status"] == "APPLIED"
-    with pytest.raises(LeaseLost):
-        state.renew(AUDIENCE, copy.run_key)  # what the copy's next diff task does first
+    stopped = runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, clocked, target=64, owner="execution-1")
+    assert isinstance(stopped, RunPlan)
+    now[0] += LEASE_SECONDS + 1
+    applied = runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, clocked, target=64, owner="execution-2")
+    assert isinstance(applied, RunPlan)
+    for index in range(1 << applied.bits):
+        runner.diff_partition(store, applied, index, Bus(), "bus")
+    runner.commit(store, applied, clocked, owner="execution-2")
+    assert state.run(AUDIENCE, "s2")["status"] == "APPLIED"  # type: ignore[index]
 
     monkeypatch.setenv("STATE_TABLE_NAME", state.table)
     monkeypatch.setenv("EVENT_BUS_NAME", "bus")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "test")
     snapshot_settings.cache_clear()
     try:
-        failed = {"Error": "SnapshotLeaseLost", "Cause": "run 's2' no longer holds the audience"}
-        commit_task.lambda_handler(
-            {"prepared": {"plan": copy.model_dump(mode="json")}, "error": failed}, None
-        )
+        failed = {"Error": "SnapshotLeaseLost", "Cause": "execution-1 no longer holds the audience"}
+        prepared_ = {"plan": stopped.model_dump(mode="json"), "owner": "execution-1"}
+        summary = commit_task.lambda_handler({"prepared": prepared_, "error": failed}, None)
     finally:
         snapshot_settings.cache_clear()
+    assert (summary["status"], summary["reason"]) == ("APPLIED", "already_applied")
     record = state.run(AUDIENCE, "s2")
     assert record is not None
     assert (record["status"], record.get("members")) == ("APPLIED", 8)
@@ -299,3 +324,19 @@ def test_twenty_five_failed_runs_in_a_row_keep_the_audience_state_the_plan_and_t
     assert bus.by_status("existing") == {f"person{n}@example.com" for n in range(25)}  # exited by f00-f24
     assert bus.by_status("exited") == {f"person{n}@example.com" for n in range(100, 125)}  # they added
     assert state.audience(AUDIENCE)[1] == Pending()  # settled
+
+
+def test_a_commit_deletes_what_the_runs_it_settled_kept_of_their_membership(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """A failed run wrote part of its membership under state/ (personal data): the Commit that settles
+    it deletes it, with the superseded membership; only the applied one stays."""
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(40)]), Bus())
+    for k in range(3):
+        fail_after_sending(
+            store, state, put_snapshot(f"f{k}", [profile(n) for n in range(30 + k)], hours=k + 1)
+        )
+    kept = {key.split("/")[2] for key in store.keys(f"state/{AUDIENCE}/")}
+    assert kept == {"s1", "f0", "f1", "f2"}
+    run(store, state, put_snapshot("s2", [profile(n) for n in range(40)], hours=5), Bus())
+    assert {key.split("/")[2] for key in store.keys(f"state/{AUDIENCE}/")} == {"s2"}
