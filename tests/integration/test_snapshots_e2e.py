@@ -749,3 +749,14 @@ def test_a_failed_first_snapshot_leaves_no_member_of_its_own_at_the_vendor(
     assert failed_first["after_x1"] == set(range(930, 941))  # x1's changes reached Marketo
     assert failed_first["x2"]["status"] == "SUCCEEDED", failed_first["x2"]
     assert failed_first["final"] == set(range(930, 940))  # 940 removed again
+
+
+def test_the_fold_the_failure_paths_and_the_execution_lease_are_calls_the_snapshot_roles_allow(
+    stack: ActivationHarness,
+    commit_failed: dict[str, Any],
+    delivered_twice: dict[str, Any],
+    failed_first: dict[str, Any],
+) -> None:
+    """Prepare folding failed runs under runs/, Commit's failure path and its listing of state/<audience>/,
+    a pointer item without an applied snapshot: each call as AWS would allow it to the function's role."""
+    assert calls_their_roles_refuse(stack, "snapshot-prepare", "snapshot-diff", "snapshot-commit") == []
