@@ -8,7 +8,7 @@ import pytest
 from snapshots import runner
 from snapshots.diff import UNSETTLED, unsettle
 from snapshots.partitions import Row
-from snapshots.plan import BackfillRequest, RunPlan
+from snapshots.plan import BackfillRequest, RunPlan, Unsettled
 from snapshots.state import LEASE_SECONDS, AudienceBusy, LeaseLost, Pending, SnapshotState
 from snapshots.store import DirStore
 from tests.unit.snapshots.conftest import AUDIENCE, SnapshotWriter, config, profile
@@ -340,3 +340,28 @@ def test_a_commit_deletes_what_the_runs_it_settled_kept_of_their_membership(
     assert kept == {"s1", "f0", "f1", "f2"}
     run(store, state, put_snapshot("s2", [profile(n) for n in range(40)], hours=5), Bus())
     assert {key.split("/")[2] for key in store.keys(f"state/{AUDIENCE}/")} == {"s2"}
+
+
+def test_a_pointer_item_listing_several_runs_as_stored_before_the_fold_is_folded_by_the_next_run(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """A stack upgraded with runs listed one by one (no `recheck`, no `instances`): the next Prepare folds
+    them one after the other (one run's partition in memory at a time) and re-checks every one."""
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(40)]), Bus())
+    failed = [
+        fail_after_sending(
+            store, state, put_snapshot(f"f{k}", [profile(n) for n in range(40) if n != k], hours=k + 1)
+        )
+        for k in range(3)
+    ]
+    applied = state.pointer(AUDIENCE)
+    assert applied is not None
+    listed = tuple(
+        Unsettled(run_key=p.run_key, snapshot_at=p.snapshot_at, prefix=p.new_prefix, bits=p.bits)
+        for p in failed
+    )
+    state.dynamodb.put_item(TableName=state.table, Item=state.item(AUDIENCE, applied, Pending(open=listed)))
+    bus = Bus()
+    record = run(store, state, put_snapshot("s2", [profile(n) for n in range(40)], hours=5), bus)
+    assert record["status"] == "APPLIED"
+    assert bus.by_status("existing") == {f"person{n}@example.com" for n in range(3)}  # each run's exit undone
