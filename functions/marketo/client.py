@@ -312,9 +312,10 @@ class MarketoClient:
     def find_leads(self, filter_type: str, values: Sequence[str]) -> list[FoundLead]:
         """Leads whose `filter_type` is one of `values` (<= 300), every partition, all pages.
 
-        `GET /rest/v1/leads.json` only (getLeadsByFilterUsingGET), `filterValues` and `fields` as
-        repeated parameters (the OpenAPI's `collectionFormat: multi`), the values split over as many
-        GETs as keep each URI under 8 KB. The POST with `_method=GET` that leads.md offers for long
+        `GET /rest/v1/leads.json` only (getLeadsByFilterUsingGET), `filterValues` and `fields` each one
+        comma-separated parameter, as the OpenAPI's descriptions and leads.md's examples write them
+        (its `collectionFormat: multi` array then holds that one string; repeated parameters are not
+        shown anywhere), the values split over as many GETs as keep each URI under 8 KB. The POST with `_method=GET` that leads.md offers for long
         lookups is not in the OpenAPI file (its POST is Sync Leads, a JSON body): not sent.
         """
         if len(values) > BATCH_LIMIT:
@@ -328,8 +329,8 @@ class MarketoClient:
     def _lookup_query(
         self, filter_type: str, fields: Sequence[str], values: Sequence[str], page_token: str | None
     ) -> list[tuple[str, str]]:
-        query = [("filterType", filter_type), *(("filterValues", v) for v in values)]
-        query += [*(("fields", f) for f in fields), ("batchSize", str(BATCH_LIMIT))]
+        query = [("filterType", filter_type), ("filterValues", ",".join(values))]
+        query += [("fields", ",".join(fields)), ("batchSize", str(BATCH_LIMIT))]
         return query + ([("nextPageToken", page_token)] if page_token else [])
 
     def _uri_groups(self, filter_type: str, fields: Sequence[str], values: Sequence[str]) -> list[list[str]]:
@@ -342,7 +343,7 @@ class MarketoClient:
         groups: list[list[str]] = []
         used = room
         for value in values:
-            size = len(urlencode([("filterValues", value)])) + 1
+            size = len(urlencode([("", value)])) + 2  # the value and its encoded comma
             if used + size > room:
                 groups.append([])
                 used = 0

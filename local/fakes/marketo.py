@@ -7,7 +7,7 @@ Served (paths and parameter names as in `marketo-rest.json` / `marketo-identity.
   `lookupField`, `partitionName`): per-record `created | updated | skipped` + reasons (1001..1011),
   in input order; several leads matching one key give 1007; a match in another partition gives 1010.
 - `GET /rest/v1/leads.json`: lookup by a searchable field, across every partition, paged with
-  `nextPageToken`; `filterValues` repeated or comma-separated. leads.md's `POST ...?_method=GET` (form
+  `nextPageToken`; `filterValues` comma-separated (or repeated). leads.md's `POST ...?_method=GET` (form
   body) is served only with `spec=False`: the OpenAPI file has no such operation, so the check refuses it.
 - `GET /rest/v1/leads/describe.json`, `describe2.json`, `partitions.json`.
 - `POST|DELETE|GET /rest/v1/lists/{listId}/leads.json`, `GET .../leads/ismember.json`.

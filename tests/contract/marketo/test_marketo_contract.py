@@ -294,7 +294,7 @@ def test_sync_calls_carry_at_most_300_records(fake: FakeMarketo, run_with: Calla
 def test_mkt_07_lookups_are_openapi_gets_under_8_kb_each_value_once(
     fake: FakeMarketo, run_with: Callable[..., Run]
 ) -> None:
-    """getLeadsByFilterUsingGET with repeated filterValues (collectionFormat multi), split by URI
+    """getLeadsByFilterUsingGET with comma-separated filterValues (as documented), split by URI
     length; never the POST with _method=GET, which marketo-rest.json does not describe."""
     emails = [f"a.rather.long.address.number.{i:04d}@subdomain.example.com" for i in range(450)]
     for email in emails[::3]:
@@ -303,13 +303,15 @@ def test_mkt_07_lookups_are_openapi_gets_under_8_kb_each_value_once(
     outcomes = run([profile(email) for email in emails])
     lookups = fake.calls_to("lookup")
     assert {r.method for r in lookups} == {"GET"}
-    sent = [v for r in lookups for v in r.query["filterValues"]]
-    assert sorted(sent) == sorted(emails)  # every value once
-    assert all(len(r.query["filterValues"]) <= 300 for r in lookups)
+    assert all(len(r.query["filterValues"]) == 1 for r in lookups)  # one comma-separated parameter
+    groups = [r.query["filterValues"][0].split(",") for r in lookups]
+    assert sorted(v for g in groups for v in g) == sorted(emails)  # every value once
+    assert all(len(g) <= 300 for g in groups)
     uris = [len(r.path) + 1 + len(urlencode(r.query, doseq=True)) for r in lookups]
     assert max(uris) <= 8000
-    # Each URI carries ~113 of these 70-byte values: 300 + 150 values need 3 + 2 GETs, at most.
-    assert len(lookups) <= math.ceil(300 * 70 / 7500) + math.ceil(150 * 70 / 7500)
+    # Each URI carries ~100 of these 57-character values (+ 3 for the encoded @, + 3 for the comma):
+    # 300 + 150 values need 3 + 2 GETs, at most.
+    assert len(lookups) <= math.ceil(300 * 63 / 7500) + math.ceil(150 * 63 / 7500)
     assert sum(o.kind is Kind.DELIVERED for o in outcomes.values()) == 150
     assert sum(o.reason == "lead_not_found" for o in outcomes.values()) == 300
     assert fake.refusals["414"] == 0

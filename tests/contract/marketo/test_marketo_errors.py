@@ -218,7 +218,7 @@ def test_414_on_a_lookup_splits_it_in_halves_as_gets(fake: FakeMarketo, run_with
     lookups = fake.calls_to("lookup")
     assert [r.method for r in lookups] == ["GET"] * 3
     assert [r.query["filterValues"] for r in lookups] == [
-        ["ada@example.com", "grace@example.com"], ["ada@example.com"], ["grace@example.com"],
+        ["ada@example.com,grace@example.com"], ["ada@example.com"], ["grace@example.com"],
     ]  # fmt: skip
 
 
