@@ -239,6 +239,7 @@ def _backfill_calls(destination_type: str, members: int, conn: Any) -> None:
     make_dynamodb_writes_atomic()
 
     spec = discovery.destinations().get(destination_type)
+    assert spec is not None, f"no destination {destination_type!r} in the manifest"
     document = example_config()
     document["destinations"] = [d for d in document["destinations"] if d["type"] == destination_type][:1]
     (instance,) = document["destinations"]
@@ -261,7 +262,7 @@ def _backfill_calls(destination_type: str, members: int, conn: Any) -> None:
         os.environ["DEAD_LETTER_QUEUE_URL"] = boto3.client("sqs").create_queue(QueueName="dlq")["QueueUrl"]
         for n in range(members):
             if destination_type == "outreach":
-                fake.add_prospect(50_000 + n)
+                fake.add_prospect(50_000 + n)  # type: ignore[attr-defined]  # the plug's fake: FakeOutreach
         handler = __import__(f"{destination_type}.handler", fromlist=["lambda_handler"]).lambda_handler
 
         class Context:
@@ -347,8 +348,10 @@ def _memory_state() -> Any:
             else:
                 self.pointers[audience_id] = replace(applied, pending=pending)
 
-        def put_run(self, audience_id: str, snapshot_id: str, record: dict[str, Any]) -> None:
-            pass
+        def put_run(
+            self, audience_id: str, snapshot_id: str, record: dict[str, Any], *, keep_applied: bool = False
+        ) -> bool:
+            return True
 
     dynamodb = boto3.client("dynamodb", region_name="us-east-1")
     create_state_table(dynamodb, "bench")

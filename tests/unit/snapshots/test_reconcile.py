@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from activation_core.batch import _snapshot_counters
 from activation_core.outcomes import Outcome
 from activation_core.pipeline import InstanceOutcome, RecordResult
 from snapshots.reconcile import due, reconcile
 
-RECORD = {
+RECORD: dict[str, Any] = {
     "audienceId": "a",
     "snapshotId": "s",
     "members": 10,

@@ -233,7 +233,7 @@ def backfill(
     store: DirStore, state: SnapshotState, cfg: DestinationsConfig, snapshot_id: str, bus: Bus
 ) -> Any:
     request = BackfillRequest(
-        bucket="bucket", audienceId=AUDIENCE, snapshotId=snapshot_id, runId=f"{snapshot_id}.bf"
+        bucket="bucket", audience_id=AUDIENCE, snapshot_id=snapshot_id, run_id=f"{snapshot_id}.bf"
     )
     plan = runner.prepare_backfill(store, request, cfg, state)
     if not isinstance(plan, RunPlan):
@@ -483,7 +483,7 @@ def test_a_backfill_to_an_instance_of_the_other_entity_is_refused(
     profiles = config(("marketo-a", "marketo", True))
     run(store, state, put_snapshot("s1", [profile(n) for n in range(3)]), Bus(), cfg=profiles)
     with_accounts = config(("marketo-a", "marketo", True), ("bombora-abm", "bombora", True))
-    request = BackfillRequest(bucket="bucket", audienceId=AUDIENCE, snapshotId="s1", runId="s1.bf")
+    request = BackfillRequest(bucket="bucket", audience_id=AUDIENCE, snapshot_id="s1", run_id="s1.bf")
     refused = runner.prepare_backfill(store, request, with_accounts, state, ENTITIES)
     assert isinstance(refused, runner.Refusal) and refused.reason == "entity_mismatch"
     assert "bombora-abm" in refused.detail

@@ -65,7 +65,7 @@ def test_a_refused_snapshot_and_a_backfill_give_the_audience_back(
         store, "bucket", put_snapshot("s0", [profile(1)], hours=-1), TWO_OF_A_TYPE, state
     )
     assert isinstance(refused, runner.Refusal) and refused.reason == "older_than_applied"
-    request = BackfillRequest(bucket="bucket", audienceId=AUDIENCE, snapshotId="s1", runId="s1.backfill-1")
+    request = BackfillRequest(bucket="bucket", audience_id=AUDIENCE, snapshot_id="s1", run_id="s1.backfill-1")
     nothing = runner.prepare_backfill(store, request, TWO_OF_A_TYPE, state)
     assert isinstance(nothing, runner.Refusal) and nothing.reason == "nothing_to_backfill"
     prepared(store, state, put_snapshot("s2", [profile(n) for n in range(10)], hours=1))  # not busy
@@ -121,7 +121,7 @@ def test_a_backfill_keeps_the_runs_still_to_re_check(
     prepared(store, state, put_snapshot("s2", [profile(n) for n in range(8)], hours=1))
     state.release(AUDIENCE, "s2")  # failed
     more = config(("marketo-a", "marketo", True), ("marketo-b", "marketo", True), ("rf", "rainfocus", True))
-    request = BackfillRequest(bucket="bucket", audienceId=AUDIENCE, snapshotId="s1", runId="s1.backfill-1")
+    request = BackfillRequest(bucket="bucket", audience_id=AUDIENCE, snapshot_id="s1", run_id="s1.backfill-1")
     backfill = runner.prepare_backfill(store, request, more, state)
     assert isinstance(backfill, RunPlan)
     diff_every_partition_and_commit(store, state, backfill, Bus())
@@ -242,7 +242,7 @@ def test_a_refused_second_copy_of_a_running_backfill_leaves_the_audience_held(
 ) -> None:
     run(store, state, put_snapshot("s1", [profile(n) for n in range(10)]), Bus())
     more = config(("marketo-a", "marketo", True), ("marketo-b", "marketo", True), ("rf", "rainfocus", True))
-    request = BackfillRequest(bucket="bucket", audienceId=AUDIENCE, snapshotId="s1", runId="s1.backfill-1")
+    request = BackfillRequest(bucket="bucket", audience_id=AUDIENCE, snapshot_id="s1", run_id="s1.backfill-1")
     assert isinstance(runner.prepare_backfill(store, request, more, state), RunPlan)
     copy = runner.prepare_backfill(store, request, TWO_OF_A_TYPE, state)  # nothing left to backfill: refused
     assert isinstance(copy, runner.Refusal)
