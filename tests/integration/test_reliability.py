@@ -118,3 +118,50 @@ def test_com_08_a_settled_skip_or_rejection_delivered_again_by_sqs_is_counted_on
     assert all(b"Andover" not in r.body for r in fake.requests_to("attendee/store"))
     assert report.balanced
     assert calls_their_roles_refuse(harness, "rainfocus") == []  # the settled-message items are its own
+
+
+def test_com_08_a_message_whose_first_receive_never_reached_the_handler_is_received_once(
+    harness: ActivationHarness,
+) -> None:
+    """The event source mapping received a message, but the invocation never ran the handler (a slow cold
+    start, an init that timed out): SQS delivers it again with a receive count of 2. It is still counted
+    `received`, once: received = delivered + skipped + DLQ."""
+    before = harness.report("rainfocus")
+    fake = harness.fake("rainfocus")
+    harness.publish([ada("evt-cold-start", "2026-11-28T15:00:00Z", "Coldwater")])
+    sqs = harness.stack.client("sqs")
+    url = harness.outputs["RainfocusQueueUrl"]
+    # Received through the SQS API and never handed to the function; hidden for 2 s only. The drain
+    # below long-polls while it is in flight (bounded by its rounds): no sleep here.
+    taken = sqs.receive_message(QueueUrl=url, VisibilityTimeout=2, WaitTimeSeconds=5).get("Messages", [])
+    assert len(taken) == 1
+    harness.drain()
+    report = harness.report("rainfocus")
+
+    def delta(name: str) -> int:
+        return report.count(name) - before.count(name)
+
+    assert [r for r in fake.requests_to("attendee/store") if b"Coldwater" in r.body] != []
+    assert (delta("received"), delta("delivered"), delta("redelivered")) == (1, 1, 0)
+    assert report.balanced
+
+
+def test_com_08_a_record_retried_after_a_partial_batch_failure_is_received_once(
+    harness: ActivationHarness,
+) -> None:
+    """The vendor fails a record once (503 on every in-process attempt): the batch reports it as a batch
+    item failure, SQS delivers it again (receive count 2) and it is delivered. Received once."""
+    before = harness.report("rainfocus")
+    fake = harness.fake("rainfocus")
+    fake.fail_next("attendee/store", 3, 503, body_contains=b"Retryville")
+    harness.publish([ada("evt-retried", "2026-11-28T16:00:00Z", "Retryville")])
+    harness.drain()
+    report = harness.report("rainfocus")
+
+    def delta(name: str) -> int:
+        return report.count(name) - before.count(name)
+
+    assert (delta("received"), delta("delivered"), delta("redelivered")) == (1, 1, 0)
+    assert delta("retried") >= 1
+    assert report.balanced
+    assert calls_their_roles_refuse(harness, "rainfocus") == []  # its BatchWriteItem of `received` marks
