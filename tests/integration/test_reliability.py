@@ -4,6 +4,8 @@ applied twice, an older event never overwrites a newer one, whatever the order o
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -165,3 +167,44 @@ def test_com_08_a_record_retried_after_a_partial_batch_failure_is_received_once(
     assert delta("retried") >= 1
     assert report.balanced
     assert calls_their_roles_refuse(harness, "rainfocus") == []  # its BatchWriteItem of `received` marks
+
+
+def test_com_08_a_batch_whose_invocation_failed_its_init_is_received_once(
+    harness: ActivationHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a loaded machine did to `test_erasure_e2e::test_com_08` (Bombora: 1 delivered + 2 skipped
+    against 2 received): a cold sandbox missed the local runner's 10 s init limit, the invocation failed
+    before the handler (`Runtime.InitError`), and the whole batch came back with a receive count of 2.
+    Here the init fails once, on purpose; every message of the batch is still received once."""
+    from local import lambda_runner
+
+    runner = lambda_runner._runner
+    assert runner is not None
+    checkout = runner._checkout
+    failed: list[str] = []
+
+    def init_fails_once(fn: Any, log_path: Path) -> Any:
+        if "rainfocus" in fn.function_name.lower() and not failed:
+            failed.append(fn.function_name)
+            with log_path.open("a") as log:  # as the runner logs an init that ran out of time
+                log.write("INIT_REPORT Init Duration: 10000.00 ms Phase: init Status: timeout\n")
+            return None, json.dumps({"errorMessage": "init timed out", "errorType": "Runtime.InitError"})
+        return checkout(fn, log_path)
+
+    monkeypatch.setattr(runner, "_checkout", init_fails_once)
+    before = harness.report("rainfocus")
+    harness.publish(
+        [
+            ada("evt-init-1", "2026-11-28T17:00:00Z", "Initville"),
+            ada("evt-init-2", "2026-11-28T17:00:01Z", "Initburg"),
+        ]
+    )
+    harness.drain()
+    report = harness.report("rainfocus")
+
+    def delta(name: str) -> int:
+        return report.count(name) - before.count(name)
+
+    assert len(failed) == 1
+    assert delta("received") == delta("delivered") + delta("skipped") == 2
+    assert report.balanced
