@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from local.examples import sample_events
-from local.harness import ActivationHarness
+from local.harness import ActivationHarness, DestinationReport
 from tests.support import calls_their_roles_refuse
 
 pytestmark = pytest.mark.integration
@@ -47,6 +48,15 @@ def test_an_older_event_arriving_late_is_skipped_as_stale(harness: ActivationHar
     assert all(b"Oldtown" not in r.body for r in fake.requests_to("attendee/store"))
     assert harness.report("rainfocus").reasons.get("skipped:stale") == 1
     assert harness.report("rainfocus").balanced
+
+
+def drained(
+    harness: ActivationHarness, before: DestinationReport
+) -> tuple[DestinationReport, Callable[[str], int]]:
+    """Drain the stack: RainFocus's report after it, and how much each counter changed since `before`."""
+    harness.drain()
+    report = harness.report("rainfocus")
+    return report, lambda name: report.count(name) - before.count(name)
 
 
 def deletes_fail(harness: ActivationHarness, monkeypatch: pytest.MonkeyPatch, messages: int) -> list[int]:
@@ -107,11 +117,7 @@ def test_com_08_a_settled_skip_or_rejection_delivered_again_by_sqs_is_counted_on
             ada("evt-future", "2999-01-01T00:00:00Z", "Later"),
         ]
     )
-    harness.drain()
-    report = harness.report("rainfocus")
-
-    def delta(name: str) -> int:
-        return report.count(name) - before.count(name)
+    report, delta = drained(harness, before)
 
     assert sum(failed_deletes) == 2
     assert (delta("received"), delta("skipped"), delta("rejected"), delta("redelivered")) == (2, 1, 1, 2)
@@ -137,11 +143,7 @@ def test_com_08_a_message_whose_first_receive_never_reached_the_handler_is_recei
     # below long-polls while it is in flight (bounded by its rounds): no sleep here.
     taken = sqs.receive_message(QueueUrl=url, VisibilityTimeout=2, WaitTimeSeconds=5).get("Messages", [])
     assert len(taken) == 1
-    harness.drain()
-    report = harness.report("rainfocus")
-
-    def delta(name: str) -> int:
-        return report.count(name) - before.count(name)
+    report, delta = drained(harness, before)
 
     assert [r for r in fake.requests_to("attendee/store") if b"Coldwater" in r.body] != []
     assert (delta("received"), delta("delivered"), delta("redelivered")) == (1, 1, 0)
@@ -157,11 +159,7 @@ def test_com_08_a_record_retried_after_a_partial_batch_failure_is_received_once(
     fake = harness.fake("rainfocus")
     fake.fail_next("attendee/store", 3, 503, body_contains=b"Retryville")
     harness.publish([ada("evt-retried", "2026-11-28T16:00:00Z", "Retryville")])
-    harness.drain()
-    report = harness.report("rainfocus")
-
-    def delta(name: str) -> int:
-        return report.count(name) - before.count(name)
+    report, delta = drained(harness, before)
 
     assert (delta("received"), delta("delivered"), delta("redelivered")) == (1, 1, 0)
     assert delta("retried") >= 1
@@ -199,11 +197,7 @@ def test_com_08_a_batch_whose_invocation_failed_its_init_is_received_once(
             ada("evt-init-2", "2026-11-28T17:00:01Z", "Initburg"),
         ]
     )
-    harness.drain()
-    report = harness.report("rainfocus")
-
-    def delta(name: str) -> int:
-        return report.count(name) - before.count(name)
+    report, delta = drained(harness, before)
 
     assert len(failed) == 1
     assert delta("received") == delta("delivered") + delta("skipped") == 2

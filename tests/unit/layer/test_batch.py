@@ -157,10 +157,12 @@ class InvocationKilled(BaseException):
     """What a Lambda timeout does to a handler: it stops, nothing after it runs."""
 
 
-def test_com_09_a_record_whose_first_invocation_died_is_still_received_once(queues: dict[str, str]) -> None:
-    def killed(records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
-        raise InvocationKilled
+def killed(records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
+    """A decision during which Lambda ends the invocation."""
+    raise InvocationKilled
 
+
+def test_com_09_a_record_whose_first_invocation_died_is_still_received_once(queues: dict[str, str]) -> None:
     ctx = BatchContext("rainfocus", queues["dlq"], "state")
     with pytest.raises(InvocationKilled):
         run_batch({"Records": [sqs_record({}, "m-1", 1)]}, None, killed, ctx)
@@ -589,9 +591,6 @@ def test_com_08_a_record_retried_on_every_receive_until_delivered_is_received_on
 
 
 def test_com_08_a_record_whose_invocation_died_then_retried_is_received_once(queues: dict[str, str]) -> None:
-    def killed(records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
-        raise InvocationKilled
-
     ctx = BatchContext("rainfocus", queues["dlq"], "state")
     with pytest.raises(InvocationKilled):
         run_batch({"Records": [sqs_record({}, "m-1", 1)]}, None, killed, ctx)
