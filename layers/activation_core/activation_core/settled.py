@@ -94,7 +94,13 @@ class SettledMessages(aws.UsesDynamoDB):
         if not keys:
             return Seen()
         try:
-            items = aws.batch_get(self._client, self._table, keys, ProjectionExpression="pk, sk")
+            items = aws.batch_get(
+                self._client,
+                self._table,
+                keys,
+                ProjectionExpression="#pk, #sk",
+                ExpressionAttributeNames={"#pk": "pk", "#sk": "sk"},
+            )
         except (ClientError, aws.KeysLeftUnprocessed) as exc:
             logger.warning("settled messages not read", extra={"error_type": type(exc).__name__})
             return Seen()
