@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from local.fakes import openapi
 from tests.support import example_config, load_event
 
 # Nothing in a test may reach a real AWS account.
@@ -30,3 +31,18 @@ def event() -> Callable[[str], dict[str, Any]]:
 @pytest.fixture
 def config_document() -> dict[str, Any]:
     return example_config()
+
+
+_SPEC_CHECKED_UP_TO = [0]
+
+
+@pytest.fixture(autouse=True)
+def vendor_requests_match_their_openapi_documents(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every request a fake vendor with OpenAPI documents (Marketo, Outreach) received during the test,
+    or during the module fixtures it set up, matched the documents (local/fakes/openapi.py): a refused
+    one fails the test with what was wrong. A test that sends malformed requests on purpose (to test
+    a fake) says so with `@pytest.mark.spec_violations`."""
+    yield
+    found, _SPEC_CHECKED_UP_TO[0] = openapi.recorded_since(_SPEC_CHECKED_UP_TO[0])
+    if request.node.get_closest_marker("spec_violations") is None:
+        assert not found, "requests the vendor's OpenAPI documents refuse:\n" + "\n".join(map(str, found))

@@ -30,7 +30,8 @@ class Clock:
 
 def load_event(name: str) -> dict[str, Any]:
     """An EventBridge event from events/eventbridge/ (a fresh copy: tests may change it)."""
-    return json.loads((EVENTS / "eventbridge" / f"{name}.json").read_text())
+    event: dict[str, Any] = json.loads((EVENTS / "eventbridge" / f"{name}.json").read_text())
+    return event
 
 
 def sqs_record(body: dict[str, Any] | str, message_id: str = "m-1", receive_count: int = 1) -> dict[str, Any]:

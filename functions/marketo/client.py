@@ -47,6 +47,8 @@ STATIC_LISTS_PATH = "/rest/asset/v1/staticLists.json"
 
 # Marketo answers 414 past 8 KB of URI; stay under it with room for the host.
 MAX_URI_LENGTH = 8000
+# Room kept in a lookup's URI for the `nextPageToken` of a later page (Marketo's are ~50 characters).
+PAGE_TOKEN_ROOM = 200
 # The daily quota resets at 12:00 AM CST (apis.md 1.8); CST read as a fixed UTC-6, documented.
 QUOTA_RESET_ZONE = timezone(timedelta(hours=-6), "CST")
 
@@ -74,7 +76,7 @@ class PayloadTooLarge(PermanentError):
 
 
 class UriTooLong(PermanentError):
-    """HTTP 414: the URI passed 8 KB; the caller resends as POST with `_method=GET`."""
+    """HTTP 414: the URI passed 8 KB; a lookup splits its values (`MarketoClient.find_leads`)."""
 
 
 class DailyQuotaExceeded(ThrottledError):
@@ -308,40 +310,74 @@ class MarketoClient:
     # -- lookup -------------------------------------------------------------------------------------
 
     def find_leads(self, filter_type: str, values: Sequence[str]) -> list[FoundLead]:
-        """Leads whose `filter_type` is one of `values` (<= 300), every partition, all pages."""
+        """Leads whose `filter_type` is one of `values` (<= 300), every partition, all pages.
+
+        `GET /rest/v1/leads.json` only (getLeadsByFilterUsingGET), `filterValues` and `fields` each one
+        comma-separated parameter, as the OpenAPI's descriptions and leads.md's examples write them
+        (its `collectionFormat: multi` array then holds that one string; repeated parameters are not
+        shown anywhere), the values split over as many GETs as keep each URI under 8 KB. The POST with `_method=GET` that leads.md offers for long
+        lookups is not in the OpenAPI file (its POST is Sync Leads, a JSON body): not sent.
+        """
         if len(values) > BATCH_LIMIT:
             raise ValueError(f"at most {BATCH_LIMIT} filter values per call")
-        query = {
-            "filterType": filter_type,
-            "filterValues": ",".join(values),
-            "fields": ",".join(dict.fromkeys(["id", filter_type, "updatedAt"])),
-            "batchSize": str(BATCH_LIMIT),
-        }
+        fields = list(dict.fromkeys(["id", filter_type, "updatedAt"]))
+        found: list[FoundLead] = []
+        for group in self._uri_groups(filter_type, fields, values):
+            found += self._find_group(filter_type, fields, group)
+        return found
+
+    def _lookup_query(
+        self, filter_type: str, fields: Sequence[str], values: Sequence[str], page_token: str | None
+    ) -> list[tuple[str, str]]:
+        query = [("filterType", filter_type), ("filterValues", ",".join(values))]
+        query += [("fields", ",".join(fields)), ("batchSize", str(BATCH_LIMIT))]
+        return query + ([("nextPageToken", page_token)] if page_token else [])
+
+    def _uri_groups(self, filter_type: str, fields: Sequence[str], values: Sequence[str]) -> list[list[str]]:
+        """`values` in order, in groups whose lookup URI stays under the limit (room left for a page
+        token); a value too long on its own goes alone (Marketo's 414 then rejects its records)."""
+        fixed = len(
+            self._base + LEADS_PATH + "?" + urlencode(self._lookup_query(filter_type, fields, [], None))
+        )
+        room = self._max_uri - fixed - PAGE_TOKEN_ROOM
+        groups: list[list[str]] = []
+        used = room
+        for value in values:
+            size = len(urlencode([("", value)])) + 2  # the value and its encoded comma
+            if used + size > room:
+                groups.append([])
+                used = 0
+            groups[-1].append(value)
+            used += size
+        return groups
+
+    def _find_group(self, filter_type: str, fields: Sequence[str], values: list[str]) -> list[FoundLead]:
+        """Every page of one lookup; a 414 all the same (a proxy counting otherwise) halves it."""
         found: list[FoundLead] = []
         token: str | None = None
-        while True:
-            page = {**query, **({"nextPageToken": token} if token else {})}
-            body = self._lookup(page)
-            for item in body.get("result") or []:
-                if isinstance(item, Mapping) and isinstance(item.get("id"), int):
-                    found.append(
-                        FoundLead(
-                            int(item["id"]), str(item.get(filter_type, "")), str(item.get("updatedAt", ""))
+        try:
+            while True:
+                query = self._lookup_query(filter_type, fields, values, token)
+                body = self._call("find_leads", "GET", LEADS_PATH, params=query)
+                for item in body.get("result") or []:
+                    if isinstance(item, Mapping) and isinstance(item.get("id"), int):
+                        found.append(
+                            FoundLead(
+                                int(item["id"]),
+                                str(item.get(filter_type, "")),
+                                str(item.get("updatedAt", "")),
+                            )
                         )
-                    )
-            token = body.get("nextPageToken") if body.get("moreResult") else None
-            if not token:
-                return found
-
-    def _lookup(self, query: dict[str, str]) -> dict[str, Any]:
-        url = self._base + LEADS_PATH + "?" + urlencode(query)
-        if len(url) <= self._max_uri:
-            try:
-                return self._call("find_leads", "GET", LEADS_PATH, params=query)
-            except UriTooLong:
-                pass  # a proxy counted differently: resend as below
-        # Documented workaround for long URIs: POST with _method=GET, the query form-encoded in the body.
-        return self._call("find_leads", "POST", LEADS_PATH, params={"_method": "GET"}, data=query)
+                token = body.get("nextPageToken") if body.get("moreResult") else None
+                if not token:
+                    return found
+        except UriTooLong:
+            if len(values) == 1:
+                raise
+        half = len(values) // 2
+        return self._find_group(filter_type, fields, values[:half]) + self._find_group(
+            filter_type, fields, values[half:]
+        )
 
     # -- erasure ------------------------------------------------------------------------------------
 
@@ -368,7 +404,12 @@ class MarketoClient:
         if len(lead_ids) > BATCH_LIMIT:
             raise ValueError(f"at most {BATCH_LIMIT} lead ids per call")
         path = LIST_LEADS_PATH.format(list_id=int(list_id))
-        body = self._call(operation, method, path, params=[("id", str(i)) for i in lead_ids])
+        request: dict[str, Any] = {"params": [("id", str(i)) for i in lead_ids]}
+        if method == "DELETE":
+            # removeLeadsFromListUsingDELETE requires both the `id` query and the ListOperationRequest
+            # body (marketo-rest.json); the two carry the same ids. Add requires neither: the query.
+            request["json"] = {"input": [{"id": int(i)} for i in lead_ids]}
+        body = self._call(operation, method, path, **request)
         return _statuses_by_lead(body)
 
     # -- describe and partitions (validated once a day per container) -------------------------------
@@ -453,13 +494,15 @@ def fetch_token(
     """
     parsed = MarketoConnection.model_validate(connection)
     url = base_url(parsed, munchkin_id, allow_loopback=allow_loopback) + IDENTITY_PATH
-    form = {
+    # Query parameters, no body: marketo-identity.json declares all three `in: query` and required
+    # (identityUsingPOST takes no body). The URL is never logged (activation_core.http logs the host).
+    params = {
         "grant_type": "client_credentials",
         "client_id": parsed.client_id,
         "client_secret": parsed.client_secret,
     }
     for attempt in range(2):
-        body = http.send("POST", url, client=client, data=form).json()
+        body = http.send("POST", url, client=client, params=params).json()
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise RetryableError("token_response_invalid", "the Identity endpoint returned no access_token")

@@ -106,3 +106,21 @@ def unsettle(previous: Iterable[Row], sent: Iterable[Row]) -> Iterator[Row]:
         elif prev is not None and other is not None:  # the same member
             yield prev if prev.digest == other.digest else Row(prev.key, UNSETTLED, prev.line)
             prev, other = next(prev_iter, None), next(sent_iter, None)
+
+
+def mark(previous: Iterable[Row], unknown: Iterable[Row]) -> Iterator[Row]:
+    """`previous` (sorted) with the members of `unknown` (sorted, unique: the audience's folded set,
+    snapshots/recheck.py) marked unknown; a member only in `unknown` (a run not applied added it) comes
+    with its line, so its exit can name it. Both streamed: memory does not grow with either."""
+    prev_iter, unknown_iter = iter(previous), iter(unknown)
+    prev, other = next(prev_iter, None), next(unknown_iter, None)
+    while prev is not None or other is not None:
+        if prev is not None and (other is None or prev.key < other.key):
+            yield prev
+            prev = next(prev_iter, None)
+        elif other is not None and (prev is None or other.key < prev.key):
+            yield Row(other.key, UNSETTLED, other.line)
+            other = next(unknown_iter, None)
+        elif prev is not None and other is not None:  # the same member
+            yield Row(prev.key, UNSETTLED, prev.line)
+            prev, other = next(prev_iter, None), next(unknown_iter, None)

@@ -35,6 +35,23 @@ class Unsettled(BaseModel):
     snapshot_at: datetime
     prefix: str = Field(description="its members as Prepare partitioned them: runs/<audience>/<run>/new/")
     bits: int
+    instances: tuple[str, ...] = Field(default=(), description="where it sends (its targets' current)")
+
+
+class Recheck(BaseModel):
+    """Every member the runs of the audience not applied since its applied snapshot (or since none) may
+    have changed at the vendors, folded into ONE set (snapshots/recheck.py): sorted partitions of rows
+    `key, UNSETTLED, line` under `prefix`. However many runs failed, a diff task reads one set and the
+    pointer holds one of these: memory, the item and the plan stay flat."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prefix: str = Field(description="runs/<audience>/<the run that folded it>/unsettled/<run folded last>/")
+    bits: int
+    runs: int = Field(description="how many runs it folds")
+    last_run: str = Field(description="the latest of them (refusals name it)")
+    snapshot_at: datetime = Field(description="the latest of their snapshots' times")
+    instances: tuple[str, ...] = Field(default=(), description="every instance they sent to")
 
 
 class RunPlan(BaseModel):
@@ -61,9 +78,9 @@ class RunPlan(BaseModel):
     # that activated the audience since; it has its own run id (its run prefix and run record).
     backfill: bool = False
     run_id: str | None = None
-    # Runs since the applied snapshot that sent changes and were not applied (docs/snapshots.md,
+    # Runs since the applied snapshot that sent changes and were not applied, folded (docs/snapshots.md,
     # "Runs of one audience"): every member they may have changed is sent again as this snapshot has it.
-    unsettled: tuple[Unsettled, ...] = ()
+    recheck: Recheck | None = None
     checksum: str = ""  # the members file's (the manifest's): a snapshotId names one file ("" for a backfill)
 
     @property

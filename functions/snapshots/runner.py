@@ -26,7 +26,7 @@ from activation_core.models.config import DestinationsConfig
 from activation_core.models.snapshots import MANIFEST_SUFFIX, SnapshotManifest
 from activation_core.settings import FunctionSettings
 from snapshots import erasure as snapshot_erasure
-from snapshots.diff import DUPLICATE_LINES, DiffCounts, diff, unique, unsettle
+from snapshots.diff import DUPLICATE_LINES, DiffCounts, diff, mark, unique
 from snapshots.events import entries
 from snapshots.members import ReadReport, read_members
 from snapshots.partitions import (
@@ -39,8 +39,9 @@ from snapshots.partitions import (
     previous_rows,
     write_sorted,
 )
-from snapshots.plan import BackfillRequest, RunPlan, Targets, Unsettled, run_prefix, state_prefix
-from snapshots.state import Pointer, SnapshotState
+from snapshots.plan import BackfillRequest, Recheck, RunPlan, Targets, Unsettled, run_prefix, state_prefix
+from snapshots.recheck import available, fold
+from snapshots.state import Pending, Pointer, SnapshotState
 from snapshots.store import NotFound, ObjectStore
 
 PLAN = "plan.json"  # under the run prefix: Prepare's plan, kept for a resumed Commit
@@ -81,11 +82,16 @@ def members_key_of(manifest_key: str, manifest: SnapshotManifest) -> str:
 
 
 def targets_for(
-    config: DestinationsConfig, audience_id: str, previous: Pointer | None, full: bool
+    config: DestinationsConfig,
+    audience_id: str,
+    previous: Pointer | None,
+    full: bool,
+    sent_to: Iterable[str] = (),
 ) -> Targets:
+    """`sent_to`: where runs not applied sent changes (their exits go there too, a first snapshot's too)."""
     activating = [d for d in config.destinations if d.enabled and d.audience(audience_id) is not None]
     current = tuple(sorted(d.id for d in activating))
-    prior = set(previous.instances) if previous else set()
+    prior = (set(previous.instances) if previous else set()) | set(sent_to)
     return Targets(
         current=current,
         full=current if full else tuple(i for i in current if i not in prior),
@@ -186,8 +192,11 @@ def prepare(
     target: int = DEFAULT_TARGET,
     workdir: Path | None = None,
     entities: Mapping[str, str] | None = None,
+    owner: str | None = None,
 ) -> RunPlan | Refusal:
-    """`entities`: destination type -> the entity it takes (`profile`, `account`; the manifest's)."""
+    """`entities`: destination type -> the entity it takes (`profile`, `account`; the manifest's).
+    `owner`: who holds the audience's lease for the run: the execution (the Prepare task passes
+    `$$.Execution.Id`: a second execution of the same manifest waits); None, the run itself (tests)."""
     manifest = _read_manifest(store, manifest_key)
     if isinstance(manifest, Refusal):
         return manifest
@@ -205,7 +214,7 @@ def prepare(
     result = _under_lease(
         state,
         manifest.audience_id,
-        manifest.snapshot_id,
+        owner or manifest.snapshot_id,
         lambda: _prepare(store, bucket, manifest_key, manifest, config, state, target, workdir),
     )
     if isinstance(result, Refusal):
@@ -214,19 +223,19 @@ def prepare(
 
 
 def _under_lease(
-    state: SnapshotState, audience_id: str, run_key: str, work: Callable[[], RunPlan | Refusal]
+    state: SnapshotState, audience_id: str, owner: str, work: Callable[[], RunPlan | Refusal]
 ) -> RunPlan | Refusal:
-    """`work` with the audience's lease taken for the run; a refusal or an exception gives it back,
-    only if this call took it (a second copy of a running run leaves it to the copy that did)."""
-    taken = state.hold(audience_id, run_key)
+    """`work` with the audience's lease taken by `owner`; a refusal or an exception gives it back, only
+    if this call took it (a retried Prepare of an execution that holds it leaves it held)."""
+    taken = state.hold(audience_id, owner)
     try:
         result = work()
     except BaseException:
         if taken:  # a failed Prepare holds nobody back for the lease's hour (a retry takes it again)
-            state.release(audience_id, run_key)
+            state.release(audience_id, owner)
         raise
     if isinstance(result, Refusal) and taken:
-        state.release(audience_id, run_key)
+        state.release(audience_id, owner)
     return result
 
 
@@ -250,7 +259,7 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
     target: int,
     workdir: Path | None,
 ) -> RunPlan | Refusal:
-    previous = state.pointer(manifest.audience_id)
+    previous, pending = state.audience(manifest.audience_id)
     if previous is not None and previous.snapshot_id == manifest.snapshot_id:
         unfinished = _unfinished_commit(store, state, manifest)
         if unfinished is not None:
@@ -260,12 +269,12 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
             "unknown_audience",
             f"audience '{manifest.audience_id}' is activated on no enabled destination instance",
         )
-    unsettled = tuple(u for u in previous.unsettled if u.run_key != manifest.snapshot_id) if previous else ()
+    others = tuple(u for u in pending.open if u.run_key != manifest.snapshot_id)  # this run: resumed
     prefix = run_prefix(manifest.audience_id, manifest.snapshot_id)
     earlier = _stored_plan(store, prefix)
     refused = (
         _check_order(manifest, previous)
-        or _after_unsettled(manifest, unsettled)
+        or _after_unsettled(manifest, pending.recheck, others)
         or _same_file(manifest, earlier)
     )
     if refused is not None:
@@ -281,6 +290,15 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
         writer.close()
     store.put_json(f"{prefix}partitions.json", [{"partition": i} for i in indexes])
     store.put_json(f"{prefix}read-report.json", report.as_dict())
+    # What runs not applied sent and can no longer be known (their partitions ended): a resync.
+    forgotten = not available(store, pending.recheck, others)
+    # Every run not applied but this one, folded into the audience's one set (memory, item, plan: flat).
+    recheck = (
+        fold(store, (previous.prefix, previous.bits) if previous else None, pending.recheck, others,
+             f"{prefix}unsettled/")
+        if others
+        else pending.recheck
+    )  # fmt: skip
     plan = RunPlan(
         bucket=bucket,
         audience_id=manifest.audience_id,
@@ -298,18 +316,24 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
         targets=earlier.targets
         if earlier
         else targets_for(
-            config, manifest.audience_id, previous, manifest.full or _forgotten(store, unsettled)
+            config,
+            manifest.audience_id,
+            previous,
+            manifest.full or forgotten,
+            sent_to=recheck.instances if recheck else (),
         ),
         members=report.members,
         lines=report.lines,
         bad_lines=report.bad,
-        unsettled=unsettled,
+        recheck=recheck,
         checksum=manifest.checksum,
     )
     store.put_json(f"{prefix}{PLAN}", plan.model_dump(mode="json"))  # what a resumed Commit needs
-    # Before anything is sent: until this run is applied, the next one re-checks what it may send.
-    state.add_unsettled(plan.audience_id, Unsettled(run_key=plan.run_key, snapshot_at=plan.snapshot_at,
-                                                    prefix=plan.new_prefix, bits=plan.bits))  # fmt: skip
+    # Before anything is sent: until this run is applied, the next one re-checks what it may send (also
+    # after a first snapshot: what it adds is removed again if it fails).
+    this = Unsettled(run_key=plan.run_key, snapshot_at=plan.snapshot_at, prefix=plan.new_prefix,
+                     bits=plan.bits, instances=plan.targets.current)  # fmt: skip
+    state.set_pending(plan.audience_id, previous, Pending(open=(this,), recheck=recheck))
     return plan
 
 
@@ -326,24 +350,23 @@ def _same_file(manifest: SnapshotManifest, earlier: RunPlan | None) -> Refusal |
     )
 
 
-def _after_unsettled(manifest: SnapshotManifest, unsettled: Sequence[Unsettled]) -> Refusal | None:
+def _after_unsettled(
+    manifest: SnapshotManifest, recheck: Recheck | None, others: Sequence[Unsettled]
+) -> Refusal | None:
     """A run not applied sent changes stamped with its snapshot's time; this snapshot's, older, would
     lose to them at the destinations' order guard: refused as older than the applied one is."""
-    later = [u for u in unsettled if u.snapshot_at >= manifest.snapshot_at]
+    runs = [(u.run_key, u.snapshot_at) for u in others]
+    runs += [(recheck.last_run, recheck.snapshot_at)] if recheck else []
+    later = [(key, at) for key, at in runs if at >= manifest.snapshot_at]
     if not later:
         return None
+    key, at = later[0]
     return Refusal(
         "older_than_sent",
-        f"snapshotAt {manifest.snapshot_at.isoformat()} is not later than snapshot '{later[0].run_key}' "
-        f"({later[0].snapshot_at.isoformat()}), whose run sent changes and was not applied: resume that "
+        f"snapshotAt {manifest.snapshot_at.isoformat()} is not later than snapshot '{key}' "
+        f"({at.isoformat()}), whose run sent changes and was not applied: resume that "
         "one or send a newer snapshot",
     )
-
-
-def _forgotten(store: ObjectStore, unsettled: Sequence[Unsettled]) -> bool:
-    """A run not applied whose partitions ended with the runs' retention: what it sent is unknown, so
-    this run is a resync (every member sent again)."""
-    return any(not store.exists(f"{u.prefix}{partition_name(0)}") for u in unsettled)
 
 
 def _unfinished_commit(
@@ -377,13 +400,16 @@ def prepare_backfill(
     config: DestinationsConfig,
     state: SnapshotState,
     entities: Mapping[str, str] | None = None,
+    *,
+    owner: str | None = None,
 ) -> RunPlan | Refusal:
     """A run that sends the audience's applied membership, as it is stored (nothing is read again from
-    the members file), to the instances that activate the audience and did not receive that snapshot."""
+    the members file), to the instances that activate the audience and did not receive that snapshot.
+    `owner`: as for `prepare`."""
     return _under_lease(
         state,
         request.audience_id,
-        request.run_id,
+        owner or request.run_id,
         lambda: _prepare_backfill(store, request, config, state, entities),
     )
 
@@ -474,9 +500,10 @@ def diff_partition(
     rows = load_sorted(store, f"{plan.new_prefix}{partition_name(index)}")
     outcome = PartitionResult(index)
     previous: Iterable[Row] = previous_rows(store, plan.previous_prefix, plan.previous_bits, index, plan.bits)
-    for run in plan.unsettled:  # what a run not applied may have sent: this snapshot's state goes again
-        sent = sorted(previous_rows(store, run.prefix, run.bits, index, plan.bits), key=lambda r: r.key)
-        previous = unsettle(previous, unique(sent))
+    if plan.recheck is not None:  # what runs not applied may have sent: this snapshot's state goes again
+        previous = mark(
+            previous, previous_rows(store, plan.recheck.prefix, plan.recheck.bits, index, plan.bits)
+        )
     chunk: list[dict[str, Any]] = []
     for item in entries(plan, diff(rows, previous, outcome.counts), bus_name, outcome.sent):
         chunk.append(item)
@@ -516,9 +543,21 @@ def totals(store: ObjectStore, plan: RunPlan) -> dict[str, Any]:
     }
 
 
+def _other_memberships(store: ObjectStore, plan: RunPlan) -> list[str]:
+    """Every membership of the audience under state/ but the one `plan` applied."""
+    prefixes = {key.rsplit("/", 1)[0] + "/" for key in store.keys(f"state/{plan.audience_id}/")}
+    return sorted(prefixes - {plan.state_prefix})
+
+
 def commit(
-    store: ObjectStore, plan: RunPlan, state: SnapshotState, now: datetime | None = None
+    store: ObjectStore,
+    plan: RunPlan,
+    state: SnapshotState,
+    now: datetime | None = None,
+    owner: str | None = None,
 ) -> dict[str, Any]:
+    """`owner`: the lease's, as Prepare took it (None: the run itself)."""
+    owner = owner or plan.run_key
     summed = totals(store, plan)
     record: dict[str, Any] = {
         "audienceId": plan.audience_id,
@@ -544,21 +583,16 @@ def commit(
             "detail": str(summed["missingPartitions"][:20]),
         }
         state.put_run(plan.audience_id, plan.run_key, record)
-        state.release(plan.audience_id, plan.run_key)
+        state.release(plan.audience_id, owner)
         return record
-    state.renew(plan.audience_id, plan.run_key)  # LeaseLost: another run has the audience, this one stops
+    state.renew(plan.audience_id, owner)  # LeaseLost: another run has the audience, this one stops
     # Applied, this run settles every run it re-checked (and a backfill, which sends the applied
-    # membership, settles none: their list stays).
-    current = state.pointer(plan.audience_id) if plan.backfill else None
+    # membership, settles none: they stay pending).
+    pending = state.audience(plan.audience_id)[1] if plan.backfill else Pending()
     state.advance(
         plan.audience_id,
         Pointer(
-            plan.snapshot_id,
-            plan.snapshot_at,
-            plan.bits,
-            plan.state_prefix,
-            plan.targets.current,
-            current.unsettled if current else (),
+            plan.snapshot_id, plan.snapshot_at, plan.bits, plan.state_prefix, plan.targets.current, pending
         ),
     )
     # A snapshot taken before an erasure must not bring the person back (snapshots/erasure.py).
@@ -566,9 +600,10 @@ def commit(
         record["erasedAgain"] = erased_again
     record["status"] = "APPLIED"
     state.put_run(plan.audience_id, plan.run_key, record)
-    if plan.previous_prefix and plan.previous_prefix != plan.state_prefix:
-        store.delete_prefix(plan.previous_prefix)  # the superseded membership: personal data kept no longer
-    for run in plan.unsettled:  # what the runs it settled kept of their membership
-        store.delete_prefix(state_prefix(plan.audience_id, run.run_key))
-    state.release(plan.audience_id, plan.run_key)  # the next run of the audience may start
+    if not plan.backfill:
+        # The superseded membership and what the runs it settled kept of theirs (a failed run wrote part
+        # of its membership): personal data kept no longer. One listing, however many runs failed.
+        for stale in _other_memberships(store, plan):
+            store.delete_prefix(stale)
+    state.release(plan.audience_id, owner)  # the next run of the audience may start
     return record

@@ -15,8 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
+
+from local.fakes.openapi import SpecValidator, Violation, record
 
 
 @dataclass(frozen=True)
@@ -87,9 +89,20 @@ class Fault:
 
 
 class FakeServer:
-    """Subclasses register routes with `self.route(method, regex, handler)`."""
+    """Subclasses register routes with `self.route(method, regex, handler)`.
+
+    A fake with a `spec` (its vendor's OpenAPI documents, local/fakes/openapi.py) checks every request
+    against it before anything else, except paths under `unchecked_prefixes` (calls the documents do
+    not describe, which the fake checks itself and reports through `refuse_violations`): a request
+    the documents refuse is recorded in `violations` and answered with `spec_refusal`, as the vendor
+    answers a malformed request.
+    """
+
+    spec: SpecValidator | None = None
+    unchecked_prefixes: tuple[str, ...] = ()
 
     def __init__(self) -> None:
+        self.violations: list[Violation] = []
         self._routes: list[tuple[str, re.Pattern[str], Route]] = []
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
@@ -112,6 +125,28 @@ class FakeServer:
 
     def server_error_response(self) -> Response:
         return Response(503, {"error": "service unavailable"})
+
+    def spec_refusal(self, request: Request, violations: list[Violation]) -> Response:
+        """The vendor's answer to a request its documents refuse; fakes override it."""
+        return Response(400, {"errors": [str(v) for v in violations]})
+
+    def refuse_violations(self, request: Request, violations: list[Violation]) -> Response | None:
+        """Record `violations` (this fake's list and the process-wide one the tests fail on) and answer
+        them as the vendor would; None when there are none."""
+        if not violations:
+            return None
+        with self._lock:
+            self.violations.extend(violations)
+        record(violations)
+        return self.spec_refusal(request, violations)
+
+    def check_spec(self, request: Request) -> Response | None:
+        if self.spec is None or request.path.startswith(self.unchecked_prefixes):
+            return None
+        problems = self.spec.check(
+            request.method, request.path, request.query, request.header("content-type"), request.body
+        )
+        return self.refuse_violations(request, problems)
 
     def _random_fault(self, request: Request) -> tuple[bool, Response | float | None]:
         """(expire tokens first?, a fault response, a delay in seconds, or None); lock held by the caller."""
@@ -223,7 +258,7 @@ class FakeServer:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> FakeServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -234,6 +269,11 @@ class FakeServer:
     def dispatch(self, request: Request) -> Response:
         with self._lock:
             self.requests.append(request)
+        # Checked first: a request the documents refuse is recorded even when a fault answers it.
+        refused = self.check_spec(request)
+        if refused is not None:
+            return refused
+        with self._lock:
             for fault in self._faults:
                 if fault.matches(request):
                     fault.count -= 1

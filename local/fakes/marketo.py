@@ -6,8 +6,9 @@ Served (paths and parameter names as in `marketo-rest.json` / `marketo-identity.
 - `POST /rest/v1/leads.json` Sync Leads (`createOnly | updateOnly | createOrUpdate | createDuplicate`,
   `lookupField`, `partitionName`): per-record `created | updated | skipped` + reasons (1001..1011),
   in input order; several leads matching one key give 1007; a match in another partition gives 1010.
-- `GET /rest/v1/leads.json` (and `POST ...?_method=GET`, form body): lookup by a searchable field,
-  across every partition, paged with `nextPageToken`.
+- `GET /rest/v1/leads.json`: lookup by a searchable field, across every partition, paged with
+  `nextPageToken`; `filterValues` comma-separated (or repeated). leads.md's `POST ...?_method=GET` (form
+  body) is served only with `spec=False`: the OpenAPI file has no such operation, so the check refuses it.
 - `GET /rest/v1/leads/describe.json`, `describe2.json`, `partitions.json`.
 - `POST|DELETE|GET /rest/v1/lists/{listId}/leads.json`, `GET .../leads/ismember.json`.
 - Asset API (MKTO-DOCS `help/rest-api/static-lists.md`, `folders.md`; not in the stored OpenAPI, so
@@ -22,19 +23,20 @@ HTTP 200, `success:false`, not counted). Counted calls: more than `rate_limit` i
 seconds gives 606, more than `concurrency_limit` in flight 615, more than `daily_quota` per day (reset
 at midnight CST) 607. Bodies over 1 MB give HTTP 413, URIs over 8 KB HTTP 414.
 
-When the OpenAPI files are present (`MARKETO_OPENAPI_DIR`, default `../shared/reference/openapi` next
-to the project), every request is also checked against its operation: unknown or missing parameters,
-enum values and JSON bodies (jsonschema). A mismatch is recorded in `violations` and answered 400.
-Behaviours the spec leaves open are marked [INFER] below.
+Every request is first checked against the two OpenAPI files (local/fakes/openapi.py: operation,
+parameters, content type, JSON body); one they refuse is recorded in `violations` and answered as
+Marketo answers a malformed call (`spec_refusal`): HTTP 200, `success:false`, 609 (not JSON, or no
+body where one is required), 612 (content type), 605/610 (no such method / resource), 1003 (a
+parameter or a body field); on the Identity endpoint an OAuth-style HTTP 400 [INFER]. The Asset API
+paths are not in the files: the fake checks their documented parameters itself and reports through
+the same `refuse_violations`. Behaviours the spec leaves open are marked [INFER] below.
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 import itertools
 import json
-import os
 import re
 import secrets
 import threading
@@ -42,14 +44,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from local.fakes.base import FakeServer, Request, Response, Route
+from local.fakes.openapi import Violation, vendor_spec
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_OPENAPI_DIR = ROOT.parent / "shared" / "reference" / "openapi"
 _CST = timezone(timedelta(hours=-6), "CST")
 STANDARD_FILTERS = (
     "cookies", "email", "facebookId", "id", "leadPartitionId", "linkedInId", "sfdcAccountId",
@@ -94,87 +94,10 @@ def _reason(code: str, message: str) -> dict[str, str]:
     return {"code": code, "message": message}
 
 
-class OpenApiCheck:
-    """Requests checked against the operations of Swagger 2.0 documents (parameters, enums, bodies)."""
-
-    def __init__(self, documents: Iterable[dict[str, Any]]) -> None:
-        import jsonschema
-
-        self._ops: list[tuple[str, re.Pattern[str], dict[str, Any], dict[str, Any]]] = []
-        self._validators: dict[int, Any] = {}
-        self._jsonschema = jsonschema
-        for document in documents:
-            for path, operations in document.get("paths", {}).items():
-                pattern = re.compile("^" + re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(path)) + "$")
-                for method, operation in operations.items():
-                    self._ops.append((method.upper(), pattern, operation, document))
-
-    def operation(self, method: str, path: str) -> dict[str, Any] | None:
-        return next((op for m, p, op, _ in self._ops if m == method and p.match(path)), None)
-
-    def check(
-        self, method: str, path: str, params: dict[str, list[str]], body: Any, has_body: bool
-    ) -> list[str]:
-        found = next(((op, doc) for m, p, op, doc in self._ops if m == method and p.match(path)), None)
-        if found is None:
-            return [f"{method} {path}: no such operation in the OpenAPI"]
-        operation, document = found
-        name = operation.get("operationId", f"{method} {path}")
-        declared = {p["name"]: p for p in operation.get("parameters", [])}
-        problems = [
-            f"{name}: unknown parameter '{key}'" for key in params if key not in declared and key != "_method"
-        ]
-        body_param = next((p for p in declared.values() if p.get("in") == "body"), None)
-        for param in declared.values():
-            where = param.get("in")
-            if where in ("query", "formData") and param.get("required"):
-                # [INFER] the spec marks both `id` and the JSON body required on list removal; either works.
-                satisfied = param["name"] in params or (param["name"] == "id" and has_body)
-                if not satisfied:
-                    problems.append(f"{name}: missing required parameter '{param['name']}'")
-            enum: list[Any] = param.get("enum") or (param.get("items") or {}).get("enum") or []
-            for value in params.get(param["name"], []) if enum else []:
-                if value not in enum:
-                    problems.append(f"{name}: '{param['name']}' must be one of {enum}")
-        if has_body:
-            if body_param is None:
-                problems.append(f"{name}: takes no JSON body")
-            else:
-                problems += self._check_body(document, body_param["schema"], body, name)
-        elif body_param is not None and body_param.get("required") and "id" not in params:
-            problems.append(f"{name}: missing required body '{body_param['name']}'")
-        return problems
-
-    def _check_body(
-        self, document: dict[str, Any], schema: dict[str, Any], body: Any, name: str
-    ) -> list[str]:
-        key = id(schema)
-        validator = self._validators.get(key)
-        if validator is None:
-            root = {**schema, "definitions": document.get("definitions", {})}
-            validator = self._validators[key] = self._jsonschema.Draft4Validator(root)
-        return [
-            f"{name}: body {'/'.join(map(str, e.path)) or '<root>'}: {e.message[:120]}"
-            for e in validator.iter_errors(body)
-        ]
-
-
-def load_openapi(directory: Path | None = None) -> OpenApiCheck | None:
-    """The Marketo OpenAPI files as a request checker, or None when they are not available here."""
-    folder = directory or Path(os.environ.get("MARKETO_OPENAPI_DIR", "") or DEFAULT_OPENAPI_DIR)
-    return _load_openapi(folder.resolve())
-
-
-@functools.cache
-def _load_openapi(folder: Path) -> OpenApiCheck | None:
-    # Parsed once per process: every test starts its own fake, the spec does not change.
-    files = [folder / "marketo-rest.json", folder / "marketo-identity.json"]
-    if not all(f.is_file() for f in files):
-        return None
-    return OpenApiCheck(json.loads(f.read_text()) for f in files)
-
-
 class FakeMarketo(FakeServer):
+    # The Asset API is not in the stored OpenAPI files: `_asset_params` checks its documented parameters.
+    unchecked_prefixes = ("/rest/asset/",)
+
     def __init__(
         self,
         *,
@@ -190,7 +113,7 @@ class FakeMarketo(FakeServer):
         max_body_bytes: int = 1_048_576,
         max_uri_bytes: int = 8192,
         clock: Callable[[], float] = time.time,
-        openapi: OpenApiCheck | bool | None = True,
+        spec: bool = True,
     ) -> None:
         super().__init__()
         self.munchkin_id, self.client_id, self.client_secret = munchkin_id, client_id, client_secret
@@ -200,8 +123,8 @@ class FakeMarketo(FakeServer):
         self.latency = latency
         self.max_body_bytes, self.max_uri_bytes = max_body_bytes, max_uri_bytes
         self.clock = clock
-        self.openapi: OpenApiCheck | None = load_openapi() if openapi is True else (openapi or None)
-        self.violations: list[str] = []
+        # Checked against the vendor's documents unless a test turns it off (spec=False).
+        self.spec = vendor_spec("marketo", "marketo-rest.json", "marketo-identity.json") if spec else None
         self.before_handling: Callable[[Request], None] | None = None
         self._tunables = {
             "token_ttl": token_ttl, "rate_limit": rate_limit, "rate_window": rate_window,
@@ -372,16 +295,23 @@ class FakeMarketo(FakeServer):
     def server_error_response(self) -> Response:
         return self._error("611", "System error")
 
+    def spec_refusal(self, request: Request, violations: list[Violation]) -> Response:
+        """A request the OpenAPI files refuse, answered as Marketo does (apis.md 1.7): HTTP 200 with
+        `success:false` and the response-level code; the Identity endpoint answers OAuth-style [INFER]."""
+        first = violations[0]
+        message = "; ".join(v.detail for v in violations)[:500]
+        if request.path == "/identity/oauth/token":
+            return Response(400, {"error": "invalid_request", "error_description": message})
+        code = {
+            "json": "609", "content_type": "612", "method": "605", "operation": "610",
+        }.get(first.kind, "1003")  # fmt: skip
+        return self._error(code, message)
+
     # ------------------------------------------------------------------ identity
     def _identity(self, request: Request, _: re.Match[str]) -> Response:
         params = {k: v[0] for k, v in request.query.items()}
         if request.body:
             params.update(request.form())
-        refused = self._check_spec(
-            request.method, request.path, {k: [v] for k, v in params.items()}, None, False
-        )
-        if refused is not None:
-            return refused
         if params.get("grant_type") != "client_credentials":
             return Response(400, {"error": "unsupported_grant_type", "error_description": "grant_type"})
         if params.get("client_id") != self.client_id or params.get("client_secret") != self.client_secret:
@@ -483,18 +413,6 @@ class FakeMarketo(FakeServer):
     def _request_id(self) -> str:
         return f"{next(self._request_ids):x}#fake"
 
-    def _check_spec(
-        self, method: str, path: str, params: dict[str, list[str]], body: Any, has_body: bool
-    ) -> Response | None:
-        if self.openapi is None:
-            return None
-        problems = self.openapi.check(method, path, params, body, has_body)
-        if not problems:
-            return None
-        with self._state:
-            self.violations += problems
-        return Response(400, {"success": False, "errors": [_reason("400", "; ".join(problems)[:500])]})
-
     # ------------------------------------------------------------------ leads
     def _sync_or_lookup(self, request: Request, match: re.Match[str]) -> Response:
         if request.query.get("_method") == ["GET"]:
@@ -504,9 +422,6 @@ class FakeMarketo(FakeServer):
             body = request.json()
         except ValueError:
             return self._error("609", "Invalid JSON")
-        refused = self._check_spec("POST", request.path, dict(request.query), body, True)
-        if refused is not None:
-            return refused
         if not isinstance(body, dict) or not isinstance(body.get("input"), list):
             return self._error("609", "Invalid JSON")
         records: list[Any] = body["input"]
@@ -593,9 +508,6 @@ class FakeMarketo(FakeServer):
         return self._lookup(request, dict(request.query))
 
     def _lookup(self, request: Request, params: dict[str, list[str]]) -> Response:
-        refused = self._check_spec("GET", request.path, params, None, False)
-        if refused is not None:
-            return refused
         filter_type = (params.get("filterType") or [""])[0]
         values = [v for raw in params.get("filterValues", []) for v in raw.split(",") if v != ""]
         fields = [f for raw in params.get("fields", []) for f in raw.split(",") if f] or list(
@@ -643,12 +555,11 @@ class FakeMarketo(FakeServer):
     def _asset_params(self, request: Request, allowed: set[str], required: set[str]) -> Response | None:
         """The documented parameters only (the stored OpenAPI has no Asset API to check against)."""
         params = set(request.query) | (set(request.form()) if request.body else set())
-        problems = [f"{request.path}: unknown parameter '{p}'" for p in sorted(params - allowed)]
-        problems += [f"{request.path}: missing required parameter '{p}'" for p in sorted(required - params)]
-        if not problems:
-            return None
-        self.violations += problems
-        return Response(400, {"success": False, "errors": [_reason("400", "; ".join(problems)[:500])]})
+        problems = [f"unknown parameter '{p}'" for p in sorted(params - allowed)]
+        problems += [f"missing required parameter '{p}'" for p in sorted(required - params)]
+        return self.refuse_violations(
+            request, [Violation("marketo", request.path, "parameter", p) for p in problems]
+        )
 
     def _nothing_found(self) -> Response:
         return Response(
@@ -695,8 +606,10 @@ class FakeMarketo(FakeServer):
 
     def _create_static_list(self, request: Request, _: re.Match[str]) -> Response:
         if request.header("content-type").split(";")[0] != "application/x-www-form-urlencoded":
-            self.violations.append("createStaticList: must be application/x-www-form-urlencoded")
-            return self._error("609", "Invalid content type")
+            violation = Violation(
+                "marketo", "createStaticList", "content_type", "must be application/x-www-form-urlencoded"
+            )
+            return self.refuse_violations(request, [violation]) or self._error("612", "Invalid Content Type")
         refused = self._asset_params(request, {"folder", "name", "description"}, {"folder", "name"})
         if refused is not None:
             return refused
@@ -727,12 +640,11 @@ class FakeMarketo(FakeServer):
                 body = request.json()
             except ValueError:
                 return None, self._error("609", "Invalid JSON")
-        refused = self._check_spec(request.method, request.path, dict(request.query), body, has_body)
-        if refused is not None:
-            return None, refused
         raw = [v for value in request.query.get("id", []) for v in value.split(",") if v]
         if isinstance(body, dict):
             raw += [str(item.get("id")) for item in body.get("input", []) if isinstance(item, dict)]
+        # [INFER] ids in the query and the body (the OpenAPI requires both on removal) name one set.
+        raw = list(dict.fromkeys(raw))
         if not all(_is_int(v) for v in raw):
             return None, self._error("1003", "Invalid lead id")
         if len(raw) > 300:
@@ -784,9 +696,6 @@ class FakeMarketo(FakeServer):
         return self._ok(result)
 
     def _list_members(self, request: Request, match: re.Match[str]) -> Response:
-        refused = self._check_spec("GET", request.path, dict(request.query), None, False)
-        if refused is not None:
-            return refused
         members = self._list(match)
         if members is None:
             return self._error("1013", "Static list not found")
@@ -824,9 +733,6 @@ class FakeMarketo(FakeServer):
             body = request.json()
         except ValueError:
             return self._error("609", "Invalid JSON")
-        refused = self._check_spec("POST", request.path, dict(request.query), body, True)
-        if refused is not None:
-            return refused
         items = body.get("input") if isinstance(body, dict) else None
         if not isinstance(items, list) or not all(
             isinstance(i, dict) and _is_int(i.get("id")) for i in items

@@ -13,6 +13,12 @@
   `throttle_for()`, 429 with the documented message and Retry-After.
 - Every request is recorded (`requests`), with its answer and time in `log`; `latency` delays each
   prospect call (benchmarks) and `peak_in_flight` counts how many ran at once.
+- Every API request is first checked against `outreach-v2.json` (local/fakes/openapi.py: operation,
+  path and query parameters, content type, JSON:API body against the operation's schema); one it
+  refuses is recorded in `violations` and answered with a JSON:API error as Outreach does (404 no such
+  operation or a path id that is not an integer, 400 a query parameter or a body that is not JSON, 415
+  the content type, 422 the body's schema with `source.pointer`). The token endpoint is not in the
+  OpenAPI file: `_token` checks the form fields apis.md 2.1 documents per grant, recorded the same way.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from local.fakes.base import FakeServer, Request, Response
+from local.fakes.openapi import Violation, vendor_spec
 
 JSON_API = "application/vnd.api+json"
 CUSTOM = re.compile(r"^custom([0-9]+)$")
@@ -38,6 +45,12 @@ READ_ONLY = frozenset(
     name openCount optedOutAt replyCount timeZoneIana timeZoneInferred touchedAt updatedAt""".split()  # noqa: SIM905 - a compact table
 )
 _NAME_LIMIT = 255
+FORM = "application/x-www-form-urlencoded"
+# The token endpoint's form fields per grant (apis.md 2.1; not in outreach-v2.json): all required.
+TOKEN_FIELDS = {
+    "authorization_code": frozenset({"grant_type", "client_id", "client_secret", "redirect_uri", "code"}),
+    "refresh_token": frozenset({"grant_type", "client_id", "client_secret", "redirect_uri", "refresh_token"}),
+}
 
 
 def _errors(
@@ -62,6 +75,9 @@ class Logged:
 
 
 class FakeOutreach(FakeServer):
+    # The OAuth endpoint is not in outreach-v2.json: `_token_violations` checks its documented form.
+    unchecked_prefixes = ("/oauth/",)
+
     def __init__(
         self,
         *,
@@ -76,8 +92,11 @@ class FakeOutreach(FakeServer):
         rate_window: float = 3600.0,
         latency: float = 0.0,
         clock: Callable[[], float] = time.time,
+        spec: bool = True,
     ) -> None:
         super().__init__()
+        # Checked against the vendor's document unless a test turns it off (spec=False).
+        self.spec = vendor_spec("outreach", "outreach-v2.json") if spec else None
         self.client_id, self.client_secret, self.redirect_uri = client_id, client_secret, redirect_uri
         self.access_ttl, self.refresh_ttl = access_ttl, refresh_ttl
         self.max_refresh_tokens, self.mint_interval = max_refresh_tokens, mint_interval
@@ -184,6 +203,25 @@ class FakeOutreach(FakeServer):
     def duplicate_entities(self) -> list[str]:
         return [f"prospects created: {self.created}"] if self.created else []
 
+    def spec_refusal(self, request: Request, violations: list[Violation]) -> Response:
+        """A request outreach-v2.json (or the token endpoint's documented form) refuses, answered with
+        Outreach's JSON:API errors (apis.md 2.4); the token endpoint answers as an OAuth server does."""
+        first = violations[0]
+        detail = "; ".join(v.detail for v in violations)[:500]
+        if request.path.startswith("/oauth/"):
+            return Response(400, {"error": "invalid_request", "error_description": detail})
+        if first.kind == "content_type":
+            return Response(
+                415,
+                {"errors": [{"id": "unsupportedMediaType", "title": "Unsupported Media Type",
+                             "details": f"Expected Content-Type header to be '{JSON_API}'."}]},
+            )  # fmt: skip
+        if first.kind in ("operation", "method") or first.location == "path":
+            return _errors(404, "resourceNotFound", "Resource Not Found", detail)
+        if first.kind == "body":
+            return _validation(first.pointer or "/data", detail)
+        return _errors(400, "badRequest", "Bad Request", detail)
+
     # ------------------------------------------------------------------ serving
     def dispatch(self, request: Request) -> Response:
         api = request.path.startswith("/api/")
@@ -252,8 +290,25 @@ class FakeOutreach(FakeServer):
         self.issued_refresh_tokens.append(token)
         return token
 
-    def _token(self, request: Request, _: re.Match[str]) -> Response:
+    def _token_violations(self, request: Request, form: dict[str, str]) -> list[Violation]:
+        def bad(kind: str, detail: str) -> Violation:
+            return Violation("outreach", "POST /oauth/token", kind, detail)
+
+        if request.header("content-type").split(";")[0].strip() != FORM:
+            return [bad("content_type", f"the token request must be {FORM}")]
+        if request.query:
+            return [bad("parameter", "the token request takes its fields in the form body, not the query")]
+        fields = TOKEN_FIELDS.get(form.get("grant_type", ""))
+        if fields is None:
+            return [bad("parameter", "grant_type must be authorization_code or refresh_token")]
+        problems = [bad("parameter", f"missing form field '{f}'") for f in sorted(fields - set(form))]
+        return problems + [bad("parameter", f"unknown form field '{f}'") for f in sorted(set(form) - fields)]
+
+    def _token(self, request: Request, _: re.Match[str]) -> Response:  # noqa: PLR0911 - one per documented error
         form = request.form()
+        refused = self.refuse_violations(request, self._token_violations(request, form))
+        if refused is not None:
+            return refused
         if form.get("client_id") != self.client_id or form.get("client_secret") != self.client_secret:
             return Response(
                 401, {"error": "invalid_client", "error_description": "Client authentication failed"}

@@ -331,18 +331,18 @@ def separate_containers() -> Iterator[ContainerMemory]:
     from rainfocus import service
 
     memory = ContainerMemory()
-    original_memory, original_pool = oauth._memory, service.ThreadPoolExecutor
+    original_memory, original_pool = oauth._memory, service.ThreadPoolExecutor  # type: ignore[attr-defined]
 
     def pool(*args: Any, **kwargs: Any) -> Any:
         return original_pool(*args, initializer=memory.adopt, initargs=(threading.get_ident(),), **kwargs)
 
     oauth._memory = memory  # type: ignore[assignment]
-    service.ThreadPoolExecutor = pool  # type: ignore[misc,assignment]
+    service.ThreadPoolExecutor = pool  # type: ignore[attr-defined,assignment]
     try:
         yield memory
     finally:
         oauth._memory = original_memory
-        service.ThreadPoolExecutor = original_pool  # type: ignore[misc]
+        service.ThreadPoolExecutor = original_pool  # type: ignore[attr-defined]
 
 
 def aws_test_credentials() -> None:

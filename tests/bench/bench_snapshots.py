@@ -321,23 +321,31 @@ def backfill_figures(members: int = BACKFILL_MEMBERS) -> list[Figure]:
 def _memory_state() -> Any:
     """Pointers and run records in memory (no DynamoDB in the bench's hot path); the erasure markers a
     commit applies again come from an empty state table in moto (inside `mock_aws`)."""
+    from dataclasses import replace
+
     import boto3
 
-    from snapshots.state import Pointer, SnapshotState
+    from snapshots.state import Pending, Pointer, SnapshotState
     from tests.support import create_state_table
 
     class MemoryState(SnapshotState):
         def __init__(self, dynamodb: Any) -> None:
             super().__init__("bench", dynamodb)
             self.pointers: dict[str, Pointer] = {}
+            self.pendings: dict[str, Pending] = {}
 
-        def pointer(self, audience_id: str) -> Pointer | None:
-            return self.pointers.get(audience_id)
+        def audience(self, audience_id: str) -> tuple[Pointer | None, Pending]:
+            pointer = self.pointers.get(audience_id)
+            return pointer, pointer.pending if pointer else self.pendings.get(audience_id, Pending())
 
-        def _put_pointer(
-            self, audience_id: str, new: Pointer, condition: str, values: dict[str, Any]
-        ) -> None:
-            self.pointers[audience_id] = new  # moving it (advance) or listing a run on it (add_unsettled)
+        def advance(self, audience_id: str, new: Pointer) -> None:
+            self.pointers[audience_id] = new
+
+        def set_pending(self, audience_id: str, applied: Pointer | None, pending: Pending) -> None:
+            if applied is None:
+                self.pendings[audience_id] = pending
+            else:
+                self.pointers[audience_id] = replace(applied, pending=pending)
 
         def put_run(self, audience_id: str, snapshot_id: str, record: dict[str, Any]) -> None:
             pass

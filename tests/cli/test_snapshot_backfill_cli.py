@@ -55,7 +55,8 @@ def applied(stack: ActivationHarness, tmp_path_factory: pytest.TempPathFactory) 
     write_members(path, (snapshot_member(n) for n in range(MEMBERS)))
     pushed = cli_snapshot_push(path, AUDIENCE, "s1", STACK_NAME)
     stack.drain()
-    return stdout_json(pushed)
+    pushed_json: dict[str, Any] = stdout_json(pushed)
+    return pushed_json
 
 
 def ledger(stack: ActivationHarness, instance: str) -> dict[str, int]:

@@ -126,7 +126,7 @@ def test_gap_nested_execution_sync_passes_api_names_and_returns_its_output() -> 
     Step Functions' names (`Output` parsed, `Status`), dates as epoch milliseconds."""
     moto_patches.apply()
     task = StateTaskServiceSfn.__new__(StateTaskServiceSfn)
-    task.resource = type("R", (), {"api_action": "startExecution"})()  # type: ignore[attr-defined]
+    task.resource = type("R", (), {"api_action": "startExecution"})()
     parameters = {"StateMachineArn": "arn:sm", "Input": {"a": 1}, "Name": "n"}
     StateTaskServiceSfn._normalise_parameters(task, parameters)
     assert parameters == {"stateMachineArn": "arn:sm", "input": '{"a":1}', "name": "n"}

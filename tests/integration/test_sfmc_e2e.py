@@ -224,11 +224,12 @@ def incremental_run(stack: ActivationHarness, first_run: dict[str, Any]) -> dict
     activity.rows.extend(historic.rows)
     activity.rows.extend(activity_row(n) for n in range(ACTIVITY + 1, ACTIVITY + 1 + NEW_ACTIVITY))
     status, body, headers = throttle_response(retry_after=5)
-    fake.on_page(
-        "Web_Activity",
-        1,
-        lambda f: (f.expire_tokens(), f.fail_next("/token/.*/rowset", 1, status, body=body, headers=headers)),
-    )
+
+    def expire_then_throttle(f: FakeSfmc) -> None:
+        f.expire_tokens()
+        f.fail_next("/token/.*/rowset", 1, status, body=body, headers=headers)
+
+    fake.on_page("Web_Activity", 1, expire_then_throttle)
     tokens_before = fake.token_requests
     sfn_fast_time.RECORDED.clear()
     before = queue_depths(stack)

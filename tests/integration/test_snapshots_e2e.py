@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +24,7 @@ from local import sfn_fast_time
 from local.harness import STACK_NAME, ActivationHarness
 from snapshots.files import manifest_for, write_manifest, write_members
 from snapshots.reconcile import outcomes_of
-from snapshots.state import SnapshotState
+from snapshots.state import Pending, SnapshotState
 from tests.support import calls_their_roles_refuse, cli_snapshot_push, example_config, instance_of
 from tests.support import snapshot_member as member
 
@@ -50,7 +51,11 @@ def config_with_a_second_marketo() -> dict[str, Any]:
     config = example_config()
     other = json.loads(json.dumps(instance_of(config, "marketo")))
     other.update(
-        id="marketo-other", audiences=[{"id": "aud-other", "name": "Other", "extras": {"listId": 1002}}]
+        id="marketo-other",
+        audiences=[
+            {"id": "aud-other", "name": "Other", "extras": {"listId": 1002}},
+            {"id": "aud-third", "name": "Third", "extras": {"listId": 1003}},
+        ],
     )
     config["destinations"].append(other)
     return config
@@ -271,6 +276,24 @@ def invoke(harness: ActivationHarness, output: str, payload: dict[str, Any]) -> 
     return result
 
 
+def prepare_directly(harness: ActivationHarness, bucket: str, key: str, execution: str) -> dict[str, Any]:
+    """Prepare as the state machine invokes it, for an execution named `execution` (the lease's owner)."""
+    request = {"request": {"bucket": bucket, "manifestKey": key}, "execution": execution}
+    return invoke(harness, "SnapshotPrepareFunctionName", request)
+
+
+def diff_directly(harness: ActivationHarness, prepared: dict[str, Any]) -> None:
+    for index in range(1 << prepared["plan"]["bits"]):
+        payload = {"partition": index, "plan": prepared["plan"], "owner": prepared["owner"]}
+        invoke(harness, "SnapshotDiffFunctionName", payload)
+
+
+def fail_directly(harness: ActivationHarness, prepared: dict[str, Any]) -> dict[str, Any]:
+    """What the state machine's failure path (RecordFailure) does after a failed Map or Commit."""
+    payload = {"prepared": prepared, "error": {"Error": "States.TaskFailed"}}
+    return invoke(harness, "SnapshotCommitFunctionName", payload)
+
+
 def stage_unannounced(
     harness: ActivationHarness, folder: Path, snapshot_id: str, members: list[int], minutes: int, *,
     audience: tuple[str, str] = (AUDIENCE, "Expo 2026 invitees"),
@@ -304,10 +327,11 @@ def interrupted(
     bucket, key = stage_unannounced(stack, tmp_path_factory.mktemp("s4"), "s4", members, minutes=1)
     # (later than s3, which `snapshot push` stamped with the current time)
     before = ledger_totals(stack)
-    # The first attempt: Prepare and every partition's diff ran (changes sent), then it died.
-    prepared = invoke(stack, "SnapshotPrepareFunctionName", {"bucket": bucket, "manifestKey": key})
-    for index in range(1 << prepared["plan"]["bits"]):
-        invoke(stack, "SnapshotDiffFunctionName", {"partition": index, "plan": prepared["plan"]})
+    # The first attempt: Prepare and every partition's diff ran (changes sent), then it failed (its
+    # Commit, after its retries: the failure path gives the audience back).
+    prepared = prepare_directly(stack, bucket, key, "s4-first-attempt")
+    diff_directly(stack, prepared)
+    fail_directly(stack, prepared)
     stack.drain()
     after_first = ledger_totals(stack)
     # Resumed: the same manifest announced on the bus.
@@ -365,7 +389,7 @@ def crashed_mid_partition(
     s3 = stack.stack.client("s3")
     before = ledger_totals(stack)
     patches_before = {n: len(stack.fake("outreach").patches(50_000 + n)) for n in changed}
-    prepared = invoke(stack, "SnapshotPrepareFunctionName", {"bucket": bucket, "manifestKey": key})
+    prepared = prepare_directly(stack, bucket, key, "s5-first-attempt")
     plan = RunPlan.model_validate(prepared["plan"])
     assert plan.bits == 0, "one partition: the crash is inside it"
     publisher = EventPublisher(stack.outputs["EventBusName"], events=stack.stack.client("events"))
@@ -377,6 +401,7 @@ def crashed_mid_partition(
 
     with pytest.raises(RuntimeError, match="died"):
         runner.diff_partition(S3Store(bucket, s3), plan, 0, dies_half_way, stack.outputs["EventBusName"])
+    fail_directly(stack, prepared)  # its Map failed: the failure path gives the audience back
     stack.drain()
     after_crash = ledger_totals(stack)
     announce(stack, bucket, key)
@@ -469,10 +494,9 @@ def overlapping(stack: ActivationHarness, tmp_path_factory: pytest.TempPathFacto
     first = announced_run(stack, *stage_unannounced(stack, folder, "o1", everyone, -180, audience=OTHER))
     listed_after_o1 = listed(stack, range(900, 920))
     o2 = stage_unannounced(stack, folder, "o2", fewer, -120, audience=OTHER)
-    prepared = invoke(stack, "SnapshotPrepareFunctionName", {"bucket": o2[0], "manifestKey": o2[1]})
+    prepared = prepare_directly(stack, *o2, execution="o2")
     assert prepared["status"] == "PREPARED", prepared
-    for index in range(1 << prepared["plan"]["bits"]):
-        invoke(stack, "SnapshotDiffFunctionName", {"partition": index, "plan": prepared["plan"]})
+    diff_directly(stack, prepared)
     stack.drain()
     listed_while_o2_runs = listed(stack, range(900, 920))
     committed: list[dict[str, Any]] = []
@@ -530,14 +554,13 @@ def superseded(
     o5, newer, has 900-919 again: against o3 (the applied one) nobody changed, but the vendor holds f4's."""
     folder = tmp_path_factory.mktemp("superseded")
     f4 = stage_unannounced(stack, folder, "f4", [*range(900, 918), 920], -50, audience=OTHER)
-    prepared = invoke(stack, "SnapshotPrepareFunctionName", {"bucket": f4[0], "manifestKey": f4[1]})
-    for index in range(1 << prepared["plan"]["bits"]):
-        invoke(stack, "SnapshotDiffFunctionName", {"partition": index, "plan": prepared["plan"]})
-    failed = invoke(
-        stack, "SnapshotCommitFunctionName", {"prepared": prepared, "error": {"Error": "States.TaskFailed"}}
-    )
+    prepared = prepare_directly(stack, *f4, execution="f4")
+    diff_directly(stack, prepared)
+    failed = fail_directly(stack, prepared)
     stack.drain()
     listed_after_f4 = listed(stack, range(900, 921))
+    from snapshots.store import S3Store
+
     o5 = announced_run(
         stack, *stage_unannounced(stack, folder, "o5", list(range(900, 920)), -40, audience=OTHER)
     )
@@ -548,6 +571,12 @@ def superseded(
         "listed": (listed_after_f4, listed(stack, range(900, 921))),
         "record": state.run(OTHER[0], "o5"),
         "pointer": state.pointer(OTHER[0]),
+        "memberships": {
+            key.split("/")[2]
+            for key in S3Store(stack.outputs["SnapshotBucketName"], stack.stack.client("s3")).keys(
+                f"state/{OTHER[0]}/"
+            )
+        },
     }
 
 
@@ -563,7 +592,8 @@ def test_com_04_a_failed_run_superseded_by_a_newer_one_leaves_the_vendor_as_the_
     assert final == set(range(900, 920))
     record = superseded["record"]
     assert (record["status"], record["changed"], record["removed"], record["added"]) == ("APPLIED", 2, 1, 0)
-    assert superseded["pointer"].unsettled == ()  # o5 settled f4
+    assert superseded["pointer"].pending == Pending()  # o5 settled f4
+    assert superseded["memberships"] == {"o5"}  # o5's commit deleted what f4 kept under state/, and o3
 
 
 def test_the_audience_lease_and_the_re_checks_are_calls_the_snapshot_roles_allow(
@@ -574,3 +604,159 @@ def test_the_audience_lease_and_the_re_checks_are_calls_the_snapshot_roles_allow
     allow it (the key `lock#snapshot#<audience>` and nothing more)."""
     functions = ("snapshot-prepare", "snapshot-diff", "snapshot-commit")
     assert calls_their_roles_refuse(stack, *functions) == []
+
+
+# The failure paths and the lease, over sockets: a third audience (marketo-other's list 1003) for the
+# first snapshot that fails, and aud-other's runs continued.
+THIRD = ("aud-third", "Third")
+THIRD_LIST = 1003
+
+
+def lease_holder(harness: ActivationHarness, audience: str) -> str | None:
+    from activation_core.locks import LeaseLock
+
+    holder = LeaseLock(harness.outputs["StateTableName"], dynamodb=harness.stack.client("dynamodb")).holder(
+        f"snapshot#{audience}"
+    )
+    return holder.owner if holder else None
+
+
+@pytest.fixture(scope="module")
+def commit_failed(
+    stack: ActivationHarness, superseded: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """c6's Commit fails after its retries (a done marker it cannot sum: not a transient error). Then o7."""
+    folder = tmp_path_factory.mktemp("commit-failed")
+    bucket, key = stage_unannounced(stack, folder, "c6", list(range(900, 919)), -30, audience=OTHER)
+    stack.stack.client("s3").put_object(
+        Bucket=bucket, Key=f"runs/{OTHER[0]}/c6/done/0000.json", Body=b'{"added": "not a count"}'
+    )
+    execution = announced_run(stack, bucket, key)
+    state = SnapshotState(stack.outputs["StateTableName"], stack.stack.client("dynamodb"))
+    after = {"holder": lease_holder(stack, OTHER[0]), "record": state.run(OTHER[0], "c6"),
+             "pending": state.audience(OTHER[0])[1]}  # fmt: skip
+    sfn_fast_time.RECORDED.clear()
+    o7 = announced_run(
+        stack, *stage_unannounced(stack, folder, "o7", list(range(900, 920)), -20, audience=OTHER)
+    )
+    return after | {"execution": execution, "o7": o7, "o7_retries": list(sfn_fast_time.RECORDED.retries)}
+
+
+def test_a_commit_that_fails_after_its_retries_gives_the_audience_back_and_records_the_run(
+    commit_failed: dict[str, Any],
+) -> None:
+    """Before, the execution ended at Commit: the audience held for the lease's hour (the next run
+    waited), no run record, the run not FAILED."""
+    assert commit_failed["execution"]["status"] == "FAILED"
+    assert commit_failed["holder"] is None  # given back at once
+    assert commit_failed["record"]["status"] == "FAILED"
+    assert [u.run_key for u in commit_failed["pending"].open] == ["c6"]  # the next run re-checks it
+    assert commit_failed["o7"]["status"] == "SUCCEEDED"
+    assert commit_failed["o7_retries"] == []  # o7 did not wait for the audience
+
+
+@pytest.fixture(scope="module")
+def delivered_twice(
+    stack: ActivationHarness, commit_failed: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """d8's manifest, started twice (S3 and EventBridge deliver at least once) while the audience is
+    still held by another run; once it is free, one execution takes it and the other waits for that one."""
+    sfn = stack.stack.client("stepfunctions")
+    bucket, key = stage_unannounced(stack, tmp_path_factory.mktemp("twice"), "d8", list(range(900, 918)), -10,
+                                    audience=OTHER)  # fmt: skip
+    state = SnapshotState(stack.outputs["StateTableName"], stack.stack.client("dynamodb"))
+    state.hold(OTHER[0], "another-run")
+    both_waiting, waiting = threading.Event(), []
+
+    def wait_for_the_holder() -> None:  # on each retry's wait, in the waiting execution's thread
+        holder = lease_holder(stack, OTHER[0])
+        if holder == "another-run":  # both executions wait for it, then it gives the audience back
+            waiting.append(holder)
+            if len(waiting) < 2:
+                assert both_waiting.wait(timeout=120), "the second execution never asked for the audience"
+            else:
+                state.release(OTHER[0], "another-run")
+                both_waiting.set()
+        elif holder is not None and holder.startswith("arn:"):  # the other execution of the manifest
+            stack.stack.wait_execution(holder, max_rounds=12_000)
+
+    sfn_fast_time.RECORDED.on_retry(wait_for_the_holder)
+    try:
+        machine = stack.outputs["SnapshotStateMachineArn"]
+        payload = json.dumps({"bucket": bucket, "manifestKey": key})
+        arns = [sfn.start_execution(stateMachineArn=machine, input=payload)["executionArn"] for _ in range(2)]
+        executions = [stack.stack.wait_execution(arn, max_rounds=12_000) for arn in arns]
+    finally:
+        sfn_fast_time.RECORDED.on_retry(None)
+    stack.drain()
+    histories = [sfn.get_execution_history(executionArn=arn)["events"] for arn in arns]
+    return {"executions": executions, "arns": arns, "histories": histories, "record": state.run(OTHER[0], "d8"),
+            "listed": listed(stack, range(900, 920))}  # fmt: skip
+
+
+def test_two_executions_of_one_manifest_apply_it_once_and_both_end_succeeded(
+    delivered_twice: dict[str, Any],
+) -> None:
+    """Before, both held the lease (named after the run): they ran side by side and the one that lost it
+    ended SnapshotRunFailed (or SnapshotLeaseLost) although the run was applied."""
+    assert [e["status"] for e in delivered_twice["executions"]] == ["SUCCEEDED", "SUCCEEDED"]
+    assert delivered_twice["record"]["status"] == "APPLIED"
+    busy = [
+        (arn, e["lambdaFunctionFailedEventDetails"]["cause"])
+        for arn, history in zip(delivered_twice["arns"], delivered_twice["histories"], strict=True)
+        for e in history
+        if e["type"] == "LambdaFunctionFailed"
+        and e["lambdaFunctionFailedEventDetails"]["error"] == "SnapshotAudienceBusy"
+    ]
+    held_by_the_other = [
+        arn
+        for arn, cause in busy
+        if any(f"held by run '{other}'" in cause for other in delivered_twice["arns"])
+    ]
+    assert held_by_the_other, busy  # one waited for the other execution, not for another run's name
+    assert delivered_twice["listed"] == set(range(900, 918))
+
+
+@pytest.fixture(scope="module")
+def failed_first(stack: ActivationHarness, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """x1, the FIRST snapshot of aud-third (930-940), sends its changes and fails; x2 (930-939) follows."""
+    stack.fake("marketo").add_list(THIRD_LIST, "Third")
+    folder = tmp_path_factory.mktemp("failed-first")
+    x1 = stage_unannounced(stack, folder, "x1", list(range(930, 941)), -100, audience=THIRD)
+    prepared = prepare_directly(stack, *x1, execution="x1")
+    diff_directly(stack, prepared)
+    fail_directly(stack, prepared)
+    stack.drain()
+    marketo = stack.fake("marketo")
+
+    def on_list() -> set[int]:
+        members = marketo.members(THIRD_LIST)
+        return {n for n in range(930, 941) for lead in marketo.leads_where("email", f"member{n}@example.com")
+                if lead["id"] in members}  # fmt: skip
+
+    after_x1 = on_list()
+    x2 = announced_run(
+        stack, *stage_unannounced(stack, folder, "x2", list(range(930, 940)), -90, audience=THIRD)
+    )
+    return {"after_x1": after_x1, "x2": x2, "final": on_list()}
+
+
+def test_a_failed_first_snapshot_leaves_no_member_of_its_own_at_the_vendor(
+    failed_first: dict[str, Any],
+) -> None:
+    """Before, with no applied snapshot to list it on, the failed first run was forgotten: 940, only in
+    it, stayed on the Marketo list for good."""
+    assert failed_first["after_x1"] == set(range(930, 941))  # x1's changes reached Marketo
+    assert failed_first["x2"]["status"] == "SUCCEEDED", failed_first["x2"]
+    assert failed_first["final"] == set(range(930, 940))  # 940 removed again
+
+
+def test_the_fold_the_failure_paths_and_the_execution_lease_are_calls_the_snapshot_roles_allow(
+    stack: ActivationHarness,
+    commit_failed: dict[str, Any],
+    delivered_twice: dict[str, Any],
+    failed_first: dict[str, Any],
+) -> None:
+    """Prepare folding failed runs under runs/, Commit's failure path and its listing of state/<audience>/,
+    a pointer item without an applied snapshot: each call as AWS would allow it to the function's role."""
+    assert calls_their_roles_refuse(stack, "snapshot-prepare", "snapshot-diff", "snapshot-commit") == []

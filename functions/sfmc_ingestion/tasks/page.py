@@ -62,7 +62,9 @@ class _Split:
 
 
 def process_page(item: WorkItem, deps: PageDeps, *, now: datetime | None = None) -> WorkItem:
-    with cycle_collection_paused():  # a page's rows hold no cycles: see activation_core.collector
+    # Rows create no reference cycles; the page's RowTransformer is one (its mappers refer back to
+    # it) and is freed by the first collection after the page: see activation_core.collector.
+    with cycle_collection_paused():
         return _process_page(item, deps, now)
 
 

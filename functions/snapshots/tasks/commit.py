@@ -1,7 +1,8 @@
 """Commit task: sum the partitions, move the audience's pointer, record the run, summary event + metrics.
 
-Also runs after a failed Map (the state machine passes `error`): the run is recorded FAILED, the
-pointer does not move, and running the same snapshot again resumes it.
+Also runs after a failed Map or a Commit that failed after its retries (the state machine passes
+`error`): the run is recorded FAILED, the audience given back, and running the same snapshot again
+resumes it.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def publish_summary(bus: str, record: dict[str, Any]) -> None:
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = snapshot_settings()
     plan = RunPlan.model_validate(event["prepared"]["plan"])
+    owner = str(event["prepared"]["owner"])  # the execution holding the audience's lease
     state = SnapshotState(settings.state_table_name)
     if event.get("error") is not None:
         error = event["error"] if isinstance(event["error"], dict) else {}
@@ -67,14 +69,19 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "backfill": plan.backfill,
         }
         if not state.put_run(plan.audience_id, plan.run_key, record, keep_applied=True):
-            # A second execution of the same manifest (delivered twice) whose copy applied the run and
-            # gave the audience back: that record, its metrics and its summary event stand.
+            # Another execution of the same run (the manifest delivered twice, this one's lease lost)
+            # applied it: that record, its metrics and its summary event stand; this one is a no-op.
             logger.info("snapshot run already applied", extra={"audience": plan.audience_id})
-            return {"status": "APPLIED", "audienceId": plan.audience_id, "snapshotId": plan.snapshot_id}
-        state.release(plan.audience_id, plan.run_key)  # the next run of the audience may start
+            return {
+                "status": "APPLIED",
+                "reason": "already_applied",
+                "audienceId": plan.audience_id,
+                "snapshotId": plan.snapshot_id,
+            }
+        state.release(plan.audience_id, owner)  # the next run of the audience may start
     else:
         try:
-            record = runner.commit(S3Store(plan.bucket), plan, state)
+            record = runner.commit(S3Store(plan.bucket), plan, state, owner=owner)
         except StaleSnapshot:
             record = {
                 "audienceId": plan.audience_id,
@@ -86,7 +93,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 "backfill": plan.backfill,
             }
             state.put_run(plan.audience_id, plan.run_key, record)
-            state.release(plan.audience_id, plan.run_key)
+            state.release(plan.audience_id, owner)
     emit_metrics(record)
     publish_summary(settings.event_bus_name, record)
     logger.info("snapshot run finished", extra={"status": record["status"], "audience": plan.audience_id})

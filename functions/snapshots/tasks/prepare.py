@@ -17,10 +17,13 @@ from snapshots.tasks.errors import transient_errors
 
 @transient_errors
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """`event`: `{"request": <the execution's input>, "execution": <its id>}` (the state machine's
+    Parameters): the execution holds the audience's lease, so a second one of the same run waits."""
     settings = snapshot_settings()
-    if "backfill" in event:
-        return _backfill(BackfillRequest.model_validate(event["backfill"]))
-    request = SnapshotReadyDetail.model_validate(event)
+    owner = str(event["execution"])
+    if "backfill" in event["request"]:
+        return _backfill(BackfillRequest.model_validate(event["request"]["backfill"]), owner)
+    request = SnapshotReadyDetail.model_validate(event["request"])
     state = SnapshotState(settings.state_table_name)
     if request.bucket != settings.bucket:
         refusal = runner.Refusal("foreign_bucket", "snapshots are read from the stack's snapshot bucket only")
@@ -35,6 +38,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         state,
         target=settings.partition_target,
         entities=settings.destination_entities,
+        owner=owner,
     )
     if isinstance(result, runner.Refusal):
         logger.warning("snapshot refused", extra={"reason": result.reason, "detail": result.detail})
@@ -42,10 +46,10 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         # Its own key: a refused copy of the applied snapshot must not overwrite that run's record.
         state.put_run(result.audience_id or "unknown", f"{result.snapshot_id or 'unknown'}#refused", record)
         return result.as_dict()
-    return _prepared(result)
+    return _prepared(result, owner)
 
 
-def _prepared(result: RunPlan) -> dict[str, Any]:
+def _prepared(result: RunPlan, owner: str) -> dict[str, Any]:
     logger.info(
         "snapshot prepared",
         extra={
@@ -59,10 +63,11 @@ def _prepared(result: RunPlan) -> dict[str, Any]:
         "status": "PREPARED",
         "plan": result.model_dump(mode="json"),
         "partitionsKey": f"{result.run_prefix}partitions.json",
+        "owner": owner,  # the lease's: every diff task and Commit renew or release it under this name
     }
 
 
-def _backfill(request: BackfillRequest) -> dict[str, Any]:
+def _backfill(request: BackfillRequest, owner: str) -> dict[str, Any]:
     settings = snapshot_settings()
     state = SnapshotState(settings.state_table_name)
     if request.bucket != settings.bucket:
@@ -77,10 +82,10 @@ def _backfill(request: BackfillRequest) -> dict[str, Any]:
     )
     config = parse_instances(str(raw)).config
     result = runner.prepare_backfill(
-        S3Store(request.bucket), request, config, state, settings.destination_entities
+        S3Store(request.bucket), request, config, state, settings.destination_entities, owner=owner
     )
     if isinstance(result, runner.Refusal):
         logger.warning("backfill refused", extra={"reason": result.reason, "detail": result.detail})
         state.put_run(request.audience_id, request.run_id, result.as_dict() | {"runId": request.run_id})
         return result.as_dict()
-    return _prepared(result)
+    return _prepared(result, owner)

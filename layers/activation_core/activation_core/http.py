@@ -36,6 +36,12 @@ from activation_core.observability import start_tracing
 from activation_core.vendor_counts import VENDOR_COUNTS
 
 logger = logging.getLogger(__name__)
+# httpx logs every request's full URL at INFO ("HTTP Request: GET https://...?..."), and a URL may hold
+# a personal value (a lookup's filter values) or a secret (a token call's query parameters); httpcore's
+# DEBUG trace echoes request and response headers. Only their warnings reach the logs, whatever level
+# the root logger is given (Lambda's ApplicationLogLevel sets it).
+for _library in ("httpx", "httpcore"):
+    logging.getLogger(_library).setLevel(logging.WARNING)
 
 # Every call is bounded: a Lambda must never hang on a vendor. connect is short because a vendor that
 # cannot accept a connection in 3 s is down, and read covers slow batch endpoints.

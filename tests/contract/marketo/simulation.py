@@ -81,7 +81,7 @@ class MemoryDynamoDB:
         error = {
             "Error": {"Code": "ConditionalCheckFailedException", "Message": "The conditional request failed"}
         }
-        return ClientError(error, operation)  # type: ignore[arg-type]
+        return ClientError(error, operation)
 
     @staticmethod
     def _holds(

@@ -3,9 +3,11 @@ duplicates and batching (MKT-02, 03, 04, 05, 07, 08)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -289,19 +291,27 @@ def test_sync_calls_carry_at_most_300_records(fake: FakeMarketo, run_with: Calla
     assert len(fake.members(EXPO_LIST)) == 301
 
 
-def test_lookups_carry_at_most_300_values_and_switch_to_post_past_8_kb(
+def test_mkt_07_lookups_are_openapi_gets_under_8_kb_each_value_once(
     fake: FakeMarketo, run_with: Callable[..., Run]
 ) -> None:
+    """getLeadsByFilterUsingGET with comma-separated filterValues (as documented), split by URI
+    length; never the POST with _method=GET, which marketo-rest.json does not describe."""
     emails = [f"a.rather.long.address.number.{i:04d}@subdomain.example.com" for i in range(450)]
     for email in emails[::3]:
         fake.add_lead(email=email)
     run = run_with(**settings_for("audience_only", None))
     outcomes = run([profile(email) for email in emails])
     lookups = fake.calls_to("lookup")
-    assert len(lookups) == 2  # ceil(450 / 300)
-    first = lookups[0]
-    assert first.method == "POST" and first.query == {"_method": ["GET"]}
-    assert len(first.form()["filterValues"].split(",")) == 300
+    assert {r.method for r in lookups} == {"GET"}
+    assert all(len(r.query["filterValues"]) == 1 for r in lookups)  # one comma-separated parameter
+    groups = [r.query["filterValues"][0].split(",") for r in lookups]
+    assert sorted(v for g in groups for v in g) == sorted(emails)  # every value once
+    assert all(len(g) <= 300 for g in groups)
+    uris = [len(r.path) + 1 + len(urlencode(r.query, doseq=True)) for r in lookups]
+    assert max(uris) <= 8000
+    # Each URI carries ~100 of these 57-character values (+ 3 for the encoded @, + 3 for the comma):
+    # 300 + 150 values need 3 + 2 GETs, at most.
+    assert len(lookups) <= math.ceil(300 * 63 / 7500) + math.ceil(150 * 63 / 7500)
     assert sum(o.kind is Kind.DELIVERED for o in outcomes.values()) == 150
     assert sum(o.reason == "lead_not_found" for o in outcomes.values()) == 300
     assert fake.refusals["414"] == 0

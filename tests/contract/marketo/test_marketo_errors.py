@@ -37,15 +37,63 @@ def test_fake_identity_returns_the_same_token_until_it_expires(fake: FakeMarketo
         "client_id": fake.client_id,
         "client_secret": fake.client_secret,
     }
-    first = httpx.post(fake.base_url + "/identity/oauth/token", data=form).json()
+    first = httpx.post(fake.base_url + "/identity/oauth/token", params=form).json()
     now[0] += 100
     second = httpx.get(fake.base_url + "/identity/oauth/token", params=form).json()
     now[0] += 3500
-    third = httpx.post(fake.base_url + "/identity/oauth/token", data=form).json()
+    third = httpx.post(fake.base_url + "/identity/oauth/token", params=form).json()
     assert first["access_token"] == second["access_token"] != third["access_token"]
     assert (first["expires_in"], second["expires_in"], third["expires_in"]) == (3600, 3500, 3600)
-    refused = httpx.post(fake.base_url + "/identity/oauth/token", data={**form, "client_secret": "wrong"})
+    refused = httpx.post(fake.base_url + "/identity/oauth/token", params={**form, "client_secret": "wrong"})
     assert refused.status_code == 401
+
+
+def test_mkt_01_the_identity_call_carries_the_credentials_as_marketo_identity_json_declares(
+    fake: FakeMarketo, run: Run
+) -> None:
+    """identityUsingPOST: client_id, client_secret and grant_type are required query parameters and
+    the operation takes no body (apis.md also allows form data; the document does not)."""
+    run([profile("ada@example.com")])
+    (identity,) = fake.calls_to("identity")
+    assert (identity.method, identity.body) == ("POST", b"")
+    assert identity.query == {
+        "grant_type": ["client_credentials"],
+        "client_id": [fake.client_id],
+        "client_secret": [fake.client_secret],
+    }
+    assert fake.violations == []
+
+
+@pytest.mark.spec_violations
+def test_fake_answers_a_request_its_openapi_refuses_as_marketo_does_and_records_it(
+    fake: FakeMarketo, run: Run
+) -> None:
+    import httpx
+
+    run([profile("ada@example.com")])  # a token
+    headers = {"Authorization": f"Bearer {fake.token}"}
+    sync = fake.base_url + "/rest/v1/leads.json"
+
+    def code(response: httpx.Response) -> str:
+        body = response.json()
+        assert response.status_code == 200 and body["success"] is False
+        return str(body["errors"][0]["code"])
+
+    assert code(httpx.post(sync, json={"action": "upsert", "input": []}, headers=headers)) == "1003"
+    assert code(httpx.post(sync, json={"action": "createOnly"}, headers=headers)) == "1003"  # no input
+    assert (
+        code(httpx.post(sync, content=b"{", headers={**headers, "Content-Type": "application/json"})) == "609"
+    )
+    assert code(httpx.post(sync, data={"input": "x"}, headers=headers)) == "612"
+    assert code(httpx.get(fake.base_url + "/rest/v1/leads.json", headers=headers)) == "1003"  # no filterType
+    assert code(httpx.put(sync, json={"input": []}, headers=headers)) == "605"
+    assert code(httpx.get(fake.base_url + "/rest/v1/nothing.json", headers=headers)) == "610"
+    form = {"grant_type": "client_credentials", "client_id": fake.client_id, "client_secret": "x"}
+    assert httpx.post(fake.base_url + "/identity/oauth/token", data=form).status_code == 400
+    assert {v.kind for v in fake.violations} == {
+        "body", "json", "content_type", "parameter", "method", "operation",
+    }  # fmt: skip
+    assert "is not one of" in fake.violations[0].detail
 
 
 def test_one_token_serves_every_call_and_is_persisted(fake: FakeMarketo, run: Run, connection: Any) -> None:
@@ -160,16 +208,18 @@ def test_413_splits_the_batch_until_it_fits(fake: FakeMarketo, run: Run) -> None
     assert len(fake.leads) == 120 and len(fake.members(EXPO_LIST)) == 120
 
 
-def test_414_on_a_lookup_resends_it_as_post_with_method_get(
-    fake: FakeMarketo, run_with: Callable[..., Run]
-) -> None:
+def test_414_on_a_lookup_splits_it_in_halves_as_gets(fake: FakeMarketo, run_with: Callable[..., Run]) -> None:
     fake.add_lead(email="ada@example.com")
+    fake.add_lead(email="grace@example.com")
     fake.fail_next(LEADS, 1, 414)
-    outcomes = run_with(**settings_for("audience_only", None))([profile("ada@example.com")])
-    assert outcomes["m-0"].kind is Kind.DELIVERED
-    get, post = fake.calls_to("lookup")
-    assert (get.method, post.method, post.query) == ("GET", "POST", {"_method": ["GET"]})
-    assert post.form()["filterValues"] == "ada@example.com"
+    run = run_with(**settings_for("audience_only", None))
+    outcomes = run([profile("ada@example.com"), profile("grace@example.com")])
+    assert {o.kind for o in outcomes.values()} == {Kind.DELIVERED}
+    lookups = fake.calls_to("lookup")
+    assert [r.method for r in lookups] == ["GET"] * 3
+    assert [r.query["filterValues"] for r in lookups] == [
+        ["ada@example.com,grace@example.com"], ["ada@example.com"], ["grace@example.com"],
+    ]  # fmt: skip
 
 
 def test_an_unknown_list_is_a_permanent_rejection(fake: FakeMarketo, run: Run) -> None:

@@ -124,6 +124,7 @@ def test_fake_rate_headers_on_every_response_and_the_documented_429(fake: FakeOu
         ),
     ],
 )
+@pytest.mark.spec_violations
 def test_fake_validates_the_json_api_body_and_custom_fields(
     fake: FakeOutreach, body: Any, content_type: str, status: int, error_id: str | None
 ) -> None:
@@ -149,3 +150,33 @@ def test_fake_unknown_prospect_is_the_documented_404(fake: FakeOutreach) -> None
     )
     assert response.status_code == 404
     assert response.json()["errors"][0]["detail"] == "Could not find 'prospect' with ID '1'."
+
+
+@pytest.mark.spec_violations
+def test_fake_refuses_what_its_documents_refuse_with_json_api_errors_and_records_it(
+    fake: FakeOutreach,
+) -> None:
+    fake.rate_limit = 100
+    access = token(fake, grant_type="refresh_token", refresh_token=fake.issue_refresh_token()).json()[
+        "access_token"
+    ]
+    headers = {"Authorization": f"Bearer {access}", "Content-Type": JSON_API}
+    url = f"{fake.base_url}/api/v2/prospects"
+    too_long = {"data": {"type": "prospect", "id": 1001, "attributes": {"custom7": "x" * 32_001}}}
+    refused = httpx.patch(f"{url}/1001", content=json.dumps(too_long), headers=headers)
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["source"]["pointer"] == "/data/attributes/custom7"
+    assert httpx.patch(f"{url}/1001", content=b"{", headers=headers).status_code == 400
+    assert httpx.patch(f"{url}/ada", content=b"{}", headers=headers).status_code == 404  # id: integer
+    assert httpx.put(f"{url}/1001", content=b"{}", headers=headers).status_code == 404  # no such operation
+    assert httpx.delete(f"{url}/1001", params={"force": "1"}, headers=headers).status_code == 400
+    assert fake.prospects[1001] == {"firstName": "Ada"}  # nothing refused was applied
+    # The token endpoint (not in outreach-v2.json): the form apis.md 2.1 documents, nothing else.
+    form = {"client_id": fake.client_id, "client_secret": fake.client_secret, "grant_type": "refresh_token"}
+    assert httpx.post(f"{fake.base_url}/oauth/token", data=form).json()["error"] == "invalid_request"
+    assert httpx.post(f"{fake.base_url}/oauth/token", json=form).status_code == 400
+    kinds = [(v.kind, v.location) for v in fake.violations]
+    assert kinds == [
+        ("body", "body"), ("json", "body"), ("parameter", "path"), ("method", ""), ("parameter", "query"),
+        ("parameter", ""), ("parameter", ""), ("content_type", ""),
+    ]  # fmt: skip

@@ -29,7 +29,7 @@ class Clock:
 class GrantingLock(LeaseLock):
     """A lock that never refuses: what the registry would be without its lease (negative control)."""
 
-    def try_acquire(self, key: str, lease_seconds: float) -> Lease | None:
+    def try_acquire(self, key: str, lease_seconds: float, owner: str | None = None) -> Lease | None:
         return Lease(key, "anyone", 0.0)
 
     def release(self, lease: Lease) -> None:
@@ -117,13 +117,18 @@ def test_bom_06_without_the_lease_the_same_race_creates_two_lists(dynamodb: Any)
     assert item(dynamodb)["listId"]["S"] == "list-second"
 
 
+def record_call(calls: list[int], list_id: str) -> str:
+    calls.append(1)
+    return list_id
+
+
 def test_bom_06_a_recorded_list_is_served_from_the_table_then_memory(dynamodb: Any) -> None:
     calls: list[int] = []
-    entry = registry(dynamodb).resolve(KEY, lambda: calls.append(1) or "list-1", "dataflow-a")
+    entry = registry(dynamodb).resolve(KEY, lambda: record_call(calls, "list-1"), "dataflow-a")
     assert entry == RecordedList("list-1", "dataflow-a")
     assert item(dynamodb)["owner"]["S"] == "dataflow-a"
     lists.clear_memory_cache()
-    assert registry(dynamodb).resolve(KEY, lambda: calls.append(1) or "other", "dataflow-a") == entry
+    assert registry(dynamodb).resolve(KEY, lambda: record_call(calls, "other"), "dataflow-a") == entry
     dynamodb.delete_item(
         TableName=STATE_TABLE, Key={"pk": {"S": "bombora#lists#account-1"}, "sk": {"S": KEY}}
     )

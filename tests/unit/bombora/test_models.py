@@ -304,7 +304,7 @@ def test_bom_05_one_bombora_account_is_one_base_url_and_client_id() -> None:
 
 def test_bom_06_lists_are_keyed_by_audience_name() -> None:
     assert list_key("  ABM   Tier 1 ") == list_key("abm tier 1") == "abm tier 1"
-    settings = BomboraSettings(listDescription="{audienceName} from {audienceId}")
+    settings = BomboraSettings.model_validate({"listDescription": "{audienceName} from {audienceId}"})
     assert settings.describe("aud-1", "ABM tier 1") == "ABM tier 1 from aud-1"
 
 

@@ -191,6 +191,17 @@ def test_retry_then_success(waits: list[float], sleep: Callable[[float], None]) 
         assert 0.0 <= wait <= min(policy.max_delay, policy.base_delay * 2**index)
 
 
+def test_no_log_line_holds_a_url_whatever_the_root_level(caplog: pytest.LogCaptureFixture) -> None:
+    """A URL may carry a secret (a token call's query) or a personal value (a lookup's filter values):
+    httpx would log it at INFO, and Lambda's ApplicationLogLevel can lower the root logger to DEBUG."""
+    caplog.set_level(logging.DEBUG)
+    script = Script(200)
+    send("GET", f"{URL}?client_secret=s3cr3t-value&filterValues=ada%40example.com", client=script.client())
+    assert len(script.requests) == 1
+    logged = " ".join(record.getMessage() for record in caplog.records)
+    assert "s3cr3t-value" not in logged and "ada" not in logged
+
+
 def test_permanent_error_not_retried(waits: list[float], sleep: Callable[[float], None]) -> None:
     script = Script(400)
     with pytest.raises(PermanentError) as caught:

@@ -71,7 +71,7 @@ def test_an_invalid_stored_instance_is_set_aside_naming_instance_and_field(ssm: 
         "rainfocus",
         "mapping.0.source",
     )
-    assert invalid.audience_ids == {"aud-expo-invitees"}
+    assert invalid.audience_ids == frozenset({"aud-expo-invitees"})
     assert "rainfocus-expo2026" not in [d.id for d in loaded.config.destinations]
     assert len(loaded.config.destinations) == len(document["destinations"]) - 1  # the others all load
 

@@ -58,6 +58,7 @@ def test_messages_past_the_retention_period_are_not_returned(sqs: object) -> Non
     client.send_message(QueueUrl=url, MessageBody="old")
     assert len(client.receive_message(QueueUrl=url, VisibilityTimeout=0)["Messages"]) == 1
     (old,) = sqs_backends["123456789012"]["us-east-1"].queues["r"]._messages
+    assert old.sent_timestamp is not None
     old.sent_timestamp -= 61_000  # sent 61 s ago: past the 60 s retention
     assert client.receive_message(QueueUrl=url).get("Messages", []) == []
 
@@ -69,6 +70,7 @@ def test_restore_puts_moto_back() -> None:
     from moto.core import utils
     from moto.sqs import models
 
-    assert models.unix_time is utils.unix_time and not moto_speedups.applied()
+    restored = models.unix_time  # type: ignore[attr-defined]  # moto imports it without re-exporting
+    assert restored is utils.unix_time and not moto_speedups.applied()
     if was_applied:
         moto_speedups.apply()

@@ -145,7 +145,7 @@ def test_upstream_rules_still_cannot_target_a_state_machine() -> None:
 def test_upstream_input_transformer_still_inserts_strings_without_quotes() -> None:
     from moto.events.utils import EventTemplateParser
 
-    event = {"detail": {"b": "bucket"}, "ingestion-time": "0"}
+    event: Any = {"detail": {"b": "bucket"}, "ingestion-time": "0"}
     with pytest.raises(json.JSONDecodeError):
         EventTemplateParser.parse(
             input_template='{"bucket": <b>}', input_paths_map={"b": "$.detail.b"}, event=event

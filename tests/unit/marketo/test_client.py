@@ -31,6 +31,7 @@ def failure(code: str, message: str = "m") -> httpx.Response:
 
 def test_success_true_is_the_only_success() -> None:
     assert classify(response(200, {"success": True, "result": []})) is None
+    body: object
     for body in ({"success": False}, {"result": []}, {"success": "true"}, [], None):
         assert isinstance(classify(response(200, body)), RetryableError), body
 

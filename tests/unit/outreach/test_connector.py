@@ -15,7 +15,7 @@ from activation_core.config_store import parse_destinations
 from activation_core.errors import ActivationError, RetryableError, ThrottledError
 from activation_core.models.config import DestinationInstance
 from activation_core.outcomes import Kind
-from activation_core.pipeline import Connector, Pipeline, RecordResult
+from activation_core.pipeline import Connector, Entity, Pipeline, RecordResult
 from activation_core.settings import FunctionSettings
 from outreach.client import BAD_REQUEST_MESSAGE, FieldRejectedError
 from outreach.service import OutreachConnector, validate_instance
@@ -70,7 +70,7 @@ class RecordingClient:
 
 class StubDestination:
     destination_type = "outreach"
-    entity = "profile"
+    entity: Entity = "profile"
 
     def __init__(self, client: RecordingClient) -> None:
         self.client = client

@@ -34,7 +34,8 @@ def worst_case_events(state: dict[str, Any]) -> int:
         sync = state["Resource"].startswith("arn:aws:states:::")
         attempts = sum(r.get("MaxAttempts", 3) for r in state.get("Retry", []))
         return (6 + 4 * attempts) if sync else (5 + 3 * attempts)
-    return {"Choice": 2, "Pass": 2, "Succeed": 2, "Fail": 1}[kind]
+    events: dict[str, int] = {"Choice": 2, "Pass": 2, "Succeed": 2, "Fail": 1}
+    return events[kind]
 
 
 def pages_execution_events(pages: dict[str, Any], pages_in_range: int) -> int:

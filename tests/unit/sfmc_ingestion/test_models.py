@@ -217,7 +217,11 @@ def test_sfmc_01_the_client_never_requests_a_system_data_view() -> None:
         def connection(self) -> dict[str, str]:
             return {"clientId": "i", "clientSecret": "s", "authBaseUri": "mcabc"}
 
-    transport = httpx.MockTransport(lambda r: requests.append(r) or httpx.Response(200, json={"items": []}))
+    def respond(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return httpx.Response(200, json={"items": []})
+
+    transport = httpx.MockTransport(respond)
     connection = SfmcConnection.model_validate({"clientId": "i", "clientSecret": "s", "authBaseUri": "mcabc"})
     client = SfmcClient(connection, Tokens(), allow_loopback=False, client=httpx.Client(transport=transport))  # type: ignore[arg-type]
     with pytest.raises(PermanentError, match="system data views"):

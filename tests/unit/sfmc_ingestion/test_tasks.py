@@ -230,12 +230,9 @@ def test_the_page_task_notices_a_result_set_that_changed_between_pages(store: Wa
 
 def test_the_page_task_stops_a_paging_that_never_ends(store: WatermarkStore) -> None:
     looping = RowsetPage([row(1)], 1, 1, 1, "/v1/customobjectdata/token/t1/rowset?$page=2", "t1")
-    deps = page_task.PageDeps(
-        client=ScriptedClient(*[looping] * 10),
-        lander=Sink(),
-        publisher=Sink(),
-        store=store,  # type: ignore[arg-type]
-    )
+    client: Any = ScriptedClient(*[looping] * 10)
+    sink: Any = Sink()
+    deps = page_task.PageDeps(client=client, lander=sink, publisher=sink, store=store)
     item = payload("page-first.json")
     with pytest.raises(SfmcPermanent, match="paging_runaway"):
         for _ in range(10):

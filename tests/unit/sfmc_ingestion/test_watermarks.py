@@ -189,7 +189,7 @@ class Collect:
         return len(entries)
 
 
-CONFIG = {
+CONFIG: dict[str, Any] = {
     "schemaVersion": "1",
     "sources": [
         {

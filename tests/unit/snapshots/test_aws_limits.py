@@ -5,6 +5,7 @@
   destinations' queues are not flooded); a Map child's failure fails the run (no silent loss).
 - Lambda: timeout at most 900 s, ephemeral storage at most 10,240 MB.
 - EventBridge: an entry at most 256 KB.
+- DynamoDB: an item at most 400 KB (the audience's pointer, with the runs not applied).
 """
 
 from __future__ import annotations
@@ -23,11 +24,21 @@ from snapshots.diff import Change, ChangeKind
 from snapshots.events import entry
 from snapshots.members import MAX_LINE_BYTES
 from snapshots.partitions import MAX_BITS, Row
-from snapshots.plan import RunPlan, Targets
+from snapshots.plan import Recheck, RunPlan, Targets, Unsettled
+from snapshots.state import Pending, Pointer, SnapshotState
 
 ROOT = Path(__file__).resolve().parents[3]
 PAYLOAD_LIMIT = 256 * 1024
 HISTORY_LIMIT = 25_000
+ITEM_LIMIT = 400 * 1024
+INSTANCES = tuple(f"instance-{i:03d}-{'x' * 50}" for i in range(100))  # far beyond any config seen
+AT = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def worst_recheck() -> Recheck:
+    """Any number of runs not applied, folded: one set, the longest prefix and ids, every instance."""
+    return Recheck(prefix="r" * 1024, bits=MAX_BITS, runs=10**9, last_run="s" * 128, snapshot_at=AT,
+                   instances=INSTANCES)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +48,14 @@ def definition() -> dict[str, Any]:
 
 def largest_plan() -> RunPlan:
     """100 instances activating one audience (far beyond any config seen), the longest ids allowed."""
-    instances = tuple(f"instance-{i:03d}-{'x' * 50}" for i in range(100))
+    instances = INSTANCES
     return RunPlan(
         bucket="b" * 63, audience_id="a" * 256, audience_name="n" * 512, origin="o" * 64, entity="profile",
         snapshot_id="s" * 128, snapshot_at=datetime(2026, 12, 1, tzinfo=UTC), bits=MAX_BITS,
         run_prefix="r" * 400, state_prefix="p" * 400, previous_snapshot_id="s" * 128, previous_prefix="p" * 400,
         previous_bits=MAX_BITS, targets=Targets(current=instances, full=instances, removal=instances,
         types={i: "marketo" for i in instances}), members=10**9, lines=10**9, bad_lines=10**9,
+        recheck=worst_recheck(), checksum="sha256:" + "f" * 64,
     )  # fmt: skip
 
 
@@ -57,6 +69,18 @@ def test_every_state_payload_stays_under_256_kb() -> None:
         assert len(json.dumps(payload).encode()) <= PAYLOAD_LIMIT
 
 
+def test_the_audience_pointer_stays_under_400_kb_whatever_the_number_of_failed_runs() -> None:
+    """The pointer holds one open run (the one past its Prepare) and one folded set: its size does not
+    depend on how many runs failed (tests/unit/snapshots/test_runs_serialised.py runs 25 in a row)."""
+    open_run = Unsettled(
+        run_key="s" * 128, snapshot_at=AT, prefix="r" * 1024, bits=MAX_BITS, instances=INSTANCES
+    )
+    applied = Pointer("s" * 128, AT, MAX_BITS, "p" * 1024, INSTANCES)
+    item = SnapshotState.item("a" * 256, applied, Pending(open=(open_run,), recheck=worst_recheck()))
+    size = sum(len(k) + len(next(iter(v.values())).encode()) for k, v in item.items())
+    assert size <= ITEM_LIMIT / 10  # 24 KB: far from the limit
+
+
 def test_the_map_is_distributed_bounded_and_a_failed_partition_fails_the_run(
     definition: dict[str, Any],
 ) -> None:
@@ -66,7 +90,31 @@ def test_the_map_is_distributed_bounded_and_a_failed_partition_fails_the_run(
     assert diff["ToleratedFailureCount"] == 0 and "ToleratedFailurePercentage" not in diff
     assert diff["ItemReader"]["ReaderConfig"]["InputType"] == "JSON"
     assert diff["Catch"][0]["Next"] == "RecordFailure"
-    assert definition["States"]["RecordFailure"]["Next"] == "RunFailed"
+    assert definition["States"]["RecordFailure"]["Next"] == "Recorded"
+
+
+def test_a_commit_that_fails_after_its_retries_gives_the_audience_back_and_records_the_run(
+    definition: dict[str, Any],
+) -> None:
+    """Without a Catch the execution ended there: the audience held for the lease's hour, no run record.
+    Any error after Commit's retries goes to RecordFailure (run FAILED, lease released), as a Map's does."""
+    states = definition["States"]
+    assert states["Commit"]["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}
+    ]
+    recorded = states["Recorded"]
+    assert recorded["Choices"] == [
+        {"Variable": "$.summary.reason", "StringEquals": "already_applied", "Next": "Done"}
+    ]
+    assert recorded["Default"] == "RunFailed"
+
+
+def test_the_execution_owns_the_audience_lease(definition: dict[str, Any]) -> None:
+    """Two executions of one run (the same manifest delivered twice) must not both hold the audience:
+    the lease is named after the execution, passed to every task that takes, renews or releases it."""
+    states = definition["States"]
+    assert states["Prepare"]["Parameters"] == {"request.$": "$", "execution.$": "$$.Execution.Id"}
+    assert states["DiffPartitions"]["ItemSelector"]["owner.$"] == "$.prepared.owner"
 
 
 def test_execution_history_does_not_grow_with_the_snapshot(definition: dict[str, Any]) -> None:

@@ -8,8 +8,8 @@ import pytest
 from snapshots import runner
 from snapshots.diff import UNSETTLED, unsettle
 from snapshots.partitions import Row
-from snapshots.plan import BackfillRequest, RunPlan
-from snapshots.state import LEASE_SECONDS, AudienceBusy, LeaseLost, SnapshotState
+from snapshots.plan import BackfillRequest, RunPlan, Unsettled
+from snapshots.state import LEASE_SECONDS, AudienceBusy, LeaseLost, Pending, SnapshotState
 from snapshots.store import DirStore
 from tests.unit.snapshots.conftest import AUDIENCE, SnapshotWriter, config, profile
 from tests.unit.snapshots.test_runner import TWO_OF_A_TYPE, Bus, diff_every_partition_and_commit, run
@@ -126,7 +126,7 @@ def test_a_backfill_keeps_the_runs_still_to_re_check(
     assert isinstance(backfill, RunPlan)
     diff_every_partition_and_commit(store, state, backfill, Bus())
     pointer = state.pointer(AUDIENCE)
-    assert pointer is not None and [u.run_key for u in pointer.unsettled] == ["s2"]
+    assert pointer is not None and [u.run_key for u in pointer.pending.open] == ["s2"]
 
 
 def test_another_file_under_the_snapshot_id_of_a_run_that_sent_changes_is_refused(
@@ -150,36 +150,61 @@ def test_another_file_under_the_snapshot_id_of_a_run_that_sent_changes_is_refuse
     assert bus.by_status("existing") == exited_by_s2  # sent again: whatever s2 sent, they are members
 
 
-def test_a_second_copy_of_an_applied_run_that_loses_the_audience_leaves_the_run_applied(
+def test_two_executions_of_one_run_do_not_both_hold_the_audience(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """S3 and EventBridge deliver at least once: two executions of one manifest. The lease is the
+    execution's, so the second waits (AudienceBusy) instead of running beside the first; once the first
+    applied the run, it is `already_applied` (the state machine ends it succeeded, a no-op)."""
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(10)]), Bus())
+    key = put_snapshot("s2", [profile(n) for n in range(8)], hours=1)
+    first = runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, state, target=64, owner="execution-1")
+    assert isinstance(first, RunPlan)
+    with pytest.raises(AudienceBusy, match="held by run 'execution-1'"):
+        runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, state, target=64, owner="execution-2")
+    again = runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, state, target=64, owner="execution-1")
+    assert again == first  # the same execution again (a retried Prepare, a redrive): re-entrant
+    for index in range(1 << first.bits):
+        runner.diff_partition(store, first, index, Bus(), "bus")
+    assert runner.commit(store, first, state, owner="execution-1")["status"] == "APPLIED"
+    second = runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, state, target=64, owner="execution-2")
+    assert isinstance(second, runner.Refusal) and second.reason == "already_applied"
+
+
+def test_a_failure_path_finding_the_run_applied_by_another_execution_ends_as_already_applied(
     store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """S3 and EventBridge deliver at least once: a second execution of one manifest is the same run (not
-    held off). Once the first commits and gives the audience back, the copy's next diff task finds the
-    lease gone and its Map fails to RecordFailure, which must not turn the applied run's record FAILED
-    (reconciliation and `activation snapshot status` read it)."""
+    """An execution whose lease ran out (stopped an hour) while another execution of the same run applied
+    it: its RecordFailure keeps the APPLIED record and answers `already_applied`, which the state machine
+    ends as succeeded (docs/snapshots.md: the same manifest again is not a failure)."""
     from snapshots.settings import snapshot_settings
     from snapshots.tasks import commit as commit_task
 
-    run(store, state, put_snapshot("s1", [profile(n) for n in range(10)]), Bus())
+    now = [1_000_000.0]
+    clocked = SnapshotState(state.table, state.dynamodb, clock=lambda: now[0])
+    run(store, clocked, put_snapshot("s1", [profile(n) for n in range(10)]), Bus())
     key = put_snapshot("s2", [profile(n) for n in range(8)], hours=1)
-    first = prepared(store, state, key)
-    copy = prepared(store, state, key)  # the second delivery: the same run takes the audience again
-    diff_every_partition_and_commit(store, state, first, Bus())
-    assert state.run(AUDIENCE, "s2")["status"] == "APPLIED"
-    with pytest.raises(LeaseLost):
-        state.renew(AUDIENCE, copy.run_key)  # what the copy's next diff task does first
+    stopped = runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, clocked, target=64, owner="execution-1")
+    assert isinstance(stopped, RunPlan)
+    now[0] += LEASE_SECONDS + 1
+    applied = runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, clocked, target=64, owner="execution-2")
+    assert isinstance(applied, RunPlan)
+    for index in range(1 << applied.bits):
+        runner.diff_partition(store, applied, index, Bus(), "bus")
+    runner.commit(store, applied, clocked, owner="execution-2")
+    assert state.run(AUDIENCE, "s2")["status"] == "APPLIED"  # type: ignore[index]
 
     monkeypatch.setenv("STATE_TABLE_NAME", state.table)
     monkeypatch.setenv("EVENT_BUS_NAME", "bus")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "test")
     snapshot_settings.cache_clear()
     try:
-        failed = {"Error": "SnapshotLeaseLost", "Cause": "run 's2' no longer holds the audience"}
-        commit_task.lambda_handler(
-            {"prepared": {"plan": copy.model_dump(mode="json")}, "error": failed}, None
-        )
+        failed = {"Error": "SnapshotLeaseLost", "Cause": "execution-1 no longer holds the audience"}
+        prepared_ = {"plan": stopped.model_dump(mode="json"), "owner": "execution-1"}
+        summary = commit_task.lambda_handler({"prepared": prepared_, "error": failed}, None)
     finally:
         snapshot_settings.cache_clear()
+    assert (summary["status"], summary["reason"]) == ("APPLIED", "already_applied")
     record = state.run(AUDIENCE, "s2")
     assert record is not None
     assert (record["status"], record.get("members")) == ("APPLIED", 8)
@@ -244,3 +269,99 @@ def test_a_prepare_that_fails_gives_the_audience_back(
         with pytest.raises(Broken):
             runner.prepare(store, "bucket", failing, TWO_OF_A_TYPE, state, target=64)
     prepared(store, state, put_snapshot("s3", [profile(n) for n in range(10)], hours=2))  # not busy
+
+
+def fail_after_sending(store: DirStore, state: SnapshotState, key: str) -> RunPlan:
+    """A run that sent every partition's changes and failed (RecordFailure gives the audience back)."""
+    plan = prepared(store, state, key)
+    for index in range(1 << plan.bits):
+        runner.diff_partition(store, plan, index, Bus(), "bus")
+    state.release(AUDIENCE, plan.run_key)
+    return plan
+
+
+def pointer_item_bytes(state: SnapshotState) -> int:
+    """The pointer item's size as DynamoDB counts it (attribute names and values, UTF-8)."""
+    item = state.dynamodb.get_item(
+        TableName=state.table, Key={"pk": {"S": "snapshot"}, "sk": {"S": AUDIENCE}}
+    )
+    return sum(len(k) + len(next(iter(v.values()))) for k, v in item["Item"].items())
+
+
+def test_twenty_five_failed_runs_in_a_row_keep_the_audience_state_the_plan_and_the_diff_flat(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review's finding: each failed run was appended to the pointer's list, and every diff task
+    loaded each listed run's partition: ~25 failures in a row exhausted the diff task's memory, and the
+    pointer item (400 KB) and the plan (a Step Functions payload, 256 KB) grew without bound. Folded into
+    one set per audience, they stay the size they had after the second failure, and the next run still
+    leaves every member as its snapshot says (each failed run exited one member and added another)."""
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(40)]), Bus())
+    items, plans = [], []
+    for k in range(25):
+        members = [profile(n) for n in range(40) if n != k] + [profile(100 + k)]
+        plan = fail_after_sending(store, state, put_snapshot(f"f{k:02d}", members, hours=k + 1))
+        items.append(pointer_item_bytes(state))
+        plans.append(len(plan.model_dump_json()))
+    assert max(items[1:]) <= items[1] + 8 and max(plans[1:]) <= plans[1] + 8  # flat, not one run more each
+
+    final = prepared(store, state, put_snapshot("s2", [profile(n) for n in range(40)], hours=30))
+    opened: set[str] = set()
+    open_object = store.open
+
+    def counting(key: str) -> object:
+        opened.add(key.rsplit("/", 1)[0])
+        return open_object(key)
+
+    monkeypatch.setattr(store, "open", counting)
+    bus = Bus()
+    for index in range(1 << final.bits):
+        runner.diff_partition(store, final, index, bus, "bus")
+    # What a diff task reads: this run's partitions, the applied membership, the one folded set.
+    assert len(opened) <= 3, sorted(opened)
+    record = runner.commit(store, final, state)
+    assert record["status"] == "APPLIED"
+    assert bus.by_status("existing") == {f"person{n}@example.com" for n in range(25)}  # exited by f00-f24
+    assert bus.by_status("exited") == {f"person{n}@example.com" for n in range(100, 125)}  # they added
+    assert state.audience(AUDIENCE)[1] == Pending()  # settled
+
+
+def test_a_commit_deletes_what_the_runs_it_settled_kept_of_their_membership(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """A failed run wrote part of its membership under state/ (personal data): the Commit that settles
+    it deletes it, with the superseded membership; only the applied one stays."""
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(40)]), Bus())
+    for k in range(3):
+        fail_after_sending(
+            store, state, put_snapshot(f"f{k}", [profile(n) for n in range(30 + k)], hours=k + 1)
+        )
+    kept = {key.split("/")[2] for key in store.keys(f"state/{AUDIENCE}/")}
+    assert kept == {"s1", "f0", "f1", "f2"}
+    run(store, state, put_snapshot("s2", [profile(n) for n in range(40)], hours=5), Bus())
+    assert {key.split("/")[2] for key in store.keys(f"state/{AUDIENCE}/")} == {"s2"}
+
+
+def test_a_pointer_item_listing_several_runs_as_stored_before_the_fold_is_folded_by_the_next_run(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """A stack upgraded with runs listed one by one (no `recheck`, no `instances`): the next Prepare folds
+    them one after the other (one run's partition in memory at a time) and re-checks every one."""
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(40)]), Bus())
+    failed = [
+        fail_after_sending(
+            store, state, put_snapshot(f"f{k}", [profile(n) for n in range(40) if n != k], hours=k + 1)
+        )
+        for k in range(3)
+    ]
+    applied = state.pointer(AUDIENCE)
+    assert applied is not None
+    listed = tuple(
+        Unsettled(run_key=p.run_key, snapshot_at=p.snapshot_at, prefix=p.new_prefix, bits=p.bits)
+        for p in failed
+    )
+    state.dynamodb.put_item(TableName=state.table, Item=state.item(AUDIENCE, applied, Pending(open=listed)))
+    bus = Bus()
+    record = run(store, state, put_snapshot("s2", [profile(n) for n in range(40)], hours=5), bus)
+    assert record["status"] == "APPLIED"
+    assert bus.by_status("existing") == {f"person{n}@example.com" for n in range(3)}  # each run's exit undone

@@ -159,7 +159,7 @@ def test_functions_may_delay_their_own_throttled_records(resources: dict[str, An
 def _parameter(name: str) -> dict[str, Any]:
     import yaml
 
-    class _Loader(yaml.SafeLoader):
+    class _Loader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no type hints
         pass
 
     _Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
