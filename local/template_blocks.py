@@ -155,11 +155,12 @@ _BLOCK = """\
             - Sid: OwnStateKeys  # its own ledgers, order guards, waiting changes, leases, budgets, lists, settled messages
               Effect: Allow
               # BatchGetItem: the order guard's and the settled messages' reads (a batch's keys at once),
-              # authorised as dynamodb:BatchGetItem, not GetItem; TransactWriteItems needs no action of its
-              # own (its puts are PutItem to IAM). No Query: items are read by key.
+              # authorised as dynamodb:BatchGetItem, not GetItem; BatchWriteItem: the marks of messages
+              # counted received that still retry (activation_core.settled), 25 a request; TransactWriteItems
+              # needs no action of its own (its puts are PutItem to IAM). No Query: items are read by key.
               # docs.aws.amazon.com/service-authorization/latest/reference/list_amazondynamodb.html,
               # docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html
-              Action: [dynamodb:GetItem, dynamodb:BatchGetItem, dynamodb:PutItem, dynamodb:UpdateItem, dynamodb:DeleteItem]
+              Action: [dynamodb:GetItem, dynamodb:BatchGetItem, dynamodb:PutItem, dynamodb:BatchWriteItem, dynamodb:UpdateItem, dynamodb:DeleteItem]
               Resource: !GetAtt StateTable.Arn
               Condition:
                 ForAllValues:StringLike:

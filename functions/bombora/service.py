@@ -16,7 +16,13 @@ from functools import partial
 
 from activation_core.chunking import Failed, chunked, isolate
 from activation_core.config_store import load_destinations
-from activation_core.errors import ActivationError, ConfigError, PermanentError, RetryableError
+from activation_core.errors import (
+    ActivationError,
+    ConfigError,
+    PermanentError,
+    RetryableError,
+    StillRunningError,
+)
 from activation_core.locks import LeaseLock
 from activation_core.models.config import ActivatedAudience, DestinationInstance
 from activation_core.newest import newest_per_key, superseded
@@ -312,7 +318,10 @@ class BomboraConnector:
                     continue
                 if found is not None:
                     return found.id
-            raise RetryableError(
+            # Cut off mid-flight, the create may still be running at Bombora: its lease is kept until
+            # it runs out (activation_core.list_registry), so no other invocation creates another list.
+            unconfirmed = StillRunningError if first.reason in _CUT_OFF else RetryableError
+            raise unconfirmed(
                 "bombora_list_create_unconfirmed", f"creating the list got no clear answer ({first.reason})"
             ) from first
 

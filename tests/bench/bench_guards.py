@@ -550,7 +550,8 @@ def run(destinations: Sequence[str] = ()) -> list[Figure]:
         "BatchGetItem (up to 100 entities a request) before the vendor calls and conditional "
         f"TransactWriteItems ({guards.WRITE_CHUNK} items a request, 2 write units an item) after them, the requests of a batch "
         "on threads; the ledger is "
-        "2 + instances + audiences UpdateItems per batch. Before issue 18 the guard made three sequential "
+        "1 + instances + audiences UpdateItems per batch (2 + ... until `received` moved into the batch's "
+        'ledger write, docs/decisions.md "Every message counted `received` once"). Before issue 18 the guard made three sequential '
         "writes per record (order put, idempotency claim, completion); see the note on the earlier "
         "measurement below. Why the throughput goal is judged on a model: the latency hook sleeps in this "
         "process, outside moto, but moto server then processes every write itself, one at a time (its "

@@ -22,11 +22,13 @@ PARALLEL_REQUESTS = 10
 # BatchGetItem reads up to 100 keys a request (DynamoDB's limit); keys it leaves unprocessed (throttled)
 # are asked for again after a back-off, a few rounds at most.
 BATCH_GET_KEYS = 100
+# BatchWriteItem takes up to 25 puts or deletes a request (DynamoDB's limit); the same rounds.
+BATCH_WRITE_ITEMS = 25
 _UNPROCESSED_ROUNDS = 5
 
 
 class KeysLeftUnprocessed(Exception):
-    """BatchGetItem left keys unprocessed after every round (the table is throttled)."""
+    """BatchGetItem or BatchWriteItem left keys unprocessed after every round (the table is throttled)."""
 
 
 _SDK_CONFIG_KWARGS: dict[str, Any] = {
@@ -201,4 +203,22 @@ def _batch_get_chunk(
         if not request:
             return items
         time.sleep(0.05 * 2**attempt)  # DynamoDB's advice for unprocessed keys: back off, then retry
+    raise KeysLeftUnprocessed(table)
+
+
+def batch_write(dynamodb: Any, table: str, requests: Sequence[dict[str, Any]]) -> None:
+    """Unconditional writes (`{"PutRequest": ...}` / `{"DeleteRequest": ...}`) in BatchWriteItem requests
+    of up to 25 sent in parallel, each retrying what DynamoDB left unprocessed after a back-off. Raises
+    botocore's ClientError, or KeysLeftUnprocessed."""
+    chunks = [requests[i : i + BATCH_WRITE_ITEMS] for i in range(0, len(requests), BATCH_WRITE_ITEMS)]
+    in_parallel(partial(_batch_write_chunk, dynamodb, table), chunks)
+
+
+def _batch_write_chunk(dynamodb: Any, table: str, requests: Sequence[dict[str, Any]]) -> None:
+    pending: dict[str, Any] = {table: list(requests)}
+    for attempt in range(_UNPROCESSED_ROUNDS):
+        pending = dynamodb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+        if not pending:
+            return
+        time.sleep(0.05 * 2**attempt)
     raise KeysLeftUnprocessed(table)

@@ -339,22 +339,22 @@ def summarize(results: Mapping[str, RecordResult]) -> BatchSummary:
 
 
 def record_ledger(
-    results: Mapping[str, RecordResult], ctx: BatchContext, dynamodb: Any, first_arrivals: Collection[str]
+    results: Mapping[str, RecordResult], ctx: BatchContext, dynamodb: Any, received: Collection[str]
 ) -> None:
     """Count outcomes per destination type, per instance and per audience in the state table (COM-08),
     in the type's own partition (`naming.ledger_key`: its role may write no other type's).
 
     Final outcomes are counted once; a retry counts as an attempt; a redelivery (SQS delivered a
     message again whose outcome was counted: `is_redelivery`) counts as `redelivered`, outside
-    received = delivered + skipped + DLQ. The destination's `received` was
-    counted when the batch arrived (`record_arrivals`); an instance's or audience's `received` counts
-    first arrivals (message ids in `first_arrivals`) that got this far (a record whose first
-    invocation died is counted at the destination only).
+    received = delivered + skipped + DLQ. `received` counts the message ids in `received`
+    (`newly_received`: no earlier receive of theirs reached this point), at the destination and at
+    each instance and audience the record reached.
     """
     counters: dict[str, Counter[str]] = defaultdict(Counter)
     for message_id, result in results.items():
-        first = message_id in first_arrivals
+        first = message_id in received
         again = is_redelivery(result)
+        counters[ctx.destination_type]["received"] += int(first)
         for o in result.per_instance:
             counters[f"{ctx.destination_type}#{o.instance_id}"]["received"] += int(first)
         counters[ctx.destination_type][_counter_name(result.outcome, again)] += 1
@@ -413,18 +413,10 @@ def _snapshot_counters(results: Mapping[str, RecordResult]) -> dict[str, Counter
 
 
 def first_arrivals(records: Sequence[Mapping[str, Any]]) -> set[str]:
-    """Message ids received for the first time. A requeued copy arrives with a receive count of 1
-    again, but its record was counted when it first came."""
+    """Message ids received for the first time by their count (1, and not a requeued copy): taken as
+    never counted, without a look-up (the happy path reads nothing). A requeued copy arrives with a
+    receive count of 1 again, but its record was counted when it first came."""
     return {str(r.get("messageId")) for r in records if _receive_count(r) <= 1 and not requeues_of(r)}
-
-
-def record_arrivals(arrivals: Collection[str], ctx: BatchContext, dynamodb: Any) -> None:
-    """Count the destination's `received` (first arrivals) before anything can hang or crash, so a
-    record whose first invocation timed out is still counted once: received = delivered + skipped +
-    DLQ depth + queued once the queue settles."""
-    if arrivals:
-        pk = naming.ledger_key(ctx.destination_type)
-        _add_to_ledger(pk, ctx.destination_type, Counter(received=len(arrivals)), ctx, dynamodb)
 
 
 def _receive_count(record: Mapping[str, Any]) -> int:
@@ -462,23 +454,71 @@ def is_redelivery(result: RecordResult) -> bool:
     )
 
 
-def already_settled(
+@dataclass(frozen=True, slots=True)
+class ReceivedBefore:
+    """What earlier receives left of a batch's records: those settled before (`skipped:redelivered`
+    without a decision), and the message ids counted `received` before (those, requeued copies, and the
+    records marked by `remember_received`)."""
+
+    redelivered: dict[str, RecordResult]
+    counted: frozenset[str]
+
+
+def received_before(
     records: Sequence[Mapping[str, Any]], arrivals: Collection[str], settled: SettledMessages
-) -> dict[str, RecordResult]:
-    """The records whose message lineage was settled before (SQS delivered them again): skipped
-    `redelivered` without a decision. First arrivals cannot be redeliveries and are not looked up."""
+) -> ReceivedBefore:
+    """Look up the records that may have been received before (all but first arrivals, which are not
+    looked up): one BatchGetItem per 50 of them, settled lineages and `received` marks together."""
     maybe = {str(r.get("messageId")): r for r in records if str(r.get("messageId")) not in arrivals}
     if not maybe:
-        return {}
-    seen = settled.seen([origin_of(r) for r in maybe.values()])
-    return {
+        return ReceivedBefore({}, frozenset())
+    copies = {message_id for message_id, record in maybe.items() if requeues_of(record)}
+    seen = settled.seen(
+        [origin_of(r) for r in maybe.values()],
+        received=[origin_of(r) for message_id, r in maybe.items() if message_id not in copies],
+    )
+    redelivered = {
         message_id: RecordResult(
             Outcome.skipped(REDELIVERED, "this message was settled and counted before"),
             receive_count=_receive_count(record),
         )
         for message_id, record in maybe.items()
-        if origin_of(record) in seen
+        if origin_of(record) in seen.settled
     }
+    counted = copies | {m for m, r in maybe.items() if origin_of(r) in seen.received}
+    return ReceivedBefore(redelivered, frozenset(counted))
+
+
+def newly_received(
+    records: Sequence[Mapping[str, Any]], results: Mapping[str, RecordResult], before: ReceivedBefore
+) -> set[str]:
+    """The message ids this batch counts `received`: every record that no earlier receive counted and
+    that is not a redelivery of a message counted elsewhere (its guard lineage, or another invocation
+    settling it first). A receive count is not evidence: a message whose first receive never reached
+    the handler (a cold start that timed out) comes with a count of 2 and was never counted."""
+    return {
+        message_id
+        for record in records
+        if (message_id := str(record.get("messageId"))) not in before.counted
+        and not is_redelivery(results[message_id])
+    }
+
+
+def remember_received(
+    records: Sequence[Mapping[str, Any]],
+    results: Mapping[str, RecordResult],
+    received: Collection[str],
+    settled: SettledMessages,
+) -> None:
+    """Mark the lineages counted `received` now whose outcome is not final (a retry, a requeued
+    wait): their next receive must not count them again. A settled one is known by its settlement."""
+    pending = []
+    for record in records:
+        message_id = str(record.get("messageId"))
+        result = results[message_id]
+        if message_id in received and (result.requeued or _still_failing(result)):
+            pending.append(origin_of(record))
+    settled.mark_received(pending)
 
 
 def _remembered_by_settling(result: RecordResult) -> bool:
@@ -553,16 +593,15 @@ def run_batch(
     vendor_counts = VENDOR_COUNTS.snapshot()
     dynamodb = aws.client("dynamodb")
     arrivals = first_arrivals(records)
-    record_arrivals(arrivals, ctx, dynamodb)
     settled = SettledMessages(ctx.state_table_name, ctx.destination_type, dynamodb=dynamodb)
-    redelivered = already_settled(records, arrivals, settled)
-    undecided = [r for r in records if str(r.get("messageId")) not in redelivered]
+    before = received_before(records, arrivals, settled)
+    undecided = [r for r in records if str(r.get("messageId")) not in before.redelivered]
     try:
         results = decide(undecided) if undecided or not records else {}
     except Exception as exc:  # whatever broke, the batch retries rather than vanishes
         logger.exception("batch decision failed", extra={"error_type": type(exc).__name__})
         results = {}
-    results.update(redelivered)
+    results.update(before.redelivered)
     for record in records:
         message_id = str(record.get("messageId"))
         if message_id not in results:
@@ -577,10 +616,12 @@ def run_batch(
     delay_throttled(records, results, sqs)
     record_erasures(results, ctx, dynamodb)
     settle(records, results, settled)
+    received = newly_received(records, results, before)
+    remember_received(records, results, received, settled)
 
     response = partial_batch_response(records, results) if records else _empty_batch_response(event, context)
     summary = summarize(results)
-    record_ledger(results, ctx, dynamodb, arrivals)
+    record_ledger(results, ctx, dynamodb, received)
     _publish_metrics(summary, vendor_counts)
     logger.info("batch done", extra={"summary": summary.as_dict(), "destination": ctx.destination_type})
     return dict(response)

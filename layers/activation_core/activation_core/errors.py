@@ -28,6 +28,11 @@ class ThrottledError(RetryableError):
     """The vendor asked us to slow down (429 or a vendor throttle code); `retry_after` in seconds."""
 
 
+class StillRunningError(RetryableError):
+    """A call cut off mid-flight (a read timeout, a dropped connection) that may still be running at the
+    vendor: what guarded it (a lease) is kept until it runs out, so that no one repeats it meanwhile."""
+
+
 class PermanentError(ActivationError):
     """The vendor will never accept this as sent: rejected to the DLQ at once, never retried."""
 

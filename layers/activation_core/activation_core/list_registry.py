@@ -19,7 +19,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from activation_core import aws
-from activation_core.errors import RetryableError
+from activation_core.errors import RetryableError, StillRunningError
 from activation_core.locks import Lease, LeaseLock
 from activation_core.observability import logger
 
@@ -184,6 +184,7 @@ class ListRegistry(aws.UsesDynamoDB):
     def _resolve_holding(
         self, lease: Lease, key: str, find_or_create: Callable[[], str | None], owner: str
     ) -> RecordedList | None:
+        still_running = False
         try:
             # Double check: the previous holder may have recorded the list between our read and our lease.
             found = self._read(key)
@@ -193,8 +194,14 @@ class ListRegistry(aws.UsesDynamoDB):
             if list_id is None:
                 return None
             return self._record(key, RecordedList(list_id, owner))
+        except StillRunningError:
+            # A create cut off mid-flight may still make the list: the lease runs out by itself
+            # (`lease_seconds`); until then the others wait, then retry, rather than create another.
+            still_running = True
+            raise
         finally:
-            self._lock.release(lease)
+            if not still_running:
+                self._lock.release(lease)
 
     def _record(self, key: str, entry: RecordedList) -> RecordedList:
         try:

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 import boto3
 import pytest
 
+from activation_core import http
 from activation_core.outcomes import Kind
 from activation_core.settings import FunctionSettings
 from bombora import lists
-from bombora.models import BomboraConnection
+from bombora.models import BomboraConnection, list_key
 from bombora.service import account_key
 from local.fakes.bombora import API, FakeBombora
 from tests.contract.bombora.helpers import (
@@ -51,6 +53,12 @@ def creates(fake: FakeBombora) -> list[Any]:
 
 def lookups(fake: FakeBombora) -> list[Any]:
     return [r for r in fake.requests_to(LISTS) if r.method == "GET"]
+
+
+def _lease_key(fake: FakeBombora, name: str = AUDIENCE_NAME) -> str:
+    """The lease item's partition key under which one invocation finds or creates the list."""
+    connection = BomboraConnection.model_validate(secret_for(fake))
+    return f"lock#bombora-list#{account_key(connection)}#{list_key(name)}"
 
 
 def registry_item(dynamodb: Any, fake: FakeBombora, key: str = "abm tier 1") -> dict[str, Any]:
@@ -262,6 +270,50 @@ def test_bom_06_two_concurrent_invocations_create_exactly_one_list(
     assert len(creates(fake)) == 1
     assert fake.duplicate_entities() == []
     assert fake.domains_of(AUDIENCE_NAME) == {"one.example", "two.example"}
+
+
+def test_bom_06_a_create_cut_off_and_completed_late_is_not_created_again_meanwhile(
+    connection: Any, fake: FakeBombora, function_settings: FunctionSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bombora takes longer to create a list than the read timeout: the first invocation's call is cut
+    off and its looks find nothing (the create is still running), so its record retries. Another
+    invocation arriving meanwhile must not create a second list (what a loaded machine did to
+    `test_bombora_e2e.py::test_bom_06_two_concurrent_invocations...`: two lists once the creates
+    ended). The list shows once the create ends, and the next attempt after the lease adopts it."""
+    monkeypatch.setenv("HTTP_TIMEOUT_SECONDS", "0.5")
+    http.reset_shared_client()
+    try:
+        fake.hold_creates()  # parked at Bombora until released
+        first = pipeline(function_settings).process(records(account("one.example")))
+        assert (first["m-0"].outcome.kind, first["m-0"].outcome.reason) == (
+            Kind.RETRY,
+            "bombora_list_create_unconfirmed",
+        )
+        lists.clear_memory_cache()
+        second = pipeline(function_settings).process(records(account("two.example")))
+        assert (second["m-0"].outcome.kind, second["m-0"].outcome.reason) == (
+            Kind.RETRY,
+            "bombora_list_pending",
+        )
+        assert len(creates(fake)) == 1  # the second did not create one
+        fake.release_creates()
+        deadline = time.monotonic() + 30  # a bound: the parked create ends as soon as it is released
+        while not fake.named(AUDIENCE_NAME) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(fake.named(AUDIENCE_NAME)) == 1
+    finally:
+        http.reset_shared_client()
+    # The lease has run out (its item deleted here, as DynamoDB's expiry check would treat it): the
+    # next attempt lists Bombora's lists, adopts the list it created, and creates nothing.
+    boto3.client("dynamodb").delete_item(
+        TableName=STATE_TABLE,
+        Key={"pk": {"S": _lease_key(fake)}, "sk": {"S": "lock"}},
+    )
+    lists.clear_memory_cache()
+    third = pipeline(function_settings).process(records(account("two.example")))
+    assert kinds(third) == {"m-0": Kind.DELIVERED}
+    assert len(creates(fake)) == 1 and fake.duplicate_entities() == []
+    assert fake.domains_of(AUDIENCE_NAME) == {"two.example"}
 
 
 def test_bom_06_a_create_without_a_clear_answer_is_found_not_repeated(

@@ -337,7 +337,7 @@ def test_a_marketo_role_cannot_write_an_outreach_order_guard_ledger_or_waiting_k
     def marketo_may(action: str, *keys: str) -> bool:
         return allowed(marketo, Request(f"dynamodb:{action}", STATE_TABLE_ARN, keys))
 
-    for action in ("PutItem", "UpdateItem", "DeleteItem", "GetItem", "BatchGetItem"):
+    for action in ("PutItem", "UpdateItem", "DeleteItem", "GetItem", "BatchGetItem", "BatchWriteItem"):
         assert all(marketo_may(action, key) for key in typed_state_keys("marketo")), action
         assert [key for key in typed_state_keys("outreach") if marketo_may(action, key)] == [], action
     entity = "3f2a9c0d" * 8
@@ -354,14 +354,15 @@ def test_each_destination_may_call_what_its_state_stores_call(
     resources: dict[str, Any], destination: str
 ) -> None:
     """moto does not enforce IAM: the operations the layer's stores send on the state table (the order
-    guard and the settled messages read with BatchGetItem; transactions are PutItem to IAM) must be
-    in the role, or AWS refuses them."""
+    guard and the settled messages read with BatchGetItem; the settled messages mark retried records
+    with BatchWriteItem; transactions are PutItem to IAM) must be in the role, or AWS refuses them."""
     role = resources[f"{naming.logical_prefix(destination)}FunctionRole"]["Properties"]
     (statement,) = _table_statements(role, "StateTable")
     assert {
         "dynamodb:GetItem",
         "dynamodb:BatchGetItem",
         "dynamodb:PutItem",
+        "dynamodb:BatchWriteItem",
         "dynamodb:UpdateItem",
         "dynamodb:DeleteItem",
     } <= set(as_list(statement["Action"]))  # no Query: see NEVER_CALLED_BY_DESTINATIONS
