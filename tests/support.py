@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from activation_core.guards import Applied, EntityState
 from local import examples
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,3 +132,10 @@ def parameter_bound(value: Any, bound: str = "Default") -> Any:
 def properties_of_type(resources: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     """The properties of every resource of one CloudFormation type, by logical id."""
     return {k: v.get("Properties", {}) for k, v in resources.items() if v["Type"] == kind}
+
+
+def applied_to(state: EntityState, audience: str) -> Applied:
+    """What the order guard's state holds as applied for `audience`; a test failure when nothing is."""
+    applied = state.get(audience)
+    assert applied is not None, f"nothing applied for {audience}"
+    return applied

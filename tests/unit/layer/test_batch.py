@@ -18,6 +18,7 @@ from activation_core.errors import ThrottledError
 from activation_core.observability import metrics
 from activation_core.outcomes import Outcome
 from activation_core.pipeline import InstanceOutcome, RecordResult
+from activation_core.waiting import ORIGIN_ATTRIBUTE, REQUEUES_ATTRIBUTE
 from tests.support import create_state_table, sqs_record
 
 
@@ -228,9 +229,9 @@ def test_com_09_a_record_waiting_for_a_quota_on_its_last_receive_is_requeued_not
     run_batch({"Records": [sqs_record({"n": 2}, "m-6", 5)]}, None, decided(almost_free), ctx)
     copy = requeued_copy()
     assert json.loads(copy["body"]) == {"n": 2}
-    assert copy["messageAttributes"][batch.REQUEUES_ATTRIBUTE]["stringValue"] == "1"
+    assert copy["messageAttributes"][REQUEUES_ATTRIBUTE]["stringValue"] == "1"
     # The copy keeps its first message's id: the order guard knows it as the same message (COM-08).
-    assert copy["messageAttributes"][batch.ORIGIN_ATTRIBUTE]["stringValue"] == "m-6"
+    assert copy["messageAttributes"][ORIGIN_ATTRIBUTE]["stringValue"] == "m-6"
     run_batch({"Records": [copy]}, None, decided({copy["messageId"]: Outcome.delivered()}), ctx)
     # No earlier receive of m-5 or m-6 left a trace (none reached the end of a batch): both are counted
     # `received` here, whatever their receive count; the copy of m-6 is not counted again.
@@ -342,7 +343,7 @@ def result_of_dlq(ctx: BatchContext) -> bool:
 def follow(outcomes: list[Outcome], ctx: BatchContext) -> list[str]:
     """Run one record through `outcomes`, one receive each, as SQS would deliver it; what happened."""
     record: dict[str, Any] | None = sqs_record({"n": 1}, "m-1", 1)
-    seen = []
+    seen: list[str] = []
     for outcome in outcomes:
         assert record is not None, f"the record ended early: {seen}"
         response = run_batch({"Records": [record]}, None, decided({record["messageId"]: outcome}), ctx)
@@ -440,8 +441,8 @@ def test_com_08_two_copies_of_one_requeue_settle_once(queues: dict[str, str]) ->
     for copy_id in ("copy-a", "copy-b"):
         copy = sqs_record({"n": 1}, copy_id, 1)
         copy["messageAttributes"] = {
-            batch.ORIGIN_ATTRIBUTE: {"stringValue": "m-1", "dataType": "String"},
-            batch.REQUEUES_ATTRIBUTE: {"stringValue": "1", "dataType": "Number"},
+            ORIGIN_ATTRIBUTE: {"stringValue": "m-1", "dataType": "String"},
+            REQUEUES_ATTRIBUTE: {"stringValue": "1", "dataType": "Number"},
         }
         copies.append(copy)
     skip = Outcome.skipped("superseded", "a newer change sets every field")
@@ -451,7 +452,7 @@ def test_com_08_two_copies_of_one_requeue_settle_once(queues: dict[str, str]) ->
     assert (totals["skipped"], totals["redelivered"]) == (1, 1)
 
     for copy in copies:  # the two copies of another message in one batch
-        copy["messageAttributes"][batch.ORIGIN_ATTRIBUTE]["stringValue"] = "m-2"
+        copy["messageAttributes"][ORIGIN_ATTRIBUTE]["stringValue"] = "m-2"
     run_batch({"Records": copies}, None, decided(dict.fromkeys(["copy-a", "copy-b"], skip)), ctx)
     totals = ledger("outreach")
     assert (totals["skipped"], totals["redelivered"]) == (2, 2)

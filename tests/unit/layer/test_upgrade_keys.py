@@ -9,6 +9,7 @@ from activation_cli.upgrade import upgrade_state_keys
 from activation_core import naming
 from activation_core.guards import Change, OrderGuard, Verdict
 from activation_core.waiting import WaitingChanges
+from tests.support import applied_to
 
 INSTANCES = {"mk": "marketo", "or": "outreach"}
 ENTITY, OTHER, RACED = ("e1" * 32), ("e2" * 32), ("e3" * 32)
@@ -71,8 +72,10 @@ def test_old_guards_waiting_changes_and_ledgers_move_to_their_types_keys_once(
     }
     # Ordering carries on: an event older than the one applied before the upgrade is still stale.
     state = OrderGuard(state_table, "marketo", dynamodb=dynamodb).read("mk", [ENTITY, RACED])
-    assert state[ENTITY].get("aud").verdict(10, "evt-old") is Verdict.STALE
-    assert state[RACED].get("aud").verdict(30, "evt-after") is Verdict.DUPLICATE  # the newer item kept
+    assert applied_to(state[ENTITY], "aud").verdict(10, "evt-old") is Verdict.STALE
+    assert (
+        applied_to(state[RACED], "aud").verdict(30, "evt-after") is Verdict.DUPLICATE
+    )  # the newer item kept
     assert _item(dynamodb, state_table, naming.waiting_key("outreach", "or", OTHER), "fields")["field:email"]
     # The books carry on: before + since, once.
     assert _counters(dynamodb, state_table, naming.ledger_key("marketo"), "marketo") == {
@@ -120,9 +123,9 @@ def test_com_01_a_guard_rewritten_since_the_deploy_keeps_what_the_old_one_knew(
     upgrade_state_keys(dynamodb, state_table, INSTANCES)
 
     state = guard.read("mk", [ENTITY])[ENTITY]
-    assert state.get("aud-a").verdict(90, "evt-old") is Verdict.STALE
-    assert state.get("aud-b").verdict(50, "evt-b") is Verdict.DUPLICATE
-    assert state.get("aud-c").verdict(90, "evt-old") is Verdict.STALE
+    assert applied_to(state, "aud-a").verdict(90, "evt-old") is Verdict.STALE
+    assert applied_to(state, "aud-b").verdict(50, "evt-b") is Verdict.DUPLICATE
+    assert applied_to(state, "aud-c").verdict(90, "evt-old") is Verdict.STALE
     assert _item(dynamodb, state_table, f"order#mk#{ENTITY}", "applied") == {}
     # And the guard still commits over the merged item (its version moved on).
     assert (
@@ -131,7 +134,7 @@ def test_com_01_a_guard_rewritten_since_the_deploy_keeps_what_the_old_one_knew(
         ).not_committed
         == 0
     )
-    assert guard.read("mk", [ENTITY])[ENTITY].get("aud-a").verdict(150, "x") is Verdict.STALE
+    assert applied_to(guard.read("mk", [ENTITY])[ENTITY], "aud-a").verdict(150, "x") is Verdict.STALE
 
 
 def test_com_08_counts_added_to_an_old_ledger_row_after_it_was_read_are_moved_too(

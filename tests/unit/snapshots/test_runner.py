@@ -10,6 +10,7 @@ import pytest
 
 from activation_cli import discovery
 from activation_core.models.config import DestinationsConfig
+from snapshots import erasure as snapshot_erasure
 from snapshots import runner
 from snapshots.plan import BackfillRequest, RunPlan
 from snapshots.progress import run_progress
@@ -388,7 +389,7 @@ def test_a_run_that_died_in_commit_after_the_pointer_moved_resumes_to_its_record
         raise RuntimeError("the commit task died")
 
     with monkeypatch.context() as patched:
-        patched.setattr(runner.snapshot_erasure, "reapply", dies)
+        patched.setattr(snapshot_erasure, "reapply", dies)
         with pytest.raises(RuntimeError):
             runner.commit(store, plan, state)
     assert state.pointer(AUDIENCE).snapshot_id == "s2"  # type: ignore[union-attr]
