@@ -88,14 +88,16 @@ def targets_for(
     full: bool,
     sent_to: Iterable[str] = (),
 ) -> Targets:
-    """`sent_to`: where runs not applied sent changes (their exits go there too, a first snapshot's too)."""
+    """`sent_to`: where runs not applied sent changes (their exits go there too, a first snapshot's too).
+    Only the applied snapshot's instances hold it: one that only a failed run sent to (a backfill cut
+    short) gets every member again, or it would keep the few partitions that run reached."""
     activating = [d for d in config.destinations if d.enabled and d.audience(audience_id) is not None]
     current = tuple(sorted(d.id for d in activating))
-    prior = (set(previous.instances) if previous else set()) | set(sent_to)
+    applied = set(previous.instances) if previous else set()
     return Targets(
         current=current,
-        full=current if full else tuple(i for i in current if i not in prior),
-        removal=tuple(i for i in current if i in prior),
+        full=current if full else tuple(i for i in current if i not in applied),
+        removal=tuple(i for i in current if i in applied | set(sent_to)),
         types={d.id: d.type for d in activating},
     )
 

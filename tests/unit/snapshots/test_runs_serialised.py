@@ -365,3 +365,28 @@ def test_a_pointer_item_listing_several_runs_as_stored_before_the_fold_is_folded
     record = run(store, state, put_snapshot("s2", [profile(n) for n in range(40)], hours=5), bus)
     assert record["status"] == "APPLIED"
     assert bus.by_status("existing") == {f"person{n}@example.com" for n in range(3)}  # each run's exit undone
+
+
+def test_com_03_an_instance_only_a_failed_run_sent_to_still_gets_every_member_from_the_next_run(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """The review's finding: the instances a failed run sent to counted as holding the applied snapshot.
+    rf starts activating; s2, its backfill, sends one partition and fails; s3 sent rf nothing (0 of 200).
+    Only an applied snapshot's instances have it: s3 sends rf every member, and exits where s2 sent."""
+    marketo_only = config(("marketo-a", "marketo", True), ("rf", "rainfocus", False))
+    both = config(("marketo-a", "marketo", True), ("rf", "rainfocus", True))
+    members = [profile(n) for n in range(200)]
+    run(store, state, put_snapshot("s1", members), Bus(), cfg=marketo_only)
+    failed = runner.prepare(store, "bucket", put_snapshot("s2", members, hours=1), both, state, target=64)
+    assert isinstance(failed, RunPlan) and failed.targets.full == ("rf",)
+    assert failed.bits > 0  # several partitions: the failure leaves some unsent
+    runner.diff_partition(store, failed, 0, Bus(), "bus")
+    state.release(AUDIENCE, failed.run_key)  # RecordFailure
+    plan = runner.prepare(store, "bucket", put_snapshot("s3", members, hours=2), both, state, target=64)
+    assert isinstance(plan, RunPlan)
+    assert plan.targets.full == ("rf",) and plan.targets.removal == ("marketo-a", "rf")
+    bus = Bus()
+    record = diff_every_partition_and_commit(store, state, plan, bus)
+    assert record["status"] == "APPLIED" and record["sent"]["rf"] == 200
+    to_rf = {d["profile"]["identities"]["email"] for d in bus.details() if "rf" in d["targetInstances"]}
+    assert to_rf == {f"person{n}@example.com" for n in range(200)}
