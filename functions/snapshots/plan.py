@@ -36,6 +36,11 @@ class Unsettled(BaseModel):
     prefix: str = Field(description="its members as Prepare partitioned them: runs/<audience>/<run>/new/")
     bits: int
     instances: tuple[str, ...] = Field(default=(), description="where it sends (its targets' current)")
+    resync: bool = Field(
+        default=False,
+        description="it was a resync because what earlier runs sent was forgotten: until a run is applied, "
+        "every later one is a resync too",
+    )
 
 
 class Recheck(BaseModel):
@@ -52,6 +57,7 @@ class Recheck(BaseModel):
     last_run: str = Field(description="the latest of them (refusals name it)")
     snapshot_at: datetime = Field(description="the latest of their snapshots' times")
     instances: tuple[str, ...] = Field(default=(), description="every instance they sent to")
+    resync: bool = Field(default=False, description="one of them was a resync (Unsettled.resync)")
 
 
 class RunPlan(BaseModel):

@@ -48,6 +48,12 @@ def available(store: ObjectStore, recheck: Recheck | None, runs: Sequence[Unsett
     return all(store.exists(f"{prefix}{partition_name(0)}") for prefix in prefixes)
 
 
+def resync_owed(recheck: Recheck | None, runs: Sequence[Unsettled]) -> bool:
+    """Whether one of `runs`, or a run folded into `recheck`, was a resync and was not applied: what the
+    forgotten run sent is still unknown, so the next run is a resync too (however many fail in a row)."""
+    return any(u.resync for u in runs) or (recheck is not None and recheck.resync)
+
+
 def fold(
     store: ObjectStore,
     applied: tuple[str, int] | None,
@@ -83,5 +89,6 @@ def fold(
             else recheck.last_run,
             snapshot_at=max(run.snapshot_at, recheck.snapshot_at) if recheck else run.snapshot_at,
             instances=tuple(sorted({*run.instances, *(recheck.instances if recheck else ())})),
+            resync=run.resync or (recheck.resync if recheck else False),
         )
     return recheck

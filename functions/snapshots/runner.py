@@ -40,7 +40,7 @@ from snapshots.partitions import (
     write_sorted,
 )
 from snapshots.plan import BackfillRequest, Recheck, RunPlan, Targets, Unsettled, run_prefix, state_prefix
-from snapshots.recheck import available, fold
+from snapshots.recheck import available, fold, resync_owed
 from snapshots.state import Pending, Pointer, SnapshotState
 from snapshots.store import NotFound, ObjectStore
 
@@ -292,8 +292,9 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
         writer.close()
     store.put_json(f"{prefix}partitions.json", [{"partition": i} for i in indexes])
     store.put_json(f"{prefix}read-report.json", report.as_dict())
-    # What runs not applied sent and can no longer be known (their partitions ended): a resync.
-    forgotten = not available(store, pending.recheck, others)
+    # What runs not applied sent and can no longer be known (their partitions ended): a resync; and
+    # again while the resync is not applied (this run's own listing counts: a resumed resync stays one).
+    forgotten = not available(store, pending.recheck, others) or resync_owed(pending.recheck, pending.open)
     # Every run not applied but this one, folded into the audience's one set (memory, item, plan: flat).
     recheck = (
         fold(store, (previous.prefix, previous.bits) if previous else None, pending.recheck, others,
@@ -334,7 +335,7 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
     # Before anything is sent: until this run is applied, the next one re-checks what it may send (also
     # after a first snapshot: what it adds is removed again if it fails).
     this = Unsettled(run_key=plan.run_key, snapshot_at=plan.snapshot_at, prefix=plan.new_prefix,
-                     bits=plan.bits, instances=plan.targets.current)  # fmt: skip
+                     bits=plan.bits, instances=plan.targets.current, resync=forgotten)  # fmt: skip
     state.set_pending(plan.audience_id, previous, Pending(open=(this,), recheck=recheck))
     return plan
 

@@ -390,3 +390,37 @@ def test_com_03_an_instance_only_a_failed_run_sent_to_still_gets_every_member_fr
     assert record["status"] == "APPLIED" and record["sent"]["rf"] == 200
     to_rf = {d["profile"]["identities"]["email"] for d in bus.details() if "rf" in d["targetInstances"]}
     assert to_rf == {f"person{n}@example.com" for n in range(200)}
+
+
+def test_the_need_for_a_resync_outlives_the_failure_of_the_resync_run_and_its_resumption(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """The review's finding: once the partitions of a failed run ended, the next run is a resync; if it
+    failed too, the one after was a plain diff, and a member the forgotten run exited was never sent
+    again. The need is carried on the run's listing and the folded set until a run is applied."""
+    marketo = config(("marketo-a", "marketo", True))
+    everyone = [profile(n) for n in range(100)]
+    run(store, state, put_snapshot("s1", everyone), Bus(), cfg=marketo)
+    forgotten = runner.prepare(
+        store, "bucket", put_snapshot("s2", everyone[1:], hours=1), marketo, state, target=64
+    )
+    assert isinstance(forgotten, RunPlan)
+    for index in range(1 << forgotten.bits):  # person0 exited at the vendor
+        runner.diff_partition(store, forgotten, index, Bus(), "bus")
+    state.release(AUDIENCE, forgotten.run_key)
+    store.delete_prefix(forgotten.run_prefix)  # SnapshotRunRetentionDays later
+    for attempt in range(2):  # s3 is a resync; it fails before sending, is run again and fails again
+        resync = runner.prepare(
+            store, "bucket", put_snapshot("s3", everyone, hours=2), marketo, state, target=64
+        )
+        assert isinstance(resync, RunPlan) and resync.targets.full == ("marketo-a",), attempt
+        state.release(AUDIENCE, resync.run_key)
+    bus = Bus()
+    plan = runner.prepare(store, "bucket", put_snapshot("s4", everyone, hours=3), marketo, state, target=64)
+    assert isinstance(plan, RunPlan) and plan.targets.full == ("marketo-a",)
+    record = diff_every_partition_and_commit(store, state, plan, bus)
+    assert record["status"] == "APPLIED"
+    assert "person0@example.com" in bus.by_status("existing")
+    assert record["sent"] == {"marketo-a": 100}
+    after = runner.prepare(store, "bucket", put_snapshot("s5", everyone, hours=4), marketo, state, target=64)
+    assert isinstance(after, RunPlan) and after.targets.full == ()  # applied: the need is settled
