@@ -94,6 +94,12 @@ class RunPlan(BaseModel):
         """The run record's and run prefix's name: the snapshot id, or the backfill's own."""
         return self.run_id or self.snapshot_id
 
+    def lease_owner(self, owner: object) -> str:
+        """The name the run holds its audience's lease under: `owner`, the execution's (Prepare's output
+        passes it on); or, for an execution started before the deploy that made the execution the
+        lease's owner (it keeps its old definition and Prepare's output has none), the run's key."""
+        return str(owner or self.run_key)
+
     @property
     def new_prefix(self) -> str:
         """Where the membership to send lies: this run's partitions, or (backfill) the applied ones."""

@@ -560,7 +560,7 @@ def commit(
     owner: str | None = None,
 ) -> dict[str, Any]:
     """`owner`: the lease's, as Prepare took it (None: the run itself)."""
-    owner = owner or plan.run_key
+    owner = plan.lease_owner(owner)
     summed = totals(store, plan)
     record: dict[str, Any] = {
         "audienceId": plan.audience_id,

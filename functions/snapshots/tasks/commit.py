@@ -55,7 +55,7 @@ def publish_summary(bus: str, record: dict[str, Any]) -> None:
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = snapshot_settings()
     plan = RunPlan.model_validate(event["prepared"]["plan"])
-    owner = str(event["prepared"]["owner"])  # the execution holding the audience's lease
+    owner = plan.lease_owner(event["prepared"].get("owner"))  # the execution holding the audience's lease
     state = SnapshotState(settings.state_table_name)
     if event.get("error") is not None:
         error = event["error"] if isinstance(event["error"], dict) else {}

@@ -18,7 +18,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = snapshot_settings()
     plan = RunPlan.model_validate(event["plan"])
     # The run still holds its audience (renewed for another hour), or it stops before sending anything.
-    SnapshotState(settings.state_table_name).renew(plan.audience_id, str(event["owner"]))
+    SnapshotState(settings.state_table_name).renew(plan.audience_id, plan.lease_owner(event.get("owner")))
     publisher = EventPublisher(settings.event_bus_name, workers=settings.publish_workers)
     return runner.diff_partition(
         S3Store(plan.bucket), plan, int(event["partition"]), publisher.publish, settings.event_bus_name

@@ -3,14 +3,19 @@ applied is re-checked by the next one (docs/snapshots.md, "Runs of one audience"
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
 import pytest
 
+from activation_core.locks import LeaseLock
 from snapshots import runner
 from snapshots.diff import UNSETTLED, unsettle
 from snapshots.partitions import Row
 from snapshots.plan import BackfillRequest, RunPlan, Unsettled
 from snapshots.state import LEASE_SECONDS, AudienceBusy, LeaseLost, Pending, SnapshotState
-from snapshots.store import DirStore
+from snapshots.store import DirStore, S3Store
 from tests.unit.snapshots.conftest import AUDIENCE, SnapshotWriter, config, profile
 from tests.unit.snapshots.test_runner import TWO_OF_A_TYPE, Bus, diff_every_partition_and_commit, run
 
@@ -409,10 +414,9 @@ def test_the_need_for_a_resync_outlives_the_failure_of_the_resync_run_and_its_re
         runner.diff_partition(store, forgotten, index, Bus(), "bus")
     state.release(AUDIENCE, forgotten.run_key)
     store.delete_prefix(forgotten.run_prefix)  # SnapshotRunRetentionDays later
+    s3 = put_snapshot("s3", everyone, hours=2)
     for attempt in range(2):  # s3 is a resync; it fails before sending, is run again and fails again
-        resync = runner.prepare(
-            store, "bucket", put_snapshot("s3", everyone, hours=2), marketo, state, target=64
-        )
+        resync = runner.prepare(store, "bucket", s3, marketo, state, target=64)
         assert isinstance(resync, RunPlan) and resync.targets.full == ("marketo-a",), attempt
         state.release(AUDIENCE, resync.run_key)
     bus = Bus()
@@ -424,3 +428,65 @@ def test_the_need_for_a_resync_outlives_the_failure_of_the_resync_run_and_its_re
     assert record["sent"] == {"marketo-a": 100}
     after = runner.prepare(store, "bucket", put_snapshot("s5", everyone, hours=4), marketo, state, target=64)
     assert isinstance(after, RunPlan) and after.targets.full == ()  # applied: the need is settled
+
+
+@pytest.fixture
+def tasks_env(state: SnapshotState, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Store]:
+    """The diff and Commit tasks' environment, their bucket and bus in the same moto as the state table."""
+    from snapshots.settings import snapshot_settings
+
+    boto3.client("s3").create_bucket(Bucket="bucket")
+    boto3.client("events").create_event_bus(Name="bus")
+    for name, value in {"STATE_TABLE_NAME": state.table, "EVENT_BUS_NAME": "bus",
+                        "POWERTOOLS_METRICS_NAMESPACE": "test"}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    snapshot_settings.cache_clear()
+    yield S3Store("bucket")
+    snapshot_settings.cache_clear()
+
+
+def holder(state: SnapshotState) -> str | None:
+    lease = LeaseLock(state.table, dynamodb=state.dynamodb).holder(f"snapshot#{AUDIENCE}")
+    return lease.owner if lease else None
+
+
+def started_before_the_deploy(
+    s3: S3Store,
+    store: DirStore,
+    state: SnapshotState,
+    snapshot_id: str,
+    hours: int,
+    put_snapshot: SnapshotWriter,
+) -> dict[str, Any]:
+    """What Prepare returned to an execution started before the execution owned the lease: the lease held
+    under the run's key, and no `owner` in its output (the running execution keeps its old definition)."""
+    key = put_snapshot(snapshot_id, [profile(n) for n in range(8)], hours=hours)
+    for name in store.keys("incoming/"):
+        with store.open(name) as body:
+            s3.s3.put_object(Bucket="bucket", Key=name, Body=body.read())
+    plan = runner.prepare(s3, "bucket", key, TWO_OF_A_TYPE, state, target=4)
+    assert isinstance(plan, RunPlan) and plan.bits > 0
+    assert holder(state) == plan.run_key
+    return {"plan": plan.model_dump(mode="json"), "partitionsKey": f"{plan.run_prefix}partitions.json"}
+
+
+def test_an_execution_started_before_the_deploy_finishes_its_run_and_its_failure_is_recorded(
+    tasks_env: S3Store, store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """The review's finding: its diff tasks and RecordFailure read an `owner` it never had (KeyError):
+    the run failed with no FAILED record and the audience stayed held for the lease's hour. They fall
+    back to the run's key, the name it holds the lease under."""
+    from snapshots.tasks import commit as commit_task
+    from snapshots.tasks import diff as diff_task
+
+    prepared_ = started_before_the_deploy(tasks_env, store, state, "s1", 0, put_snapshot)
+    for index in range(1 << prepared_["plan"]["bits"]):
+        diff_task.lambda_handler({"partition": index, "plan": prepared_["plan"]}, None)
+    summary = commit_task.lambda_handler({"prepared": prepared_}, None)
+    assert (summary["status"], summary["members"]) == ("APPLIED", 8)
+    assert holder(state) is None  # given back
+
+    failing = started_before_the_deploy(tasks_env, store, state, "s2", 1, put_snapshot)
+    summary = commit_task.lambda_handler({"prepared": failing, "error": {"Error": "States.TaskFailed"}}, None)
+    assert state.run(AUDIENCE, "s2")["status"] == "FAILED"  # type: ignore[index]
+    assert summary["status"] == "FAILED" and holder(state) is None  # given back at once, not in an hour
