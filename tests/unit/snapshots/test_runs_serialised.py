@@ -454,9 +454,10 @@ def started_before_the_deploy(
     s3: S3Store,
     store: DirStore,
     state: SnapshotState,
-    snapshot_id: str,
-    hours: int,
     put_snapshot: SnapshotWriter,
+    snapshot_id: str,
+    *,
+    hours: int,
 ) -> dict[str, Any]:
     """What Prepare returned to an execution started before the execution owned the lease: the lease held
     under the run's key, and no `owner` in its output (the running execution keeps its old definition)."""
@@ -479,14 +480,14 @@ def test_an_execution_started_before_the_deploy_finishes_its_run_and_its_failure
     from snapshots.tasks import commit as commit_task
     from snapshots.tasks import diff as diff_task
 
-    prepared_ = started_before_the_deploy(tasks_env, store, state, "s1", 0, put_snapshot)
+    prepared_ = started_before_the_deploy(tasks_env, store, state, put_snapshot, "s1", hours=0)
     for index in range(1 << prepared_["plan"]["bits"]):
         diff_task.lambda_handler({"partition": index, "plan": prepared_["plan"]}, None)
     summary = commit_task.lambda_handler({"prepared": prepared_}, None)
     assert (summary["status"], summary["members"]) == ("APPLIED", 8)
     assert holder(state) is None  # given back
 
-    failing = started_before_the_deploy(tasks_env, store, state, "s2", 1, put_snapshot)
+    failing = started_before_the_deploy(tasks_env, store, state, put_snapshot, "s2", hours=1)
     summary = commit_task.lambda_handler({"prepared": failing, "error": {"Error": "States.TaskFailed"}}, None)
     assert state.run(AUDIENCE, "s2")["status"] == "FAILED"  # type: ignore[index]
     assert summary["status"] == "FAILED" and holder(state) is None  # given back at once, not in an hour
