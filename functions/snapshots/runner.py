@@ -608,5 +608,7 @@ def commit(
         # of its membership): personal data kept no longer. One listing, however many runs failed.
         for stale in _other_memberships(store, plan):
             store.delete_prefix(stale)
+        if plan.recheck is not None:  # the folded set it settled: member lines, copied forward by each fold
+            store.delete_prefix(plan.recheck.prefix)
     state.release(plan.audience_id, owner)  # the next run of the audience may start
     return record

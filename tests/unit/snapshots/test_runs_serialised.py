@@ -347,6 +347,33 @@ def test_a_commit_deletes_what_the_runs_it_settled_kept_of_their_membership(
     assert {key.split("/")[2] for key in store.keys(f"state/{AUDIENCE}/")} == {"s2"}
 
 
+def test_an_applied_run_deletes_the_folded_set_it_re_checked_a_backfill_keeps_it(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """The review's finding (privacy): the folded set (member lines, e-mails) was said to end with the
+    next applied run, but Commit deleted only under state/; and each fold copies it forward, so while
+    runs kept failing an erased person's line outlived SnapshotRunRetentionDays. The run that settles
+    the set deletes it; a backfill, which settles nothing, leaves it for the next run."""
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(40)]), Bus())
+    for k in range(2):
+        fail_after_sending(
+            store, state, put_snapshot(f"f{k}", [profile(n) for n in range(30 + k)], hours=k + 1)
+        )
+    more = config(("marketo-a", "marketo", True), ("marketo-b", "marketo", True), ("rf", "rainfocus", True))
+    request = BackfillRequest(bucket="bucket", audience_id=AUDIENCE, snapshot_id="s1", run_id="s1.backfill-1")
+    backfill = runner.prepare_backfill(store, request, more, state)
+    assert isinstance(backfill, RunPlan) and backfill.recheck is None
+    diff_every_partition_and_commit(store, state, backfill, Bus())
+    kept = state.audience(AUDIENCE)[1].recheck
+    assert kept is not None and list(store.keys(kept.prefix))  # f0 folded by f1: still to re-check
+    final = runner.prepare(store, "bucket", put_snapshot("s2", [profile(n) for n in range(40)], hours=5), more,
+                           state, target=64)  # fmt: skip
+    assert isinstance(final, RunPlan) and final.recheck is not None
+    assert list(store.keys(final.recheck.prefix))
+    assert diff_every_partition_and_commit(store, state, final, Bus())["status"] == "APPLIED"
+    assert list(store.keys(final.recheck.prefix)) == []
+
+
 def test_a_pointer_item_listing_several_runs_as_stored_before_the_fold_is_folded_by_the_next_run(
     store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
 ) -> None:

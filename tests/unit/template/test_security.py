@@ -538,3 +538,35 @@ def test_leading_key_conditions_only_guard_actions_that_carry_leading_keys(resou
             if _leading_key_patterns(statement) is not None:
                 loose += [(name, a) for a in as_list(statement["Action"]) if a not in ITEM_ACTIONS]
     assert loose == []
+
+
+BUCKET_ARN = "arn:aws:s3:::stk-snapshots"
+
+
+def _s3_statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    """The role's statements with the snapshot bucket's ARN resolved as AWS would see it deployed."""
+
+    def resolve(value: Any) -> str:
+        if value == {"Fn::GetAtt": ["SnapshotBucket", "Arn"]}:
+            return BUCKET_ARN
+        return _resolve(value).replace("${SnapshotBucket.Arn}", BUCKET_ARN)
+
+    return [{**s, "Resource": [resolve(r) for r in as_list(s.get("Resource", []))]} for s in statements(role)]
+
+
+def test_commit_deletes_the_folded_set_it_settled_and_no_other_run_object(resources: dict[str, Any]) -> None:
+    """An applied run deletes the folded set of the failed runs it re-checked (runs/<audience>/<run>/
+    unsettled/<run>/): its role may delete exactly those under runs/, not a run's partitions, done
+    markers or plan (they end with SnapshotRunRetentionDays), nor an uploaded snapshot."""
+    from local.iam_audit import Request, allowed
+
+    commit = _s3_statements(resources["SnapshotCommitFunctionRole"]["Properties"])
+
+    def may_delete(key: str) -> bool:
+        return allowed(commit, Request("s3:DeleteObject", f"{BUCKET_ARN}/{key}"))
+
+    assert may_delete("runs/aud-1/s2/unsettled/f1/part-0000.tsv.gz")
+    assert may_delete("state/aud-1/s1/part-0000.tsv.gz")  # the superseded membership
+    for key in ("runs/aud-1/s2/new/part-0000.tsv.gz", "runs/aud-1/s2/done/0000.json", "runs/aud-1/s2/plan.json",
+                "incoming/s2.jsonl.gz", "incoming/s2.manifest.json"):  # fmt: skip
+        assert not may_delete(key), key
