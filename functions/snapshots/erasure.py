@@ -213,6 +213,17 @@ def erase_strays(store: ObjectStore, state: SnapshotState, audience_id: str, per
     return found
 
 
+def erase_folded(store: ObjectStore, state: SnapshotState, audience_id: str, person: Person) -> bool:
+    """The person removed from the audience's folded set of failed runs to re-check (snapshots/recheck.py,
+    under runs/): each fold copies it forward, so left as it was the person's line would outlive
+    SnapshotRunRetentionDays for as long as runs keep failing. The partitions of the runs listed and not
+    yet folded are left alone (one may be in flight: a commit applies the erasure to what it writes)."""
+    recheck = state.audience(audience_id)[1].recheck
+    if recheck is None:
+        return False
+    return bool(erase_membership(store, Membership(recheck.prefix, recheck.bits), person))
+
+
 def mark(state: SnapshotState, request_id: str, person: Person, retention_days: int, now: float) -> None:
     state.dynamodb.put_item(
         TableName=state.table,
@@ -239,7 +250,9 @@ def erase_everywhere(
     person = Person.of(identities)
     mark(state, request_id, person, retention_days, time.time() if now is None else now)
     erased = sum(
-        erase_audience(store, state, audience, person) | erase_strays(store, state, audience, person)
+        erase_audience(store, state, audience, person)
+        | erase_strays(store, state, audience, person)
+        | erase_folded(store, state, audience, person)
         for audience in sorted(audiences(state))
     )
     logger.info("snapshot memberships erased", extra={"audiences": erased})

@@ -570,3 +570,25 @@ def test_commit_deletes_the_folded_set_it_settled_and_no_other_run_object(resour
     for key in ("runs/aud-1/s2/new/part-0000.tsv.gz", "runs/aud-1/s2/done/0000.json", "runs/aud-1/s2/plan.json",
                 "incoming/s2.jsonl.gz", "incoming/s2.manifest.json"):  # fmt: skip
         assert not may_delete(key), key
+
+
+def test_the_snapshot_erasure_rewrites_the_folded_sets_and_no_other_run_object(
+    resources: dict[str, Any],
+) -> None:
+    """An erasure rewrites the audience's folded set (runs/<audience>/<run>/unsettled/<run>/) as it does
+    the memberships under state/; a run's own partitions, done markers and plan, it may not touch."""
+    from local.iam_audit import Request, allowed
+
+    erasure = _s3_statements(resources["SnapshotErasureFunctionRole"]["Properties"])
+
+    def may(action: str, key: str) -> bool:
+        return allowed(erasure, Request(f"s3:{action}", f"{BUCKET_ARN}/{key}"))
+
+    folded = "runs/aud-1/s2/unsettled/f1/part-0000.tsv.gz"
+    assert may("GetObject", folded) and may("PutObject", folded) and not may("DeleteObject", folded)
+    for key in (
+        "runs/aud-1/s2/new/part-0000.tsv.gz",
+        "runs/aud-1/s2/done/0000.json",
+        "runs/aud-1/s2/plan.json",
+    ):
+        assert not may("PutObject", key), key
