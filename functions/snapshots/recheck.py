@@ -13,12 +13,16 @@ the run's partitions in memory at a time, sorted: bounded by the partition targe
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from snapshots.diff import UNSETTLED, unique, unsettle
 from snapshots.partitions import Row, partition_name, previous_rows, write_sorted
 from snapshots.plan import Recheck, Unsettled
 from snapshots.store import ObjectStore
+
+# Left to Prepare after the fold (its plan, the pointer item: a few calls of ms each), with a wide margin.
+FOLD_RESERVE_SECONDS = 30.0
 
 
 def union(first: Iterable[Row], second: Iterable[Row]) -> Iterator[Row]:
@@ -60,18 +64,30 @@ def fold(
     recheck: Recheck | None,
     runs: Sequence[Unsettled],
     prefix: str,
-) -> Recheck | None:
-    """`recheck` with each of `runs` folded in, written under `prefix` (one sub-prefix per run folded);
-    `applied`: the applied membership's (prefix, bits), None when there is none. A set or a run whose
-    partitions ended is left out (the caller makes the run a resync)."""
+    *,
+    time_left: Callable[[], float] | None = None,
+) -> tuple[Recheck | None, bool]:
+    """`recheck` with each of `runs` folded in, written under `prefix` (one sub-prefix per run folded),
+    and whether every run was; `applied`: the applied membership's (prefix, bits), None when there is
+    none. A set or a run whose partitions ended is left out (the caller makes the run a resync).
+
+    `time_left`: seconds left to the invocation (None: unbounded). Before each partition it writes, the
+    fold checks that the slowest partition so far still fits with FOLD_RESERVE_SECONDS to spare; if not,
+    it stops: the runs folded whole are kept, the others dropped (False: the caller makes the run a
+    resync). A Prepare killed by its timeout would never list itself, and every later run would repeat
+    the same fold."""
     if recheck is not None and not available(store, recheck, ()):
         recheck = None
+    slowest = 0.0
     for run in runs:
         if not available(store, None, (run,)):
             continue
         bits = max(run.bits, recheck.bits if recheck else 0, applied[1] if applied else 0)
         out = f"{prefix}{run.run_key}/"
         for index in range(1 << bits):
+            if time_left is not None and time_left() < FOLD_RESERVE_SECONDS + slowest:
+                return recheck, False  # what it wrote of this run under `out` ends with runs/
+            started = time.monotonic()
             sent = sorted(
                 previous_rows(store, run.prefix, run.bits, index, bits), key=lambda r: (r.key, r.number)
             )
@@ -80,6 +96,7 @@ def fold(
             write_sorted(
                 store, f"{out}{partition_name(index)}", union(before, touched(applied_rows, unique(sent)))
             )
+            slowest = max(slowest, time.monotonic() - started)
         recheck = Recheck(
             prefix=out,
             bits=bits,
@@ -91,4 +108,4 @@ def fold(
             instances=tuple(sorted({*run.instances, *(recheck.instances if recheck else ())})),
             resync=run.resync or (recheck.resync if recheck else False),
         )
-    return recheck
+    return recheck, True

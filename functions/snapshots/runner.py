@@ -195,10 +195,13 @@ def prepare(
     workdir: Path | None = None,
     entities: Mapping[str, str] | None = None,
     owner: str | None = None,
+    time_left: Callable[[], float] | None = None,
 ) -> RunPlan | Refusal:
     """`entities`: destination type -> the entity it takes (`profile`, `account`; the manifest's).
     `owner`: who holds the audience's lease for the run: the execution (the Prepare task passes
-    `$$.Execution.Id`: a second execution of the same manifest waits); None, the run itself (tests)."""
+    `$$.Execution.Id`: a second execution of the same manifest waits); None, the run itself (tests).
+    `time_left`: seconds left to the invocation (the task's Lambda context); out of time for folding
+    the failed runs, the run is a resync instead (`recheck.fold`)."""
     manifest = _read_manifest(store, manifest_key)
     if isinstance(manifest, Refusal):
         return manifest
@@ -217,7 +220,7 @@ def prepare(
         state,
         manifest.audience_id,
         owner or manifest.snapshot_id,
-        lambda: _prepare(store, bucket, manifest_key, manifest, config, state, target, workdir),
+        lambda: _prepare(store, bucket, manifest_key, manifest, config, state, target, workdir, time_left),
     )
     if isinstance(result, Refusal):
         return replace(result, audience_id=manifest.audience_id, snapshot_id=manifest.snapshot_id)
@@ -260,6 +263,7 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
     state: SnapshotState,
     target: int,
     workdir: Path | None,
+    time_left: Callable[[], float] | None,
 ) -> RunPlan | Refusal:
     previous, pending = state.audience(manifest.audience_id)
     if previous is not None and previous.snapshot_id == manifest.snapshot_id:
@@ -295,13 +299,15 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
     # What runs not applied sent and can no longer be known (their partitions ended): a resync; and
     # again while the resync is not applied (this run's own listing counts: a resumed resync stays one).
     forgotten = not available(store, pending.recheck, others) or resync_owed(pending.recheck, pending.open)
-    # Every run not applied but this one, folded into the audience's one set (memory, item, plan: flat).
-    recheck = (
+    # Every run not applied but this one, folded into the audience's one set (memory, item, plan: flat);
+    # out of time for it, the runs not folded are dropped and this run is a resync.
+    recheck, complete = (
         fold(store, (previous.prefix, previous.bits) if previous else None, pending.recheck, others,
-             f"{prefix}unsettled/")
+             f"{prefix}unsettled/", time_left=time_left)
         if others
-        else pending.recheck
+        else (pending.recheck, True)
     )  # fmt: skip
+    forgotten = forgotten or not complete
     plan = RunPlan(
         bucket=bucket,
         audience_id=manifest.audience_id,

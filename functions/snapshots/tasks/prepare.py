@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from activation_core import deadline
 from activation_core.config_store import load_destinations, parse_instances
 from activation_core.models.snapshots import SnapshotReadyDetail
 from activation_core.observability import logger
@@ -30,16 +31,21 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.warning("snapshot refused", extra={"reason": refusal.reason})
         return refusal.as_dict()
     config = load_destinations(settings.config_parameter_name, settings.config_cache_seconds)
-    result = runner.prepare(
-        S3Store(request.bucket),
-        request.bucket,
-        request.manifest_key,
-        config,
-        state,
-        target=settings.partition_target,
-        entities=settings.destination_entities,
-        owner=owner,
-    )
+    deadline.begin(context)  # out of time for folding failed runs, the run is a resync instead
+    try:
+        result = runner.prepare(
+            S3Store(request.bucket),
+            request.bucket,
+            request.manifest_key,
+            config,
+            state,
+            target=settings.partition_target,
+            entities=settings.destination_entities,
+            owner=owner,
+            time_left=deadline.remaining,
+        )
+    finally:
+        deadline.end()
     if isinstance(result, runner.Refusal):
         logger.warning("snapshot refused", extra={"reason": result.reason, "detail": result.detail})
         record = result.as_dict() | {"manifestKey": request.manifest_key}

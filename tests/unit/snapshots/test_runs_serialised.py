@@ -518,3 +518,42 @@ def test_an_execution_started_before_the_deploy_finishes_its_run_and_its_failure
     summary = commit_task.lambda_handler({"prepared": failing, "error": {"Error": "States.TaskFailed"}}, None)
     assert state.run(AUDIENCE, "s2")["status"] == "FAILED"  # type: ignore[index]
     assert summary["status"] == "FAILED" and holder(state) is None  # given back at once, not in an hour
+
+
+class Budget:
+    """The seconds Prepare has left (its Lambda context's), as a countdown: `checks` answers of plenty,
+    then none. No wall clock: the fold asks before each partition it writes."""
+
+    def __init__(self, checks: int) -> None:
+        self.checks = checks
+
+    def __call__(self) -> float:
+        self.checks -= 1
+        return 900.0 if self.checks >= 0 else 0.0
+
+
+def test_a_prepare_out_of_time_for_the_fold_falls_back_to_a_resync_and_the_audience_applies(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """The 22-million-member cap after a failed run is extrapolated from one measurement; a Prepare that
+    timed out folding would never list itself, and every later run would repeat the same fold (the
+    audience stuck). Out of time, it keeps the runs it folded, drops the others and is a resync (every
+    member sent again), which the next run remembers until one is applied."""
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(40)]), Bus())
+    for k in range(3):  # f0, f1 and f2 each exit one member and fail (f2 folded f0 and f1)
+        fail_after_sending(
+            store, state, put_snapshot(f"f{k}", [profile(n) for n in range(40) if n != k], hours=k + 1)
+        )
+    folded_before = state.audience(AUDIENCE)[1].recheck
+    assert folded_before is not None and folded_before.runs == 2
+    key = put_snapshot("s2", [profile(n) for n in range(40)], hours=4)
+    plan = runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, state, target=64, time_left=Budget(0))
+    assert isinstance(plan, RunPlan)
+    assert plan.targets.full == plan.targets.current  # a resync: what f2 sent is not re-checked
+    assert plan.recheck == folded_before  # what was folded before is kept
+    listed = state.audience(AUDIENCE)[1].open
+    assert [(u.run_key, u.resync) for u in listed] == [("s2", True)]
+    bus = Bus()
+    record = diff_every_partition_and_commit(store, state, plan, bus)
+    assert record["status"] == "APPLIED" and record["sent"] == {"marketo-a": 40, "rf": 40}
+    assert {f"person{n}@example.com" for n in range(3)} <= bus.by_status("existing")
