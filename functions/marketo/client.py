@@ -17,12 +17,14 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 
 from activation_core import http
+from activation_core.chunking import Failed, isolate, packed
 from activation_core.credentials import Credentials
 from activation_core.errors import (
     ActivationError,
@@ -115,7 +117,7 @@ def _first_error(body: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def classify(response: httpx.Response) -> ActivationError | None:
-    """HTTP status first (413 split, 414 POST, 401/429/5xx), then the `success` envelope."""
+    """HTTP status first (413 and 414 split, 401/429/5xx), then the `success` envelope."""
     if response.status_code == 413:
         return PayloadTooLarge("http_413", "request body over Marketo's 1 MB limit")
     if response.status_code == 414:
@@ -315,15 +317,33 @@ class MarketoClient:
         `GET /rest/v1/leads.json` only (getLeadsByFilterUsingGET), `filterValues` and `fields` each one
         comma-separated parameter, as the OpenAPI's descriptions and leads.md's examples write them
         (its `collectionFormat: multi` array then holds that one string; repeated parameters are not
-        shown anywhere), the values split over as many GETs as keep each URI under 8 KB. The POST with `_method=GET` that leads.md offers for long
-        lookups is not in the OpenAPI file (its POST is Sync Leads, a JSON body): not sent.
+        shown anywhere), the values packed into as many GETs as keep each URI under 8 KB. The POST with
+        `_method=GET` that leads.md offers for long lookups is not in the OpenAPI file (its POST is Sync
+        Leads, a JSON body): not sent.
         """
         if len(values) > BATCH_LIMIT:
             raise ValueError(f"at most {BATCH_LIMIT} filter values per call")
         fields = list(dict.fromkeys(["id", filter_type, "updatedAt"]))
+        fixed = len(
+            self._base + LEADS_PATH + "?" + urlencode(self._lookup_query(filter_type, fields, [], None))
+        )
+        groups = packed(
+            values,
+            [len(urlencode([("", v)])) + 2 for v in values],  # each value and its encoded comma
+            max_count=BATCH_LIMIT,
+            max_bytes=self._max_uri - fixed - PAGE_TOKEN_ROOM,
+        )
         found: list[FoundLead] = []
-        for group in self._uri_groups(filter_type, fields, values):
-            found += self._find_group(filter_type, fields, group)
+        for group in groups:
+            # A 414 all the same (a proxy counting otherwise) halves the group until each half fits.
+            for sent in isolate(
+                group,
+                partial(self._find_group, filter_type, fields),
+                split_on=lambda e: isinstance(e, UriTooLong),
+            ):
+                if isinstance(sent, Failed):
+                    raise sent.error
+                found += sent.result
         return found
 
     def _lookup_query(
@@ -333,51 +353,23 @@ class MarketoClient:
         query += [("fields", ",".join(fields)), ("batchSize", str(BATCH_LIMIT))]
         return query + ([("nextPageToken", page_token)] if page_token else [])
 
-    def _uri_groups(self, filter_type: str, fields: Sequence[str], values: Sequence[str]) -> list[list[str]]:
-        """`values` in order, in groups whose lookup URI stays under the limit (room left for a page
-        token); a value too long on its own goes alone (Marketo's 414 then rejects its records)."""
-        fixed = len(
-            self._base + LEADS_PATH + "?" + urlencode(self._lookup_query(filter_type, fields, [], None))
-        )
-        room = self._max_uri - fixed - PAGE_TOKEN_ROOM
-        groups: list[list[str]] = []
-        used = room
-        for value in values:
-            size = len(urlencode([("", value)])) + 2  # the value and its encoded comma
-            if used + size > room:
-                groups.append([])
-                used = 0
-            groups[-1].append(value)
-            used += size
-        return groups
-
-    def _find_group(self, filter_type: str, fields: Sequence[str], values: list[str]) -> list[FoundLead]:
-        """Every page of one lookup; a 414 all the same (a proxy counting otherwise) halves it."""
+    def _find_group(self, filter_type: str, fields: Sequence[str], values: Sequence[str]) -> list[FoundLead]:
+        """Every page of one lookup."""
         found: list[FoundLead] = []
         token: str | None = None
-        try:
-            while True:
-                query = self._lookup_query(filter_type, fields, values, token)
-                body = self._call("find_leads", "GET", LEADS_PATH, params=query)
-                for item in body.get("result") or []:
-                    if isinstance(item, Mapping) and isinstance(item.get("id"), int):
-                        found.append(
-                            FoundLead(
-                                int(item["id"]),
-                                str(item.get(filter_type, "")),
-                                str(item.get("updatedAt", "")),
-                            )
+        while True:
+            query = self._lookup_query(filter_type, fields, values, token)
+            body = self._call("find_leads", "GET", LEADS_PATH, params=query)
+            for item in body.get("result") or []:
+                if isinstance(item, Mapping) and isinstance(item.get("id"), int):
+                    found.append(
+                        FoundLead(
+                            int(item["id"]), str(item.get(filter_type, "")), str(item.get("updatedAt", ""))
                         )
-                token = body.get("nextPageToken") if body.get("moreResult") else None
-                if not token:
-                    return found
-        except UriTooLong:
-            if len(values) == 1:
-                raise
-        half = len(values) // 2
-        return self._find_group(filter_type, fields, values[:half]) + self._find_group(
-            filter_type, fields, values[half:]
-        )
+                    )
+            token = body.get("nextPageToken") if body.get("moreResult") else None
+            if not token:
+                return found
 
     # -- erasure ------------------------------------------------------------------------------------
 

@@ -235,7 +235,7 @@ class FakeOutreach(FakeServer):
             if limited:
                 with self._lock:
                     self.requests.append(request)
-                response = self._rate_limited(now)
+                response = self.check_spec(request) or self._rate_limited(now)
             else:
                 response = super().dispatch(request)
         finally:

@@ -130,3 +130,38 @@ def test_com_06_our_own_errors_keep_their_message() -> None:
 
     record = json.loads(_logged(fail))
     assert "destination 'expo', field 'settings.eventCode': must not be empty" in record["exception"]
+
+
+_TRACED_CALL = """
+import json, httpx
+from aws_xray_sdk.core import xray_recorder
+from aws_xray_sdk.core.emitters.udp_emitter import UDPEmitter
+from activation_core.observability import TRACED_MODULES
+from aws_xray_sdk.core import patch
+
+class Kept(UDPEmitter):
+    entities = []
+    def send_entity(self, entity):
+        self.entities.append(entity.serialize())
+
+emitter = Kept()
+xray_recorder.configure(emitter=emitter, sampling=False, context_missing="LOG_ERROR")
+patch(TRACED_MODULES)
+xray_recorder.begin_segment("test")
+client = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200)))
+client.get("https://vendor.example/identity/oauth/token?client_secret=s3cr3t-value&filterValues=ada%40x.com")
+xray_recorder.end_segment()
+print(json.dumps(emitter.entities))
+"""
+
+
+def test_com_06_an_x_ray_trace_of_a_vendor_call_holds_its_url_without_the_query() -> None:
+    """The X-Ray SDK's httpx patch (as the functions' Tracer applies it) records the URL without its
+    query, where a token call's secret and a lookup's e-mails travel. Its own process: the recorder and
+    the patch are global."""
+    import subprocess
+    import sys
+
+    traced = subprocess.run([sys.executable, "-c", _TRACED_CALL], capture_output=True, text=True, check=True)
+    assert "vendor.example/identity/oauth/token" in traced.stdout  # the call was traced
+    assert "s3cr3t-value" not in traced.stdout and "ada" not in traced.stdout
