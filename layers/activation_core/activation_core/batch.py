@@ -340,7 +340,7 @@ def summarize(results: Mapping[str, RecordResult]) -> BatchSummary:
 
 def record_ledger(
     results: Mapping[str, RecordResult], ctx: BatchContext, dynamodb: Any, received: Collection[str]
-) -> None:
+) -> bool:
     """Count outcomes per destination type, per instance and per audience in the state table (COM-08),
     in the type's own partition (`naming.ledger_key`: its role may write no other type's).
 
@@ -349,6 +349,8 @@ def record_ledger(
     received = delivered + skipped + DLQ. `received` counts the message ids in `received`
     (`newly_received`: no earlier receive of theirs reached this point), at the destination and at
     each instance and audience the record reached.
+
+    True when the destination's own counters were written (its `received` among them).
     """
     counters: dict[str, Counter[str]] = defaultdict(Counter)
     for message_id, result in results.items():
@@ -378,7 +380,10 @@ def record_ledger(
     ]
     # One item per key, so the updates are independent: on threads they take about one round trip,
     # not 2 + instances + audiences of them one after another at the end of every batch.
-    aws.in_parallel(lambda u: _add_to_ledger(u.pk, u.key, u.counts, ctx, dynamodb), updates)
+    written = aws.in_parallel(lambda u: _add_to_ledger(u.pk, u.key, u.counts, ctx, dynamodb), updates)
+    return all(
+        ok for u, ok in zip(updates, written, strict=True) if (u.pk, u.key) == (ledger, ctx.destination_type)
+    )
 
 
 @dataclass(frozen=True)
@@ -426,7 +431,7 @@ def _receive_count(record: Mapping[str, Any]) -> int:
         return 1
 
 
-def _add_to_ledger(pk: str, key: str, counts: Counter[str], ctx: BatchContext, dynamodb: Any) -> None:
+def _add_to_ledger(pk: str, key: str, counts: Counter[str], ctx: BatchContext, dynamodb: Any) -> bool:
     names = {f"#c{i}": name for i, name in enumerate(counts)}
     values = {f":v{i}": {"N": str(counts[name])} for i, name in enumerate(counts)}
     expression = "ADD " + ", ".join(f"#c{i} :v{i}" for i in range(len(counts)))
@@ -440,6 +445,8 @@ def _add_to_ledger(pk: str, key: str, counts: Counter[str], ctx: BatchContext, d
         )
     except Exception as exc:  # monitoring must never fail delivery
         logger.warning("ledger update failed", extra={"error_type": type(exc).__name__})
+        return False
+    return True
 
 
 def is_redelivery(result: RecordResult) -> bool:
@@ -501,6 +508,9 @@ def newly_received(
         for record in records
         if (message_id := str(record.get("messageId"))) not in before.counted
         and not is_redelivery(results[message_id])
+        # A retry that reached no instance (invalid config, a failed decision) waits for a receive
+        # that does: counted now, its instances' and audiences' `received` would never be.
+        and (results[message_id].per_instance or not _still_failing(results[message_id]))
     }
 
 
@@ -617,11 +627,12 @@ def run_batch(
     record_erasures(results, ctx, dynamodb)
     settle(records, results, settled)
     received = newly_received(records, results, before)
-    remember_received(records, results, received, settled)
 
     response = partial_batch_response(records, results) if records else _empty_batch_response(event, context)
     summary = summarize(results)
-    record_ledger(results, ctx, dynamodb, received)
+    # The ledger first: a mark without its count would keep every later receive from counting it.
+    if record_ledger(results, ctx, dynamodb, received):
+        remember_received(records, results, received, settled)
     _publish_metrics(summary, vendor_counts)
     logger.info("batch done", extra={"summary": summary.as_dict(), "destination": ctx.destination_type})
     return dict(response)

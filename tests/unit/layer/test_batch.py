@@ -603,6 +603,38 @@ def test_com_08_a_record_whose_invocation_died_then_retried_is_received_once(que
     assert (totals["received"], totals["skipped"], totals["retried"]) == (1, 1, 1)
 
 
+def test_com_08_a_retry_whose_ledger_write_failed_is_received_once_later(
+    queues: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ledger write of the retrying receive failed (logged, delivery goes on): that receive was not
+    counted, so nothing may mark it counted; the next receive counts it."""
+    ctx = BatchContext("rainfocus", queues["dlq"], "state")
+    with monkeypatch.context() as patched:
+        patched.setattr(batch, "_add_to_ledger", lambda *_: False)
+        retry = decided({"m-1": Outcome.retry("http_503")})
+        run_batch({"Records": [sqs_record({}, "m-1", 1)]}, None, retry, ctx)
+    run_batch({"Records": [sqs_record({}, "m-1", 2)]}, None, decided({"m-1": Outcome.delivered()}), ctx)
+    totals = ledger("rainfocus")
+    assert (totals["received"], totals["delivered"]) == (1, 1)
+
+
+def test_com_08_a_retry_that_reached_no_instance_is_received_at_every_level_once(
+    queues: dict[str, str],
+) -> None:
+    """A receive retried before any instance decided (an invalid config, a failed decision) is not
+    counted yet: the receive that reaches the instance counts it at the destination, the instance and
+    the audience alike."""
+    ctx = BatchContext("rainfocus", queues["dlq"], "state")
+
+    def no_instance(records: Sequence[Mapping[str, Any]]) -> dict[str, RecordResult]:
+        return {str(r["messageId"]): RecordResult(Outcome.retry("invalid_config"), [], 1) for r in records}
+
+    run_batch({"Records": [sqs_record({}, "m-1", 1)]}, None, no_instance, ctx)
+    run_batch({"Records": [sqs_record({}, "m-1", 2)]}, None, decided({"m-1": Outcome.delivered()}), ctx)
+    assert ledger("rainfocus")["received"] == 1
+    assert ledger("rainfocus#inst")["received"] == ledger("rainfocus#inst#aud-1")["received"] == 1
+
+
 def test_com_08_a_waiting_record_whose_delete_failed_is_received_once(queues: dict[str, str]) -> None:
     """A record told to wait is requeued and this message deleted; the delete fails, so SQS delivers the
     original again (count 2) besides the copy. Neither is counted `received` a second time."""
