@@ -33,8 +33,6 @@ from activation_core.errors import RetryableError
 KEYS_PK = "sfmc#keys#{source}#{key}"
 CHECKS_PK = "sfmc#deletion-check"
 DEFAULT_RETENTION_DAYS = 400  # a year of daily/weekly checks, and then some
-_BATCH = 25  # BatchWriteItem limit
-_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -174,16 +172,9 @@ class KeyStore(aws.UsesDynamoDB):
             raise RetryableError("state_unavailable", type(exc).__name__) from exc
 
     def _write(self, requests: list[dict[str, Any]]) -> None:
-        for start in range(0, len(requests), _BATCH):
-            pending = requests[start : start + _BATCH]
-            for attempt in range(_ATTEMPTS):
-                try:
-                    response = self._client.batch_write_item(RequestItems={self._table: pending})
-                except (BotoCoreError, ClientError) as exc:
-                    raise RetryableError("state_unavailable", type(exc).__name__) from exc
-                pending = response.get("UnprocessedItems", {}).get(self._table, [])
-                if not pending:
-                    break
-                self._sleep(0.05 * 2**attempt)
-            if pending:
-                raise RetryableError("state_throttled", f"{len(pending)} key writes left unprocessed")
+        try:
+            aws.batch_write(self._client, self._table, requests, sleep=self._sleep)
+        except aws.KeysLeftUnprocessed as exc:
+            raise RetryableError("state_throttled", "key writes left unprocessed") from exc
+        except (BotoCoreError, ClientError) as exc:
+            raise RetryableError("state_unavailable", type(exc).__name__) from exc

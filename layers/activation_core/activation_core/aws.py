@@ -206,19 +206,27 @@ def _batch_get_chunk(
     raise KeysLeftUnprocessed(table)
 
 
-def batch_write(dynamodb: Any, table: str, requests: Sequence[dict[str, Any]]) -> None:
+def batch_write(
+    dynamodb: Any,
+    table: str,
+    requests: Sequence[dict[str, Any]],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
     """Unconditional writes (`{"PutRequest": ...}` / `{"DeleteRequest": ...}`) in BatchWriteItem requests
     of up to 25 sent in parallel, each retrying what DynamoDB left unprocessed after a back-off. Raises
     botocore's ClientError, or KeysLeftUnprocessed."""
     chunks = [requests[i : i + BATCH_WRITE_ITEMS] for i in range(0, len(requests), BATCH_WRITE_ITEMS)]
-    in_parallel(partial(_batch_write_chunk, dynamodb, table), chunks)
+    in_parallel(partial(_batch_write_chunk, dynamodb, table, sleep), chunks)
 
 
-def _batch_write_chunk(dynamodb: Any, table: str, requests: Sequence[dict[str, Any]]) -> None:
+def _batch_write_chunk(
+    dynamodb: Any, table: str, sleep: Callable[[float], None], requests: Sequence[dict[str, Any]]
+) -> None:
     pending: dict[str, Any] = {table: list(requests)}
     for attempt in range(_UNPROCESSED_ROUNDS):
         pending = dynamodb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
         if not pending:
             return
-        time.sleep(0.05 * 2**attempt)
+        sleep(0.05 * 2**attempt)
     raise KeysLeftUnprocessed(table)
