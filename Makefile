@@ -41,7 +41,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy layers/activation_core/activation_core functions local activation_cli
+	$(PY) -m mypy layers/activation_core/activation_core functions local activation_cli tests
 
 ## Infrastructure-as-code scan of template.yaml (checkov, in its own venv: its pins clash with the
 ## project's). Accepted findings and their reasons: .checkov.yaml; any other finding fails.

@@ -91,13 +91,15 @@ def _serve_vendors(conn: Any, endpoint: str, vendor_latency: float) -> None:
     for plug in plugs.values():
         plug.fake.start()
     for instance in example_config()["destinations"]:
-        plug = plugs.get(instance["type"])
-        if plug is not None:
-            secrets.create_secret(Name=instance["secret"], SecretString=json.dumps(plug.connection_secret()))
+        if (vendor := plugs.get(instance["type"])) is not None:
+            secrets.create_secret(
+                Name=instance["secret"], SecretString=json.dumps(vendor.connection_secret())
+            )
     outreach = next(d for d in example_config()["destinations"] if d["type"] == "outreach")
     from outreach.authorize import exchange  # the documented one-time login (OUT-01)
 
-    exchange(outreach["secret"], plugs["outreach"].fake.authorize(), secrets=secrets, allow_loopback=True)
+    outreach_fake: Any = plugs["outreach"].fake  # a FakeOutreach
+    exchange(outreach["secret"], outreach_fake.authorize(), secrets=secrets, allow_loopback=True)
     for plug in plugs.values():
         plug.fake.set_fault_profile(FaultProfile(slow_rate=1.0, slow_seconds=vendor_latency, paths="."))
     conn.send("ready")
@@ -515,7 +517,7 @@ def run(destinations: Sequence[str] = ()) -> list[Figure]:
 
         from local.examples import example_config
 
-        parameters_base.DEFAULT_PROVIDERS.clear()
+        parameters_base.DEFAULT_PROVIDERS.clear()  # type: ignore[attr-defined]  # Powertools' provider cache
         boto3.client("ssm").put_parameter(Name=PARAMETER, Type="String", Value=json.dumps(example_config()))
         dlq = boto3.client("sqs").create_queue(QueueName="bench-guards-dlq")["QueueUrl"]
         calls = DynamoCalls()

@@ -20,7 +20,7 @@ from activation_core import aws, naming
 from activation_core.guards import Applied, Change, OrderGuard, Verdict, entity_key
 from activation_core.outcomes import Kind, Outcome
 from activation_core.pipeline import Guards, Pipeline
-from tests.support import create_state_table, load_event, sqs_record
+from tests.support import applied_to, create_state_table, load_event, sqs_record
 from tests.unit.layer.recording import SETTINGS, RecordingConnector, RecordingDestination, config
 
 TYPE = SETTINGS.destination_type  # the guard's keys carry its destination type
@@ -47,9 +47,11 @@ def test_the_guard_reads_what_was_committed_per_entity_and_audience(tables: None
     state = guard.read("inst", ["p1", "p2"])
     assert set(state) == {"p1"}
     assert state["p1"].get("aud") == Applied(10, frozenset({"evt-1"}))
-    assert state["p1"].get("aud").verdict(10, "evt-1") is Verdict.DUPLICATE  # the same event again
-    assert state["p1"].get("aud").verdict(10, "evt-2") is Verdict.NEW  # another event of the same instant
-    assert state["p1"].get("aud").verdict(5, "evt-0") is Verdict.STALE
+    assert applied_to(state["p1"], "aud").verdict(10, "evt-1") is Verdict.DUPLICATE  # the same event again
+    assert (
+        applied_to(state["p1"], "aud").verdict(10, "evt-2") is Verdict.NEW
+    )  # another event of the same instant
+    assert applied_to(state["p1"], "aud").verdict(5, "evt-0") is Verdict.STALE
     assert guard.read("other-inst", ["p1"]) == {}  # per instance
 
 
@@ -79,7 +81,7 @@ def test_events_of_the_same_instant_are_all_remembered(tables: None) -> None:
     guard.commit("inst", [Change("p1", "evt-b", 10, ("aud",))], guard.read("inst", ["p1"]))
     # A stale read (the first commit not seen) is re-read when its condition fails, and still merges.
     guard.commit("inst", [Change("p1", "evt-c", 10, ("aud",))], {})
-    assert guard.read("inst", ["p1"])["p1"].get("aud").event_ids == {"evt-a", "evt-b", "evt-c"}
+    assert applied_to(guard.read("inst", ["p1"])["p1"], "aud").event_ids == {"evt-a", "evt-b", "evt-c"}
 
 
 def test_a_batch_of_many_entities_is_read_and_committed_in_a_few_requests(tables: None) -> None:
@@ -132,10 +134,10 @@ def test_the_guards_requests_sent_as_built_are_byte_for_byte_what_botocore_would
     built: list[Any] = []
     validated = boto3.client("dynamodb")  # botocore's own serializer, parameter validation on
     validated.meta.events.register("before-send.dynamodb", lambda request, **_: built.append(request))
-    for name, params, request in sent:
+    for name, params, ours in sent:
         with contextlib.suppress(ClientError):  # sent again to moto: a commit's condition now fails
             getattr(validated, xform_name(name))(**params)
-        ours, botocores = request, built[-1]
+        botocores = built[-1]
         assert (ours.url, ours.body) == (botocores.url, botocores.body)
         assert _signed_headers(ours) == _signed_headers(botocores)
 
@@ -380,7 +382,7 @@ def test_once_dynamodb_deleted_an_expired_guard_item_an_older_event_is_applied_a
     client = boto3.client("dynamodb")
     guard = OrderGuard("state", TYPE, retention_days=1)
     guard.commit("inst", [Change("p1", "evt-new", 20, ("aud",))], {})
-    assert guard.read("inst", ["p1"])["p1"].get("aud").verdict(10, "evt-old") is Verdict.STALE
+    assert applied_to(guard.read("inst", ["p1"])["p1"], "aud").verdict(10, "evt-old") is Verdict.STALE
     client.delete_item(
         TableName="state", Key={"pk": {"S": naming.order_key(TYPE, "inst", "p1")}, "sk": {"S": "applied"}}
     )  # TTL
