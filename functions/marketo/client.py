@@ -51,6 +51,9 @@ STATIC_LISTS_PATH = "/rest/asset/v1/staticLists.json"
 MAX_URI_LENGTH = 8000
 # Room kept in a lookup's URI for the `nextPageToken` of a later page (Marketo's are ~50 characters).
 PAGE_TOKEN_ROOM = 200
+# GETs a lookup of 300 values takes, for the call plan: 300 e-mails of ~25 characters are ~9 KB of
+# `filterValues` (the @ and each comma encoded), more than one URI under 8 KB carries.
+LOOKUP_GETS_PER_GROUP = 2
 # The daily quota resets at 12:00 AM CST (apis.md 1.8); CST read as a fixed UTC-6, documented.
 QUOTA_RESET_ZONE = timezone(timedelta(hours=-6), "CST")
 

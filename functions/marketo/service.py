@@ -36,7 +36,7 @@ from activation_core.pipeline import Connector, Entity, WorkItem
 from activation_core.settings import FunctionSettings
 from activation_core.vendor_calls import CallPlan, RateLimit
 from marketo import partitions, schema
-from marketo.client import MarketoClient, fetch_token
+from marketo.client import LOOKUP_GETS_PER_GROUP, MarketoClient, fetch_token
 from marketo.erasure import erase
 from marketo.grouping import MISSING_DEDUPE_REASON, Collected, group
 from marketo.limits import MetricSink, call_gate, emit_metric
@@ -211,14 +211,15 @@ def _fetch(
 
 
 def call_plan(instance: DestinationInstance) -> CallPlan:
-    """Per 300 members: a Sync Leads call (or, audience only, a lookup) and a list call (unless profile
-    only), paced by this instance's share of the 20-s limit and by the daily quota."""
+    """Per 300 members: a Sync Leads call (or, audience only, a lookup: two GETs for typical e-mails)
+    and a list call (unless profile only), paced by this instance's share of the 20-s limit and by the daily quota."""
     settings = validate_instance(instance).settings
     sync = settings.sync_type
     types = ("sync" if sync.syncs_profiles else "lookup",) + (("list_add",) if sync.manages_lists else ())
     return CallPlan(
         records_per_call=BATCH_LIMIT,
         call_types=types,
+        per_group={"lookup": LOOKUP_GETS_PER_GROUP},
         limits=(
             RateLimit(settings.calls_per_window, RATE_LIMIT_SECONDS, "calls per 20 s"),
             RateLimit(DAILY_QUOTA_CALLS, DAY_SECONDS, "daily quota"),

@@ -7,7 +7,8 @@ hold the connectors' measured calls to it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,17 +25,20 @@ class RateLimit:
 
 @dataclass(frozen=True, slots=True)
 class CallPlan:
-    """The fewest calls: one call of each type per `records_per_call` records."""
+    """The fewest calls: one call of each type per `records_per_call` records, or `per_group[type]`
+    of them where one call cannot carry a group (e.g. values spread over requests under a URI limit)."""
 
     records_per_call: int
     call_types: tuple[str, ...]
     limits: tuple[RateLimit, ...] = ()
+    per_group: Mapping[str, int] = field(default_factory=dict)
 
     def calls(self, records: int) -> int:
-        return math.ceil(records / self.records_per_call) * len(self.call_types)
+        return sum(self.calls_by_type(records).values())
 
     def calls_by_type(self, records: int) -> dict[str, int]:
-        return dict.fromkeys(self.call_types, math.ceil(records / self.records_per_call))
+        groups = math.ceil(records / self.records_per_call)
+        return {kind: groups * self.per_group.get(kind, 1) for kind in self.call_types}
 
     def seconds(self, records: int) -> float | None:
         """The time the vendor's limits imply at their steady rate: the finest limit paces the calls,

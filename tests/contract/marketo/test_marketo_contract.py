@@ -317,6 +317,18 @@ def test_mkt_07_lookups_are_openapi_gets_under_8_kb_each_value_once(
     assert fake.refusals["414"] == 0
 
 
+def test_mkt_07_a_lookup_of_300_typical_e_mails_takes_the_gets_the_call_plan_counts(
+    fake: FakeMarketo, run_with: Callable[..., Run]
+) -> None:
+    """`call_plan` counts LOOKUP_GETS_PER_GROUP GETs per 300 lookups (the CLI's backfill estimate)."""
+    from marketo.client import LOOKUP_GETS_PER_GROUP
+
+    emails = [f"first.last{i:04d}@example.com" for i in range(300)]  # 28 characters
+    run = run_with(**settings_for("audience_only", None))
+    run([profile(email) for email in emails])
+    assert len(fake.calls_to("lookup")) == LOOKUP_GETS_PER_GROUP
+
+
 def test_several_changes_to_one_lead_in_a_batch_send_one_record(
     fake: FakeMarketo, run_with: Callable[..., Run]
 ) -> None:

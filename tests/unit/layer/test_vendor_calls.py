@@ -15,3 +15,8 @@ def test_calls_are_one_of_each_type_per_batch_and_time_follows_the_tightest_limi
     assert plan.seconds(10_000_000) == 66_668 / 50_000 * 86_400  # beyond the quota, days
     assert CallPlan(1, ("patch",), (RateLimit(10_000, 3_600, "per hour"),)).seconds(10_000) == 3_600
     assert CallPlan(1, ("store",)).seconds(10) is None  # no published limit
+
+
+def test_a_call_type_that_needs_several_requests_a_group_counts_each() -> None:
+    plan = CallPlan(300, ("lookup", "list_add"), per_group={"lookup": 2})
+    assert plan.calls_by_type(10_000) == {"lookup": 68, "list_add": 34} and plan.calls(10_000) == 102
