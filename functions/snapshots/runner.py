@@ -14,6 +14,7 @@ interrupted run resumes without losing or duplicating a member.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -301,6 +302,7 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
     forgotten = not available(store, pending.recheck, others) or resync_owed(pending.recheck, pending.open)
     # Every run not applied but this one, folded into the audience's one set (memory, item, plan: flat);
     # out of time for it, the runs not folded are dropped and this run is a resync.
+    fold_started = time.time()  # an erasure during the fold: its marker is applied to the new copy below
     recheck, complete = (
         fold(store, (previous.prefix, previous.bits) if previous else None, pending.recheck, others,
              f"{prefix}unsettled/", time_left=time_left)
@@ -343,6 +345,8 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
     this = Unsettled(run_key=plan.run_key, snapshot_at=plan.snapshot_at, prefix=plan.new_prefix,
                      bits=plan.bits, instances=plan.targets.current, resync=forgotten)  # fmt: skip
     state.set_pending(plan.audience_id, previous, Pending(open=(this,), recheck=recheck))
+    if recheck is not None and recheck != pending.recheck:  # a new copy, which the erasure may have missed
+        snapshot_erasure.reapply_to_folded(store, state, recheck, fold_started)
     return plan
 
 

@@ -274,3 +274,35 @@ def _sqs(event: dict[str, Any]) -> Any:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
     return SQSRecord(sqs_record(event))
+
+
+def test_an_erasure_during_a_prepares_fold_does_not_leave_the_person_in_the_new_folded_set(
+    store: CountingStore, state: SnapshotState, put_snapshot: SnapshotWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review's finding: the erasure reads the audience's folded set once, without the lease, while a
+    Prepare copies that set forward under its own prefix (minutes for a large one). An erasure that read
+    the set before the Prepare listed the new copy erased the old copy only, and the person stayed in the
+    new one. The Prepare applies the erasures recorded since its fold started to the copy it wrote."""
+    applied(store, state, put_snapshot, n=100)
+    for k, hours in ((0, 3), (1, 4)):  # each exits person7 and person8 and fails (the second folds the first)
+        plan = diffed(store, state, put_snapshot(f"f{k}", [profile(i) for i in range(100) if i not in (7, 8)],
+                                                 hours=hours))  # fmt: skip
+        state.release(AUDIENCE, plan.run_key)
+    set_pending = state.set_pending
+
+    def erasure_in_the_fold(*args: Any, **kwargs: Any) -> None:
+        # The fold has copied the set forward; the erasure (its marker at the real time: after the fold
+        # started) reads the set the pointer still names and erases that copy only.
+        erasure.erase_everywhere(store, state, "dsr-1", {"email": "person7@example.com"})
+        set_pending(*args, **kwargs)
+
+    monkeypatch.setattr(state, "set_pending", erasure_in_the_fold)
+    plan = diffed(store, state, put_snapshot("s2", [profile(i) for i in range(100)], hours=5))
+    folded = plan.recheck
+    assert folded is not None and folded.runs == 2 and folded.prefix.startswith(plan.run_prefix)
+    in_set = {
+        json.loads(row.line)["identities"]["email"]
+        for path in sorted((store.root / folded.prefix).glob("part-*.tsv.gz"))
+        for row in read_rows(store, f"{folded.prefix}{path.name}")
+    }
+    assert in_set == {"person8@example.com"}
