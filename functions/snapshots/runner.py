@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from activation_core.models.config import DestinationsConfig
 from activation_core.models.snapshots import MANIFEST_SUFFIX, SnapshotManifest
+from activation_core.observability import logger
 from activation_core.settings import FunctionSettings
 from snapshots import erasure as snapshot_erasure
 from snapshots.diff import DUPLICATE_LINES, DiffCounts, diff, mark, unique
@@ -303,13 +304,19 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
     # Every run not applied but this one, folded into the audience's one set (memory, item, plan: flat);
     # out of time for it, the runs not folded are dropped and this run is a resync.
     fold_started = time.time()  # an erasure during the fold: its marker is applied to the new copy below
-    recheck, complete = (
+    recheck, dropped = (
         fold(store, (previous.prefix, previous.bits) if previous else None, pending.recheck, others,
              f"{prefix}unsettled/", time_left=time_left)
         if others
-        else (pending.recheck, True)
+        else (pending.recheck, ())
     )  # fmt: skip
-    forgotten = forgotten or not complete
+    if dropped:  # what they added and no snapshot has since may stay extra at the vendor (docs/snapshots.md)
+        logger.warning(
+            "snapshot fold out of time: runs dropped, this run is a resync",
+            extra={"audience": manifest.audience_id, "snapshot": manifest.snapshot_id,
+                   "droppedRuns": list(dropped), "folded": len(others) - len(dropped)},
+        )  # fmt: skip
+    forgotten = forgotten or bool(dropped)
     plan = RunPlan(
         bucket=bucket,
         audience_id=manifest.audience_id,
@@ -338,6 +345,7 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
         bad_lines=report.bad,
         recheck=recheck,
         checksum=manifest.checksum,
+        dropped_runs=dropped,
     )
     store.put_json(f"{prefix}{PLAN}", plan.model_dump(mode="json"))  # what a resumed Commit needs
     # Before anything is sent: until this run is applied, the next one re-checks what it may send (also
@@ -587,6 +595,7 @@ def commit(
         "members": plan.members - summed["duplicates"],
         "badLines": plan.bad_lines + summed["duplicates"],
         "targets": plan.targets.model_dump(),
+        **plan.run_fields(),
         **{k: v for k, v in summed.items() if k != "missingPartitions"},
     }
     if summed["missingPartitions"]:

@@ -3,6 +3,7 @@ applied is re-checked by the next one (docs/snapshots.md, "Runs of one audience"
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -557,3 +558,32 @@ def test_a_prepare_out_of_time_for_the_fold_falls_back_to_a_resync_and_the_audie
     record = diff_every_partition_and_commit(store, state, plan, bus)
     assert record["status"] == "APPLIED" and record["sent"] == {"marketo-a": 40, "rf": 40}
     assert {f"person{n}@example.com" for n in range(3)} <= bus.by_status("existing")
+
+
+def test_a_fold_out_of_time_names_the_runs_it_dropped_in_a_warning_the_plan_and_the_run_record(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The review's finding: a fold that ran out of time dropped runs silently (the run only became a
+    resync), though a dropped run's additions may stay extra at the vendor. The Prepare logs a warning
+    (ids and counts, no member) and the plan and the run record list the runs (`droppedRuns`), which
+    `activation snapshot status` shows."""
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(40)]), Bus())
+    for k in range(3):  # f2 folds f0 and f1
+        fail_after_sending(
+            store, state, put_snapshot(f"f{k}", [profile(n) for n in range(40) if n != k], hours=k + 1)
+        )
+    key = put_snapshot("s2", [profile(n) for n in range(40)], hours=4)
+    with caplog.at_level(logging.INFO):
+        plan = runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, state, target=64, time_left=Budget(0))
+    assert isinstance(plan, RunPlan) and plan.dropped_runs == ("f2",)
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert (warning.audience, warning.snapshot, warning.droppedRuns, warning.folded) == (  # type: ignore[attr-defined]
+        AUDIENCE,
+        "s2",
+        ["f2"],
+        0,
+    )
+    assert "@" not in caplog.text  # no member's value
+    record = diff_every_partition_and_commit(store, state, plan, Bus())
+    assert record["status"] == "APPLIED" and record["droppedRuns"] == ["f2"]
+    assert state.run(AUDIENCE, "s2")["droppedRuns"] == ["f2"]  # type: ignore[index]
