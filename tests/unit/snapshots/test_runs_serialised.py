@@ -376,11 +376,9 @@ def test_an_applied_run_deletes_the_folded_set_it_re_checked_a_backfill_keeps_it
     assert list(store.keys(final.recheck.prefix)) == []
 
 
-def test_a_pointer_item_listing_several_runs_as_stored_before_the_fold_is_folded_by_the_next_run(
-    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
-) -> None:
-    """A stack upgraded with runs listed one by one (no `recheck`, no `instances`): the next Prepare folds
-    them one after the other (one run's partition in memory at a time) and re-checks every one."""
+def listed_one_by_one(store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter) -> list[RunPlan]:
+    """s1 applied (40 members), then f0, f1, f2 failed, each exiting one member, listed on the pointer
+    item one by one as a stack stored them before the fold (no `recheck`, no `instances`)."""
     run(store, state, put_snapshot("s1", [profile(n) for n in range(40)]), Bus())
     failed = [
         fail_after_sending(
@@ -395,6 +393,15 @@ def test_a_pointer_item_listing_several_runs_as_stored_before_the_fold_is_folded
         for p in failed
     )
     state.dynamodb.put_item(TableName=state.table, Item=state.item(AUDIENCE, applied, Pending(open=listed)))
+    return failed
+
+
+def test_a_pointer_item_listing_several_runs_as_stored_before_the_fold_is_folded_by_the_next_run(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """A stack upgraded with runs listed one by one (no `recheck`, no `instances`): the next Prepare folds
+    them one after the other (one run's partition in memory at a time) and re-checks every one."""
+    listed_one_by_one(store, state, put_snapshot)
     bus = Bus()
     record = run(store, state, put_snapshot("s2", [profile(n) for n in range(40)], hours=5), bus)
     assert record["status"] == "APPLIED"
@@ -596,21 +603,8 @@ def test_a_fold_out_of_time_half_way_keeps_the_runs_it_folded_whole_and_drops_th
     """The partial path: three listed runs (a pointer item as stored before the fold), time for two. The
     set holds what the first two may have changed (each exited one member), not the third's; the third is
     dropped and the run is a resync."""
-    run(store, state, put_snapshot("s1", [profile(n) for n in range(40)]), Bus())
-    failed = [
-        fail_after_sending(
-            store, state, put_snapshot(f"f{k}", [profile(n) for n in range(40) if n != k], hours=k + 1)
-        )
-        for k in range(3)
-    ]
+    failed = listed_one_by_one(store, state, put_snapshot)
     assert all(p.bits == 0 for p in failed)  # one partition each: one check of the clock per run
-    applied = state.pointer(AUDIENCE)
-    assert applied is not None
-    listed = tuple(
-        Unsettled(run_key=p.run_key, snapshot_at=p.snapshot_at, prefix=p.new_prefix, bits=p.bits)
-        for p in failed
-    )
-    state.dynamodb.put_item(TableName=state.table, Item=state.item(AUDIENCE, applied, Pending(open=listed)))
     key = put_snapshot("s2", [profile(n) for n in range(40)], hours=5)
     plan = runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, state, target=64, time_left=Budget(2))
     assert isinstance(plan, RunPlan) and plan.recheck is not None
