@@ -345,7 +345,7 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
         bad_lines=report.bad,
         recheck=recheck,
         checksum=manifest.checksum,
-        dropped_runs=dropped,
+        dropped_runs=dropped or (earlier.dropped_runs if earlier else ()),  # a resumed run keeps them
     )
     store.put_json(f"{prefix}{PLAN}", plan.model_dump(mode="json"))  # what a resumed Commit needs
     # Before anything is sent: until this run is applied, the next one re-checks what it may send (also
@@ -353,7 +353,8 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
     this = Unsettled(run_key=plan.run_key, snapshot_at=plan.snapshot_at, prefix=plan.new_prefix,
                      bits=plan.bits, instances=plan.targets.current, resync=forgotten)  # fmt: skip
     state.set_pending(plan.audience_id, previous, Pending(open=(this,), recheck=recheck))
-    if recheck is not None and recheck != pending.recheck:  # a new copy, which the erasure may have missed
+    if recheck is not None and recheck.prefix.startswith(f"{prefix}unsettled/"):  # a copy this run wrote
+        # (now, or in an attempt whose Prepare failed after listing it), which an erasure may have missed
         snapshot_erasure.reapply_to_folded(store, state, recheck, fold_started)
     return plan
 

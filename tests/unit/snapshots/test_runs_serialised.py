@@ -592,6 +592,8 @@ def test_a_fold_out_of_time_names_the_runs_it_dropped_in_a_warning_the_plan_and_
         0,
     )
     assert "@" not in caplog.text  # no member's value
+    again = runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, state, target=64)  # resumed: nothing to fold
+    assert isinstance(again, RunPlan) and again.dropped_runs == ("f2",)
     record = diff_every_partition_and_commit(store, state, plan, Bus())
     assert record["status"] == "APPLIED" and record["droppedRuns"] == ["f2"]
     assert state.run(AUDIENCE, "s2")["droppedRuns"] == ["f2"]  # type: ignore[index]
