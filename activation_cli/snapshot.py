@@ -328,6 +328,8 @@ def render(data: dict[str, Any]) -> Table:
         status = str(run.get("status"))
         if run.get("reason"):
             status += f" ({run['reason']})"
+        if run.get("droppedRuns"):  # a fold out of time: their additions may stay extra at the vendor
+            status += f", dropped runs: {', '.join(map(str, run['droppedRuns']))}"
         head = [str(run.get("audienceId")), str(run.get("runId") or run.get("snapshotId")), status, str(run.get("members", "")),
                 str(run.get("badLines", ""))]  # fmt: skip
         instances = (run.get("reconciliation") or {}).get("instances") or [

@@ -46,7 +46,7 @@ from activation_core.models.events import ErasureRequestDetail
 from activation_core.observability import logger
 from snapshots.members import member_key
 from snapshots.partitions import Row, partition_name, partition_of, read_rows, write_sorted
-from snapshots.plan import RunPlan
+from snapshots.plan import Recheck, RunPlan
 from snapshots.state import SnapshotState
 from snapshots.store import NotFound, ObjectStore, S3Store
 
@@ -56,6 +56,9 @@ if TYPE_CHECKING:
 STORE = "snapshot-memberships"  # the ledger's instance column for this store
 MARKER = "snapshot-erasure"  # state table partition of the markers a commit applies again
 DEFAULT_STATE_RETENTION_DAYS = 400
+# The longest an erasure runs after writing its marker: the function's Timeout (template.yaml,
+# SnapshotErasureFunction; tests/unit/template/test_security.py holds them equal).
+ERASURE_SECONDS = 900.0
 _ALL_IDENTITIES = ""  # the keying of an audience without `identityNamespace`
 
 
@@ -272,16 +275,32 @@ def markers_since(state: SnapshotState, epoch: float) -> Iterable[Person]:
             yield Person.from_item(item)
 
 
+def apply_markers(store: ObjectStore, state: SnapshotState, membership: Membership, epoch: float) -> int:
+    """The erasures recorded after `epoch`, applied to one membership; how many people were removed."""
+    return sum(bool(erase_membership(store, membership, person)) for person in markers_since(state, epoch))
+
+
 def reapply(store: ObjectStore, state: SnapshotState, plan: RunPlan) -> int:
     """After a commit moved the pointer to `plan`'s membership: the erasures recorded after its snapshot
     was taken, applied to it. How many people were removed again."""
-    membership = Membership(plan.state_prefix, plan.bits)
-    again = sum(
-        bool(erase_membership(store, membership, person))
-        for person in markers_since(state, plan.snapshot_at.timestamp())
+    again = apply_markers(
+        store, state, Membership(plan.state_prefix, plan.bits), plan.snapshot_at.timestamp()
     )
     if again:
         logger.info("erasures applied again to a snapshot taken before them", extra={"people": again})
+    return again
+
+
+def reapply_to_folded(store: ObjectStore, state: SnapshotState, recheck: Recheck, fold_started: float) -> int:
+    """After a Prepare listed the folded set it copied forward: the erasures that may have run during the
+    fold, applied to the new copy. `erase_folded` reads the set the pointer names once, without the
+    lease: one that read it before the Prepare listed its copy erased only the old copy, perhaps after
+    the fold had read the person from it. Such an erasure wrote its marker at most ERASURE_SECONDS
+    before its last write, so markers from that long before the fold started are applied too."""
+    membership = Membership(recheck.prefix, recheck.bits)
+    again = apply_markers(store, state, membership, fold_started - ERASURE_SECONDS)
+    if again:
+        logger.info("erasures applied again to the folded set a fold wrote", extra={"people": again})
     return again
 
 

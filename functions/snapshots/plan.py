@@ -88,6 +88,8 @@ class RunPlan(BaseModel):
     # "Runs of one audience"): every member they may have changed is sent again as this snapshot has it.
     recheck: Recheck | None = None
     checksum: str = ""  # the members file's (the manifest's): a snapshotId names one file ("" for a backfill)
+    # Listed runs the fold had no time for (recheck.fold): not re-checked, this run is a resync instead.
+    dropped_runs: tuple[str, ...] = ()
 
     @property
     def run_key(self) -> str:
@@ -99,6 +101,11 @@ class RunPlan(BaseModel):
         passes it on); or, for an execution started before the deploy that made the execution the
         lease's owner (it keeps its old definition and Prepare's output has none), the run's key."""
         return str(owner or self.run_key)
+
+    def run_fields(self) -> dict[str, list[str]]:
+        """What the run record says of the plan beyond its counts, applied or failed (`activation snapshot
+        status` shows it): the runs the fold dropped, whose additions may stay extra at the vendor."""
+        return {"droppedRuns": list(self.dropped_runs)} if self.dropped_runs else {}
 
     @property
     def new_prefix(self) -> str:

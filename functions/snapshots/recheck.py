@@ -66,27 +66,28 @@ def fold(
     prefix: str,
     *,
     time_left: Callable[[], float] | None = None,
-) -> tuple[Recheck | None, bool]:
+) -> tuple[Recheck | None, tuple[str, ...]]:
     """`recheck` with each of `runs` folded in, written under `prefix` (one sub-prefix per run folded),
-    and whether every run was; `applied`: the applied membership's (prefix, bits), None when there is
+    and the runs dropped for want of time (their keys); `applied`: the applied membership's (prefix, bits), None when there is
     none. A set or a run whose partitions ended is left out (the caller makes the run a resync).
 
     `time_left`: seconds left to the invocation (None: unbounded). Before each partition it writes, the
     fold checks that the slowest partition so far still fits with FOLD_RESERVE_SECONDS to spare; if not,
-    it stops: the runs folded whole are kept, the others dropped (False: the caller makes the run a
-    resync). A Prepare killed by its timeout would never list itself, and every later run would repeat
+    it stops: the runs folded whole are kept, the others dropped (the caller makes the run a resync). A Prepare killed by its timeout would never list itself, and every later run would repeat
     the same fold."""
     if recheck is not None and not available(store, recheck, ()):
         recheck = None
     slowest = 0.0
-    for run in runs:
+    for position, run in enumerate(runs):
         if not available(store, None, (run,)):
             continue
         bits = max(run.bits, recheck.bits if recheck else 0, applied[1] if applied else 0)
         out = f"{prefix}{run.run_key}/"
         for index in range(1 << bits):
             if time_left is not None and time_left() < FOLD_RESERVE_SECONDS + slowest:
-                return recheck, False  # what it wrote of this run under `out` ends with runs/
+                return recheck, tuple(
+                    r.run_key for r in runs[position:]
+                )  # what it wrote of this run under `out` ends with runs/
             started = time.monotonic()
             sent = sorted(
                 previous_rows(store, run.prefix, run.bits, index, bits), key=lambda r: (r.key, r.number)
@@ -108,4 +109,4 @@ def fold(
             instances=tuple(sorted({*run.instances, *(recheck.instances if recheck else ())})),
             resync=run.resync or (recheck.resync if recheck else False),
         )
-    return recheck, True
+    return recheck, ()

@@ -14,6 +14,7 @@ interrupted run resumes without losing or duplicating a member.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from pydantic import ValidationError
 
 from activation_core.models.config import DestinationsConfig
 from activation_core.models.snapshots import MANIFEST_SUFFIX, SnapshotManifest
+from activation_core.observability import logger
 from activation_core.settings import FunctionSettings
 from snapshots import erasure as snapshot_erasure
 from snapshots.diff import DUPLICATE_LINES, DiffCounts, diff, mark, unique
@@ -301,13 +303,20 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
     forgotten = not available(store, pending.recheck, others) or resync_owed(pending.recheck, pending.open)
     # Every run not applied but this one, folded into the audience's one set (memory, item, plan: flat);
     # out of time for it, the runs not folded are dropped and this run is a resync.
-    recheck, complete = (
+    fold_started = time.time()  # an erasure during the fold: its marker is applied to the new copy below
+    recheck, dropped = (
         fold(store, (previous.prefix, previous.bits) if previous else None, pending.recheck, others,
              f"{prefix}unsettled/", time_left=time_left)
         if others
-        else (pending.recheck, True)
+        else (pending.recheck, ())
     )  # fmt: skip
-    forgotten = forgotten or not complete
+    if dropped:  # what they added and no snapshot has since may stay extra at the vendor (docs/snapshots.md)
+        logger.warning(
+            "snapshot fold out of time: runs dropped, this run is a resync",
+            extra={"audience": manifest.audience_id, "snapshot": manifest.snapshot_id,
+                   "droppedRuns": list(dropped), "folded": len(others) - len(dropped)},
+        )  # fmt: skip
+    forgotten = forgotten or bool(dropped)
     plan = RunPlan(
         bucket=bucket,
         audience_id=manifest.audience_id,
@@ -336,6 +345,7 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
         bad_lines=report.bad,
         recheck=recheck,
         checksum=manifest.checksum,
+        dropped_runs=dropped or (earlier.dropped_runs if earlier else ()),  # a resumed run keeps them
     )
     store.put_json(f"{prefix}{PLAN}", plan.model_dump(mode="json"))  # what a resumed Commit needs
     # Before anything is sent: until this run is applied, the next one re-checks what it may send (also
@@ -343,6 +353,9 @@ def _prepare(  # noqa: PLR0917 - the public prepare()'s arguments, passed on
     this = Unsettled(run_key=plan.run_key, snapshot_at=plan.snapshot_at, prefix=plan.new_prefix,
                      bits=plan.bits, instances=plan.targets.current, resync=forgotten)  # fmt: skip
     state.set_pending(plan.audience_id, previous, Pending(open=(this,), recheck=recheck))
+    if recheck is not None and recheck.prefix.startswith(f"{prefix}unsettled/"):  # a copy this run wrote
+        # (now, or in an attempt whose Prepare failed after listing it), which an erasure may have missed
+        snapshot_erasure.reapply_to_folded(store, state, recheck, fold_started)
     return plan
 
 
@@ -583,6 +596,7 @@ def commit(
         "members": plan.members - summed["duplicates"],
         "badLines": plan.bad_lines + summed["duplicates"],
         "targets": plan.targets.model_dump(),
+        **plan.run_fields(),
         **{k: v for k, v in summed.items() if k != "missingPartitions"},
     }
     if summed["missingPartitions"]:

@@ -58,3 +58,16 @@ def test_com_08_snapshot_status_shows_a_running_runs_progress_per_instance() -> 
         "1",
         "396",
     ]
+
+
+def test_snapshot_status_names_the_runs_a_fold_out_of_time_dropped() -> None:
+    """A run whose fold ran out of time lists the runs it dropped (`droppedRuns`): their additions may
+    stay extra at the vendor (docs/snapshots.md, "Runs of one audience": what the operator does)."""
+    from rich.console import Console
+
+    from activation_cli.snapshot import render
+
+    run = {"audienceId": "aud-expo", "runId": "s2", "status": "APPLIED", "members": 40, "droppedRuns": ["f2"]}
+    console = Console(width=220, record=True)
+    console.print(render({"stack": "s", "running": [], "runs": [run]}))
+    assert "APPLIED, dropped runs: f2" in console.export_text()

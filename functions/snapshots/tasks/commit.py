@@ -67,6 +67,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "detail": "a partition failed after its retries; run the same snapshot again to resume",
             "runId": plan.run_key,
             "backfill": plan.backfill,
+            **plan.run_fields(),
         }
         if not state.put_run(plan.audience_id, plan.run_key, record, keep_applied=True):
             # Another execution of the same run (the manifest delivered twice, this one's lease lost)

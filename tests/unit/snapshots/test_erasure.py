@@ -101,6 +101,24 @@ def diffed(store: DirStore, state: SnapshotState, manifest_key: str) -> RunPlan:
     return plan
 
 
+def two_failed_runs(store: DirStore, state: SnapshotState, put: SnapshotWriter) -> None:
+    """f0 and f1 each exit person7 and person8 and fail (f1's Prepare folds f0): the folded set holds both."""
+    for k, hours in ((0, 3), (1, 4)):
+        plan = diffed(
+            store, state, put(f"f{k}", [profile(i) for i in range(100) if i not in (7, 8)], hours=hours)
+        )
+        state.release(AUDIENCE, plan.run_key)
+
+
+def folded_emails(store: DirStore, prefix: str) -> set[str]:
+    """The e-mail addresses in a folded set (runs/<audience>/<run>/unsettled/<run>/)."""
+    return {
+        json.loads(row.line)["identities"]["email"]
+        for path in sorted((store.root / prefix).glob("part-*.tsv.gz"))
+        for row in read_rows(store, f"{prefix}{path.name}")
+    }
+
+
 def test_an_erasure_removes_the_person_from_every_audiences_membership_and_only_them(
     store: CountingStore, state: SnapshotState, put_snapshot: SnapshotWriter
 ) -> None:
@@ -211,23 +229,13 @@ def test_an_erasure_removes_the_person_from_the_folded_set_of_failed_runs_to_re_
     changed; each fold copies it forward, so while runs keep failing it outlived the runs/ retention.
     The erasure rewrites it too (the partitions of a listed run not yet folded are left: docs/snapshots.md)."""
     applied(store, state, put_snapshot, n=100)
-    for k, hours in ((0, 3), (1, 4)):  # each exits person7 and person8 and fails (the second folds the first)
-        plan = diffed(store, state, put_snapshot(f"f{k}", [profile(i) for i in range(100) if i not in (7, 8)],
-                                                 hours=hours))  # fmt: skip
-        state.release(AUDIENCE, plan.run_key)
+    two_failed_runs(store, state, put_snapshot)
     folded = state.audience(AUDIENCE)[1].recheck
     assert folded is not None
 
-    def in_set() -> set[str]:
-        return {
-            json.loads(row.line)["identities"]["email"]
-            for path in sorted((store.root / folded.prefix).glob("part-*.tsv.gz"))
-            for row in read_rows(store, f"{folded.prefix}{path.name}")
-        }
-
-    assert in_set() == {"person7@example.com", "person8@example.com"}
+    assert folded_emails(store, folded.prefix) == {"person7@example.com", "person8@example.com"}
     erasure.erase_everywhere(store, state, "dsr-1", {"email": "person7@example.com"}, now=ERASED_AT)
-    assert in_set() == {"person8@example.com"}
+    assert folded_emails(store, folded.prefix) == {"person8@example.com"}
 
 
 def test_the_answer_is_listed_per_request_erased_not_found_and_kept_erased_on_redelivery(
@@ -274,3 +282,56 @@ def _sqs(event: dict[str, Any]) -> Any:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
     return SQSRecord(sqs_record(event))
+
+
+def test_an_erasure_during_a_prepares_fold_does_not_leave_the_person_in_the_new_folded_set(
+    store: CountingStore, state: SnapshotState, put_snapshot: SnapshotWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review's finding: the erasure reads the audience's folded set once, without the lease, while a
+    Prepare copies that set forward under its own prefix (minutes for a large one). An erasure that read
+    the set before the Prepare listed the new copy erased the old copy only, and the person stayed in the
+    new one. The Prepare applies the erasures recorded since its fold started to the copy it wrote."""
+    applied(store, state, put_snapshot, n=100)
+    two_failed_runs(store, state, put_snapshot)
+    set_pending = state.set_pending
+
+    def erasure_in_the_fold(*args: Any, **kwargs: Any) -> None:
+        # The fold has copied the set forward; the erasure (its marker at the real time: after the fold
+        # started) reads the set the pointer still names and erases that copy only.
+        erasure.erase_everywhere(store, state, "dsr-1", {"email": "person7@example.com"})
+        set_pending(*args, **kwargs)
+
+    monkeypatch.setattr(state, "set_pending", erasure_in_the_fold)
+    plan = diffed(store, state, put_snapshot("s2", [profile(i) for i in range(100)], hours=5))
+    folded = plan.recheck
+    assert folded is not None and folded.runs == 2 and folded.prefix.startswith(plan.run_prefix)
+    assert folded_emails(store, folded.prefix) == {"person8@example.com"}
+
+
+def test_a_prepare_retried_after_it_listed_its_folded_set_still_applies_the_erasure_to_it(
+    store: CountingStore, state: SnapshotState, put_snapshot: SnapshotWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same erasure during the fold, and the Prepare fails after listing its copy (before applying
+    the markers): its retry folds nothing more (the listed run is its own) but still erases the copy."""
+    applied(store, state, put_snapshot, n=100)
+    two_failed_runs(store, state, put_snapshot)
+    set_pending, reapply = state.set_pending, erasure.reapply_to_folded
+
+    def erasure_in_the_fold(*args: Any, **kwargs: Any) -> None:
+        erasure.erase_everywhere(store, state, "dsr-1", {"email": "person7@example.com"})
+        set_pending(*args, **kwargs)
+        monkeypatch.setattr(state, "set_pending", set_pending)
+
+    def unavailable(*args: Any) -> int:
+        monkeypatch.setattr(erasure, "reapply_to_folded", reapply)
+        raise RuntimeError("state table unavailable")
+
+    monkeypatch.setattr(state, "set_pending", erasure_in_the_fold)
+    monkeypatch.setattr(erasure, "reapply_to_folded", unavailable)
+    key = put_snapshot("s2", [profile(i) for i in range(100)], hours=5)
+    with pytest.raises(RuntimeError):
+        runner.prepare(store, "bucket", key, TWO_AUDIENCES, state, target=64)
+    plan = diffed(store, state, key)  # the retry
+    folded = plan.recheck
+    assert folded is not None and folded.prefix.startswith(plan.run_prefix)
+    assert folded_emails(store, folded.prefix) == {"person8@example.com"}

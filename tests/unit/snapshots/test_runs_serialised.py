@@ -3,6 +3,8 @@ applied is re-checked by the next one (docs/snapshots.md, "Runs of one audience"
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 from activation_core.locks import LeaseLock
 from snapshots import runner
 from snapshots.diff import UNSETTLED, unsettle
-from snapshots.partitions import Row
+from snapshots.partitions import Row, read_rows
 from snapshots.plan import BackfillRequest, RunPlan, Unsettled
 from snapshots.state import LEASE_SECONDS, AudienceBusy, LeaseLost, Pending, SnapshotState
 from snapshots.store import DirStore, S3Store
@@ -374,11 +376,9 @@ def test_an_applied_run_deletes_the_folded_set_it_re_checked_a_backfill_keeps_it
     assert list(store.keys(final.recheck.prefix)) == []
 
 
-def test_a_pointer_item_listing_several_runs_as_stored_before_the_fold_is_folded_by_the_next_run(
-    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
-) -> None:
-    """A stack upgraded with runs listed one by one (no `recheck`, no `instances`): the next Prepare folds
-    them one after the other (one run's partition in memory at a time) and re-checks every one."""
+def listed_one_by_one(store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter) -> list[RunPlan]:
+    """s1 applied (40 members), then f0, f1, f2 failed, each exiting one member, listed on the pointer
+    item one by one as a stack stored them before the fold (no `recheck`, no `instances`)."""
     run(store, state, put_snapshot("s1", [profile(n) for n in range(40)]), Bus())
     failed = [
         fail_after_sending(
@@ -393,6 +393,15 @@ def test_a_pointer_item_listing_several_runs_as_stored_before_the_fold_is_folded
         for p in failed
     )
     state.dynamodb.put_item(TableName=state.table, Item=state.item(AUDIENCE, applied, Pending(open=listed)))
+    return failed
+
+
+def test_a_pointer_item_listing_several_runs_as_stored_before_the_fold_is_folded_by_the_next_run(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """A stack upgraded with runs listed one by one (no `recheck`, no `instances`): the next Prepare folds
+    them one after the other (one run's partition in memory at a time) and re-checks every one."""
+    listed_one_by_one(store, state, put_snapshot)
     bus = Bus()
     record = run(store, state, put_snapshot("s2", [profile(n) for n in range(40)], hours=5), bus)
     assert record["status"] == "APPLIED"
@@ -557,3 +566,125 @@ def test_a_prepare_out_of_time_for_the_fold_falls_back_to_a_resync_and_the_audie
     record = diff_every_partition_and_commit(store, state, plan, bus)
     assert record["status"] == "APPLIED" and record["sent"] == {"marketo-a": 40, "rf": 40}
     assert {f"person{n}@example.com" for n in range(3)} <= bus.by_status("existing")
+
+
+def test_a_fold_out_of_time_names_the_runs_it_dropped_in_a_warning_the_plan_and_the_run_record(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The review's finding: a fold that ran out of time dropped runs silently (the run only became a
+    resync), though a dropped run's additions may stay extra at the vendor. The Prepare logs a warning
+    (ids and counts, no member) and the plan and the run record list the runs (`droppedRuns`), which
+    `activation snapshot status` shows."""
+    run(store, state, put_snapshot("s1", [profile(n) for n in range(40)]), Bus())
+    for k in range(3):  # f2 folds f0 and f1
+        fail_after_sending(
+            store, state, put_snapshot(f"f{k}", [profile(n) for n in range(40) if n != k], hours=k + 1)
+        )
+    key = put_snapshot("s2", [profile(n) for n in range(40)], hours=4)
+    with caplog.at_level(logging.INFO):
+        plan = runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, state, target=64, time_left=Budget(0))
+    assert isinstance(plan, RunPlan) and plan.dropped_runs == ("f2",)
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert (warning.audience, warning.snapshot, warning.droppedRuns, warning.folded) == (  # type: ignore[attr-defined]
+        AUDIENCE,
+        "s2",
+        ["f2"],
+        0,
+    )
+    assert "@" not in caplog.text  # no member's value
+    again = runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, state, target=64)  # resumed: nothing to fold
+    assert isinstance(again, RunPlan) and again.dropped_runs == ("f2",)
+    record = diff_every_partition_and_commit(store, state, plan, Bus())
+    assert record["status"] == "APPLIED" and record["droppedRuns"] == ["f2"]
+    assert state.run(AUDIENCE, "s2")["droppedRuns"] == ["f2"]  # type: ignore[index]
+
+
+def test_a_fold_out_of_time_half_way_keeps_the_runs_it_folded_whole_and_drops_the_rest(
+    store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
+) -> None:
+    """The partial path: three listed runs (a pointer item as stored before the fold), time for two. The
+    set holds what the first two may have changed (each exited one member), not the third's; the third is
+    dropped and the run is a resync."""
+    failed = listed_one_by_one(store, state, put_snapshot)
+    assert all(p.bits == 0 for p in failed)  # one partition each: one check of the clock per run
+    key = put_snapshot("s2", [profile(n) for n in range(40)], hours=5)
+    plan = runner.prepare(store, "bucket", key, TWO_OF_A_TYPE, state, target=64, time_left=Budget(2))
+    assert isinstance(plan, RunPlan) and plan.recheck is not None
+    assert (plan.recheck.runs, plan.recheck.last_run, plan.dropped_runs) == (2, "f1", ("f2",))
+    in_set = {
+        json.loads(row.line)["identities"]["email"]
+        for path in sorted((store.root / plan.recheck.prefix).glob("part-*.tsv.gz"))
+        for row in read_rows(store, f"{plan.recheck.prefix}{path.name}")
+    }
+    assert in_set == {"person0@example.com", "person1@example.com"}
+    assert plan.targets.full == plan.targets.current  # a resync
+    assert [(u.run_key, u.resync) for u in state.audience(AUDIENCE)[1].open] == [("s2", True)]
+
+
+class LambdaContext:
+    """What the Prepare task reads of its Lambda context: the time left to the invocation."""
+
+    def __init__(self, remaining_ms: int) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def test_the_prepare_task_bounds_the_fold_by_its_lambda_contexts_time_left(
+    tasks_env: S3Store,
+    store: DirStore,
+    state: SnapshotState,
+    put_snapshot: SnapshotWriter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The handler's wiring: 20 s left to the invocation is less than the fold's 30 s reserve, so the
+    Prepare task (moto S3, SSM and table, through its handler) drops the failed run and lists itself as a
+    resync; without the context's clock (deadline.begin) the fold would run unbounded. A failure path
+    after it (RecordFailure) records the dropped run too."""
+    from snapshots.tasks import commit as commit_task
+    from snapshots.tasks import prepare as prepare_task
+
+    parameter = "/test/snapshot-prepare/destinations"
+    boto3.client("ssm").put_parameter(
+        Name=parameter, Type="String", Value=TWO_OF_A_TYPE.model_dump_json(by_alias=True, exclude_none=True)
+    )
+    monkeypatch.setenv("SNAPSHOT_BUCKET_NAME", "bucket")
+    monkeypatch.setenv("CONFIG_PARAMETER_NAME", parameter)
+    from snapshots.settings import snapshot_settings
+
+    snapshot_settings.cache_clear()
+    s3 = tasks_env
+
+    def uploaded(snapshot_id: str, members: list[dict[str, Any]], hours: int) -> str:
+        key = put_snapshot(snapshot_id, members, hours=hours)
+        for name in store.keys("incoming/"):
+            with store.open(name) as body:
+                s3.s3.put_object(Bucket="bucket", Key=name, Body=body.read())
+        return key
+
+    first = runner.prepare(
+        s3, "bucket", uploaded("s1", [profile(n) for n in range(8)], 0), TWO_OF_A_TYPE, state
+    )
+    assert isinstance(first, RunPlan)
+    for index in range(1 << first.bits):
+        runner.diff_partition(s3, first, index, Bus(), "bus")
+    assert runner.commit(s3, first, state)["status"] == "APPLIED"
+    failed = runner.prepare(
+        s3, "bucket", uploaded("f1", [profile(n) for n in range(1, 8)], 1), TWO_OF_A_TYPE, state
+    )
+    assert isinstance(failed, RunPlan)
+    for index in range(1 << failed.bits):
+        runner.diff_partition(s3, failed, index, Bus(), "bus")
+    state.release(AUDIENCE, failed.run_key)
+
+    request = {"bucket": "bucket", "manifestKey": uploaded("s2", [profile(n) for n in range(8)], 2)}
+    prepared_ = prepare_task.lambda_handler(
+        {"request": request, "execution": "exec-s2"}, LambdaContext(20_000)
+    )
+    assert prepared_["status"] == "PREPARED"
+    assert [(u.run_key, u.resync) for u in state.audience(AUDIENCE)[1].open] == [("s2", True)]
+    assert prepared_["plan"]["dropped_runs"] == ["f1"]
+    commit_task.lambda_handler({"prepared": prepared_, "error": {"Error": "States.TaskFailed"}}, None)
+    assert state.run(AUDIENCE, "s2")["droppedRuns"] == ["f1"]  # type: ignore[index]
+    snapshot_settings.cache_clear()

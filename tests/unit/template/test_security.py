@@ -592,3 +592,24 @@ def test_the_snapshot_erasure_rewrites_the_folded_sets_and_no_other_run_object(
         "runs/aud-1/s2/plan.json",
     ):
         assert not may("PutObject", key), key
+
+
+def test_prepare_reads_the_erasure_markers_and_no_other_key_by_query(resources: dict[str, Any]) -> None:
+    """A Prepare that folded failed runs applies the erasures recorded during its fold to the set it wrote
+    (snapshots/erasure.py, reapply_to_folded): it may Query the `snapshot-erasure` partition, as Commit
+    does, and no other key. The markers it reads go back ERASURE_SECONDS before the fold: the erasure
+    function's Timeout, the longest it writes after its marker."""
+    from local.iam_audit import Request, allowed
+    from snapshots.erasure import ERASURE_SECONDS
+
+    table = [
+        {**s, "Resource": STATE_TABLE_ARN}
+        for s in _table_statements(resources["SnapshotPrepareFunctionRole"]["Properties"], "StateTable")
+    ]
+
+    def may_query(key: str) -> bool:
+        return allowed(table, Request("dynamodb:Query", STATE_TABLE_ARN, (key,)))
+
+    assert may_query("snapshot-erasure")
+    assert not may_query("snapshot") and not may_query("erasure#stack#dsr-1")
+    assert resources["SnapshotErasureFunction"]["Properties"]["Timeout"] <= ERASURE_SECONDS
