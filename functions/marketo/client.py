@@ -338,11 +338,13 @@ class MarketoClient:
         )
         found: list[FoundLead] = []
         for group in groups:
-            # A 414 all the same (a proxy counting otherwise) halves the group until each half fits.
+            # A 414 all the same (a proxy counting otherwise) halves the group until each half fits;
+            # a throttle, a server error or an expired token ends the lookup at once (no further GETs).
             for sent in isolate(
                 group,
                 partial(self._find_group, filter_type, fields),
                 split_on=lambda e: isinstance(e, UriTooLong),
+                raise_on=(RetryableError, AuthError),
             ):
                 if isinstance(sent, Failed):
                     raise sent.error

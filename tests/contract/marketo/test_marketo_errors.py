@@ -223,6 +223,22 @@ def test_414_on_a_lookup_splits_it_in_halves_as_gets(fake: FakeMarketo, run_with
     ]  # fmt: skip
 
 
+def test_a_lookup_split_after_a_414_stops_at_the_first_error_that_retries(
+    fake: FakeMarketo, run_with: Callable[..., Run]
+) -> None:
+    """After the split, a server that keeps failing ends the lookup: the other half is not requested
+    (its GETs would spend the rate limit for nothing) and the records go back to be retried."""
+    fake.add_lead(email="ada@example.com")
+    fake.add_lead(email="grace@example.com")
+    fake.fail_next(LEADS, 1, 414)
+    fake.fail_next(LEADS, 50, 503)
+    run = run_with(**settings_for("audience_only", None))
+    outcomes = run([profile("ada@example.com"), profile("grace@example.com")])
+    assert {o.kind for o in outcomes.values()} == {Kind.RETRY}
+    lookups = fake.calls_to("lookup")
+    assert all(r.query["filterValues"] != ["grace@example.com"] for r in lookups)
+
+
 def test_an_unknown_list_is_a_permanent_rejection(fake: FakeMarketo, run: Run) -> None:
     fake.lists.clear()
     outcomes = run([profile("ada@example.com")])
