@@ -32,14 +32,14 @@ KEYS = [KnownKey("d1", {"email": "hash-1"}), KnownKey("d2", {"email": "hash-2"})
 
 
 def test_an_unprocessed_key_is_written_again_after_a_back_off() -> None:
-    client, slept = LeavesUnprocessed(times=1), []
+    client, slept = LeavesUnprocessed(times=1), list[float]()
     _store(client, slept).record("src", "de", "run-1", KEYS)
     assert [len(call["state"]) for call in client.calls] == [2, 1]  # the one left, sent again
     assert slept == [0.05]
 
 
 def test_keys_dynamodb_keeps_leaving_unprocessed_make_the_page_retry() -> None:
-    client, slept = LeavesUnprocessed(times=99), []
+    client, slept = LeavesUnprocessed(times=99), list[float]()
     with pytest.raises(RetryableError) as raised:
         _store(client, slept).record("src", "de", "run-1", KEYS)
     assert raised.value.reason == "state_throttled"
