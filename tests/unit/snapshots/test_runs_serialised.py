@@ -228,6 +228,11 @@ def test_the_applied_snapshot_again_is_refused_at_once_while_another_run_holds_t
     assert isinstance(again, runner.Refusal) and again.reason == "already_applied"
 
 
+def prepare_another(store: DirStore, state: SnapshotState, manifest: str) -> object:
+    """Another snapshot of the audience asking for it (refused with AudienceBusy while it is held)."""
+    return runner.prepare(store, "bucket", manifest, TWO_OF_A_TYPE, state, target=64)
+
+
 def test_a_refused_second_copy_of_a_running_run_leaves_the_audience_held(
     store: DirStore, state: SnapshotState, put_snapshot: SnapshotWriter
 ) -> None:
@@ -240,8 +245,7 @@ def test_a_refused_second_copy_of_a_running_run_leaves_the_audience_held(
     copy = runner.prepare(store, "bucket", running, nobody, state, target=64)
     assert isinstance(copy, runner.Refusal) and copy.reason == "unknown_audience"
     with pytest.raises(AudienceBusy, match="held by run 's2'"):
-        runner.prepare(store, "bucket", put_snapshot("s3", [profile(n) for n in range(10)], hours=2),
-                       TWO_OF_A_TYPE, state, target=64)  # fmt: skip
+        prepare_another(store, state, put_snapshot("s3", [profile(n) for n in range(10)], hours=2))
 
 
 def test_a_refused_second_copy_of_a_running_backfill_leaves_the_audience_held(
@@ -254,8 +258,7 @@ def test_a_refused_second_copy_of_a_running_backfill_leaves_the_audience_held(
     copy = runner.prepare_backfill(store, request, TWO_OF_A_TYPE, state)  # nothing left to backfill: refused
     assert isinstance(copy, runner.Refusal)
     with pytest.raises(AudienceBusy, match=r"held by run 's1\.backfill-1'"):
-        runner.prepare(store, "bucket", put_snapshot("s2", [profile(n) for n in range(10)], hours=1),
-                       TWO_OF_A_TYPE, state, target=64)  # fmt: skip
+        prepare_another(store, state, put_snapshot("s2", [profile(n) for n in range(10)], hours=1))
 
 
 def test_a_prepare_that_fails_gives_the_audience_back(
