@@ -223,7 +223,7 @@ def test_414_on_a_lookup_splits_it_in_halves_as_gets(fake: FakeMarketo, run_with
     ]  # fmt: skip
 
 
-def test_a_lookup_split_after_a_414_stops_at_the_first_error_that_retries(
+def test_mkt_07_a_lookup_split_after_a_414_stops_at_the_first_error_that_retries(
     fake: FakeMarketo, run_with: Callable[..., Run]
 ) -> None:
     """After the split, a server that keeps failing ends the lookup: the other half is not requested

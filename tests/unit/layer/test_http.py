@@ -191,7 +191,7 @@ def test_retry_then_success(waits: list[float], sleep: Callable[[float], None]) 
         assert 0.0 <= wait <= min(policy.max_delay, policy.base_delay * 2**index)
 
 
-def test_no_log_line_holds_a_url_whatever_the_root_level(caplog: pytest.LogCaptureFixture) -> None:
+def test_com_06_no_log_line_holds_a_url_whatever_the_root_level(caplog: pytest.LogCaptureFixture) -> None:
     """A URL may carry a secret (a token call's query) or a personal value (a lookup's filter values):
     httpx would log it at INFO, and Lambda's ApplicationLogLevel can lower the root logger to DEBUG."""
     caplog.set_level(logging.DEBUG)
