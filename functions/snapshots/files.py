@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from activation_core.models.snapshots import MANIFEST_SUFFIX, SnapshotManifest
 
@@ -28,11 +29,18 @@ def count_lines(path: Path) -> int:
         return sum(1 for line in handle if line.strip())
 
 
+def _text_writer(path: Path) -> TextIO:
+    if not path.name.endswith(".gz"):
+        return path.open("w", encoding="utf-8")
+    return io.TextIOWrapper(gzip.GzipFile(path, "wb", mtime=0), encoding="utf-8")
+
+
 def write_members(path: Path, members: Iterable[dict[str, Any]]) -> int:
-    """JSON Lines, gzip when the name ends in .gz; returns the number of lines."""
-    opener: Any = gzip.open if path.name.endswith(".gz") else open
+    """JSON Lines, gzip when the name ends in .gz; returns the number of lines. The same members give
+    the same bytes (gzip's header time fixed): a file written again keeps its checksum, which a
+    snapshot id reused with another file is refused by (`snapshot_id_reused`)."""
     count = 0
-    with opener(path, "wt", encoding="utf-8") as out:
+    with _text_writer(path) as out:
         for member in members:
             out.write(json.dumps(member, separators=(",", ":"), ensure_ascii=False) + "\n")
             count += 1

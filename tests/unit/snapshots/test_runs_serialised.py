@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -14,6 +16,7 @@ import pytest
 from activation_core.locks import LeaseLock
 from snapshots import runner
 from snapshots.diff import UNSETTLED, unsettle
+from snapshots.files import write_members
 from snapshots.partitions import Row, read_rows
 from snapshots.plan import BackfillRequest, RunPlan, Unsettled
 from snapshots.state import LEASE_SECONDS, AudienceBusy, LeaseLost, Pending, SnapshotState
@@ -155,6 +158,19 @@ def test_another_file_under_the_snapshot_id_of_a_run_that_sent_changes_is_refuse
     exited_by_s2 = {f"person{n}@example.com" for n in range(90, 100)}
     assert record["status"] == "APPLIED"
     assert bus.by_status("existing") == exited_by_s2  # sent again: whatever s2 sent, they are members
+
+
+def test_the_same_members_file_written_again_keeps_its_checksum(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot id is refused with another file (`snapshot_id_reused`), so the same members written
+    again a second later must be the same bytes (gzip's header would hold the time)."""
+    path = tmp_path / "s1.jsonl.gz"
+    write_members(path, [profile(n) for n in range(3)])
+    first = path.read_bytes()
+    monkeypatch.setattr(time, "time", lambda: 2_000_000_000.0)  # a later second
+    write_members(path, [profile(n) for n in range(3)])
+    assert path.read_bytes() == first
 
 
 def test_two_executions_of_one_run_do_not_both_hold_the_audience(
